@@ -1,0 +1,3 @@
+"""GridPilot: an open dispatch control plane for distributed energy resources."""
+
+__version__ = "0.1.0"

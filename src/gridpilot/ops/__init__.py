@@ -1,0 +1,1 @@
+"""Operations: settings, observability, health, the embedded dev stack."""

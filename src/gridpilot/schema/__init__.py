@@ -1,0 +1,1 @@
+"""Wire and storage schema: generated protobuf code, tables, migrations."""

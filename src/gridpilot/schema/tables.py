@@ -1,0 +1,223 @@
+"""The relational model (SQLAlchemy Core). Alembic migrations own the DDL.
+
+Every row carries ``tenant_id`` so that multi-tenancy later needs no table
+rewrite; one tenant, ``default``, exists today.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+DEFAULT_TENANT = "default"
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _tenant() -> Column[str]:
+    return Column(
+        "tenant_id",
+        Text,
+        ForeignKey("tenants.id"),
+        nullable=False,
+        server_default=text(f"'{DEFAULT_TENANT}'"),
+    )
+
+
+def _ts(name: str, nullable: bool = False, now: bool = False) -> Column[object]:
+    return Column(
+        name,
+        DateTime(timezone=True),
+        nullable=nullable,
+        server_default=func.now() if now else None,
+    )
+
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    _ts("created_at", now=True),
+)
+
+sites = Table(
+    "sites",
+    metadata,
+    Column("id", Text, primary_key=True),
+    _tenant(),
+    Column("name", Text, nullable=False),
+    _ts("created_at", now=True),
+    _ts("updated_at", now=True),
+)
+
+gateways = Table(
+    "gateways",
+    metadata,
+    Column("id", Text, primary_key=True),
+    _tenant(),
+    Column("site_id", Text, ForeignKey("sites.id"), nullable=False),
+    Column("agent_version", Text, nullable=False, server_default=""),
+    _ts("first_seen", now=True),
+    _ts("last_seen", now=True),
+)
+
+assets = Table(
+    "assets",
+    metadata,
+    Column("id", Text, primary_key=True),
+    _tenant(),
+    Column("site_id", Text, ForeignKey("sites.id"), nullable=False, index=True),
+    Column("gateway_id", Text, ForeignKey("gateways.id"), nullable=False),
+    Column("name", Text, nullable=False, server_default=""),
+    Column("asset_type", Text, nullable=False),
+    Column("p_min_kw", Float, nullable=False),
+    Column("p_max_kw", Float, nullable=False),
+    Column("capacity_kwh", Float, nullable=False, server_default="0"),
+    Column("default_p_kw", Float, nullable=False, server_default="0"),
+    _ts("created_at", now=True),
+    _ts("updated_at", now=True),
+)
+
+agent_sessions = Table(
+    "agent_sessions",
+    metadata,
+    Column("id", Text, primary_key=True),
+    _tenant(),
+    Column("gateway_id", Text, ForeignKey("gateways.id"), nullable=False),
+    Column("site_id", Text, ForeignKey("sites.id"), nullable=False),
+    Column("headend_id", Text, nullable=False),
+    Column("task_queue", Text, nullable=False),
+    Column("peer", Text, nullable=False, server_default=""),
+    Column("agent_version", Text, nullable=False, server_default=""),
+    _ts("connected_at", now=True),
+    _ts("last_seen", now=True),
+    _ts("ended_at", nullable=True),
+    Column("end_reason", Text, nullable=True),
+    # One live session per gateway, enforced by the database.
+    Index(
+        "uq_agent_sessions_live_gateway",
+        "gateway_id",
+        unique=True,
+        postgresql_where=text("ended_at IS NULL"),
+    ),
+)
+
+dispatches = Table(
+    "dispatches",
+    metadata,
+    Column("id", Text, primary_key=True),
+    _tenant(),
+    Column("kind", Text, nullable=False),  # asset | site
+    Column("parent_id", Text, ForeignKey("dispatches.id"), nullable=True, index=True),
+    Column("asset_id", Text, nullable=True, index=True),
+    Column("site_id", Text, nullable=True, index=True),
+    Column("p_kw", Float, nullable=False),
+    Column("q_kvar", Float, nullable=True),
+    Column("duration_s", Integer, nullable=False),
+    _ts("start_at"),
+    _ts("end_at"),
+    _ts("deliver_by"),
+    Column("state", Text, nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("detail", Text, nullable=False, server_default=""),
+    Column("applied_p_kw", Float, nullable=True),
+    Column("policy", Text, nullable=True),
+    Column("allocation", JSONB, nullable=True),
+    Column("warnings", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("idempotency_key", Text, nullable=True),
+    Column("request_hash", Text, nullable=True),
+    Column("submitted_by", Text, nullable=False, server_default="anonymous"),
+    _ts("created_at", now=True),
+    _ts("updated_at", now=True),
+    UniqueConstraint("tenant_id", "idempotency_key"),
+    Index("ix_dispatches_created_at", "created_at"),
+)
+
+dispatch_transitions = Table(
+    "dispatch_transitions",
+    metadata,
+    Column("dispatch_id", Text, ForeignKey("dispatches.id"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    _tenant(),
+    Column("from_state", Text, nullable=True),
+    Column("to_state", Text, nullable=False),
+    _ts("at"),
+    Column("reason", Text, nullable=True),
+    Column("detail", Text, nullable=False, server_default=""),
+    Column("actor", Text, nullable=False, server_default=""),
+    PrimaryKeyConstraint("dispatch_id", "seq"),
+    # The state machine has no cycles: each state is entered at most once,
+    # which makes recording a transition idempotent.
+    UniqueConstraint("dispatch_id", "to_state"),
+)
+
+TELEMETRY_VALUE_COLUMNS = (
+    "p_kw",
+    "q_kvar",
+    "soc_pct",
+    "available_charge_kw",
+    "available_discharge_kw",
+    "voltage_v",
+    "frequency_hz",
+)
+
+
+def _telemetry_columns() -> list[Column[object]]:
+    return [
+        Column("asset_id", Text, nullable=False),
+        _ts("ts"),
+        Column("tenant_id", Text, nullable=False, server_default=text(f"'{DEFAULT_TENANT}'")),
+        _ts("received_at", now=True),
+        *[Column(name, Float, nullable=True) for name in TELEMETRY_VALUE_COLUMNS],
+        Column("state", Text, nullable=True),
+        Column("details", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    ]
+
+
+# Partitioned by time (or a hypertable); its DDL is in the baseline migration.
+telemetry = Table(
+    "telemetry",
+    metadata,
+    *_telemetry_columns(),
+    PrimaryKeyConstraint("asset_id", "ts"),
+    info={"managed_by_migration": True},
+)
+
+telemetry_latest = Table(
+    "telemetry_latest",
+    metadata,
+    *_telemetry_columns(),
+    PrimaryKeyConstraint("asset_id"),
+)
+
+ingest_watermarks = Table(
+    "ingest_watermarks",
+    metadata,
+    Column("gateway_id", Text, primary_key=True),
+    _tenant(),
+    Column("last_batch_seq", BigInteger, nullable=False),
+    _ts("updated_at", now=True),
+)
