@@ -1,0 +1,1 @@
+"""Temporal activities: the dispatch workflows' I/O (database, agent sessions)."""

@@ -1,0 +1,58 @@
+"""Activities that run on the headend replica holding the agent's stream.
+
+Their task queue belongs to that process (``gridpilot-headend-<id>``), so a
+workflow reaches the right replica; if the stream is not here (the agent moved
+or dropped) they fail without retry and the workflow resolves the route again.
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from gridpilot.ingest.convert import reason_to_pb, ts_to_pb
+from gridpilot.ingest.sessions import SessionClosed, SessionRegistry
+from gridpilot.schema.pb import agent_pb2 as pb
+from gridpilot.workflows.models import ReleaseCommand, SetpointCommand
+
+
+class DeliveryActivities:
+    def __init__(self, sessions: SessionRegistry) -> None:
+        self._sessions = sessions
+
+    def _send(self, gateway_id: str, msg: pb.HeadendMessage) -> None:
+        session = self._sessions.get(gateway_id)
+        if session is None:
+            raise ApplicationError(
+                f"gateway {gateway_id} has no stream on this headend",
+                type="AGENT_OFFLINE",
+                non_retryable=True,
+            )
+        try:
+            session.send_nowait(msg)
+        except SessionClosed as exc:
+            raise ApplicationError(str(exc), type="AGENT_OFFLINE", non_retryable=True) from exc
+
+    @activity.defn(name="deliver_setpoint")
+    async def deliver_setpoint(self, cmd: SetpointCommand) -> None:
+        sp = pb.Setpoint(
+            dispatch_id=cmd.dispatch_id,
+            asset_id=cmd.asset_id,
+            p_kw=cmd.p_kw,
+            start=ts_to_pb(cmd.start_at),
+            end=ts_to_pb(cmd.end_at),
+        )
+        if cmd.q_kvar is not None:
+            sp.q_kvar = cmd.q_kvar
+        if cmd.ramp_kw_per_s is not None:
+            sp.ramp_kw_per_s = cmd.ramp_kw_per_s
+        self._send(cmd.gateway_id, pb.HeadendMessage(setpoint=sp))
+
+    @activity.defn(name="deliver_release")
+    async def deliver_release(self, cmd: ReleaseCommand) -> None:
+        rel = pb.Release(
+            dispatch_id=cmd.dispatch_id,
+            asset_id=cmd.asset_id,
+            reason=reason_to_pb(cmd.reason),  # type: ignore[arg-type]
+        )
+        self._send(cmd.gateway_id, pb.HeadendMessage(release=rel))

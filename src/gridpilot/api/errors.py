@@ -1,0 +1,98 @@
+"""Every error leaves the API as JSON ``{code, message, field?}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import sqlalchemy.exc
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gridpilot.core.errors import Conflict, DomainError, NotFound, OutOfLimits
+
+
+class Unavailable(Exception):
+    """A dependency (database, Temporal) is down; the client may retry."""
+
+    def __init__(self, what: str, message: str) -> None:
+        super().__init__(message)
+        self.what = what
+        self.message = message
+
+
+def error_body(code: str, message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if field:
+        body["field"] = field
+    body.update(extra)
+    return body
+
+
+STATUS = {NotFound: 404, Conflict: 409, OutOfLimits: 422}
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": _field(tuple(e["loc"])), "message": e["msg"], "type": e["type"]}
+            for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"field": "body", "message": "invalid request"}
+        return JSONResponse(
+            status_code=422,
+            content=error_body(
+                "validation_failed",
+                f"{first['field']}: {first['message']}",
+                str(first["field"]),
+                errors=errors,
+            ),
+        )
+
+    @app.exception_handler(DomainError)
+    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
+        status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 422)
+        return JSONResponse(
+            status_code=status, content=error_body(exc.code, exc.message, exc.field)
+        )
+
+    @app.exception_handler(Unavailable)
+    async def _unavailable(_: Request, exc: Unavailable) -> JSONResponse:
+        return JSONResponse(
+            status_code=503,
+            headers={"Retry-After": "5"},
+            content=error_body(f"{exc.what}_unavailable", exc.message),
+        )
+
+    @app.exception_handler(sqlalchemy.exc.OperationalError)
+    @app.exception_handler(sqlalchemy.exc.InterfaceError)
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(TimeoutError)
+    async def _db_down(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(
+            status_code=503,
+            headers={"Retry-After": "5"},
+            content=error_body(
+                "database_unavailable", "the database is not reachable; retry shortly"
+            ),
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(status_code=exc.status_code, content=error_body(code, str(exc.detail)))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(
+            status_code=500,
+            content=error_body("internal_error", f"unexpected error ({type(exc).__name__})"),
+        )

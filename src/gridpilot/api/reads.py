@@ -1,0 +1,229 @@
+"""Read endpoints: agents, sites, assets, telemetry, dispatches."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from sqlalchemy import and_, func, literal_column, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gridpilot.core.errors import NotFound, ValidationFailed
+from gridpilot.schema import tables as t
+
+from .schemas import (
+    AgentView,
+    AssetView,
+    BucketView,
+    DispatchView,
+    SampleView,
+    SiteView,
+    Transition,
+)
+
+router = APIRouter(prefix="/api/v1")
+MAX_ROWS = 10_000
+BUCKETS = {"1m": "1 minute", "5m": "5 minutes", "15m": "15 minutes", "1h": "1 hour"}
+
+
+def _engine(request: Request) -> AsyncEngine:
+    engine: AsyncEngine = request.app.state.engine
+    return engine
+
+
+@router.get("/agents", response_model=list[AgentView], tags=["agents"])
+async def list_agents(request: Request) -> list[dict[str, Any]]:
+    g, s, live = t.gateways, t.sites, t.agent_sessions.alias("live")
+    q = (
+        select(
+            g.c.id.label("gateway_id"),
+            g.c.site_id,
+            s.c.name.label("site_name"),
+            g.c.last_seen,
+            g.c.agent_version,
+            live.c.id.label("session_id"),
+            live.c.peer,
+            live.c.headend_id,
+            live.c.connected_at,
+            live.c.last_seen.label("session_last_seen"),
+        )
+        .select_from(
+            g.join(s, s.c.id == g.c.site_id).outerjoin(
+                live, and_(live.c.gateway_id == g.c.id, live.c.ended_at.is_(None))
+            )
+        )
+        .order_by(g.c.id)
+    )
+    async with _engine(request).connect() as conn:
+        rows = (await conn.execute(q)).mappings().all()
+    return [
+        {
+            **r,
+            "connected": r["session_id"] is not None,
+            "last_seen": r["session_last_seen"] or r["last_seen"],
+        }
+        for r in rows
+    ]
+
+
+@router.get("/sites", response_model=list[SiteView], tags=["sites"])
+async def list_sites(request: Request) -> list[dict[str, Any]]:
+    a = t.assets
+    q = (
+        select(
+            t.sites.c.id,
+            t.sites.c.name,
+            func.coalesce(func.array_agg(a.c.id).filter(a.c.id.is_not(None)), []).label(
+                "asset_ids"
+            ),
+            func.coalesce(func.sum(a.c.p_min_kw), 0).label("p_min_kw"),
+            func.coalesce(func.sum(a.c.p_max_kw), 0).label("p_max_kw"),
+        )
+        .select_from(t.sites.outerjoin(a, a.c.site_id == t.sites.c.id))
+        .group_by(t.sites.c.id)
+        .order_by(t.sites.c.id)
+    )
+    async with _engine(request).connect() as conn:
+        rows = (await conn.execute(q)).mappings().all()
+    return [{**r, "asset_ids": sorted(r["asset_ids"])} for r in rows]
+
+
+@router.get("/assets", response_model=list[AssetView], tags=["assets"])
+async def list_assets(request: Request, site_id: str | None = None) -> list[dict[str, Any]]:
+    q = select(t.assets).order_by(t.assets.c.id)
+    if site_id:
+        q = q.where(t.assets.c.site_id == site_id)
+    async with _engine(request).connect() as conn:
+        return [dict(r) for r in (await conn.execute(q)).mappings().all()]
+
+
+@router.get("/assets/{asset_id}", response_model=AssetView, tags=["assets"])
+async def get_asset(request: Request, asset_id: str) -> dict[str, Any]:
+    async with _engine(request).connect() as conn:
+        row = (
+            (await conn.execute(select(t.assets).where(t.assets.c.id == asset_id)))
+            .mappings()
+            .first()
+        )
+    if row is None:
+        raise NotFound(f"asset {asset_id} does not exist", field="asset_id")
+    return dict(row)
+
+
+@router.get("/assets/{asset_id}/telemetry/latest", response_model=SampleView, tags=["telemetry"])
+async def latest_telemetry(request: Request, asset_id: str) -> dict[str, Any]:
+    q = select(t.telemetry_latest).where(t.telemetry_latest.c.asset_id == asset_id)
+    async with _engine(request).connect() as conn:
+        row = (await conn.execute(q)).mappings().first()
+        if row is None:
+            exists = (
+                await conn.execute(select(t.assets.c.id).where(t.assets.c.id == asset_id))
+            ).first()
+            what = "has no telemetry yet" if exists else "does not exist"
+            raise NotFound(f"asset {asset_id} {what}", field="asset_id")
+    return dict(row)
+
+
+@router.get("/telemetry", response_model=list[SampleView] | list[BucketView], tags=["telemetry"])
+async def telemetry(
+    request: Request,
+    asset_id: str | None = None,
+    site_id: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    bucket: Annotated[str | None, Query(description="1m, 5m, 15m or 1h")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_ROWS)] = 1000,
+) -> list[dict[str, Any]]:
+    if not asset_id and not site_id:
+        raise ValidationFailed("give asset_id or site_id", field="asset_id")
+    now = datetime.now(UTC)
+    end = end or now
+    start = start or end - timedelta(hours=1)
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValidationFailed("start and end need a time zone", field="start")
+    if start >= end:
+        raise ValidationFailed("start must be before end", field="start")
+    tel = t.telemetry
+    where = [tel.c.ts >= start, tel.c.ts < end]
+    if asset_id:
+        where.append(tel.c.asset_id == asset_id)
+    if site_id:
+        where.append(tel.c.asset_id.in_(select(t.assets.c.id).where(t.assets.c.site_id == site_id)))
+    if bucket is not None:
+        if bucket not in BUCKETS:
+            raise ValidationFailed(f"bucket must be one of {', '.join(BUCKETS)}", field="bucket")
+        b = func.date_bin(
+            literal_column(f"interval '{BUCKETS[bucket]}'"),
+            tel.c.ts,
+            literal_column("'2000-01-01'::timestamptz"),
+        ).label("bucket")
+        q = (
+            select(
+                tel.c.asset_id,
+                b,
+                func.count().label("samples"),
+                func.avg(tel.c.p_kw).label("p_kw_avg"),
+                func.min(tel.c.p_kw).label("p_kw_min"),
+                func.max(tel.c.p_kw).label("p_kw_max"),
+                func.avg(tel.c.soc_pct).label("soc_pct_avg"),
+            )
+            .where(*where)
+            .group_by(tel.c.asset_id, b)
+            .order_by(b, tel.c.asset_id)
+            .limit(limit)
+        )
+    else:
+        q = select(tel).where(*where).order_by(tel.c.ts, tel.c.asset_id).limit(limit)
+    async with _engine(request).connect() as conn:
+        return [dict(r) for r in (await conn.execute(q)).mappings().all()]
+
+
+@router.get("/dispatches", response_model=list[DispatchView], tags=["dispatches"])
+async def list_dispatches(
+    request: Request,
+    state: str | None = None,
+    asset_id: str | None = None,
+    site_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    d = t.dispatches
+    q = select(d).order_by(d.c.created_at.desc()).limit(limit)
+    if state:
+        q = q.where(d.c.state == state)
+    if asset_id:
+        q = q.where(d.c.asset_id == asset_id)
+    if site_id:
+        q = q.where(d.c.site_id == site_id)
+    async with _engine(request).connect() as conn:
+        return [dict(r) for r in (await conn.execute(q)).mappings().all()]
+
+
+async def dispatch_view(engine: AsyncEngine, dispatch_id: str) -> dict[str, Any]:
+    d, tr = t.dispatches, t.dispatch_transitions
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(d).where(d.c.id == dispatch_id))).mappings().first()
+        if row is None:
+            raise NotFound(f"dispatch {dispatch_id} does not exist", field="dispatch_id")
+        transitions = (
+            (
+                await conn.execute(
+                    select(tr).where(tr.c.dispatch_id == dispatch_id).order_by(tr.c.seq)
+                )
+            )
+            .mappings()
+            .all()
+        )
+        children = (
+            await conn.execute(select(d.c.id).where(d.c.parent_id == dispatch_id).order_by(d.c.id))
+        ).scalars()
+        return {
+            **row,
+            "children": list(children),
+            "transitions": [Transition(**dict(x)) for x in transitions],
+        }
+
+
+@router.get("/dispatches/{dispatch_id}", response_model=DispatchView, tags=["dispatches"])
+async def get_dispatch(request: Request, dispatch_id: str) -> dict[str, Any]:
+    return await dispatch_view(_engine(request), dispatch_id)

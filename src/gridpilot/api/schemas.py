@@ -1,0 +1,144 @@
+"""Request and response bodies of /api/v1 (pydantic types stop here)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:-]+$")]
+Kw = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
+class DispatchCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    asset_id: Id | None = Field(None, description="target asset; wins over site_id")
+    site_id: Id | None = Field(None, description="target site, split over its assets")
+    p_kw: Kw = Field(description="active power, kW; > 0 exports, < 0 imports")
+    duration_s: Annotated[int, Field(strict=True, description="how long the setpoint holds")]
+    q_kvar: Kw | None = None
+    start_at: AwareDatetime | None = Field(None, description="scheduled start; default now")
+    deliver_by: AwareDatetime | None = Field(
+        None, description="expire if not delivered by then; default start + 60 s"
+    )
+    ramp_kw_per_s: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)] | None = None
+
+
+class Transition(BaseModel):
+    seq: int
+    from_state: str | None
+    to_state: str
+    at: datetime
+    reason: str | None
+    detail: str
+    actor: str
+
+
+class DispatchView(BaseModel):
+    id: str
+    kind: str
+    state: str
+    asset_id: str | None
+    site_id: str | None
+    parent_id: str | None
+    p_kw: float
+    q_kvar: float | None
+    duration_s: int
+    start_at: datetime
+    end_at: datetime
+    deliver_by: datetime
+    reason: str | None
+    detail: str
+    applied_p_kw: float | None
+    policy: str | None
+    allocation: dict[str, Any] | None
+    warnings: list[str]
+    submitted_by: str
+    created_at: datetime
+    updated_at: datetime
+    children: list[str] = Field(default_factory=list)
+    transitions: list[Transition] | None = None
+
+
+class SplitLine(BaseModel):
+    asset_id: str
+    p_kw: float
+    weight_kw: float
+    bound_kw: float
+    clamped: bool
+
+
+class SplitPreview(BaseModel):
+    site_id: str | None
+    asset_id: str | None
+    policy: str
+    target_kw: float
+    allocated_kw: float
+    unallocated_kw: float
+    allocations: list[SplitLine]
+    warnings: list[str]
+
+
+class CancelBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    detail: str = Field("", max_length=500)
+
+
+class AgentView(BaseModel):
+    gateway_id: str
+    site_id: str
+    site_name: str
+    connected: bool
+    session_id: str | None
+    peer: str | None
+    headend_id: str | None
+    connected_at: datetime | None
+    last_seen: datetime
+    agent_version: str
+
+
+class SiteView(BaseModel):
+    id: str
+    name: str
+    asset_ids: list[str]
+    p_min_kw: float
+    p_max_kw: float
+
+
+class AssetView(BaseModel):
+    id: str
+    site_id: str
+    gateway_id: str
+    name: str
+    asset_type: str
+    p_min_kw: float
+    p_max_kw: float
+    capacity_kwh: float
+    default_p_kw: float
+
+
+class SampleView(BaseModel):
+    asset_id: str
+    ts: datetime
+    received_at: datetime
+    p_kw: float | None
+    q_kvar: float | None
+    soc_pct: float | None
+    available_charge_kw: float | None
+    available_discharge_kw: float | None
+    voltage_v: float | None
+    frequency_hz: float | None
+    state: str | None
+    details: dict[str, Any]
+
+
+class BucketView(BaseModel):
+    asset_id: str
+    bucket: datetime
+    samples: int
+    p_kw_avg: float | None
+    p_kw_min: float | None
+    p_kw_max: float | None
+    soc_pct_avg: float | None

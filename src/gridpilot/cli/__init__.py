@@ -1,0 +1,1 @@
+"""The ``gridpilot`` command line."""

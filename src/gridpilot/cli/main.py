@@ -1,0 +1,116 @@
+"""``gridpilot``: run the product, its parts, and talk to its API."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gridpilot.ops.logging import configure_logging
+from gridpilot.ops.settings import load_settings
+
+from .agent import agent_app
+from .dispatch import dispatch_app
+
+app = typer.Typer(
+    help="GridPilot: dispatch control plane for distributed energy resources.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema: upgrade and reset.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(agent_app, name="agent")
+app.add_typer(dispatch_app, name="dispatch")
+
+
+@app.command()
+def headend(
+    roles: Annotated[
+        str | None, typer.Option(help="comma list of grpc, api, worker (default: all)")
+    ] = None,
+    api_port: Annotated[int | None, typer.Option(help="REST API port")] = None,
+    grpc_listen: Annotated[str | None, typer.Option(help="AgentGateway host:port")] = None,
+) -> None:
+    """Run a headend: AgentGateway (gRPC), REST API + console, ingest and a Temporal worker.
+
+    Configured by GRIDPILOT_* variables (see .env.example): GRIDPILOT_DATABASE_URL,
+    GRIDPILOT_TEMPORAL_ADDRESS, GRIDPILOT_RESET_DB, ...
+    """
+    from gridpilot.ops.headend import HeadendError, serve
+
+    overrides = {
+        k: v
+        for k, v in {"roles": roles, "api_port": api_port, "grpc_listen": grpc_listen}.items()
+        if v is not None
+    }
+    settings = load_settings(**overrides)
+    configure_logging(settings.log_level)
+    try:
+        asyncio.run(serve(settings))
+    except (HeadendError, ConnectionError) as exc:
+        typer.echo(f"gridpilot headend: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def up(
+    data_dir: Annotated[
+        Path | None, typer.Option(help="where data lives (default: the user data dir)")
+    ] = None,
+    api_port: Annotated[int, typer.Option(help="REST API and console port")] = 8080,
+    grpc_port: Annotated[int, typer.Option(help="AgentGateway gRPC port")] = 50051,
+    temporal_port: Annotated[int, typer.Option(help="Temporal frontend port")] = 7233,
+    ui_port: Annotated[int, typer.Option(help="Temporal UI port")] = 8233,
+    pg_port: Annotated[int, typer.Option(help="embedded PostgreSQL port (0 = any free)")] = 0,
+) -> None:
+    """Start the embedded demo: PostgreSQL, Temporal dev server + UI, a headend and a
+    simulated site (BESS, PV, EV charger behind one edge agent). Ctrl-C stops it all."""
+    from gridpilot.ops.up import UpOptions, run_up
+
+    code = run_up(
+        UpOptions(
+            data_dir=data_dir,
+            api_port=api_port,
+            grpc_port=grpc_port,
+            temporal_port=temporal_port,
+            ui_port=ui_port,
+            pg_port=pg_port,
+        )
+    )
+    raise typer.Exit(code)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the database at GRIDPILOT_DATABASE_URL to the newest schema."""
+    from gridpilot.schema import db
+
+    settings = load_settings()
+    db.upgrade(settings.database_url)
+    db.maintain_partitions(settings.database_url)
+    typer.echo(f"database at revision {db.current_revision(settings.database_url)}")
+
+
+@db_app.command("reset")
+def db_reset(
+    yes: Annotated[bool, typer.Option("--yes", help="confirm: every row is deleted")] = False,
+) -> None:
+    """Drop every table and migrate again (dev only; refused in production)."""
+    from gridpilot.ops.settings import Environment
+    from gridpilot.schema import db
+
+    settings = load_settings()
+    if settings.environment is Environment.PRODUCTION:
+        typer.echo("gridpilot db reset: refused in production (GRIDPILOT_ENVIRONMENT)", err=True)
+        raise typer.Exit(2)
+    if not yes:
+        typer.echo("gridpilot db reset: this deletes every row; pass --yes to confirm", err=True)
+        raise typer.Exit(2)
+    db.reset(settings.database_url)
+    typer.echo("database reset")
+
+
+if __name__ == "__main__":
+    app()

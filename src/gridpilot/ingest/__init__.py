@@ -1,0 +1,1 @@
+"""The headend's agent side: AgentGateway servicer, sessions, telemetry ingest."""

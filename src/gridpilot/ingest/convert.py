@@ -1,0 +1,115 @@
+"""Protobuf <-> core conversions. Protobuf types stop here."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+
+from gridpilot.core.assets import Asset, AssetType, PowerLimits
+from gridpilot.core.errors import ValidationFailed
+from gridpilot.core.lifecycle import ReasonCode
+from gridpilot.core.telemetry import CORE_FIELDS, Sample
+from gridpilot.schema.pb import agent_pb2 as pb
+
+ASSET_TYPE_FROM_PB = {
+    pb.ASSET_TYPE_BESS: AssetType.BESS,
+    pb.ASSET_TYPE_PV: AssetType.PV,
+    pb.ASSET_TYPE_WIND: AssetType.WIND,
+    pb.ASSET_TYPE_EV_CHARGER: AssetType.EV_CHARGER,
+}
+ASSET_TYPE_TO_PB = {v: k for k, v in ASSET_TYPE_FROM_PB.items()}
+
+ACK_STATE_FROM_PB = {
+    pb.ACK_STATE_ACCEPTED: "accepted",
+    pb.ACK_STATE_APPLIED: "applied",
+    pb.ACK_STATE_COMPLETED: "completed",
+    pb.ACK_STATE_REJECTED: "rejected",
+    pb.ACK_STATE_FAILED: "failed",
+    pb.ACK_STATE_RELEASED: "released",
+}
+
+
+def reason_from_pb(value: int) -> ReasonCode | None:
+    if value == pb.REASON_CODE_UNSPECIFIED:
+        return None
+    name = pb.ReasonCode.Name(value).removeprefix("REASON_CODE_")
+    return ReasonCode(name)
+
+
+def reason_to_pb(reason: ReasonCode | None) -> int:
+    if reason is None:
+        return int(pb.REASON_CODE_UNSPECIFIED)
+    return int(pb.ReasonCode.Value(f"REASON_CODE_{reason.value}"))
+
+
+def ts_from_pb(ts: timestamp_pb2.Timestamp) -> datetime:
+    return datetime.fromtimestamp(ts.seconds + ts.nanos / 1e9, tz=UTC)
+
+
+def ts_to_pb(dt: datetime) -> timestamp_pb2.Timestamp:
+    out = timestamp_pb2.Timestamp()
+    out.FromDatetime(dt.astimezone(UTC))
+    return out
+
+
+def asset_from_pb(info: pb.AssetInfo, site_id: str, index: int) -> Asset:
+    """An AssetInfo from Hello as a core Asset; ValidationFailed names the field."""
+    where = f"hello.assets[{index}]"
+    if not info.asset_id:
+        raise ValidationFailed(f"{where}.asset_id is empty", field=f"{where}.asset_id")
+    if info.asset_type not in ASSET_TYPE_FROM_PB:
+        raise ValidationFailed(f"{where}.asset_type is not set", field=f"{where}.asset_type")
+    for name in ("p_min_kw", "p_max_kw", "capacity_kwh", "default_p_kw"):
+        if not math.isfinite(getattr(info, name)):
+            raise ValidationFailed(f"{where}.{name} is not finite", field=f"{where}.{name}")
+    try:
+        limits = PowerLimits(info.p_min_kw, info.p_max_kw)
+    except ValueError as exc:
+        raise ValidationFailed(f"{where}: {exc}", field=f"{where}.p_min_kw") from exc
+    if not limits.contains(info.default_p_kw):
+        raise ValidationFailed(
+            f"{where}.default_p_kw is outside its limits", field=f"{where}.default_p_kw"
+        )
+    return Asset(
+        asset_id=info.asset_id,
+        site_id=site_id,
+        asset_type=ASSET_TYPE_FROM_PB[info.asset_type],
+        limits=limits,
+        name=info.name,
+        capacity_kwh=info.capacity_kwh,
+        default_p_kw=info.default_p_kw,
+    )
+
+
+def sample_from_pb(s: pb.TelemetrySample) -> Sample:
+    values: dict[str, Any] = {
+        name: getattr(s, name)
+        for name in CORE_FIELDS
+        if s.HasField(name)
+    }
+    details = json_format.MessageToDict(s.details) if s.HasField("details") else {}
+    return Sample(
+        asset_id=s.asset_id,
+        ts=ts_from_pb(s.ts),
+        state=s.state if s.HasField("state") else None,
+        details=details,
+        **values,
+    )
+
+
+def sample_to_pb(s: Sample) -> pb.TelemetrySample:
+    out = pb.TelemetrySample(asset_id=s.asset_id, ts=ts_to_pb(s.ts))
+    for name in CORE_FIELDS:
+        value = getattr(s, name)
+        if value is not None:
+            setattr(out, name, value)
+    if s.state is not None:
+        out.state = s.state
+    if s.details:
+        details = struct_pb2.Struct()
+        details.update(s.details)
+        out.details.CopyFrom(details)
+    return out

@@ -1,0 +1,185 @@
+"""Gateways, their sites, assets and sessions in the database."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gridpilot.core.assets import Asset
+from gridpilot.core.errors import Conflict
+from gridpilot.schema import tables as t
+
+
+class GatewayStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def register(
+        self,
+        gateway_id: str,
+        site_id: str,
+        site_name: str,
+        agent_version: str,
+        assets: Sequence[Asset],
+    ) -> None:
+        """Upsert the site, the gateway and its assets in one transaction.
+
+        The first registration binds an asset to its gateway; another gateway
+        claiming it is refused (Conflict) and nothing is written."""
+        async with self._engine.begin() as conn:
+            bound = await conn.execute(
+                select(t.assets.c.id, t.assets.c.gateway_id).where(
+                    t.assets.c.id.in_([a.asset_id for a in assets])
+                )
+            )
+            for asset_id, owner in bound:
+                if owner != gateway_id:
+                    raise Conflict(
+                        f"asset {asset_id} is bound to gateway {owner}",
+                        field="hello.assets.asset_id",
+                    )
+            owner_row = await conn.execute(
+                select(t.gateways.c.site_id).where(t.gateways.c.id == gateway_id)
+            )
+            owner_site = owner_row.scalar()
+            if owner_site is not None and owner_site != site_id:
+                raise Conflict(
+                    f"gateway {gateway_id} belongs to site {owner_site}", field="hello.site_id"
+                )
+            stmt = insert(t.sites).values(id=site_id, name=site_name)
+            await conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[t.sites.c.id],
+                    set_={"name": stmt.excluded.name, "updated_at": func.now()},
+                )
+            )
+            gw = insert(t.gateways).values(
+                id=gateway_id, site_id=site_id, agent_version=agent_version
+            )
+            await conn.execute(
+                gw.on_conflict_do_update(
+                    index_elements=[t.gateways.c.id],
+                    set_={"agent_version": gw.excluded.agent_version, "last_seen": func.now()},
+                )
+            )
+            for a in assets:
+                row = insert(t.assets).values(
+                    id=a.asset_id,
+                    site_id=site_id,
+                    gateway_id=gateway_id,
+                    name=a.name,
+                    asset_type=a.asset_type.value,
+                    p_min_kw=a.limits.p_min_kw,
+                    p_max_kw=a.limits.p_max_kw,
+                    capacity_kwh=a.capacity_kwh,
+                    default_p_kw=a.default_p_kw,
+                )
+                ex = row.excluded
+                await conn.execute(
+                    row.on_conflict_do_update(
+                        index_elements=[t.assets.c.id],
+                        set_={
+                            "name": ex.name,
+                            "asset_type": ex.asset_type,
+                            "p_min_kw": ex.p_min_kw,
+                            "p_max_kw": ex.p_max_kw,
+                            "capacity_kwh": ex.capacity_kwh,
+                            "default_p_kw": ex.default_p_kw,
+                            "updated_at": func.now(),
+                        },
+                    )
+                )
+
+    async def open_session(
+        self,
+        session_id: str,
+        gateway_id: str,
+        site_id: str,
+        headend_id: str,
+        task_queue: str,
+        peer: str,
+        agent_version: str,
+    ) -> list[str]:
+        """Record a live session, ending the gateway's older one (superseded).
+        Returns the ids of the sessions it ended."""
+        async with self._engine.begin() as conn:
+            ended = await conn.execute(
+                update(t.agent_sessions)
+                .where(
+                    and_(
+                        t.agent_sessions.c.gateway_id == gateway_id,
+                        t.agent_sessions.c.ended_at.is_(None),
+                    )
+                )
+                .values(ended_at=func.now(), end_reason="superseded")
+                .returning(t.agent_sessions.c.id)
+            )
+            ended_ids = [r[0] for r in ended]
+            await conn.execute(
+                insert(t.agent_sessions).values(
+                    id=session_id,
+                    gateway_id=gateway_id,
+                    site_id=site_id,
+                    headend_id=headend_id,
+                    task_queue=task_queue,
+                    peer=peer,
+                    agent_version=agent_version,
+                )
+            )
+        return ended_ids
+
+    async def touch(self, session_id: str) -> bool:
+        """Update last_seen; False when the session was ended elsewhere
+        (e.g. superseded through another headend replica)."""
+        async with self._engine.begin() as conn:
+            res = await conn.execute(
+                update(t.agent_sessions)
+                .where(
+                    and_(t.agent_sessions.c.id == session_id, t.agent_sessions.c.ended_at.is_(None))
+                )
+                .values(last_seen=func.now())
+                .returning(t.agent_sessions.c.gateway_id)
+            )
+            gateway_id = res.scalar()
+            if gateway_id is None:
+                return False
+            await conn.execute(
+                update(t.gateways).where(t.gateways.c.id == gateway_id).values(last_seen=func.now())
+            )
+            return True
+
+    async def close_session(self, session_id: str, reason: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(t.agent_sessions)
+                .where(
+                    and_(t.agent_sessions.c.id == session_id, t.agent_sessions.c.ended_at.is_(None))
+                )
+                .values(ended_at=func.now(), end_reason=reason)
+            )
+
+    async def close_headend_sessions(self, headend_id: str, reason: str) -> None:
+        """At start-up and shutdown: sessions this replica held are gone."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(t.agent_sessions)
+                .where(
+                    and_(
+                        t.agent_sessions.c.headend_id == headend_id,
+                        t.agent_sessions.c.ended_at.is_(None),
+                    )
+                )
+                .values(ended_at=func.now(), end_reason=reason)
+            )
+
+    async def last_batch_seq(self, gateway_id: str) -> int:
+        async with self._engine.connect() as conn:
+            res = await conn.execute(
+                select(t.ingest_watermarks.c.last_batch_seq).where(
+                    t.ingest_watermarks.c.gateway_id == gateway_id
+                )
+            )
+            return int(res.scalar() or 0)

@@ -1,0 +1,76 @@
+"""Live agent sessions held by this headend process.
+
+One session per gateway: attaching a new one closes the older (superseded).
+Outbound messages go through a bounded outbox that the stream writer drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from gridpilot.schema.pb import agent_pb2 as pb
+
+OUTBOX_LIMIT = 1024
+
+
+class SessionClosed(Exception):
+    """The agent's stream is gone; the message was not written."""
+
+
+@dataclass(eq=False)
+class AgentSession:
+    session_id: str
+    gateway_id: str
+    site_id: str
+    peer: str
+    asset_ids: frozenset[str]
+    outbox: asyncio.Queue[pb.HeadendMessage | None] = field(default_factory=asyncio.Queue)
+    close_reason: str | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self.close_reason is not None
+
+    def send_nowait(self, msg: pb.HeadendMessage) -> None:
+        if self.closed:
+            raise SessionClosed(f"session {self.session_id} is closed ({self.close_reason})")
+        if self.outbox.qsize() >= OUTBOX_LIMIT:
+            # A stuck stream must not grow memory: drop the session, the
+            # agent reconnects and everything unacked is re-sent.
+            self.close("outbox_full")
+            raise SessionClosed(f"session {self.session_id} outbox is full")
+        self.outbox.put_nowait(msg)
+
+    def close(self, reason: str) -> None:
+        if self.close_reason is None:
+            self.close_reason = reason
+            self.outbox.put_nowait(None)  # wakes the writer; it ends the stream
+
+
+class SessionRegistry:
+    def __init__(self) -> None:
+        self._by_gateway: dict[str, AgentSession] = {}
+
+    def attach(self, session: AgentSession) -> AgentSession | None:
+        old = self._by_gateway.get(session.gateway_id)
+        self._by_gateway[session.gateway_id] = session
+        if old is not None and old is not session:
+            old.close("superseded")
+            return old
+        return None
+
+    def detach(self, session: AgentSession) -> None:
+        if self._by_gateway.get(session.gateway_id) is session:
+            del self._by_gateway[session.gateway_id]
+
+    def get(self, gateway_id: str) -> AgentSession | None:
+        return self._by_gateway.get(gateway_id)
+
+    def all(self) -> list[AgentSession]:
+        return list(self._by_gateway.values())
+
+    def close_all(self, reason: str) -> None:
+        for session in list(self._by_gateway.values()):
+            session.close(reason)
+        self._by_gateway.clear()

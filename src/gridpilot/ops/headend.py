@@ -1,0 +1,226 @@
+"""The headend's composition root: every part of the process is wired here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable
+from datetime import timedelta
+from typing import Any
+
+import grpc
+import structlog
+import uvicorn
+from prometheus_client import CollectorRegistry, Gauge
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+
+from gridpilot.api.app import ApiDeps, create_app
+from gridpilot.api.dispatches import DispatchOptions, DispatchService
+from gridpilot.ingest.acks import TemporalAckSink
+from gridpilot.ingest.pipeline import TelemetryPipeline
+from gridpilot.ingest.registry import GatewayStore
+from gridpilot.ingest.servicer import AgentGatewayServicer
+from gridpilot.ingest.sessions import SessionRegistry
+from gridpilot.schema import db
+from gridpilot.schema.pb import agent_pb2_grpc as pb_grpc
+
+from . import temporal
+from .settings import Environment, Settings
+
+log = structlog.get_logger(__name__)
+
+# Keepalive that tolerates agents behind NATs pinging every 30 s.
+GRPC_SERVER_OPTIONS = [
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 20_000),
+    ("grpc.http2.max_ping_strikes", 0),
+    ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+]
+
+
+class HeadendError(Exception):
+    """A start-up problem worth one clear line to the operator."""
+
+
+def prepare_database(settings: Settings) -> None:
+    if settings.reset_db:
+        if settings.environment is Environment.PRODUCTION:
+            raise HeadendError(
+                "GRIDPILOT_RESET_DB is refused in production (GRIDPILOT_ENVIRONMENT=production)"
+            )
+        log.warning("database_reset", url=_redact(settings.database_url))
+        db.reset(settings.database_url)
+    else:
+        db.upgrade(settings.database_url)
+    db.maintain_partitions(settings.database_url)
+
+
+def _redact(url: str) -> str:
+    head, _, tail = url.rpartition("@")
+    return ("…@" + tail) if head else url
+
+
+def _metrics(sessions: SessionRegistry, pipeline: TelemetryPipeline) -> CollectorRegistry:
+    reg = CollectorRegistry()
+    Gauge("gridpilot_agents_connected", "agent streams on this headend", registry=reg).set_function(
+        lambda: len(sessions.all())
+    )
+    Gauge("gridpilot_ingest_queue_batches", "telemetry batches waiting", registry=reg).set_function(
+        lambda: pipeline.depth
+    )
+    Gauge("gridpilot_ingest_rows_written", "telemetry rows committed", registry=reg).set_function(
+        lambda: pipeline.stats.rows_written
+    )
+    Gauge(
+        "gridpilot_ingest_rows_duplicate", "telemetry rows dropped as duplicates", registry=reg
+    ).set_function(lambda: pipeline.stats.rows_duplicate)
+    Gauge(
+        "gridpilot_ingest_db_available", "1 when the telemetry writer reaches the DB", registry=reg
+    ).set_function(lambda: 1 if pipeline.stats.db_available else 0)
+    return reg
+
+
+class Headend:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine: AsyncEngine = db.async_engine(settings.database_url)
+        self.sessions = SessionRegistry()
+        self.store = GatewayStore(self.engine)
+        self.pipeline = TelemetryPipeline(settings.database_url, settings.telemetry_queue_batches)
+        self.client: Client | None = None
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _readiness(self) -> dict[str, Any]:
+        return {
+            "temporal": "ok" if self.client is not None else "not connected",
+            "telemetry_writer": "ok" if self.pipeline.stats.db_available else "retrying",
+        }
+
+    async def run(self) -> None:
+        s = self.settings
+        await asyncio.to_thread(prepare_database, s)
+        await self.store.close_headend_sessions(s.headend_id, "headend_restarted")
+        self.client = await temporal.connect(s.temporal_address, s.temporal_namespace)
+        tasks: list[asyncio.Task[Any]] = []
+
+        def spawn(coro: Awaitable[Any], name: str) -> None:
+            tasks.append(asyncio.create_task(coro, name=name))  # type: ignore[arg-type]
+
+        grpc_server: grpc.aio.Server | None = None
+        workers = []
+        if s.has_role("worker"):
+            workers.append(temporal.dispatch_worker(self.client, s.task_queue, self.engine))
+        if s.has_role("grpc"):
+            workers.append(
+                temporal.delivery_worker(self.client, s.headend_task_queue, self.sessions)
+            )
+            spawn(self.pipeline.run(), "telemetry-writer")
+            grpc_server = grpc.aio.server(options=GRPC_SERVER_OPTIONS)
+            pb_grpc.add_AgentGatewayServicer_to_server(
+                AgentGatewayServicer(
+                    self.store,
+                    self.sessions,
+                    self.pipeline,
+                    TemporalAckSink(self.client),
+                    s.headend_id,
+                    s.headend_task_queue,
+                    timedelta(seconds=s.max_future_skew_s),
+                ),
+                grpc_server,
+            )
+            grpc_server.add_insecure_port(s.grpc_listen)
+            if s.grpc_insecure:
+                log.warning("grpc_plaintext", listen=s.grpc_listen, note="dev only: no mTLS")
+            await grpc_server.start()
+            log.info("grpc_listening", listen=s.grpc_listen)
+        for w in workers:
+            spawn(w.run(), f"worker-{w.task_queue}")
+        api_server: uvicorn.Server | None = None
+        if s.has_role("api"):
+            service = DispatchService(
+                self.engine,
+                self.client,
+                DispatchOptions(
+                    task_queue=s.task_queue,
+                    delivery_timeout=timedelta(seconds=s.delivery_timeout_s),
+                    ack_timeout_s=s.ack_timeout_s,
+                ),
+            )
+            app = create_app(
+                ApiDeps(
+                    engine=self.engine,
+                    dispatches=service,
+                    readiness=self._readiness,
+                    metrics=_metrics(self.sessions, self.pipeline),
+                )
+            )
+            api_server = uvicorn.Server(
+                uvicorn.Config(
+                    app, host=s.api_host, port=s.api_port, log_level="warning", lifespan="off"
+                )
+            )
+            # The headend owns SIGINT/SIGTERM (a clean, ordered shutdown).
+            api_server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+            spawn(api_server.serve(), "api")
+            log.info("api_listening", url=f"http://{s.api_host}:{s.api_port}")
+        spawn(self._partition_maintenance(), "partitions")
+        log.info("headend_ready", headend_id=s.headend_id, roles=s.roles)
+        stopper = asyncio.create_task(self._stop.wait())
+        done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopper and task.exception() is not None:
+                log.error("headend_task_failed", task=task.get_name(), error=str(task.exception()))
+        await self._shutdown(grpc_server, api_server, workers, tasks)
+
+    async def _shutdown(
+        self,
+        grpc_server: grpc.aio.Server | None,
+        api_server: uvicorn.Server | None,
+        workers: list[Any],
+        tasks: list[asyncio.Task[Any]],
+    ) -> None:
+        log.info("headend_stopping")
+        if api_server is not None:
+            api_server.should_exit = True
+        self.sessions.close_all("headend_stopping")
+        if grpc_server is not None:
+            await grpc_server.stop(grace=2)
+        for w in workers:
+            with contextlib.suppress(Exception):
+                await w.shutdown()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.store.close_headend_sessions(self.settings.headend_id, "headend_stopped")
+        await self.engine.dispose()
+        log.info("headend_stopped")
+
+    async def _partition_maintenance(self) -> None:
+        while True:
+            await asyncio.sleep(3600)
+            try:
+                created = await asyncio.to_thread(
+                    db.maintain_partitions, self.settings.database_url
+                )
+                if created:
+                    log.info("telemetry_partitions_created", names=created)
+            except Exception as exc:
+                log.warning("telemetry_partitions_failed", error=str(exc))
+
+
+async def serve(settings: Settings) -> None:
+    """Run a headend until SIGINT/SIGTERM."""
+    headend = Headend(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, headend.stop)
+    await headend.run()

@@ -1,0 +1,1 @@
+"""Temporal workflows: deterministic, they import only ``gridpilot.core``."""

@@ -1,0 +1,18 @@
+"""Task queues, search attributes and message names, in one place."""
+
+from __future__ import annotations
+
+from temporalio.common import SearchAttributeKey
+
+DEFAULT_TASK_QUEUE = "gridpilot-dispatch"
+
+SA_DISPATCH_STATE = SearchAttributeKey.for_keyword("DispatchState")
+SA_ASSET_ID = SearchAttributeKey.for_keyword("AssetId")
+SA_SITE_ID = SearchAttributeKey.for_keyword("SiteId")
+SA_DISPATCH_KIND = SearchAttributeKey.for_keyword("DispatchKind")
+SEARCH_ATTRIBUTES = (SA_DISPATCH_STATE, SA_ASSET_ID, SA_SITE_ID, SA_DISPATCH_KIND)
+
+SIGNAL_AGENT_ACK = "agent_ack"
+SIGNAL_CANCEL = "cancel"
+SIGNAL_CHILD_STATE = "child_state"
+QUERY_STATUS = "status"

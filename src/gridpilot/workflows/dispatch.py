@@ -1,0 +1,308 @@
+"""DispatchWorkflow: one setpoint for one asset, submitted → … → an end state.
+
+The workflow is the only writer of a dispatch's transitions: it checks each
+one against ``core.lifecycle`` and records it through an activity, so the
+database, the search attributes and the workflow history tell one story.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from gridpilot.core.lifecycle import (
+        DispatchState,
+        ReasonCode,
+        check_transition,
+        path_to,
+    )
+
+    from .constants import (
+        SA_DISPATCH_STATE,
+        SIGNAL_AGENT_ACK,
+        SIGNAL_CANCEL,
+        SIGNAL_CHILD_STATE,
+    )
+    from .models import (
+        AgentAck,
+        CancelRequest,
+        ChildState,
+        DispatchInput,
+        DispatchResult,
+        DispatchStatus,
+        ReleaseCommand,
+        Route,
+        SetpointCommand,
+        TransitionRecord,
+    )
+
+S = DispatchState
+DB_ACTIVITY = {
+    "start_to_close_timeout": timedelta(seconds=10),
+    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=10)),
+}
+# How long a per-replica delivery may wait for its headend to pick it up: a
+# dead replica is noticed quickly and the route is resolved again.
+DELIVERY_PICKUP = timedelta(seconds=5)
+ROUTE_RETRY = timedelta(seconds=2)
+END_GRACE = timedelta(seconds=10)
+
+
+@workflow.defn
+class DispatchWorkflow:
+    @workflow.init
+    def __init__(self, inp: DispatchInput) -> None:
+        self.inp = inp
+        self.state: DispatchState | None = None
+        self.transitions: list[TransitionRecord] = []
+        self.acks: list[AgentAck] = []
+        self.late_acks: list[AgentAck] = []
+        self.cancel_request: CancelRequest | None = None
+        self.applied_p_kw: float | None = None
+        self.gateway_id: str | None = None
+
+    # ------------------------------------------------------------ messages
+    @workflow.signal(name=SIGNAL_AGENT_ACK)
+    def agent_ack(self, ack: AgentAck) -> None:
+        if ack.dispatch_id != self.inp.dispatch_id:
+            return
+        if self.state is not None and self.state.terminal:
+            self.late_acks.append(ack)  # kept for the record, changes nothing
+            return
+        self.acks.append(ack)
+
+    @workflow.signal(name=SIGNAL_CANCEL)
+    def cancel(self, req: CancelRequest) -> None:
+        if self.cancel_request is None:
+            self.cancel_request = req
+
+    @workflow.query
+    def status(self) -> DispatchStatus:
+        return DispatchStatus(
+            dispatch_id=self.inp.dispatch_id,
+            state=self.state,
+            transitions=self.transitions,
+            late_acks=self.late_acks,
+        )
+
+    # ------------------------------------------------------------ main
+    @workflow.run
+    async def run(self, inp: DispatchInput) -> DispatchResult:
+        await workflow.execute_activity("record_dispatch", inp, **DB_ACTIVITY)  # type: ignore[call-overload]
+        await self._to(S.SUBMITTED, actor=inp.submitted_by)
+        end = await self._deliver()
+        if end is None:
+            end = await self._follow_acks()
+        return end
+
+    async def _deliver(self) -> DispatchResult | None:
+        """Resolve the route and write the setpoint; retried until deliver_by."""
+        inp = self.inp
+        assert inp.asset_id is not None
+        while True:
+            if self.cancel_request is not None:
+                return await self._finish_cancelled(sent=False)
+            route: Route = await workflow.execute_activity(
+                "resolve_route", inp.asset_id, result_type=Route, **DB_ACTIVITY
+            )  # type: ignore[call-overload]
+            if not route.known:
+                return await self._end(S.FAILED, ReasonCode.UNKNOWN_ASSET, f"{inp.asset_id}")
+            if route.task_queue is not None and route.gateway_id is not None:
+                self.gateway_id = route.gateway_id
+                try:
+                    await workflow.execute_activity(
+                        "deliver_setpoint",
+                        SetpointCommand(
+                            dispatch_id=inp.dispatch_id,
+                            asset_id=inp.asset_id,
+                            gateway_id=route.gateway_id,
+                            p_kw=inp.p_kw,
+                            q_kvar=inp.q_kvar,
+                            start_at=inp.start_at,
+                            end_at=inp.end_at,
+                            ramp_kw_per_s=inp.ramp_kw_per_s,
+                        ),
+                        task_queue=route.task_queue,
+                        schedule_to_start_timeout=DELIVERY_PICKUP,
+                        start_to_close_timeout=timedelta(seconds=10),
+                        retry_policy=RetryPolicy(maximum_attempts=1),
+                    )
+                    await self._to(S.SENT, detail=f"gateway {route.gateway_id}")
+                    return None
+                except ActivityError:
+                    pass  # replica gone or agent just dropped: resolve again
+            left = (inp.deliver_by - workflow.now()).total_seconds()
+            if left <= 0:
+                return await self._end(
+                    S.EXPIRED, ReasonCode.AGENT_OFFLINE, "agent not reachable before deliver_by"
+                )
+            try:
+                await workflow.wait_condition(
+                    lambda: self.cancel_request is not None,
+                    timeout=min(ROUTE_RETRY, timedelta(seconds=left)),
+                    timeout_summary="wait for the agent",
+                )
+            except TimeoutError:
+                pass
+
+    async def _follow_acks(self) -> DispatchResult:
+        while True:
+            if self.cancel_request is not None:
+                return await self._finish_cancelled(sent=True)
+            while self.acks:
+                end = await self._apply_ack(self.acks.pop(0))
+                if end is not None:
+                    return end
+            deadline = self._deadline()
+            left = (deadline - workflow.now()).total_seconds()
+            if left <= 0:
+                if self.state is S.ACTIVE:
+                    # The agent never confirmed the end: end it here and tell
+                    # the agent to release, so the asset is not left behind.
+                    await self._release(ReasonCode.LEASE_ENDED)
+                    return await self._end(S.COMPLETE, None, "ended by the headend at end_at")
+                return await self._end(
+                    S.EXPIRED,
+                    ReasonCode.DEADLINE_PASSED,
+                    f"no {'ack' if self.state is S.SENT else 'apply'} from the agent in time",
+                )
+            try:
+                await workflow.wait_condition(
+                    lambda: bool(self.acks) or self.cancel_request is not None,
+                    timeout=timedelta(seconds=left),
+                    timeout_summary=f"wait while {self.state}",
+                )
+            except TimeoutError:
+                pass
+
+    def _deadline(self) -> datetime:
+        inp = self.inp
+        ack_window = timedelta(seconds=inp.ack_timeout_s)
+        if self.state is S.SENT:
+            return min(self.transitions[-1].at + ack_window, inp.end_at)
+        if self.state is S.ACKED:
+            return min(max(inp.start_at, self.transitions[-1].at) + ack_window, inp.end_at)
+        return inp.end_at + END_GRACE
+
+    async def _apply_ack(self, ack: AgentAck) -> DispatchResult | None:
+        detail = ack.detail
+        if ack.state == "accepted":
+            if self.state is S.SENT:
+                await self._to(S.ACKED, detail=detail, actor="agent")
+            return None
+        if ack.state == "applied":
+            self.applied_p_kw = ack.applied_p_kw
+            for state in path_to(self.state or S.SUBMITTED, S.ACTIVE):
+                await self._to(state, detail=detail, actor="agent")
+            return None
+        if ack.state == "completed":
+            for state in path_to(self.state or S.SUBMITTED, S.COMPLETE):
+                await self._to(state, detail=detail, actor="agent")
+            return self._result()
+        if ack.state in ("rejected", "failed"):
+            reason = ack.reason or ReasonCode.INVALID_COMMAND
+            return await self._end(S.FAILED, reason, detail, actor="agent")
+        if ack.state == "released":
+            reason = ack.reason or ReasonCode.LINK_LOST_REVERTED
+            if reason in (ReasonCode.CANCELLED_BY_OPERATOR, ReasonCode.SUPERSEDED):
+                return await self._end(S.CANCELLED, reason, detail, actor="agent")
+            return await self._end(S.FAILED, reason, detail, actor="agent")
+        self.late_acks.append(ack)
+        return None
+
+    async def _finish_cancelled(self, sent: bool) -> DispatchResult:
+        req = self.cancel_request
+        assert req is not None
+        if sent:
+            await self._release(req.reason)
+        return await self._end(S.CANCELLED, req.reason, req.detail, actor=req.actor)
+
+    async def _release(self, reason: ReasonCode) -> None:
+        """Best effort: a lost Release is covered by the agent's own lease end."""
+        if self.inp.asset_id is None:
+            return
+        route: Route = await workflow.execute_activity(
+            "resolve_route", self.inp.asset_id, result_type=Route, **DB_ACTIVITY
+        )  # type: ignore[call-overload]
+        if route.task_queue is None or route.gateway_id is None:
+            return
+        try:
+            await workflow.execute_activity(
+                "deliver_release",
+                ReleaseCommand(
+                    dispatch_id=self.inp.dispatch_id,
+                    asset_id=self.inp.asset_id,
+                    gateway_id=route.gateway_id,
+                    reason=reason,
+                ),
+                task_queue=route.task_queue,
+                schedule_to_start_timeout=DELIVERY_PICKUP,
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=RetryPolicy(maximum_attempts=1),
+            )
+        except ActivityError:
+            pass
+
+    # ------------------------------------------------------------ recording
+    async def _end(
+        self, state: DispatchState, reason: ReasonCode | None, detail: str, actor: str = "headend"
+    ) -> DispatchResult:
+        await self._to(state, reason=reason, detail=detail, actor=actor)
+        return self._result()
+
+    def _result(self) -> DispatchResult:
+        last = self.transitions[-1]
+        assert self.state is not None
+        return DispatchResult(
+            dispatch_id=self.inp.dispatch_id,
+            state=self.state,
+            reason=last.reason,
+            detail=last.detail,
+            applied_p_kw=self.applied_p_kw,
+        )
+
+    async def _to(
+        self,
+        state: DispatchState,
+        reason: ReasonCode | None = None,
+        detail: str = "",
+        actor: str = "headend",
+    ) -> None:
+        try:
+            check_transition(self.state, state, reason)
+        except Exception as exc:  # a bug, not bad input: fail loudly, never record it
+            raise ApplicationError(str(exc), type="IllegalTransition", non_retryable=True) from exc
+        record = TransitionRecord(
+            dispatch_id=self.inp.dispatch_id,
+            seq=len(self.transitions) + 1,
+            from_state=self.state,
+            to_state=state,
+            at=workflow.now(),
+            reason=reason,
+            detail=detail,
+            actor=actor,
+            applied_p_kw=self.applied_p_kw,
+        )
+        await workflow.execute_activity("record_transition", record, **DB_ACTIVITY)  # type: ignore[call-overload]
+        self.transitions.append(record)
+        self.state = state
+        workflow.upsert_search_attributes([SA_DISPATCH_STATE.value_set(state.value)])
+        if self.inp.parent_id and self.inp.asset_id:
+            parent = workflow.get_external_workflow_handle(self.inp.parent_id)
+            try:
+                await parent.signal(
+                    SIGNAL_CHILD_STATE,
+                    ChildState(
+                        dispatch_id=self.inp.dispatch_id,
+                        asset_id=self.inp.asset_id,
+                        state=state,
+                        reason=reason,
+                        applied_p_kw=self.applied_p_kw,
+                    ),
+                )
+            except Exception:  # parent already closed: nothing to tell
+                workflow.logger.info("parent %s not reachable", self.inp.parent_id)

@@ -1,0 +1,145 @@
+"""Typed inputs and outputs of the dispatch workflows and their activities."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from gridpilot.core.lifecycle import DispatchState, ReasonCode
+
+
+class DispatchInput(BaseModel):
+    dispatch_id: str
+    kind: str  # core.dispatch.DispatchKind
+    p_kw: float
+    duration_s: int
+    start_at: datetime
+    end_at: datetime
+    deliver_by: datetime
+    asset_id: str | None = None
+    site_id: str | None = None
+    q_kvar: float | None = None
+    ramp_kw_per_s: float | None = None
+    parent_id: str | None = None
+    submitted_by: str = "anonymous"
+    warnings: list[str] = Field(default_factory=list)
+    ack_timeout_s: float = 30.0
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+
+
+class AgentAck(BaseModel):
+    """An agent's DispatchAck, as the headend signals it to the workflow."""
+
+    dispatch_id: str
+    state: str  # accepted | applied | completed | rejected | failed | released
+    at: datetime
+    reason: ReasonCode | None = None
+    detail: str = ""
+    asset_id: str = ""
+    applied_p_kw: float | None = None
+    gateway_id: str = ""
+
+
+class CancelRequest(BaseModel):
+    reason: ReasonCode = ReasonCode.CANCELLED_BY_OPERATOR
+    actor: str = "anonymous"
+    detail: str = ""
+
+
+class ChildState(BaseModel):
+    dispatch_id: str
+    asset_id: str
+    state: DispatchState
+    reason: ReasonCode | None = None
+    applied_p_kw: float | None = None
+
+
+class TransitionRecord(BaseModel):
+    dispatch_id: str
+    seq: int
+    from_state: DispatchState | None
+    to_state: DispatchState
+    at: datetime
+    reason: ReasonCode | None = None
+    detail: str = ""
+    actor: str = ""
+    applied_p_kw: float | None = None
+
+
+class Route(BaseModel):
+    """Where an asset's agent is connected now; task_queue None = offline."""
+
+    asset_id: str
+    known: bool
+    gateway_id: str | None = None
+    task_queue: str | None = None
+
+
+class SetpointCommand(BaseModel):
+    dispatch_id: str
+    asset_id: str
+    gateway_id: str
+    p_kw: float
+    start_at: datetime
+    end_at: datetime
+    q_kvar: float | None = None
+    ramp_kw_per_s: float | None = None
+
+
+class ReleaseCommand(BaseModel):
+    dispatch_id: str
+    asset_id: str
+    gateway_id: str
+    reason: ReasonCode
+
+
+class SplitAsset(BaseModel):
+    asset_id: str
+    asset_type: str
+    p_min_kw: float
+    p_max_kw: float
+    available_charge_kw: float | None = None
+    available_discharge_kw: float | None = None
+
+
+class SplitInputs(BaseModel):
+    site_id: str
+    assets: list[SplitAsset]
+
+
+class AllocationLine(BaseModel):
+    asset_id: str
+    p_kw: float
+    weight_kw: float
+    bound_kw: float
+    clamped: bool
+    child_dispatch_id: str | None = None
+
+
+class AllocationRecord(BaseModel):
+    dispatch_id: str
+    policy: str
+    version: int
+    target_kw: float
+    allocated_kw: float
+    unallocated_kw: float
+    lines: list[AllocationLine]
+
+
+class DispatchResult(BaseModel):
+    dispatch_id: str
+    state: DispatchState
+    reason: ReasonCode | None = None
+    detail: str = ""
+    applied_p_kw: float | None = None
+    requested_kw: float | None = None
+    delivered_kw: float | None = None
+
+
+class DispatchStatus(BaseModel):
+    dispatch_id: str
+    state: DispatchState | None
+    transitions: list[TransitionRecord]
+    late_acks: list[AgentAck] = Field(default_factory=list)
