@@ -48,6 +48,8 @@ def check_power(p_kw: float, field: str = "p_kw") -> None:
 
 
 def check_duration(duration_s: int, bounds: DurationBounds) -> None:
+    if isinstance(duration_s, bool) or not isinstance(duration_s, int):
+        raise ValidationFailed("duration_s must be a whole number of seconds", field="duration_s")
     if not bounds.min_s <= duration_s <= bounds.max_s:
         raise ValidationFailed(
             f"duration_s must be between {bounds.min_s} and {bounds.max_s} seconds",

@@ -95,7 +95,10 @@ def split(
             clamped.add(aid)
         free = [aid for aid in free if aid not in over]
 
-    rounded = _round_to_resolution(share, bound, min(magnitude, sum(bound.values())))
+    # Work in whole watts of the target (nearest), so a sub-watt target is not
+    # floored for the shares yet rounded up for the remainder.
+    whole_kw = round(magnitude / RESOLUTION_KW) * RESOLUTION_KW
+    rounded = _round_to_resolution(share, bound, min(whole_kw, sum(bound.values())))
     allocations = tuple(
         Allocation(
             asset_id=aid,
@@ -112,7 +115,7 @@ def split(
         target_kw=target_kw,
         allocations=allocations,
         allocated_kw=_signed(allocated, direction),
-        unallocated_kw=_signed(_round(max(magnitude - allocated, 0.0)), direction),
+        unallocated_kw=_signed(_round(max(whole_kw - allocated, 0.0)), direction),
     )
 
 

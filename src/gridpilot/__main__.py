@@ -1,0 +1,5 @@
+"""``python -m gridpilot`` is the ``gridpilot`` command."""
+
+from gridpilot.cli.main import app
+
+app()

@@ -1,0 +1,256 @@
+"""``gridpilot up``: the embedded demo stack, wired in one place.
+
+Starts, in order: embedded PostgreSQL, the Temporal dev server with its UI,
+a headend and a simulated site's edge agent (each a child process), waits
+until the agent is connected and telemetry flows, writes ``up.json`` and
+prints the URLs. Ctrl-C (or SIGTERM) stops everything in reverse order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import platformdirs
+import psycopg
+import yaml
+
+from gridpilot.workflows.constants import SEARCH_ATTRIBUTES
+
+from .embedded import EmbeddedPostgres, EmbeddedStackError, TemporalDevServer, free_port, stack_lock
+
+DEMO_CONFIG = Path(__file__).parent / "demo" / "demo-site.yaml"
+DATABASE = "gridpilot"
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    data_dir: Path | None = None
+    api_port: int = 8080
+    grpc_port: int = 50051
+    temporal_port: int = 7233
+    ui_port: int = 8233
+    pg_port: int = 0
+    ready_timeout_s: float = 90.0
+
+
+class UpError(Exception):
+    pass
+
+
+def default_data_dir() -> Path:
+    return platformdirs.user_data_path("gridpilot") / "demo"
+
+
+def _die_with_parent() -> None:
+    """Linux: a child gets SIGTERM when `up` dies, even by kill -9 (no orphans)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Child:
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        self._log: IO[bytes] = open(log_path, "ab")
+        self.proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+    def tail(self, size: int = 2000) -> str:
+        with contextlib.suppress(OSError), open(self.log_path, "rb") as f:
+            f.seek(max(f.seek(0, 2) - size, 0))
+            return f.read().decode(errors="replace")
+        return ""
+
+
+def _ensure_database(pg: EmbeddedPostgres) -> str:
+    with psycopg.connect(pg.url("postgres"), autocommit=True) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)
+        ).fetchone()
+        if exists is None:
+            conn.execute(f'CREATE DATABASE "{DATABASE}"')
+    return pg.url(DATABASE)
+
+
+def _check_ports(opts: UpOptions) -> None:
+    from .embedded import _port_open
+
+    for name, port in (
+        ("--api-port", opts.api_port),
+        ("--grpc-port", opts.grpc_port),
+        ("--temporal-port", opts.temporal_port),
+        ("--ui-port", opts.ui_port),
+    ):
+        if _port_open("127.0.0.1", port):
+            raise UpError(f"port {port} ({name}) is already in use; choose another with {name}")
+
+
+def _wait(what: str, check: Any, timeout: float, children: list[Child]) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for c in children:
+            if not c.alive():
+                raise UpError(f"{c.name} exited while waiting for {what}:\n{c.tail()}")
+        with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+            result = check()
+            if result:
+                return result
+        time.sleep(0.5)
+    raise UpError(f"timed out waiting for {what}")
+
+
+def run_up(opts: UpOptions) -> int:
+    data_dir = (opts.data_dir or default_data_dir()).expanduser().resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    stop_requested = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        with stack_lock(data_dir):
+            return _run_locked(opts, data_dir)
+    except (UpError, EmbeddedStackError) as exc:
+        print(f"gridpilot up: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+def _run_locked(opts: UpOptions, data_dir: Path) -> int:
+    logs = data_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    up_json = data_dir / "up.json"
+    up_json.unlink(missing_ok=True)
+    _check_ports(opts)
+    started = time.monotonic()
+    pg = EmbeddedPostgres(data_dir / "postgres", opts.pg_port or free_port())
+    temporal = TemporalDevServer(
+        port=opts.temporal_port,
+        ui_port=opts.ui_port,
+        db_file=data_dir / "temporal.db",
+        search_attributes={k.name: "Keyword" for k in SEARCH_ATTRIBUTES},
+        log_file=logs / "temporal.log",
+    )
+    children: list[Child] = []
+    try:
+        print(f"gridpilot up: data in {data_dir}", flush=True)
+        pg.start(timeout=60)
+        database_url = _ensure_database(pg)
+        temporal.start(timeout=60)
+        env = {
+            **os.environ,
+            "GRIDPILOT_DATABASE_URL": database_url,
+            "GRIDPILOT_TEMPORAL_ADDRESS": temporal.address,
+            "GRIDPILOT_API_PORT": str(opts.api_port),
+            "GRIDPILOT_GRPC_LISTEN": f"127.0.0.1:{opts.grpc_port}",
+            "GRIDPILOT_HEADEND_ID": "demo-headend",
+            "GRIDPILOT_ENVIRONMENT": "dev",
+        }
+        api = f"http://127.0.0.1:{opts.api_port}"
+        gp = [sys.executable, "-m", "gridpilot"]
+        children.append(Child("headend", [*gp, "headend"], env, logs / "headend.log"))
+        _wait("the headend", lambda: httpx.get(f"{api}/readyz").status_code == 200, 60, children)
+        config = yaml.safe_load(DEMO_CONFIG.read_text())
+        config["headend"] = {"address": f"127.0.0.1:{opts.grpc_port}", "insecure": True}
+        site_yaml = data_dir / "demo-site.yaml"
+        site_yaml.write_text(yaml.safe_dump(config, sort_keys=False))
+        children.append(
+            Child("agent", [*gp, "agent", "--config", str(site_yaml)], env, logs / "agent.log")
+        )
+        asset_ids = [a["id"] for a in config["assets"]]
+        _wait(
+            "the demo agent and its telemetry",
+            lambda: (
+                all(
+                    httpx.get(f"{api}/api/v1/assets/{a}/telemetry/latest").status_code == 200
+                    for a in asset_ids
+                )
+                and any(x["connected"] for x in httpx.get(f"{api}/api/v1/agents").json())
+            ),
+            opts.ready_timeout_s,
+            children,
+        )
+        info = {
+            "console_url": f"{api}/",
+            "api_url": f"{api}/api/v1",
+            "openapi_url": f"{api}/openapi.json",
+            "temporal_ui_url": temporal.ui_url,
+            "temporal_address": temporal.address,
+            "grpc_address": f"127.0.0.1:{opts.grpc_port}",
+            "database_url": database_url,
+            "data_dir": str(data_dir),
+            "logs_dir": str(logs),
+            "admin_token_file": None,
+            "site_id": config["site"]["id"],
+            "gateway_id": config["gateway_id"],
+            "asset_ids": asset_ids,
+            "pids": {
+                "up": os.getpid(),
+                "postgres": pg.pid,
+                "temporal": temporal.pid,
+                **{c.name: c.proc.pid for c in children},
+            },
+            "ready_after_s": round(time.monotonic() - started, 1),
+        }
+        up_json.write_text(json.dumps(info, indent=2))
+        print(
+            "\nGridPilot is up "
+            f"({info['ready_after_s']} s)\n"
+            f"  console      {info['console_url']}\n"
+            f"  REST API     {info['api_url']}  (docs: {api}/docs)\n"
+            f"  Temporal UI  {info['temporal_ui_url']}\n"
+            f"  demo site    {info['site_id']}: {', '.join(asset_ids)}\n"
+            f"  data         {data_dir}  (logs in {logs})\n"
+            "Press Ctrl-C to stop.",
+            flush=True,
+        )
+        while all(c.alive() for c in children):
+            time.sleep(0.5)
+        dead = next(c for c in children if not c.alive())
+        print(f"gridpilot up: {dead.name} exited:\n{dead.tail()}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop
+        print("gridpilot up: stopping", file=sys.stderr, flush=True)
+        for child in reversed(children):
+            child.stop()
+        temporal.stop()
+        pg.stop()
+        up_json.unlink(missing_ok=True)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("gridpilot up: stopped", file=sys.stderr, flush=True)
