@@ -1,0 +1,150 @@
+"""Test helpers: a scripted agent on the real gRPC contract, polling, demo assets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import httpx
+
+if TYPE_CHECKING:
+    from gridpilot.ops.headend import Headend
+    from gridpilot.ops.settings import Settings
+
+
+@dataclass
+class RunningHeadend:
+    headend: Headend
+    settings: Settings
+    api: httpx.AsyncClient
+    grpc_address: str
+
+
+async def wait_for(check: Any, timeout: float = 20.0, interval: float = 0.2) -> Any:
+    """Poll an async or sync check until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met in {timeout} s (last: {last!r})")
+
+
+@dataclass
+class ScriptedAgent:
+    """A test peer on a real gRPC stream: sends what the test says, keeps what it gets."""
+
+    address: str
+    gateway_id: str = "gw-1"
+    site_id: str = "site-1"
+    received: list[Any] = field(default_factory=list)
+    _queue: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
+    _channel: grpc.aio.Channel | None = None
+    _call: Any = None
+    _reader: asyncio.Task[None] | None = None
+    error: grpc.RpcError | None = None
+
+    async def connect(self, assets: list[Any]) -> Any:
+        from gridpilot.schema.pb import agent_pb2 as pb
+        from gridpilot.schema.pb import agent_pb2_grpc as pb_grpc
+
+        self._channel = grpc.aio.insecure_channel(self.address)
+        stub = pb_grpc.AgentGatewayStub(self._channel)
+        await self.send(
+            pb.AgentMessage(
+                hello=pb.Hello(
+                    gateway_id=self.gateway_id,
+                    site_id=self.site_id,
+                    site_name=self.site_id.title(),
+                    agent_version="test",
+                    assets=assets,
+                )
+            )
+        )
+
+        async def outgoing() -> AsyncIterator[Any]:
+            while True:
+                msg = await self._queue.get()
+                if msg is None:
+                    return
+                yield msg
+
+        self._call = stub.Connect(outgoing())
+        self._reader = asyncio.create_task(self._read())
+        return await wait_for(lambda: self.first("welcome") or self.error, timeout=10)
+
+    async def _read(self) -> None:
+        try:
+            async for msg in self._call:
+                self.received.append(msg)
+        except grpc.RpcError as exc:
+            self.error = exc
+
+    async def send(self, msg: Any) -> None:
+        await self._queue.put(msg)
+
+    def of(self, kind: str) -> list[Any]:
+        return [getattr(m, kind) for m in self.received if m.WhichOneof("body") == kind]
+
+    def first(self, kind: str) -> Any:
+        found = self.of(kind)
+        return found[0] if found else None
+
+    @property
+    def ended(self) -> bool:
+        return self._reader is not None and self._reader.done()
+
+    async def close(self) -> None:
+        await self._queue.put(None)
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+        if self._channel is not None:
+            await self._channel.close()
+
+
+def now_pb() -> Any:
+    from gridpilot.ingest.convert import ts_to_pb
+
+    return ts_to_pb(datetime.now(UTC))
+
+
+def demo_assets() -> list[Any]:
+    from gridpilot.schema.pb import agent_pb2 as pb
+
+    return [
+        pb.AssetInfo(
+            asset_id="bess-1",
+            name="Battery",
+            asset_type=pb.ASSET_TYPE_BESS,
+            p_min_kw=-100,
+            p_max_kw=100,
+            capacity_kwh=200,
+        ),
+        pb.AssetInfo(
+            asset_id="pv-1",
+            name="PV",
+            asset_type=pb.ASSET_TYPE_PV,
+            p_min_kw=0,
+            p_max_kw=50,
+            default_p_kw=50,
+        ),
+        pb.AssetInfo(
+            asset_id="ev-1",
+            name="EV charger",
+            asset_type=pb.ASSET_TYPE_EV_CHARGER,
+            p_min_kw=-22,
+            p_max_kw=0,
+        ),
+    ]
