@@ -143,6 +143,7 @@ class Headend:
         for w in workers:
             spawn(w.run(), f"worker-{w.task_queue}")
         api_server: uvicorn.Server | None = None
+        api_task: asyncio.Task[Any] | None = None
         if s.has_role("api"):
             service = DispatchService(
                 self.engine,
@@ -169,26 +170,32 @@ class Headend:
             # The headend owns SIGINT/SIGTERM (a clean, ordered shutdown).
             api_server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
             spawn(api_server.serve(), "api")
+            api_task = tasks[-1]
             log.info("api_listening", url=f"http://{s.api_host}:{s.api_port}")
         spawn(self._partition_maintenance(), "partitions")
         log.info("headend_ready", headend_id=s.headend_id, roles=s.roles)
         stopper = asyncio.create_task(self._stop.wait())
         done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
         for task in done:
-            if task is not stopper and task.exception() is not None:
-                log.error("headend_task_failed", task=task.get_name(), error=str(task.exception()))
-        await self._shutdown(grpc_server, api_server, workers, tasks)
+            if task is not stopper:
+                exc = task.exception()
+                error = "exited" if exc is None else f"{type(exc).__name__}: {exc}"
+                log.error("headend_task_failed", task=task.get_name(), error=error)
+        await self._shutdown(grpc_server, api_server, api_task, workers, tasks)
 
     async def _shutdown(
         self,
         grpc_server: grpc.aio.Server | None,
         api_server: uvicorn.Server | None,
+        api_task: asyncio.Task[Any] | None,
         workers: list[Any],
         tasks: list[asyncio.Task[Any]],
     ) -> None:
         log.info("headend_stopping")
-        if api_server is not None:
+        if api_server is not None and api_task is not None:
+            # Let uvicorn close its socket, so a restart can bind the port again.
             api_server.should_exit = True
+            await asyncio.wait([api_task], timeout=5)
         self.sessions.close_all("headend_stopping")
         if grpc_server is not None:
             await grpc_server.stop(grace=2)

@@ -7,6 +7,7 @@ database, the search attributes and the workflow history tell one story.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -94,9 +95,22 @@ class DispatchWorkflow:
     async def run(self, inp: DispatchInput) -> DispatchResult:
         await workflow.execute_activity("record_dispatch", inp, **DB_ACTIVITY)  # type: ignore[call-overload]
         await self._to(S.SUBMITTED, actor=inp.submitted_by)
-        end = await self._deliver()
-        if end is None:
-            end = await self._follow_acks()
+        try:
+            end = await self._deliver()
+            if end is None:
+                end = await self._follow_acks()
+        except asyncio.CancelledError:
+            # Cancelled through Temporal (the UI, the CLI, a site parent closing): end
+            # it the way an operator cancel does, so the asset is released and recorded.
+            if self.cancel_request is None:
+                self.cancel_request = CancelRequest(
+                    actor="temporal", detail="workflow cancellation requested"
+                )
+            end = await self._finish_cancelled(sent=self.state is not S.SUBMITTED)
+        # Acks that came in while it was ending (e.g. the agent's answer to the
+        # Release) change nothing, but are kept for the record.
+        self.late_acks.extend(self.acks)
+        self.acks.clear()
         return end
 
     async def _deliver(self) -> DispatchResult | None:
@@ -196,6 +210,8 @@ class DispatchWorkflow:
             return None
         if ack.state == "applied":
             self.applied_p_kw = ack.applied_p_kw
+            if self.state is S.ACTIVE:
+                return None  # repeated (the agent answers a redelivery with its latest ack)
             for state in path_to(self.state or S.SUBMITTED, S.ACTIVE):
                 await self._to(state, detail=detail, actor="agent")
             return None
@@ -287,9 +303,11 @@ class DispatchWorkflow:
             actor=actor,
             applied_p_kw=self.applied_p_kw,
         )
-        await workflow.execute_activity("record_transition", record, **DB_ACTIVITY)  # type: ignore[call-overload]
+        # The workflow's own state moves first: a cancel that lands while the record
+        # is being written must not make the next transition reuse this seq.
         self.transitions.append(record)
         self.state = state
+        await workflow.execute_activity("record_transition", record, **DB_ACTIVITY)  # type: ignore[call-overload]
         workflow.upsert_search_attributes([SA_DISPATCH_STATE.value_set(state.value)])
         if self.inp.parent_id and self.inp.asset_id:
             parent = workflow.get_external_workflow_handle(self.inp.parent_id)

@@ -13,6 +13,7 @@ import asyncio
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -151,7 +152,12 @@ class SiteDispatchWorkflow(DispatchWorkflow):
             if self.cancel_request is not None and not self.cancelled_children:
                 self.cancelled_children = True
                 for h in handles:
-                    await h.signal(DispatchWorkflow.cancel, self.cancel_request)
+                    if h.done():
+                        continue  # that child has ended: nothing to cancel
+                    try:
+                        await h.signal(DispatchWorkflow.cancel, self.cancel_request)
+                    except ApplicationError:  # it ended before the signal got there
+                        workflow.logger.info("child %s already closed", h.id)
             nxt = self._next_state()
             if nxt is not None:
                 await self._advance(nxt)

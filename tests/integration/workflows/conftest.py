@@ -1,0 +1,404 @@
+"""A harness for the dispatch workflows against a real Temporal server.
+
+The workflows call their activities by name. Here those names are served by
+:class:`FakeBackend`, in memory: it records every call, answers
+``resolve_route`` from routes the test sets (online / offline / unknown, or a
+dead headend queue), serves ``load_split_inputs``, and can play the agent
+(signal acks when a setpoint or a release is delivered). Two workers run, as
+in a headend: one on the shared dispatch queue (workflows + DB/route
+activities) and one on the "headend" replica queue (``deliver_*``).
+
+Histories of representative runs are saved for the replay test when
+``GRIDPILOT_RECORD_HISTORIES=1`` (see ``record_histories``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import pytest
+import pytest_asyncio
+from temporalio import activity
+from temporalio.api.enums.v1 import IndexedValueType, WorkflowTaskFailedCause
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from gridpilot.core.lifecycle import DispatchState
+from gridpilot.workflows.constants import (
+    SA_ASSET_ID,
+    SA_DISPATCH_KIND,
+    SA_DISPATCH_STATE,
+    SA_SITE_ID,
+    SEARCH_ATTRIBUTES,
+    SIGNAL_AGENT_ACK,
+)
+from gridpilot.workflows.dispatch import DispatchWorkflow
+from gridpilot.workflows.models import (
+    AgentAck,
+    AllocationRecord,
+    DispatchInput,
+    DispatchResult,
+    ReleaseCommand,
+    Route,
+    SetpointCommand,
+    SplitInputs,
+    TransitionRecord,
+)
+from gridpilot.workflows.site import SiteDispatchWorkflow
+
+HISTORIES_DIR = Path(__file__).with_name("histories")
+RECORD_ENV = "GRIDPILOT_RECORD_HISTORIES"
+GATEWAY = "gw-test"
+UNHANDLED_COMMAND = WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND
+WAIT_S = 15.0  # a bound on every wait, so a wedged workflow fails a test instead of hanging it
+
+
+@dataclass
+class Call:
+    name: str
+    arg: Any
+    task_queue: str
+
+
+@dataclass
+class FakeBackend:
+    """The DB, route registry and headend delivery, in memory and under test control."""
+
+    client: Client
+    task_queue: str
+    headend_queue: str
+    calls: list[Call] = field(default_factory=list)
+    routes: dict[str, Route] = field(default_factory=dict)
+    transitions: dict[str, list[TransitionRecord]] = field(default_factory=dict)
+    dispatches: dict[str, DispatchInput] = field(default_factory=dict)
+    allocations: list[AllocationRecord] = field(default_factory=list)
+    split_inputs: dict[str, SplitInputs] = field(default_factory=dict)
+    # deliver_setpoint raises AGENT_OFFLINE (the stream is gone) this many more times
+    deliver_failures: int = 0
+    # the agent's answers, signalled right after a setpoint / release reaches it
+    agent_replies: list[str] = field(default_factory=list)
+    reply_to_release: bool = False
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    # ------------------------------------------------------------ routes
+    def online(self, asset_id: str, queue: str | None = None) -> None:
+        self.routes[asset_id] = Route(
+            asset_id=asset_id,
+            known=True,
+            gateway_id=GATEWAY,
+            task_queue=queue or self.headend_queue,
+        )
+
+    def offline(self, asset_id: str) -> None:
+        self.routes[asset_id] = Route(asset_id=asset_id, known=True, gateway_id=GATEWAY)
+
+    # ------------------------------------------------------------ activities
+    def _called(self, name: str, arg: Any) -> None:
+        self.calls.append(Call(name, arg, activity.info().task_queue))
+        self._changed.set()
+
+    @activity.defn(name="record_dispatch")
+    async def record_dispatch(self, inp: DispatchInput) -> None:
+        self._called("record_dispatch", inp)
+        self.dispatches.setdefault(inp.dispatch_id, inp)
+
+    @activity.defn(name="record_transition")
+    async def record_transition(self, rec: TransitionRecord) -> None:
+        self._called("record_transition", rec)
+        recorded = self.transitions.setdefault(rec.dispatch_id, [])
+        if all(r.seq != rec.seq for r in recorded):  # idempotent, like the real one
+            recorded.append(rec)
+        self._changed.set()
+
+    @activity.defn(name="record_allocation")
+    async def record_allocation(self, rec: AllocationRecord) -> None:
+        self._called("record_allocation", rec)
+        self.allocations.append(rec)
+
+    @activity.defn(name="resolve_route")
+    async def resolve_route(self, asset_id: str) -> Route:
+        self._called("resolve_route", asset_id)
+        return self.routes.get(asset_id, Route(asset_id=asset_id, known=False))
+
+    @activity.defn(name="load_split_inputs")
+    async def load_split_inputs(self, site_id: str) -> SplitInputs:
+        self._called("load_split_inputs", site_id)
+        return self.split_inputs.get(site_id, SplitInputs(site_id=site_id, assets=[]))
+
+    @activity.defn(name="deliver_setpoint")
+    async def deliver_setpoint(self, cmd: SetpointCommand) -> None:
+        self._called("deliver_setpoint", cmd)
+        if self.deliver_failures > 0:
+            self.deliver_failures -= 1
+            raise ApplicationError(
+                f"gateway {cmd.gateway_id} has no stream on this headend",
+                type="AGENT_OFFLINE",
+                non_retryable=True,
+            )
+        if self.agent_replies:
+            self._spawn(self._replies(cmd, list(self.agent_replies)))
+
+    @activity.defn(name="deliver_release")
+    async def deliver_release(self, cmd: ReleaseCommand) -> None:
+        self._called("deliver_release", cmd)
+        if self.reply_to_release:
+            ack = self.ack_for(
+                cmd.dispatch_id, "released", reason=cmd.reason, asset_id=cmd.asset_id
+            )
+            # The agent answers at once: the ack is in before this activity completes.
+            await self.client.get_workflow_handle(cmd.dispatch_id).signal(SIGNAL_AGENT_ACK, ack)
+
+    def shared_activities(self) -> list[Callable[..., Any]]:
+        return [
+            self.record_dispatch,
+            self.record_transition,
+            self.record_allocation,
+            self.resolve_route,
+            self.load_split_inputs,
+        ]
+
+    def headend_activities(self) -> list[Callable[..., Any]]:
+        return [self.deliver_setpoint, self.deliver_release]
+
+    # ------------------------------------------------------------ the agent
+    def ack_for(self, dispatch_id: str, state: str, **fields: Any) -> AgentAck:
+        return AgentAck(
+            dispatch_id=dispatch_id,
+            state=state,
+            at=datetime.now(UTC),
+            gateway_id=GATEWAY,
+            **fields,
+        )
+
+    async def ack(self, dispatch_id: str, state: str, **fields: Any) -> None:
+        """Send an agent ack the way the headend does: a signal on the dispatch's workflow."""
+        handle = self.client.get_workflow_handle(dispatch_id)
+        await handle.signal(SIGNAL_AGENT_ACK, self.ack_for(dispatch_id, state, **fields))
+
+    async def _replies(self, cmd: SetpointCommand, states: list[str]) -> None:
+        for state in states:
+            applied = cmd.p_kw if state in ("applied", "completed") else None
+            await self.ack(cmd.dispatch_id, state, asset_id=cmd.asset_id, applied_p_kw=applied)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # ------------------------------------------------------------ looking
+    def called(self, name: str, dispatch_id: str | None = None) -> list[Call]:
+        out = [c for c in self.calls if c.name == name]
+        if dispatch_id is not None:
+            out = [c for c in out if getattr(c.arg, "dispatch_id", None) == dispatch_id]
+        return out
+
+    def states(self, dispatch_id: str) -> list[DispatchState]:
+        return [r.to_state for r in self.transitions.get(dispatch_id, [])]
+
+    async def wait_until(self, what: str, check: Callable[[], bool]) -> None:
+        async def poll() -> None:
+            while not check():  # re-checked after every activity call
+                self._changed.clear()
+                await self._changed.wait()
+
+        try:
+            await asyncio.wait_for(poll(), WAIT_S)
+        except TimeoutError:
+            pytest.fail(f"timed out waiting for {what}")
+
+    async def wait_state(self, dispatch_id: str, state: DispatchState) -> None:
+        await self.wait_until(
+            f"{dispatch_id} to reach {state} (has {self.states(dispatch_id)})",
+            lambda: state in self.states(dispatch_id),
+        )
+
+
+@dataclass
+class Harness:
+    env: WorkflowEnvironment
+    backend: FakeBackend
+
+    @property
+    def client(self) -> Client:
+        return self.env.client
+
+    async def now(self) -> datetime:
+        """The server's clock (virtual on the time-skipping server)."""
+        if self.env.supports_time_skipping:
+            return (await self.env.get_current_time()).astimezone(UTC)
+        return datetime.now(UTC)
+
+    async def dispatch_input(
+        self,
+        *,
+        asset_id: str | None = "bess-1",
+        site_id: str | None = None,
+        p_kw: float = 50.0,
+        duration_s: int = 5,
+        deliver_s: float = 5.0,
+        ack_timeout_s: float = 2.0,
+        submitted_by: str = "op-alice",
+    ) -> DispatchInput:
+        start = await self.now()
+        return DispatchInput(
+            dispatch_id=f"dsp-{uuid4()}",
+            kind="site" if asset_id is None else "asset",
+            p_kw=p_kw,
+            duration_s=duration_s,
+            start_at=start,
+            end_at=start + timedelta(seconds=duration_s),
+            deliver_by=start + timedelta(seconds=deliver_s),
+            asset_id=asset_id,
+            site_id=site_id,
+            submitted_by=submitted_by,
+            ack_timeout_s=ack_timeout_s,
+        )
+
+    started: list[WorkflowHandle[Any, Any]] = field(default_factory=list)
+
+    async def start(self, inp: DispatchInput) -> WorkflowHandle[Any, Any]:
+        """Start it the way the API does: id = dispatch id, with its search attributes."""
+        site = inp.asset_id is None
+        pairs = [
+            SearchAttributePair(SA_DISPATCH_STATE, "submitted"),
+            SearchAttributePair(SA_DISPATCH_KIND, inp.kind),
+        ]
+        if inp.asset_id:
+            pairs.append(SearchAttributePair(SA_ASSET_ID, inp.asset_id))
+        if inp.site_id:
+            pairs.append(SearchAttributePair(SA_SITE_ID, inp.site_id))
+        handle = await self.client.start_workflow(
+            SiteDispatchWorkflow.run if site else DispatchWorkflow.run,
+            inp,
+            id=inp.dispatch_id,
+            task_queue=self.backend.task_queue,
+            search_attributes=TypedSearchAttributes(pairs),
+            execution_timeout=inp.end_at - inp.start_at + timedelta(hours=1),
+        )
+        self.started.append(handle)
+        return handle
+
+    async def result(self, handle: WorkflowHandle[Any, Any]) -> DispatchResult:
+        """The workflow's result, bounded. A workflow task that fails (the workflow code
+        raised: it is wedged, retrying that task forever) fails the test at once."""
+        result = asyncio.ensure_future(handle.result())
+        wedged = asyncio.ensure_future(self.task_failure(handle))
+        try:
+            done, _ = await asyncio.wait(
+                {result, wedged}, timeout=WAIT_S, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            wedged.cancel()
+        if result in done:
+            return result.result()
+        result.cancel()
+        if wedged in done:
+            pytest.fail(f"{handle.id} is wedged: its workflow task failed: {wedged.result()}")
+        pytest.fail(f"{handle.id} did not finish in {WAIT_S} s")
+
+    @staticmethod
+    async def task_failure(handle: WorkflowHandle[Any, Any]) -> str:
+        """Wait for a failed workflow task in the history; its failure message."""
+        while True:
+            async for event in handle.fetch_history_events():
+                if event.HasField("workflow_task_failed_event_attributes"):
+                    attrs = event.workflow_task_failed_event_attributes
+                    if attrs.cause != UNHANDLED_COMMAND:  # a race with a signal, retried
+                        return attrs.failure.message
+            await asyncio.sleep(0.1)
+
+    async def terminate_running(self) -> None:
+        """Leave nothing running on the shared dev server (e.g. after a failed assertion)."""
+        for handle in self.started:
+            with contextlib.suppress(RPCError):
+                desc = await handle.describe()
+                if desc.status == WorkflowExecutionStatus.RUNNING:
+                    await handle.terminate("test over")
+
+
+async def _register_search_attributes(env: WorkflowEnvironment) -> None:
+    """The Java time-skipping server rejects unknown custom search attributes (the
+    workflow task then retries forever), and start_time_skipping cannot declare them."""
+    keyword = IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={key.name: keyword for key in SEARCH_ATTRIBUTES},
+        )
+    )
+
+
+@asynccontextmanager
+async def _running(env: WorkflowEnvironment, task_queue: str) -> AsyncIterator[Harness]:
+    backend = FakeBackend(env.client, task_queue, f"{task_queue}-headend")
+    harness = Harness(env, backend)
+    shared = Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=[DispatchWorkflow, SiteDispatchWorkflow],
+        activities=backend.shared_activities(),
+    )
+    headend = Worker(
+        env.client, task_queue=backend.headend_queue, activities=backend.headend_activities()
+    )
+    async with shared, headend:
+        try:
+            yield harness
+        finally:
+            await backend.drain()
+            await harness.terminate_running()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def dev(temporal_env: WorkflowEnvironment, task_queue: str) -> AsyncIterator[Harness]:
+    """Workers on the dev server (real clock, real visibility)."""
+    async with _running(temporal_env, task_queue) as harness:
+        yield harness
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def skipping(
+    temporal_time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> AsyncIterator[Harness]:
+    """Workers on the time-skipping server, its search attributes registered."""
+    await _register_search_attributes(temporal_time_skipping_env)
+    async with _running(temporal_time_skipping_env, task_queue) as harness:
+        yield harness
+
+
+RecordHistories = Callable[..., Awaitable[None]]
+
+
+@pytest.fixture
+def record_histories() -> RecordHistories:
+    """``await record_histories(name=handle, ...)`` saves each closed workflow's history as
+    ``histories/<name>.json`` for the replay test, only when GRIDPILOT_RECORD_HISTORIES=1."""
+
+    async def record(**handles: WorkflowHandle[Any, Any]) -> None:
+        if os.environ.get(RECORD_ENV) != "1":
+            return
+        HISTORIES_DIR.mkdir(exist_ok=True)
+        for name, handle in handles.items():
+            history = await handle.fetch_history()
+            (HISTORIES_DIR / f"{name}.json").write_text(history.to_json() + "\n")
+
+    return record

@@ -1,0 +1,96 @@
+"""Replay the committed histories of real dispatch runs against today's workflow code.
+
+A workflow change that would break dispatches already running (a new activity,
+timer or signal in a different place without ``workflow.patched``) fails here.
+
+The histories are recorded by the integration tests themselves (``record_histories``
+in conftest.py). To refresh them after an intended, patched change:
+
+    GRIDPILOT_RECORD_HISTORIES=1 .venv/bin/pytest tests/integration/workflows
+
+Keep the old files too when a change is patched: running workflows still have them.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio import workflow
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+from temporalio.workflow import NondeterminismError
+
+from gridpilot.workflows.dispatch import DispatchWorkflow
+from gridpilot.workflows.models import DispatchInput, DispatchResult
+from gridpilot.workflows.site import SiteDispatchWorkflow
+
+HISTORIES_DIR = Path(__file__).with_name("histories")
+# Every branch a running dispatch can be in; each must have a committed history.
+REQUIRED = (
+    "complete",
+    "ended_by_headend",
+    "expired_agent_offline",
+    "expired_deadline_passed",
+    "failed_rejected",
+    "failed_unknown_asset",
+    "cancelled_active",
+    "cancelled_before_delivery",
+    "delivered_after_offline",
+    "redelivered_after_dead_headend",
+    "site_fanout",
+    "site_fanout_child",
+    "site_cancelled",
+)
+NAMES = sorted(set(REQUIRED) | {p.stem for p in HISTORIES_DIR.glob("*.json")})
+
+
+def _history(name: str) -> WorkflowHistory:
+    path = HISTORIES_DIR / f"{name}.json"
+    if not path.exists():
+        pytest.fail(
+            f"missing history {path}: record it with GRIDPILOT_RECORD_HISTORIES=1 "
+            "pytest tests/integration/workflows"
+        )
+    return WorkflowHistory.from_json(f"replay-{name}", path.read_text())
+
+
+def _replayer(*workflows: type) -> Replayer:
+    # The same workflows and data converter as the headend's worker.
+    return Replayer(workflows=list(workflows), data_converter=pydantic_data_converter)
+
+
+@pytest.mark.parametrize("name", NAMES)
+async def test_recorded_dispatch_history_replays_on_current_workflow_code(name: str):
+    history = _history(name)
+    assert len(history.events) > 5, f"{name}.json holds no real run"
+
+    result = await _replayer(DispatchWorkflow, SiteDispatchWorkflow).replay_workflow(history)
+
+    assert result.replay_failure is None
+
+
+@workflow.defn(name="DispatchWorkflow")
+class _DispatchWorkflowWithUnpatchedTimer(DispatchWorkflow):
+    """What a careless change looks like: a new timer before the first activity."""
+
+    @workflow.run
+    async def run(self, inp: DispatchInput) -> DispatchResult:
+        await workflow.sleep(timedelta(seconds=1))
+        return await super().run(inp)
+
+
+async def test_replay_rejects_a_workflow_change_that_breaks_running_dispatches():
+    """The replay test has teeth: the same history fails on an incompatible change."""
+    history = _history("complete")
+
+    with pytest.raises(NondeterminismError):
+        await _replayer(_DispatchWorkflowWithUnpatchedTimer).replay_workflow(history)
+
+
+def test_every_required_history_is_committed():
+    """No silent pass on an empty or half-recorded directory."""
+    missing = [n for n in REQUIRED if not (HISTORIES_DIR / f"{n}.json").exists()]
+    assert missing == [], f"record them with GRIDPILOT_RECORD_HISTORIES=1: {missing}"
