@@ -5,21 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from gp_testing import RunningHeadend, ScriptedAgent, demo_assets, now_pb, wait_for
+from gp_testing import (
+    RunningHeadend,
+    ScriptedAgent,
+    agent_ack,
+    demo_assets,
+    dispatch_in_state,
+    wait_for,
+)
 
 from gridpilot.core.assets import Asset, AssetType, PowerLimits
 from gridpilot.core.split import split
 from gridpilot.schema.pb import agent_pb2 as pb
 
 pytestmark = pytest.mark.integration
-
-
-def ack(sp: Any, state: int, **kw: Any) -> pb.AgentMessage:
-    return pb.AgentMessage(
-        dispatch_ack=pb.DispatchAck(
-            dispatch_id=sp.dispatch_id, asset_id=sp.asset_id, state=state, time=now_pb(), **kw
-        )
-    )
 
 
 async def transitions(headend: RunningHeadend, dispatch_id: str) -> list[tuple[Any, ...]]:
@@ -42,11 +41,13 @@ async def test_asset_dispatch_reaches_the_agent_and_records_every_transition_in_
     sp = await wait_for(lambda: scripted_agent.first("setpoint"))
     assert (sp.dispatch_id, sp.asset_id, sp.p_kw) == (d["id"], "bess-1", -40)
     assert sp.end.ToDatetime() > sp.start.ToDatetime()
-    await scripted_agent.send(ack(sp, pb.ACK_STATE_ACCEPTED))
-    await scripted_agent.send(ack(sp, pb.ACK_STATE_APPLIED, applied_p_kw=-40))
-    await wait_for(lambda: _state(headend, d["id"], "active"))
-    await scripted_agent.send(ack(sp, pb.ACK_STATE_COMPLETED, reason=pb.REASON_CODE_LEASE_ENDED))
-    await wait_for(lambda: _state(headend, d["id"], "complete"))
+    await scripted_agent.send(agent_ack(sp, pb.ACK_STATE_ACCEPTED))
+    await scripted_agent.send(agent_ack(sp, pb.ACK_STATE_APPLIED, applied_p_kw=-40))
+    await wait_for(lambda: dispatch_in_state(headend.api, d["id"], "active"))
+    await scripted_agent.send(
+        agent_ack(sp, pb.ACK_STATE_COMPLETED, reason=pb.REASON_CODE_LEASE_ENDED)
+    )
+    await wait_for(lambda: dispatch_in_state(headend.api, d["id"], "complete"))
     body = (await headend.api.get(f"/api/v1/dispatches/{d['id']}")).json()
     assert [t["to_state"] for t in body["transitions"]] == [
         "submitted",
@@ -61,11 +62,6 @@ async def test_asset_dispatch_reaches_the_agent_and_records_every_transition_in_
     assert body["applied_p_kw"] == -40
     listed = (await headend.api.get("/api/v1/dispatches", params={"state": "complete"})).json()
     assert [x["id"] for x in listed] == [d["id"]]
-
-
-async def _state(headend: RunningHeadend, dispatch_id: str, state: str) -> bool:
-    r = await headend.api.get(f"/api/v1/dispatches/{dispatch_id}")
-    return r.status_code == 200 and r.json()["state"] == state
 
 
 async def test_site_dispatch_splits_and_every_child_reaches_its_asset(
@@ -98,12 +94,12 @@ async def test_site_dispatch_splits_and_every_child_reaches_its_asset(
         a["asset_id"]: (f"{site_id}.{a['asset_id']}", a["p_kw"]) for a in preview["allocations"]
     }
     for sp in setpoints:
-        await scripted_agent.send(ack(sp, pb.ACK_STATE_ACCEPTED))
-        await scripted_agent.send(ack(sp, pb.ACK_STATE_APPLIED, applied_p_kw=sp.p_kw))
-    await wait_for(lambda: _state(headend, site_id, "active"))
+        await scripted_agent.send(agent_ack(sp, pb.ACK_STATE_ACCEPTED))
+        await scripted_agent.send(agent_ack(sp, pb.ACK_STATE_APPLIED, applied_p_kw=sp.p_kw))
+    await wait_for(lambda: dispatch_in_state(headend.api, site_id, "active"))
     for sp in setpoints:
-        await scripted_agent.send(ack(sp, pb.ACK_STATE_COMPLETED))
-    await wait_for(lambda: _state(headend, site_id, "complete"))
+        await scripted_agent.send(agent_ack(sp, pb.ACK_STATE_COMPLETED))
+    await wait_for(lambda: dispatch_in_state(headend.api, site_id, "complete"))
     site = (await headend.api.get(f"/api/v1/dispatches/{site_id}")).json()
     assert site["policy"] == "capacity_weighted_clamped/v1"
     assert site["allocation"]["allocated_kw"] == 90
@@ -142,9 +138,11 @@ async def test_rejected_setpoint_fails_with_the_agents_reason(
     )
     sp = await wait_for(lambda: scripted_agent.first("setpoint"))
     await scripted_agent.send(
-        ack(sp, pb.ACK_STATE_REJECTED, reason=pb.REASON_CODE_OUT_OF_LIMITS, detail="local limit")
+        agent_ack(
+            sp, pb.ACK_STATE_REJECTED, reason=pb.REASON_CODE_OUT_OF_LIMITS, detail="local limit"
+        )
     )
-    await wait_for(lambda: _state(headend, r.json()["id"], "failed"))
+    await wait_for(lambda: dispatch_in_state(headend.api, r.json()["id"], "failed"))
     assert (await transitions(headend, r.json()["id"]))[-1] == ("failed", "OUT_OF_LIMITS")
 
 
@@ -157,15 +155,15 @@ async def test_cancel_releases_the_asset_and_is_idempotent(
     )
     dispatch_id = r.json()["id"]
     sp = await wait_for(lambda: scripted_agent.first("setpoint"))
-    await scripted_agent.send(ack(sp, pb.ACK_STATE_ACCEPTED))
-    await scripted_agent.send(ack(sp, pb.ACK_STATE_APPLIED, applied_p_kw=20))
-    await wait_for(lambda: _state(headend, dispatch_id, "active"))
+    await scripted_agent.send(agent_ack(sp, pb.ACK_STATE_ACCEPTED))
+    await scripted_agent.send(agent_ack(sp, pb.ACK_STATE_APPLIED, applied_p_kw=20))
+    await wait_for(lambda: dispatch_in_state(headend.api, dispatch_id, "active"))
     c = await headend.api.post(f"/api/v1/dispatches/{dispatch_id}/cancel", json={})
     assert c.status_code == 202
     release = await wait_for(lambda: scripted_agent.first("release"))
     assert release.dispatch_id == dispatch_id
     assert release.reason == pb.REASON_CODE_CANCELLED_BY_OPERATOR
-    await wait_for(lambda: _state(headend, dispatch_id, "cancelled"))
+    await wait_for(lambda: dispatch_in_state(headend.api, dispatch_id, "cancelled"))
     again = await headend.api.post(f"/api/v1/dispatches/{dispatch_id}/cancel", json={})
     assert again.status_code == 202 and again.json()["state"] == "cancelled"
     assert (await transitions(headend, dispatch_id))[-1] == ("cancelled", "CANCELLED_BY_OPERATOR")
@@ -181,7 +179,7 @@ async def test_agent_offline_expires_with_agent_offline(headend: RunningHeadend)
         json={"asset_id": "bess-1", "p_kw": 5, "duration_s": 3},
     )
     dispatch_id = r.json()["id"]
-    await wait_for(lambda: _state(headend, dispatch_id, "expired"), timeout=20)
+    await wait_for(lambda: dispatch_in_state(headend.api, dispatch_id, "expired"), timeout=20)
     assert (await transitions(headend, dispatch_id)) == [
         ("submitted", None),
         ("expired", "AGENT_OFFLINE"),

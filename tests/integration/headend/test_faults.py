@@ -1,0 +1,127 @@
+"""Faults injected for real: Temporal down at submit, a headend restart mid-dispatch."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+import pytest
+from gp_testing import (
+    RunningHeadend,
+    ScriptedAgent,
+    agent_ack,
+    demo_assets,
+    dispatch_in_state,
+    wait_for,
+)
+
+from gridpilot.api.dispatches import DispatchOptions, DispatchService
+from gridpilot.api.errors import Unavailable
+from gridpilot.api.schemas import DispatchCreate
+from gridpilot.ops.embedded import TemporalDevServer, free_port
+from gridpilot.ops.headend import Headend
+from gridpilot.ops.temporal import connect
+from gridpilot.schema import db
+from gridpilot.schema.pb import agent_pb2 as pb
+
+pytestmark = pytest.mark.integration
+
+
+async def test_submit_while_temporal_is_down_is_503_and_writes_nothing(
+    headend: RunningHeadend, scripted_agent: ScriptedAgent
+) -> None:
+    await scripted_agent.connect(demo_assets())
+    server = TemporalDevServer(port=free_port(), ui_port=None)
+    server.start()
+    try:
+        client = await connect(server.address, "default", wait_s=20)
+    finally:
+        server.stop()
+    service = DispatchService(headend.headend.engine, client, DispatchOptions(task_queue="unused"))
+    body = DispatchCreate(asset_id="bess-1", p_kw=10, duration_s=60)
+    with pytest.raises(Unavailable) as err:
+        await service.submit(body, None, "tester")
+    assert err.value.what == "temporal"
+    with psycopg.connect(headend.settings.database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM dispatches").fetchone() == (0,)
+
+
+async def test_dispatch_survives_a_headend_restart(
+    headend: RunningHeadend, scripted_agent: ScriptedAgent
+) -> None:
+    await scripted_agent.connect(demo_assets())
+    r = await headend.api.post(
+        "/api/v1/dispatches", json={"asset_id": "bess-1", "p_kw": 30, "duration_s": 60}
+    )
+    dispatch_id = r.json()["id"]
+    sp = await wait_for(lambda: scripted_agent.first("setpoint"))
+    await scripted_agent.send(agent_ack(sp, pb.ACK_STATE_ACCEPTED))
+    await scripted_agent.send(agent_ack(sp, pb.ACK_STATE_APPLIED, applied_p_kw=30))
+    await wait_for(lambda: dispatch_in_state(headend.api, dispatch_id, "active"))
+
+    # Stop the whole headend (gRPC, API, workers) while the dispatch is active.
+    headend.headend.stop()
+    await wait_for(lambda: scripted_agent.ended, timeout=15)
+    await scripted_agent.close()
+    await asyncio.sleep(0.5)
+
+    # A new headend process takes over the same database and queues.
+    second = Headend(headend.settings)
+    task = asyncio.create_task(second.run())
+    try:
+        agent = await wait_for(lambda: _reconnected(headend.grpc_address), timeout=30)
+        await agent.send(agent_ack(sp, pb.ACK_STATE_COMPLETED, reason=pb.REASON_CODE_LEASE_ENDED))
+        await wait_for(lambda: _db_state(headend, dispatch_id) == "complete", timeout=30)
+        await agent.close()
+    finally:
+        second.stop()
+        await asyncio.wait_for(task, 30)
+    rows = _db_transitions(headend, dispatch_id)
+    assert rows == ["submitted", "sent", "acked", "active", "complete"]
+
+
+async def _reconnected(address: str) -> ScriptedAgent | None:
+    agent = ScriptedAgent(address)
+    await agent.connect(demo_assets())
+    if agent.error is None:
+        return agent
+    await agent.close()
+    return None
+
+
+def _db_state(headend: RunningHeadend, dispatch_id: str) -> str | None:
+    with psycopg.connect(headend.settings.database_url) as conn:
+        row = conn.execute("SELECT state FROM dispatches WHERE id = %s", (dispatch_id,)).fetchone()
+    return None if row is None else row[0]
+
+
+def _db_transitions(headend: RunningHeadend, dispatch_id: str) -> list[str]:
+    with psycopg.connect(headend.settings.database_url) as conn:
+        rows = conn.execute(
+            "SELECT to_state FROM dispatch_transitions WHERE dispatch_id = %s ORDER BY seq",
+            (dispatch_id,),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def test_reset_db_is_refused_in_production(database_url: str) -> None:
+    from gridpilot.ops.headend import HeadendError, prepare_database
+    from gridpilot.ops.settings import Environment, Settings
+
+    db.upgrade(database_url)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO sites (id, name) VALUES ('keep', 'Keep me')")
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=database_url,
+        reset_db=True,
+        environment=Environment.PRODUCTION,
+    )
+    with pytest.raises(HeadendError, match="refused in production"):
+        prepare_database(settings)
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM sites").fetchone() == (1,)
+    dev = Settings(_env_file=None, database_url=database_url, reset_db=True)  # type: ignore[call-arg]
+    prepare_database(dev)
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM sites").fetchone() == (0,)
