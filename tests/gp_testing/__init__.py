@@ -148,3 +148,19 @@ def demo_assets() -> list[Any]:
             p_max_kw=0,
         ),
     ]
+
+
+def agent_ack(sp: Any, state: int, **kw: Any) -> Any:
+    """The agent's DispatchAck for a Setpoint it received."""
+    from gridpilot.schema.pb import agent_pb2 as pb
+
+    return pb.AgentMessage(
+        dispatch_ack=pb.DispatchAck(
+            dispatch_id=sp.dispatch_id, asset_id=sp.asset_id, state=state, time=now_pb(), **kw
+        )
+    )
+
+
+async def dispatch_in_state(api: httpx.AsyncClient, dispatch_id: str, state: str) -> bool:
+    r = await api.get(f"/api/v1/dispatches/{dispatch_id}")
+    return r.status_code == 200 and r.json()["state"] == state

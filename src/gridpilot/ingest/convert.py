@@ -85,11 +85,7 @@ def asset_from_pb(info: pb.AssetInfo, site_id: str, index: int) -> Asset:
 
 
 def sample_from_pb(s: pb.TelemetrySample) -> Sample:
-    values: dict[str, Any] = {
-        name: getattr(s, name)
-        for name in CORE_FIELDS
-        if s.HasField(name)
-    }
+    values: dict[str, Any] = {name: getattr(s, name) for name in CORE_FIELDS if s.HasField(name)}
     details = json_format.MessageToDict(s.details) if s.HasField("details") else {}
     return Sample(
         asset_id=s.asset_id,

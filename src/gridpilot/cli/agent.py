@@ -1,0 +1,159 @@
+"""``gridpilot agent``: run the edge agent for one site, or check its config."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import structlog
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from gridpilot.edge_agent import ConfigError, EdgeAgent, SiteConfig, load_config
+
+agent_app = typer.Typer(
+    help=(
+        "The edge agent: one per site, it speaks for all the site's assets over one "
+        "outbound gRPC stream to the headend.\n\n"
+        "Run it with --config site.yaml; validate a config with 'check'."
+    ),
+    no_args_is_help=False,
+)
+
+EXIT_CONFIG = 2
+
+
+@agent_app.callback(invoke_without_command=True)
+def agent(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        "-c",
+        help="Site YAML: gateway, headend address, assets, devices, limits.",
+        metavar="SITE.yaml",
+    ),
+    headend: str | None = typer.Option(
+        None,
+        "--headend",
+        help="Headend gRPC address; overrides headend.address from the config.",
+        metavar="HOST:PORT",
+    ),
+    log_level: str = typer.Option(
+        "info", "--log-level", help="debug, info, warning or error.", metavar="LEVEL"
+    ),
+) -> None:
+    """Run the agent until SIGINT/SIGTERM: it connects out to the headend,
+    streams telemetry, and applies dispatches within the config's limits."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if config is None:
+        raise typer.BadParameter(
+            "give the site config, e.g. 'gridpilot agent --config site.yaml'",
+            param_hint="--config",
+        )
+    cfg = _load_or_exit(config)
+    if headend is not None:
+        cfg = _with_headend(cfg, headend)
+    _configure_logging(log_level)
+    asyncio.run(_run(cfg))
+
+
+@agent_app.command("check")
+def check(
+    config: Path = typer.Argument(..., help="Site YAML to validate.", metavar="SITE.yaml"),
+) -> None:
+    """Validate a site config and show its assets; on errors, list each as
+    file:line: field: message and exit with code 2."""
+    cfg = _load_or_exit(config)
+    console = Console()
+    table = Table(
+        title=f"{cfg.site.id} ({cfg.site.name or 'unnamed'}) via gateway {cfg.gateway_id}"
+    )
+    table.add_column("asset", no_wrap=True)
+    table.add_column("type", no_wrap=True)
+    table.add_column("limits kW", justify="right", no_wrap=True)
+    table.add_column("default kW", justify="right", no_wrap=True)
+    table.add_column("kWh", justify="right")
+    table.add_column("device", no_wrap=True)
+    table.add_column("name")
+    for asset in cfg.assets:
+        capacity = getattr(asset, "capacity_kwh", None)
+        table.add_row(
+            asset.id,
+            asset.type,
+            f"{asset.limits.p_min_kw:g} … {asset.limits.p_max_kw:g}",
+            f"{asset.default_p_kw:g}",
+            f"{capacity:g}" if capacity else "",
+            asset.device.kind,
+            asset.name,
+        )
+    console.print(table)
+    security = "insecure (no TLS)" if cfg.headend.insecure else "mutual TLS"
+    console.print(
+        f"{config}: OK. headend {cfg.headend.address}, {security}; telemetry every "
+        f"{cfg.telemetry_interval_s:g} s; fail-safe after {cfg.failsafe_timeout_s:g} s",
+        markup=False,
+        highlight=False,
+    )
+
+
+def _load_or_exit(path: Path) -> SiteConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            typer.echo(str(problem), err=True)
+        typer.echo(f"{path}: {len(exc.problems)} problem(s)", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+
+
+def _with_headend(cfg: SiteConfig, address: str) -> SiteConfig:
+    try:
+        return cfg.with_headend_address(address)
+    except ValidationError as exc:
+        for err in exc.errors():
+            typer.echo(f"--headend: {err['msg'].removeprefix('Value error, ')}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+
+
+def _configure_logging(level: str) -> None:
+    if structlog.is_configured():  # the host process set it up already
+        return
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.LogfmtRenderer(
+                key_order=["timestamp", "level", "event"], drop_missing=True
+            ),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+        ),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+
+
+async def _run(cfg: SiteConfig) -> None:
+    agent = EdgeAgent(cfg)
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def on_signal() -> None:
+        agent.stop()
+        for sig in signals:  # a second signal gets the default (immediate) behaviour
+            loop.remove_signal_handler(sig)
+
+    for sig in signals:
+        with contextlib.suppress(NotImplementedError):  # not on Windows
+            loop.add_signal_handler(sig, on_signal)
+    await agent.run()

@@ -1,0 +1,240 @@
+"""The site YAML's top level: site, headend link, intervals, buffer, assets."""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from gridpilot.core.assets import Asset, AssetType, PowerLimits
+
+from .base import FiniteFloat, Identifier, Loc, PositiveFloat, Strict, rule_error
+from .devices import BessDevice, EvDevice, PvDevice, WindDevice
+
+_ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
+
+
+# ---------------------------------------------------------------- site, link
+
+
+class SiteInfo(Strict):
+    id: Identifier
+    name: str = Field("", max_length=200)
+    timezone: str | None = Field(
+        None,
+        description="IANA zone of the site (e.g. Europe/Berlin) for simulated daylight; "
+        "default: the host's local time",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                zoneinfo.ZoneInfo(value)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+
+class HeadendConfig(Strict):
+    """Where the agent dials out to. TLS is the default; ``insecure: true``
+    is for a headend on the same host or a lab network."""
+
+    address: str = Field(description="host:port of the headend's gRPC AgentGateway")
+    insecure: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @field_validator("address")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        match = _ADDRESS.match(value)
+        if match is None or not 0 < int(match.group(2)) < 65536:
+            raise ValueError(f"{value!r} is not host:port (e.g. headend.example.com:50051)")
+        return value
+
+    @field_validator("ca_file", "cert_file", "key_file")
+    @classmethod
+    def _readable(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        base = (info.context or {}).get("base_dir")
+        path = value if value.is_absolute() or base is None else Path(base) / value
+        if not path.is_file():
+            raise ValueError(f"file not found: {path}")
+        return path
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> HeadendConfig:
+        if not self.insecure:
+            missing = [n for n in ("ca_file", "cert_file", "key_file") if getattr(self, n) is None]
+            if missing:
+                raise rule_error(
+                    [((n,), "required unless insecure: true (mutual TLS)") for n in missing]
+                )
+        return self
+
+
+class BufferConfig(Strict):
+    max_batches: int = Field(
+        3600, ge=1, le=10_000_000, description="unacked telemetry batches kept; oldest dropped"
+    )
+
+
+class Limits(Strict):
+    p_min_kw: FiniteFloat
+    p_max_kw: FiniteFloat
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Limits:
+        if self.p_min_kw > self.p_max_kw:
+            raise rule_error(
+                [(("p_min_kw",), f"{self.p_min_kw} is above p_max_kw {self.p_max_kw}")]
+            )
+        return self
+
+
+# ------------------------------------------------------------------- assets
+
+
+class _AssetBase(Strict):
+    id: Identifier
+    name: str = Field("", max_length=200)
+    limits: Limits
+    default_p_kw: FiniteFloat = Field(
+        description="power the asset returns to when a lease ends or the link is lost"
+    )
+
+    asset_type: ClassVar[AssetType]
+
+    def _type_problems(self) -> list[tuple[Loc, str]]:
+        return []
+
+    @model_validator(mode="after")
+    def _rules(self) -> Any:
+        lim = self.limits
+        problems = self._type_problems()
+        if not lim.p_min_kw <= self.default_p_kw <= lim.p_max_kw:
+            problems.append(
+                (
+                    ("default_p_kw",),
+                    f"{self.default_p_kw} is outside limits [{lim.p_min_kw}, {lim.p_max_kw}] kW",
+                )
+            )
+        if problems:
+            raise rule_error(problems)
+        return self
+
+
+class BessAsset(_AssetBase):
+    asset_type = AssetType.BESS
+    type: Literal["bess"]
+    capacity_kwh: PositiveFloat
+    device: BessDevice
+
+    def _type_problems(self) -> list[tuple[Loc, str]]:
+        if not self.limits.p_min_kw <= 0 <= self.limits.p_max_kw:
+            return [(("limits",), "a bess needs p_min_kw <= 0 <= p_max_kw")]
+        return []
+
+
+class _GeneratorAsset(_AssetBase):
+    def _type_problems(self) -> list[tuple[Loc, str]]:
+        problems: list[tuple[Loc, str]] = []
+        if self.limits.p_min_kw < 0:
+            problems.append(
+                (("limits", "p_min_kw"), f"a {self.asset_type} cannot import: use >= 0")
+            )
+        if self.limits.p_max_kw <= 0:
+            problems.append((("limits", "p_max_kw"), f"a {self.asset_type} needs p_max_kw > 0"))
+        return problems
+
+
+class PvAsset(_GeneratorAsset):
+    asset_type = AssetType.PV
+    type: Literal["pv"]
+    device: PvDevice
+
+
+class WindAsset(_GeneratorAsset):
+    asset_type = AssetType.WIND
+    type: Literal["wind"]
+    device: WindDevice
+
+
+class EvChargerAsset(_AssetBase):
+    asset_type = AssetType.EV_CHARGER
+    type: Literal["ev_charger"]
+    device: EvDevice
+
+    def _type_problems(self) -> list[tuple[Loc, str]]:
+        problems: list[tuple[Loc, str]] = []
+        if self.limits.p_min_kw >= 0:
+            problems.append((("limits", "p_min_kw"), "an ev_charger charges: use p_min_kw < 0"))
+        if self.limits.p_max_kw < 0:
+            problems.append((("limits", "p_max_kw"), "use 0 (or > 0 for V2G export)"))
+        return problems
+
+
+AssetConfig = Annotated[
+    BessAsset | PvAsset | WindAsset | EvChargerAsset, Field(discriminator="type")
+]
+
+
+class SiteConfig(Strict):
+    version: Literal[1]
+    gateway_id: Identifier
+    site: SiteInfo
+    headend: HeadendConfig
+    telemetry_interval_s: Annotated[float, Field(ge=0.05, le=3600)] = 1.0
+    heartbeat_interval_s: Annotated[float, Field(ge=0.05, le=3600)] = 10.0
+    failsafe_timeout_s: Annotated[float, Field(ge=0.1, le=7 * 86400)] = 60.0
+    buffer: BufferConfig = Field(default_factory=BufferConfig)
+    assets: list[AssetConfig] = Field(min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> SiteConfig:
+        first: dict[str, int] = {}
+        problems: list[tuple[Loc, str]] = []
+        for i, asset in enumerate(self.assets):
+            if asset.id in first:
+                problems.append(
+                    (
+                        ("assets", i, "id"),
+                        f"duplicate asset id {asset.id!r} (first at assets[{first[asset.id]}])",
+                    )
+                )
+            first.setdefault(asset.id, i)
+        if problems:
+            raise rule_error(problems)
+        return self
+
+    def with_headend_address(self, address: str) -> SiteConfig:
+        """A copy that dials ``address`` instead (validated like the YAML's;
+        raises pydantic's ValidationError)."""
+        headend = HeadendConfig.model_validate({**self.headend.model_dump(), "address": address})
+        return self.model_copy(update={"headend": headend})
+
+    def asset(self, asset_id: str) -> AssetConfig | None:
+        return next((a for a in self.assets if a.id == asset_id), None)
+
+
+def site_assets(cfg: SiteConfig) -> list[Asset]:
+    """The config's assets in the core's own terms."""
+    return [
+        Asset(
+            asset_id=a.id,
+            site_id=cfg.site.id,
+            asset_type=a.asset_type,
+            limits=PowerLimits(a.limits.p_min_kw, a.limits.p_max_kw),
+            name=a.name,
+            capacity_kwh=a.capacity_kwh if isinstance(a, BessAsset) else 0.0,
+            default_p_kw=a.default_p_kw,
+        )
+        for a in cfg.assets
+    ]

@@ -1,0 +1,337 @@
+"""Per-asset dispatch control: leases, serialized device writes and their acks.
+
+Every command for an asset (setpoint, release, lease timers, fail-safe,
+shutdown) goes through one queue and one worker task, so the asset's state
+and its device writes never interleave. Ack sequences (the headend relies on
+them) are listed on :class:`AssetController`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from gridpilot.core.assets import Asset
+from gridpilot.core.lifecycle import ReasonCode
+
+from .acks import AckRecorder, AckState
+from .adapters import DeviceError
+from .clock import Clock
+from .commands import Due, Lease, ReleaseCommand, Revert, SetpointCommand, TimerKind
+from .device import ManagedDevice
+from .rails import decide
+from .timers import Timers
+
+Command = SetpointCommand | ReleaseCommand | Due | Revert
+
+log = structlog.get_logger(__name__)
+
+
+class AssetController:
+    """One asset's dispatches. At most one *active* lease (applied at the
+    device) and one *scheduled* lease (accepted, starting later).
+
+    Ack sequences per dispatch:
+
+    - rails refuse: ``REJECTED(reason)``
+    - immediate start: ``ACCEPTED``, ``APPLIED(applied_p_kw)``, then one end:
+      ``COMPLETED(LEASE_ENDED)`` at ``end``, ``RELEASED(<release reason>)``,
+      ``RELEASED(SUPERSEDED)`` when a newer dispatch starts,
+      ``RELEASED(LINK_LOST_REVERTED)`` after the fail-safe timeout, or
+      ``RELEASED(AGENT_OFFLINE)`` when the agent stops
+    - later start: ``ACCEPTED`` now, ``APPLIED`` at ``start``; released,
+      superseded or fail-safed before then: ``RELEASED(reason)`` without APPLIED
+    - device write fails: ``ACCEPTED``, ``FAILED(DEVICE_WRITE_FAILED)``; so does
+      an end whose return to the default cannot be written
+    - redelivered dispatch_id: the latest ack again, nothing re-applied
+    """
+
+    def __init__(
+        self,
+        asset: Asset,
+        device: ManagedDevice,
+        *,
+        clock: Clock,
+        acks: AckRecorder,
+        revert_retry_s: float = 5.0,
+    ) -> None:
+        self.asset = asset
+        self._device = device
+        self._clock = clock
+        self._acks = acks
+        self._revert_retry_s = revert_retry_s
+        self._queue: asyncio.Queue[Command] = asyncio.Queue(maxsize=64)
+        self._active: Lease | None = None
+        self._scheduled: Lease | None = None
+        self._timers: Timers[TimerKind] = Timers(clock, self._deliver)
+        self._revert_pending = True  # the agent starts by putting the asset at its default
+        self._task: asyncio.Task[None] | None = None
+        self._log = log.bind(asset_id=asset.asset_id)
+
+    # ------------------------------------------------------------- public
+
+    @property
+    def active_dispatch_id(self) -> str | None:
+        return self._active.dispatch_id if self._active else None
+
+    @property
+    def scheduled_dispatch_id(self) -> str | None:
+        return self._scheduled.dispatch_id if self._scheduled else None
+
+    def holds(self, dispatch_id: str) -> bool:
+        return dispatch_id in (self.active_dispatch_id, self.scheduled_dispatch_id)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"control:{self.asset.asset_id}")
+        self._queue.put_nowait(Due("revert", ""))
+
+    async def submit(self, command: SetpointCommand | ReleaseCommand) -> None:
+        """Queue a command; waits when the asset is busy (backpressure on the stream)."""
+        await self._queue.put(command)
+
+    async def failsafe(self, detail: str) -> None:
+        await self._queue.put(Revert(ReasonCode.LINK_LOST_REVERTED, detail))
+
+    async def stop(self, timeout_s: float) -> None:
+        """Release every lease (AGENT_OFFLINE), return to default, end the worker."""
+        if self._task is None or self._task.done():
+            return
+        try:
+            await asyncio.wait_for(
+                self._queue.put(Revert(ReasonCode.AGENT_OFFLINE, "agent stopping", final=True)),
+                timeout_s,
+            )
+            await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+        except TimeoutError:
+            self._log.warning("asset did not stop in time", timeout_s=timeout_s)
+            self._task.cancel()
+        finally:
+            self._timers.cancel_all()
+
+    # ------------------------------------------------------------- worker
+
+    async def _run(self) -> None:
+        while True:
+            command = await self._queue.get()
+            try:
+                match command:
+                    case SetpointCommand():
+                        await self._on_setpoint(command)
+                    case ReleaseCommand():
+                        await self._on_release(command)
+                    case Due(kind="start"):
+                        await self._on_start_due(command.dispatch_id)
+                    case Due(kind="end"):
+                        await self._on_end_due(command.dispatch_id)
+                    case Due(kind="revert"):
+                        if self._active is None and self._revert_pending:
+                            await self._revert()
+                    case Revert():
+                        await self._on_revert(command)
+                        if command.final:
+                            return
+            except Exception:  # a bug: keep controlling the asset, but show it
+                self._log.exception("dispatch control error", command=type(command).__name__)
+
+    async def _on_setpoint(self, cmd: SetpointCommand) -> None:
+        if self._acks.resend_latest(cmd.dispatch_id):  # redelivery: never apply twice
+            return
+        now = self._clock.now()
+        decision = decide(
+            cmd.p_kw,
+            self.asset.limits,
+            now,
+            cmd.start,
+            cmd.end,
+            q_kvar=cmd.q_kvar,
+            ramp_kw_per_s=cmd.ramp_kw_per_s,
+        )
+        if decision.p_kw is None or cmd.end is None:
+            self._acks.send(
+                cmd.dispatch_id,
+                self.asset.asset_id,
+                AckState.REJECTED,
+                decision.reason,
+                decision.detail,
+                trace_context=cmd.trace_context,
+            )
+            return
+        lease = Lease(cmd.dispatch_id, decision.p_kw, cmd.start or now, cmd.end, cmd.trace_context)
+        later = lease.start > now
+        detail = decision.detail or (f"starts at {lease.start.isoformat()}" if later else "")
+        self._ack(lease, AckState.ACCEPTED, None, detail)
+        if self._scheduled is not None:  # a newer dispatch replaces one not yet started
+            self._ack(
+                self._scheduled,
+                AckState.RELEASED,
+                ReasonCode.SUPERSEDED,
+                f"superseded by {lease.dispatch_id} before it started",
+            )
+            self._scheduled = None
+            self._timers.cancel("start")
+        if later:
+            self._scheduled = lease
+            self._timers.at("start", lease.dispatch_id, lease.start)
+        else:
+            await self._activate(lease)
+
+    async def _activate(self, lease: Lease) -> None:
+        if self._active is not None:
+            old, self._active = self._active, None
+            self._timers.cancel("end")
+            if old.end <= self._clock.now():  # its end timer lost the race: it simply ended
+                self._ack(
+                    old,
+                    AckState.COMPLETED,
+                    ReasonCode.LEASE_ENDED,
+                    f"lease ended; {lease.dispatch_id} follows",
+                )
+            else:
+                self._ack(
+                    old,
+                    AckState.RELEASED,
+                    ReasonCode.SUPERSEDED,
+                    f"superseded by {lease.dispatch_id}",
+                )
+        if lease.end <= self._clock.now():
+            self._ack(
+                lease,
+                AckState.FAILED,
+                ReasonCode.DEADLINE_PASSED,
+                "the lease ended before it could start",
+            )
+            await self._revert()
+            return
+        try:
+            applied = await self._device.write(lease.p_kw)
+        except Exception as exc:
+            self._log_write_error("setpoint", lease.p_kw, exc)
+            self._ack(
+                lease,
+                AckState.FAILED,
+                ReasonCode.DEVICE_WRITE_FAILED,
+                f"device write failed: {exc}",
+            )
+            await self._revert()
+            return
+        self._active = lease
+        self._revert_pending = False
+        self._timers.cancel("revert")
+        self._ack(lease, AckState.APPLIED, None, "", applied_p_kw=applied)
+        self._timers.at("end", lease.dispatch_id, lease.end)
+
+    async def _on_start_due(self, dispatch_id: str) -> None:
+        lease = self._scheduled
+        if lease is None or lease.dispatch_id != dispatch_id:
+            return  # released or superseded meanwhile
+        if self._clock.now() < lease.start:  # the wall clock lags the timer
+            self._timers.at("start", dispatch_id, lease.start)
+            return
+        self._scheduled = None
+        await self._activate(lease)
+
+    async def _on_end_due(self, dispatch_id: str) -> None:
+        lease = self._active
+        if lease is None or lease.dispatch_id != dispatch_id:
+            return
+        now = self._clock.now()
+        if now < lease.end:
+            self._timers.at("end", dispatch_id, lease.end)
+            return
+        nxt = self._scheduled
+        if nxt is not None and nxt.start <= now:  # hand over without a dip to default
+            self._scheduled = None
+            self._timers.cancel("start")
+            await self._activate(nxt)  # acks this one COMPLETED first
+            return
+        self._active = None
+        await self._end_with_revert(
+            lease, AckState.COMPLETED, ReasonCode.LEASE_ENDED, "lease ended"
+        )
+
+    async def _on_release(self, cmd: ReleaseCommand) -> None:
+        reason = cmd.reason or ReasonCode.CANCELLED_BY_OPERATOR
+        if self._active is not None and self._active.dispatch_id == cmd.dispatch_id:
+            lease, self._active = self._active, None
+            self._timers.cancel("end")
+            await self._end_with_revert(lease, AckState.RELEASED, reason, "released")
+        elif self._scheduled is not None and self._scheduled.dispatch_id == cmd.dispatch_id:
+            lease, self._scheduled = self._scheduled, None
+            self._timers.cancel("start")
+            self._ack(lease, AckState.RELEASED, reason, "released before it started")
+        else:
+            self._acks.release_unknown(cmd.dispatch_id, self.asset.asset_id, cmd.reason)
+
+    async def _on_revert(self, cmd: Revert) -> None:
+        scheduled, self._scheduled = self._scheduled, None
+        active, self._active = self._active, None
+        self._timers.cancel_all()
+        if scheduled is not None:
+            self._ack(
+                scheduled,
+                AckState.RELEASED,
+                cmd.reason,
+                f"{cmd.detail}; released before it started",
+            )
+        if active is not None:
+            await self._end_with_revert(active, AckState.RELEASED, cmd.reason, cmd.detail)
+        elif cmd.final or self._revert_pending:
+            await self._revert()
+
+    # ------------------------------------------------------------ helpers
+
+    async def _end_with_revert(
+        self, lease: Lease, state: AckState, reason: ReasonCode, detail: str
+    ) -> None:
+        error = await self._revert()
+        default = f"{self.asset.default_p_kw:g} kW"
+        if error is None:
+            self._ack(lease, state, reason, f"{detail}; back to default {default}")
+        else:
+            self._ack(
+                lease,
+                AckState.FAILED,
+                ReasonCode.DEVICE_WRITE_FAILED,
+                f"{detail}, but returning to default {default} failed: {error}",
+            )
+
+    async def _revert(self) -> str | None:
+        """Write the default; on failure retry later (while no lease runs)."""
+        try:
+            await self._device.write(self.asset.default_p_kw)
+        except Exception as exc:
+            self._log_write_error("default", self.asset.default_p_kw, exc)
+            self._revert_pending = True
+            self._timers.after("revert", "", self._revert_retry_s)
+            return str(exc) or type(exc).__name__
+        self._revert_pending = False
+        return None
+
+    def _log_write_error(self, what: str, p_kw: float, exc: Exception) -> None:
+        if isinstance(exc, DeviceError):  # expected: no traceback
+            self._log.warning("device write failed", what=what, p_kw=p_kw, error=str(exc))
+        else:
+            self._log.error("device write failed", what=what, p_kw=p_kw, exc_info=exc)
+
+    def _ack(
+        self,
+        lease: Lease,
+        state: AckState,
+        reason: ReasonCode | None,
+        detail: str,
+        *,
+        applied_p_kw: float | None = None,
+    ) -> None:
+        self._acks.send(
+            lease.dispatch_id,
+            self.asset.asset_id,
+            state,
+            reason,
+            detail,
+            trace_context=lease.trace_context,
+            applied_p_kw=applied_p_kw,
+        )
+
+    async def _deliver(self, kind: TimerKind, dispatch_id: str) -> None:
+        await self._queue.put(Due(kind, dispatch_id))

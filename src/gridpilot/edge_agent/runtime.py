@@ -1,0 +1,301 @@
+"""The edge agent's composition root: every part is built and wired here.
+
+devices ─ pollers ─ batcher ─ buffer ─┐
+                                      ├─ outbound ─ HeadendLink ═ gRPC ═ headend
+controllers (one per asset) ─ acks ───┘                │
+     ▲                                                 │
+     └──────────── Setpoint / Release ◀────────────────┘
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import structlog
+
+from gridpilot import __version__
+from gridpilot.core.lifecycle import ReasonCode
+from gridpilot.schema.pb import agent_pb2 as pb
+
+from . import convert
+from .acks import Ack, AckHistory, AckOutbox, AckRecorder, AckState
+from .adapters import DeviceAdapter, build_adapter
+from .buffer import Batch, MemoryTelemetryBuffer
+from .clock import Clock, SystemClock
+from .commands import ReleaseCommand, SetpointCommand
+from .config import SiteConfig, site_assets
+from .control import AssetController
+from .device import ManagedDevice
+from .link import HeadendLink
+from .outbound import AgentOutbound
+from .polling import Poller
+
+log = structlog.get_logger(__name__)
+
+MAX_CLOCK_SKEW_S = 5.0
+
+
+class EdgeAgent:
+    """One site's agent (gateway mode): ``await agent.run()`` until ``agent.stop()``.
+
+    ``adapters`` replaces the device adapter of the named assets (tests, or a
+    caller that builds its own); every other asset gets the adapter its config
+    names. On stop every lease is released (``RELEASED AGENT_OFFLINE``), every
+    asset returns to its default, pending acks get a moment to leave, and the
+    channel is closed.
+    """
+
+    def __init__(
+        self,
+        config: SiteConfig,
+        *,
+        clock: Clock | None = None,
+        adapters: Mapping[str, DeviceAdapter] | None = None,
+        device_timeout_s: float = 5.0,
+        revert_retry_s: float = 5.0,
+        stop_flush_s: float = 2.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self._clock = clock or SystemClock()
+        self._device_timeout_s = device_timeout_s
+        self._stop_flush_s = stop_flush_s
+        tz = ZoneInfo(config.site.timezone) if config.site.timezone else None
+        self.assets = {a.asset_id: a for a in site_assets(config)}
+
+        self.adapters: dict[str, DeviceAdapter] = dict(adapters or {})
+        for asset_cfg in config.assets:
+            if asset_cfg.id not in self.adapters:
+                self.adapters[asset_cfg.id] = build_adapter(asset_cfg, clock=self._clock, tz=tz)
+        devices = {
+            asset_id: ManagedDevice(asset_id, self.adapters[asset_id], timeout_s=device_timeout_s)
+            for asset_id in self.assets
+        }
+        self._devices = devices
+
+        self.history = AckHistory()
+        self.acks = AckOutbox()
+        self._recorder = AckRecorder(self.history, self._emit, self._clock)
+        self.buffer = MemoryTelemetryBuffer(config.buffer.max_batches)
+        self.outbound = AgentOutbound(self.acks, self.buffer)
+        self.controllers = {
+            asset_id: AssetController(
+                asset,
+                devices[asset_id],
+                clock=self._clock,
+                acks=self._recorder,
+                revert_retry_s=revert_retry_s,
+            )
+            for asset_id, asset in self.assets.items()
+        }
+        self.pollers = {
+            asset_id: Poller(device, interval_s=config.telemetry_interval_s, clock=self._clock)
+            for asset_id, device in devices.items()
+        }
+        self.link = HeadendLink(
+            config.headend,
+            hello=self._hello,
+            outbound=self.outbound,
+            on_up=self._on_up,
+            on_message=self._on_message,
+            on_down=self._arm_failsafe,
+            clock=self._clock,
+            heartbeat_interval_s=config.heartbeat_interval_s,
+            rng=rng,
+        )
+        self._stop = asyncio.Event()
+        self._started = False
+        self._seq = 0
+        self._batched_ts: dict[str, datetime] = {}
+        self._dropping = False
+        self._failsafe: asyncio.Task[None] | None = None
+        self._log = log.bind(gateway_id=config.gateway_id, site_id=config.site.id)
+
+    # ------------------------------------------------------------- public
+
+    @property
+    def connected(self) -> bool:
+        return self.link.up
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to finish (safe from a signal handler in the loop)."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        if self._started:
+            raise RuntimeError("EdgeAgent.run() can only be called once")
+        self._started = True
+        # batch_seq stays increasing across restarts: it starts from the clock
+        # in milliseconds and counts one per batch (far below 1000 per second).
+        self._seq = int(self._clock.now().timestamp() * 1000)
+        self._log.info(
+            "edge agent starting",
+            version=__version__,
+            headend=self.config.headend.address,
+            assets=",".join(self.assets),
+        )
+        for controller in self.controllers.values():
+            controller.start()
+        workers = [asyncio.create_task(p.run(), name=f"poll:{a}") for a, p in self.pollers.items()]
+        workers.append(asyncio.create_task(self._batch_loop(), name="telemetry"))
+        link = asyncio.create_task(self.link.run(), name="headend-link")
+        self._arm_failsafe()  # the link is down until the first Welcome
+        try:
+            await self._stop.wait()
+        finally:
+            await self._shutdown(workers, link)
+
+    # ---------------------------------------------------------- telemetry
+
+    async def _batch_loop(self) -> None:
+        interval = self.config.telemetry_interval_s
+        next_at = time.monotonic() + interval
+        while True:
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            next_at = max(next_at + interval, time.monotonic())
+            try:
+                self._make_batch()
+            except Exception:  # a bug: keep the loop, show it
+                self._log.exception("telemetry batch failed")
+
+    def _make_batch(self) -> Batch | None:
+        """One batch with every asset's latest sample not batched yet."""
+        samples = []
+        for asset_id, poller in self.pollers.items():
+            sample = poller.latest
+            if sample is not None and self._batched_ts.get(asset_id) != sample.ts:
+                samples.append(sample)
+                self._batched_ts[asset_id] = sample.ts
+        if not samples:
+            return None
+        self._seq += 1
+        batch = Batch(self._seq, tuple(samples))
+        dropped = self.buffer.put(batch)
+        if dropped and not self._dropping:
+            self._log.warning(
+                "telemetry buffer full; dropping the oldest batches",
+                max_batches=self.buffer.max_batches,
+                dropped_total=self.buffer.dropped,
+            )
+        self._dropping = bool(dropped)
+        self.outbound.notify()
+        return batch
+
+    # ----------------------------------------------------------- dispatch
+
+    def _emit(self, ack: Ack) -> None:
+        self.acks.put(ack)
+        self.outbound.notify()
+        self._log.info(
+            "dispatch ack",
+            dispatch_id=ack.dispatch_id,
+            asset_id=ack.asset_id,
+            state=str(ack.state),
+            reason=str(ack.reason) if ack.reason else None,
+            detail=ack.detail or None,
+        )
+
+    async def _on_message(self, message: pb.HeadendMessage) -> None:
+        body = message.WhichOneof("body")
+        if body == "setpoint":
+            await self._on_setpoint(convert.setpoint_from_pb(message.setpoint))
+        elif body == "release":
+            await self._on_release(convert.release_from_pb(message.release))
+        elif body == "telemetry_ack":
+            self.buffer.ack(message.telemetry_ack.batch_seq)
+        elif body == "welcome":
+            self._log.warning("unexpected second Welcome ignored")
+        # None: a message kind newer than this agent; fields are only added
+
+    async def _on_setpoint(self, cmd: SetpointCommand) -> None:
+        controller = self.controllers.get(cmd.asset_id)
+        if controller is not None:
+            await controller.submit(cmd)
+            return
+        self._recorder.send(
+            cmd.dispatch_id,
+            cmd.asset_id,
+            AckState.REJECTED,
+            ReasonCode.UNKNOWN_ASSET,
+            f"this agent has no asset {cmd.asset_id!r} (it has: {', '.join(self.assets)})",
+            trace_context=cmd.trace_context,
+        )
+
+    async def _on_release(self, cmd: ReleaseCommand) -> None:
+        # By asset first, so a Release queues behind its own Setpoint.
+        controller = self.controllers.get(cmd.asset_id) or next(
+            (c for c in self.controllers.values() if c.holds(cmd.dispatch_id)), None
+        )
+        if controller is not None:
+            await controller.submit(cmd)
+        else:
+            self._recorder.release_unknown(cmd.dispatch_id, cmd.asset_id, cmd.reason)
+
+    # --------------------------------------------------------------- link
+
+    def _hello(self) -> pb.AgentMessage:
+        cfg = self.config
+        return convert.hello(cfg.gateway_id, cfg.site.id, cfg.site.name, self.assets.values())
+
+    async def _on_up(self, welcome: pb.Welcome) -> None:
+        self._disarm_failsafe()
+        if welcome.HasField("server_time"):  # leases are wall-clock times: skew shifts them
+            skew_s = (
+                self._clock.now() - welcome.server_time.ToDatetime(tzinfo=UTC)
+            ).total_seconds()
+            if abs(skew_s) > MAX_CLOCK_SKEW_S:
+                self._log.warning(
+                    "agent clock differs from the headend's; lease times shift by as much",
+                    skew_s=round(skew_s, 1),
+                )
+        if welcome.last_acked_batch_seq:
+            self.buffer.ack_through(welcome.last_acked_batch_seq)
+
+    def _arm_failsafe(self) -> None:
+        self._disarm_failsafe()
+        self._failsafe = asyncio.create_task(self._failsafe_after(self.config.failsafe_timeout_s))
+
+    def _disarm_failsafe(self) -> None:
+        if self._failsafe is not None:
+            self._failsafe.cancel()
+            self._failsafe = None
+
+    async def _failsafe_after(self, timeout_s: float) -> None:
+        await asyncio.sleep(timeout_s)
+        if any(c.active_dispatch_id or c.scheduled_dispatch_id for c in self.controllers.values()):
+            self._log.warning(
+                "headend link down longer than the fail-safe timeout; assets return to defaults",
+                failsafe_timeout_s=timeout_s,
+            )
+        detail = f"headend link down for more than {timeout_s:g} s"
+        for controller in self.controllers.values():
+            await controller.failsafe(detail)
+
+    # ----------------------------------------------------------- shutdown
+
+    async def _shutdown(self, workers: list[asyncio.Task[None]], link: asyncio.Task[None]) -> None:
+        self._log.info("edge agent stopping")
+        self._disarm_failsafe()
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        stop_timeout = 2 * self._device_timeout_s + 1
+        await asyncio.gather(*(c.stop(stop_timeout) for c in self.controllers.values()))
+        deadline = time.monotonic() + self._stop_flush_s
+        # let the last acks (RELEASED AGENT_OFFLINE) leave while the link is up
+        while len(self.acks) and self.link.up and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        link.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await link
+        for device in self._devices.values():
+            await device.close()
+        self._log.info(
+            "edge agent stopped", unsent_acks=len(self.acks), unacked_batches=len(self.buffer)
+        )
