@@ -1,0 +1,126 @@
+"""`gridpilot up` as a user runs it: the whole stack in a temp data dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gridpilot.ops.embedded import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def _wait(check, timeout: float, proc: subprocess.Popen[bytes], log: Path):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"gridpilot up exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            result = check()
+        except (httpx.HTTPError, OSError, ValueError, KeyError):
+            result = None
+        if result:
+            return result
+        time.sleep(0.5)
+    pytest.fail(f"timed out; up log:\n{log.read_text()[-3000:]}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split()[2] == "Z")
+
+
+def _start(data_dir: Path, ports: dict[str, int], log: Path) -> subprocess.Popen[bytes]:
+    args = [sys.executable, "-m", "gridpilot", "up", "--data-dir", str(data_dir)]
+    for flag, port in ports.items():
+        args += [f"--{flag}", str(port)]
+    return subprocess.Popen(args, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+def test_up_runs_the_demo_dispatches_a_site_and_stops_cleanly(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    log = tmp_path / "up.log"
+    ports = {
+        "api-port": free_port(),
+        "grpc-port": free_port(),
+        "temporal-port": free_port(),
+        "ui-port": free_port(),
+    }
+    proc = _start(data_dir, ports, log)
+    try:
+        up_json = data_dir / "up.json"
+        info = _wait(lambda: json.loads(up_json.read_text()), 120, proc, log)
+        api = info["api_url"]
+        assert info["site_id"] == "demo-site"
+        assert sorted(info["asset_ids"]) == ["demo-bess", "demo-ev", "demo-pv"]
+        assert "GridPilot is up" in log.read_text()
+        assert httpx.get(info["temporal_ui_url"]).status_code == 200
+
+        agents = httpx.get(f"{api}/agents").json()
+        assert [(a["gateway_id"], a["connected"]) for a in agents] == [("demo-gw", True)]
+        assets = {a["id"]: a for a in httpx.get(f"{api}/assets").json()}
+        assert {a["asset_type"] for a in assets.values()} == {"bess", "pv", "ev_charger"}
+        latest = httpx.get(f"{api}/assets/demo-bess/telemetry/latest").json()
+        assert latest["soc_pct"] is not None
+
+        r = httpx.post(
+            f"{api}/dispatches", json={"site_id": "demo-site", "p_kw": 100, "duration_s": 120}
+        )
+        assert r.status_code == 201, r.text
+        dispatch_id = r.json()["id"]
+        site = _wait(
+            lambda: (
+                (d := httpx.get(f"{api}/dispatches/{dispatch_id}").json())["state"] == "active"
+                and d
+            ),
+            60,
+            proc,
+            log,
+        )
+        bess_share = next(
+            line["p_kw"] for line in site["allocation"]["lines"] if line["asset_id"] == "demo-bess"
+        )
+        # The simulated battery follows its setpoint in its telemetry.
+        _wait(
+            lambda: (
+                abs(
+                    httpx.get(f"{api}/assets/demo-bess/telemetry/latest").json()["p_kw"]
+                    - bess_share
+                )
+                < 0.01
+            ),
+            30,
+            proc,
+            log,
+        )
+        pids = info["pids"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(60)
+    assert code == 0, log.read_text()[-3000:]
+    assert "gridpilot up: stopped" in log.read_text()
+    assert not (data_dir / "up.json").exists()
+    time.sleep(0.5)
+    assert [name for name, pid in pids.items() if pid and _alive(pid)] == []
+
+    # A second run reuses the data dir: the dispatch from the first run is still there.
+    proc = _start(data_dir, ports, log)
+    try:
+        info = _wait(lambda: json.loads((data_dir / "up.json").read_text()), 120, proc, log)
+        old = httpx.get(f"{info['api_url']}/dispatches/{dispatch_id}").json()
+        assert old["id"] == dispatch_id
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
