@@ -133,14 +133,14 @@ def _wait(what: str, check: Any, timeout: float, children: list[Child]) -> Any:
 def run_up(opts: UpOptions) -> int:
     data_dir = (opts.data_dir or default_data_dir()).expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    stop_requested = False
 
     def on_signal(signum: int, _frame: object) -> None:
-        nonlocal stop_requested
-        stop_requested = True
         raise KeyboardInterrupt
 
+    # Installed explicitly: a shell that starts `up` in the background leaves
+    # SIGINT ignored, and Ctrl-C / `kill -INT` must still stop the stack.
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
         with stack_lock(data_dir):
             return _run_locked(opts, data_dir)
