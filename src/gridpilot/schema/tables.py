@@ -152,8 +152,18 @@ dispatches = Table(
     Column("submitted_by", Text, nullable=False, server_default="anonymous"),
     _ts("created_at", now=True),
     _ts("updated_at", now=True),
+    # Higher wins: a new dispatch with priority >= the live one supersedes it.
+    Column("priority", Integer, nullable=False, server_default="0"),
+    Column("superseded_by", Text, nullable=True),
     UniqueConstraint("tenant_id", "idempotency_key"),
     Index("ix_dispatches_created_at", "created_at"),
+    Index(
+        "ix_dispatches_live_asset",
+        "asset_id",
+        postgresql_where=text(
+            "kind = 'asset' AND state NOT IN ('complete', 'expired', 'failed', 'cancelled')"
+        ),
+    ),
 )
 
 dispatch_transitions = Table(

@@ -33,6 +33,7 @@ class ReasonCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REASON_CODE_LINK_LOST_REVERTED: _ClassVar[ReasonCode]
     REASON_CODE_INVALID_COMMAND: _ClassVar[ReasonCode]
     REASON_CODE_LEASE_ENDED: _ClassVar[ReasonCode]
+    REASON_CODE_PRIORITY_CONFLICT: _ClassVar[ReasonCode]
 
 class AckState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -60,6 +61,7 @@ REASON_CODE_CANCELLED_BY_OPERATOR: ReasonCode
 REASON_CODE_LINK_LOST_REVERTED: ReasonCode
 REASON_CODE_INVALID_COMMAND: ReasonCode
 REASON_CODE_LEASE_ENDED: ReasonCode
+REASON_CODE_PRIORITY_CONFLICT: ReasonCode
 ACK_STATE_UNSPECIFIED: AckState
 ACK_STATE_ACCEPTED: AckState
 ACK_STATE_APPLIED: AckState
