@@ -12,6 +12,8 @@ from temporalio import activity
 from gridpilot.schema import tables as t
 from gridpilot.workflows.models import (
     AllocationRecord,
+    ClaimRequest,
+    ClaimResult,
     DispatchInput,
     Route,
     SplitAsset,
@@ -19,6 +21,7 @@ from gridpilot.workflows.models import (
     TransitionRecord,
 )
 
+TERMINAL_STATES = ("complete", "expired", "failed", "cancelled")
 # Telemetry older than this does not limit a split (it may be stale).
 FRESH_TELEMETRY = timedelta(seconds=60)
 
@@ -41,6 +44,7 @@ def dispatch_row(inp: DispatchInput, state: str) -> dict[str, object]:
         "idempotency_key": inp.idempotency_key,
         "request_hash": inp.request_hash,
         "submitted_by": inp.submitted_by,
+        "priority": inp.priority,
     }
 
 
@@ -105,11 +109,16 @@ class RecordActivities:
     @activity.defn(name="resolve_route")
     async def resolve_route(self, asset_id: str) -> Route:
         async with self._engine.connect() as conn:
-            gateway = (
-                await conn.execute(select(t.assets.c.gateway_id).where(t.assets.c.id == asset_id))
-            ).scalar()
-            if gateway is None:
+            asset = (
+                await conn.execute(
+                    select(t.assets.c.gateway_id, t.assets.c.p_min_kw, t.assets.c.p_max_kw).where(
+                        t.assets.c.id == asset_id
+                    )
+                )
+            ).first()
+            if asset is None:
                 return Route(asset_id=asset_id, known=False)
+            gateway = asset.gateway_id
             queue = (
                 await conn.execute(
                     select(t.agent_sessions.c.task_queue).where(
@@ -120,7 +129,49 @@ class RecordActivities:
                     )
                 )
             ).scalar()
-            return Route(asset_id=asset_id, known=True, gateway_id=gateway, task_queue=queue)
+            return Route(
+                asset_id=asset_id,
+                known=True,
+                gateway_id=gateway,
+                task_queue=queue,
+                p_min_kw=asset.p_min_kw,
+                p_max_kw=asset.p_max_kw,
+            )
+
+    @activity.defn(name="claim_asset")
+    async def claim_asset(self, req: ClaimRequest) -> ClaimResult:
+        """At most one live dispatch per asset. Serialized per asset by an
+        advisory lock; idempotent on retry (it only marks superseded_by)."""
+        d = t.dispatches
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                select(func.pg_advisory_xact_lock(func.hashtext(f"asset:{req.asset_id}")))
+            )
+            live = (
+                await conn.execute(
+                    select(d.c.id, d.c.priority)
+                    .where(
+                        d.c.kind == "asset",
+                        d.c.asset_id == req.asset_id,
+                        d.c.id != req.dispatch_id,
+                        d.c.state.not_in(TERMINAL_STATES),
+                        d.c.superseded_by.is_(None) | (d.c.superseded_by == req.dispatch_id),
+                        # Only dispatches whose windows overlap compete.
+                        d.c.start_at < req.end_at,
+                        d.c.end_at > req.start_at,
+                    )
+                    .order_by(d.c.priority.desc(), d.c.created_at)
+                )
+            ).all()
+            higher = [r for r in live if r.priority > req.priority]
+            if higher:
+                return ClaimResult(refused_by=higher[0].id, refused_priority=higher[0].priority)
+            ids = [r.id for r in live]
+            if ids:
+                await conn.execute(
+                    update(d).where(d.c.id.in_(ids)).values(superseded_by=req.dispatch_id)
+                )
+            return ClaimResult(superseded=ids)
 
     @activity.defn(name="load_split_inputs")
     async def load_split_inputs(self, site_id: str) -> SplitInputs:

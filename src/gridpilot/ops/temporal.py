@@ -48,6 +48,7 @@ def dispatch_worker(client: Client, task_queue: str, engine: AsyncEngine) -> Wor
             records.record_allocation,
             records.resolve_route,
             records.load_split_inputs,
+            records.claim_asset,
         ],
         graceful_shutdown_timeout=_GRACE,
     )

@@ -32,6 +32,8 @@ with workflow.unsafe.imports_passed_through():
         AgentAck,
         CancelRequest,
         ChildState,
+        ClaimRequest,
+        ClaimResult,
         DispatchInput,
         DispatchResult,
         DispatchStatus,
@@ -51,6 +53,8 @@ DB_ACTIVITY = {
 DELIVERY_PICKUP = timedelta(seconds=5)
 ROUTE_RETRY = timedelta(seconds=2)
 END_GRACE = timedelta(seconds=10)
+# A scheduled dispatch is delivered this long before its start.
+START_LEAD = timedelta(seconds=30)
 
 
 @workflow.defn
@@ -96,7 +100,13 @@ class DispatchWorkflow:
         await workflow.execute_activity("record_dispatch", inp, **DB_ACTIVITY)  # type: ignore[call-overload]
         await self._to(S.SUBMITTED, actor=inp.submitted_by)
         try:
-            end = await self._deliver()
+            end = None
+            if workflow.patched("claim-asset"):
+                end = await self._claim()
+            if end is None and workflow.patched("scheduled-start"):
+                await self._wait_for_start()
+            if end is None:
+                end = await self._deliver()
             if end is None:
                 end = await self._follow_acks()
         except asyncio.CancelledError:
@@ -107,11 +117,65 @@ class DispatchWorkflow:
                     actor="temporal", detail="workflow cancellation requested"
                 )
             end = await self._finish_cancelled(sent=self.state is not S.SUBMITTED)
+        assert end is not None
         # Acks that came in while it was ending (e.g. the agent's answer to the
         # Release) change nothing, but are kept for the record.
         self.late_acks.extend(self.acks)
         self.acks.clear()
         return end
+
+    async def _claim(self) -> DispatchResult | None:
+        """At most one live dispatch per asset: refuse if a higher priority one
+        holds it, else supersede the ones this replaces."""
+        inp = self.inp
+        assert inp.asset_id is not None
+        claim: ClaimResult = await workflow.execute_activity(
+            "claim_asset",
+            ClaimRequest(
+                dispatch_id=inp.dispatch_id,
+                asset_id=inp.asset_id,
+                priority=inp.priority,
+                start_at=inp.start_at,
+                end_at=inp.end_at,
+            ),
+            result_type=ClaimResult,
+            **DB_ACTIVITY,
+        )  # type: ignore[call-overload]
+        if claim.refused_by is not None:
+            return await self._end(
+                S.FAILED,
+                ReasonCode.PRIORITY_CONFLICT,
+                f"asset held by {claim.refused_by} (priority {claim.refused_priority})",
+            )
+        for other in claim.superseded:
+            try:
+                await workflow.get_external_workflow_handle(other).signal(
+                    SIGNAL_CANCEL,
+                    CancelRequest(
+                        reason=ReasonCode.SUPERSEDED,
+                        actor=f"dispatch {inp.dispatch_id}",
+                        detail=f"superseded by {inp.dispatch_id}",
+                        superseded_by=inp.dispatch_id,
+                    ),
+                )
+            except Exception:  # it ended meanwhile: nothing to supersede
+                workflow.logger.info("dispatch %s already closed", other)
+        return None
+
+    async def _wait_for_start(self) -> None:
+        """A scheduled dispatch waits on a durable timer and is delivered
+        shortly before its start, so an agent restart in between loses nothing."""
+        wait = (self.inp.start_at - START_LEAD - workflow.now()).total_seconds()
+        if wait <= 0:
+            return
+        try:
+            await workflow.wait_condition(
+                lambda: self.cancel_request is not None,
+                timeout=timedelta(seconds=wait),
+                timeout_summary="wait for the scheduled start",
+            )
+        except TimeoutError:
+            pass
 
     async def _deliver(self) -> DispatchResult | None:
         """Resolve the route and write the setpoint; retried until deliver_by."""
@@ -125,6 +189,15 @@ class DispatchWorkflow:
             )  # type: ignore[call-overload]
             if not route.known:
                 return await self._end(S.FAILED, ReasonCode.UNKNOWN_ASSET, f"{inp.asset_id}")
+            if route.p_min_kw is not None and route.p_max_kw is not None:
+                # Limits may have changed since the submit: check them again.
+                if not route.p_min_kw <= inp.p_kw <= route.p_max_kw:
+                    return await self._end(
+                        S.FAILED,
+                        ReasonCode.OUT_OF_LIMITS,
+                        f"p_kw {inp.p_kw} is outside the asset's limits now "
+                        f"[{route.p_min_kw}, {route.p_max_kw}] kW",
+                    )
             if route.task_queue is not None and route.gateway_id is not None:
                 self.gateway_id = route.gateway_id
                 try:
@@ -233,7 +306,9 @@ class DispatchWorkflow:
     async def _finish_cancelled(self, sent: bool) -> DispatchResult:
         req = self.cancel_request
         assert req is not None
-        if sent:
+        # A superseded setpoint is replaced at the agent by the new one; a
+        # Release here could return the asset to its default in between.
+        if sent and req.reason is not ReasonCode.SUPERSEDED:
             await self._release(req.reason)
         return await self._end(S.CANCELLED, req.reason, req.detail, actor=req.actor)
 

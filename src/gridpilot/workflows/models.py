@@ -27,6 +27,8 @@ class DispatchInput(BaseModel):
     ack_timeout_s: float = 30.0
     idempotency_key: str | None = None
     request_hash: str | None = None
+    # Higher wins; a dispatch with priority >= the asset's live one supersedes it.
+    priority: int = 0
 
 
 class AgentAck(BaseModel):
@@ -46,6 +48,24 @@ class CancelRequest(BaseModel):
     reason: ReasonCode = ReasonCode.CANCELLED_BY_OPERATOR
     actor: str = "anonymous"
     detail: str = ""
+    superseded_by: str | None = None
+
+
+class ClaimRequest(BaseModel):
+    dispatch_id: str
+    asset_id: str
+    priority: int
+    start_at: datetime
+    end_at: datetime
+
+
+class ClaimResult(BaseModel):
+    """refused_by: the live dispatch of higher priority that keeps the asset;
+    superseded: the live dispatches this one replaces."""
+
+    refused_by: str | None = None
+    refused_priority: int | None = None
+    superseded: list[str] = Field(default_factory=list)
 
 
 class ChildState(BaseModel):
@@ -75,6 +95,9 @@ class Route(BaseModel):
     known: bool
     gateway_id: str | None = None
     task_queue: str | None = None
+    # The asset's limits now (they may have changed since the submit).
+    p_min_kw: float | None = None
+    p_max_kw: float | None = None
 
 
 class SetpointCommand(BaseModel):

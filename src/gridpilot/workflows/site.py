@@ -10,11 +10,13 @@ at the end complete when any child completed, otherwise failed or cancelled.
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError
-from temporalio.workflow import ParentClosePolicy
+from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from gridpilot.core.assets import Asset, AssetType, PowerLimits
@@ -27,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         SA_DISPATCH_KIND,
         SA_DISPATCH_STATE,
         SA_SITE_ID,
+        SIGNAL_CANCEL,
         SIGNAL_CHILD_STATE,
     )
     from .dispatch import DB_ACTIVITY, DispatchWorkflow
@@ -41,6 +44,8 @@ with workflow.unsafe.imports_passed_through():
     )
 
 S = DispatchState
+# A re-spread child may wait this long for its agent (within the window).
+RESPREAD_DELIVERY = timedelta(seconds=60)
 
 
 def child_dispatch_id(parent_id: str, asset_id: str) -> str:
@@ -52,13 +57,17 @@ class SiteDispatchWorkflow(DispatchWorkflow):
     @workflow.init
     def __init__(self, inp: DispatchInput) -> None:
         super().__init__(inp)
-        self.children: dict[str, DispatchState] = {}
+        self.children: dict[str, DispatchState] = {}  # by asset (v1)
+        self.child_states: dict[str, DispatchState] = {}  # by child dispatch id
+        self.assets: list[Asset] = []
+        self.available: dict[str, Available] = {}
         self.child_results: dict[str, DispatchResult] = {}
         self.allocation: AllocationRecord | None = None
 
     @workflow.signal(name=SIGNAL_CHILD_STATE)
     def child_state(self, msg: ChildState) -> None:
         self.children[msg.asset_id] = msg.state
+        self.child_states[msg.dispatch_id] = msg.state
 
     @workflow.run
     async def run(self, inp: DispatchInput) -> DispatchResult:
@@ -70,7 +79,7 @@ class SiteDispatchWorkflow(DispatchWorkflow):
         )  # type: ignore[call-overload]
         if not loaded.assets:
             return await self._end(S.FAILED, ReasonCode.UNKNOWN_ASSET, "the site has no assets")
-        assets = [
+        self.assets = [
             Asset(
                 asset_id=a.asset_id,
                 site_id=inp.site_id,
@@ -79,15 +88,26 @@ class SiteDispatchWorkflow(DispatchWorkflow):
             )
             for a in loaded.assets
         ]
-        available = {
+        self.available = {
             a.asset_id: Available(a.available_charge_kw, a.available_discharge_kw)
             for a in loaded.assets
         }
-        result = split(inp.p_kw, assets, available)
-        self.allocation = AllocationRecord(
+        self.allocation = self._allocate(version=1, excluded=set())
+        await workflow.execute_activity("record_allocation", self.allocation, **DB_ACTIVITY)  # type: ignore[call-overload]
+        if workflow.patched("site-respread"):
+            return await self._follow_children()
+        return await self._follow_children_v1()
+
+    def _allocate(self, version: int, excluded: set[str]) -> AllocationRecord:
+        inp = self.inp
+        result = split(
+            inp.p_kw, [a for a in self.assets if a.asset_id not in excluded], self.available
+        )
+        suffix = "" if version == 1 else f".v{version}"
+        return AllocationRecord(
             dispatch_id=inp.dispatch_id,
             policy=result.policy,
-            version=1,
+            version=version,
             target_kw=result.target_kw,
             allocated_kw=result.allocated_kw,
             unallocated_kw=result.unallocated_kw,
@@ -98,45 +118,130 @@ class SiteDispatchWorkflow(DispatchWorkflow):
                     weight_kw=a.weight_kw,
                     bound_kw=a.bound_kw,
                     clamped=a.clamped,
-                    child_dispatch_id=child_dispatch_id(inp.dispatch_id, a.asset_id),
+                    child_dispatch_id=child_dispatch_id(inp.dispatch_id, a.asset_id) + suffix,
                 )
                 for a in result.allocations
             ],
         )
-        await workflow.execute_activity("record_allocation", self.allocation, **DB_ACTIVITY)  # type: ignore[call-overload]
 
+    async def _start_child(
+        self, line: AllocationLine, respread: bool = False
+    ) -> ChildWorkflowHandle[Any, Any]:
+        inp = self.inp
+        assert line.child_dispatch_id is not None and inp.site_id is not None
+        timing = {}
+        if respread:  # starts now (or at the start), with its own delivery window
+            start = max(inp.start_at, workflow.now())
+            deliver_by = max(inp.deliver_by, min(start + RESPREAD_DELIVERY, inp.end_at))
+            timing = {"start_at": start, "deliver_by": deliver_by}
+        child = inp.model_copy(
+            update={
+                **timing,
+                "dispatch_id": line.child_dispatch_id,
+                "kind": DispatchKind.ASSET.value,
+                "asset_id": line.asset_id,
+                "p_kw": line.p_kw,
+                "parent_id": inp.dispatch_id,
+                "warnings": [],
+                "idempotency_key": None,
+                "request_hash": None,
+            }
+        )
+        self.children[line.asset_id] = S.SUBMITTED
+        return await workflow.start_child_workflow(
+            DispatchWorkflow.run,
+            child,
+            id=line.child_dispatch_id,
+            parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(SA_DISPATCH_STATE, S.SUBMITTED.value),
+                    SearchAttributePair(SA_ASSET_ID, line.asset_id),
+                    SearchAttributePair(SA_SITE_ID, inp.site_id),
+                    SearchAttributePair(SA_DISPATCH_KIND, DispatchKind.ASSET.value),
+                ]
+            ),
+        )
+
+    async def _cancel_children(self, handles: list[ChildWorkflowHandle[Any, Any]]) -> None:
+        for h in handles:
+            if h.done():
+                continue  # that child has ended: nothing to cancel
+            try:
+                await h.signal(SIGNAL_CANCEL, self.cancel_request)
+            except ApplicationError:  # it ended before the signal got there
+                workflow.logger.info("child %s already closed", h.id)
+
+    async def _follow_children(self) -> DispatchResult:
+        """Follow the children; when one is refused or its agent is offline,
+        re-spread the target over the remaining assets (a new allocation
+        version, whose children supersede the old ones of the same asset)."""
+        assert self.allocation is not None
+        current: dict[str, ChildWorkflowHandle[Any, Any]] = {}
+        shares: dict[str, float] = {}
+        for line in self.allocation.lines:
+            current[line.asset_id] = await self._start_child(line)
+            shares[line.asset_id] = line.p_kw
+        await self._advance(S.SENT)
+        excluded: set[str] = set()
+        finished: dict[str, DispatchResult] = {}  # by asset, the final result
+        self.cancelled_children = False
+
+        def live() -> list[ChildWorkflowHandle[Any, Any]]:
+            return [h for h in current.values() if not h.done()]
+
+        def needs_attention() -> bool:
+            return (
+                not live()
+                or any(h.done() and a not in finished for a, h in current.items())
+                or self._next_state_of([self.child_states.get(h.id) for h in current.values()])
+                is not None
+                or (self.cancel_request is not None and not self.cancelled_children)
+            )
+
+        while True:
+            await workflow.wait_condition(needs_attention, timeout_summary="follow the children")
+            if self.cancel_request is not None and not self.cancelled_children:
+                self.cancelled_children = True
+                await self._cancel_children(list(current.values()))
+            respread = False
+            for asset_id, h in list(current.items()):
+                if not h.done() or asset_id in finished:
+                    continue
+                result: DispatchResult = h.result()
+                finished[asset_id] = result
+                lost = result.state in (S.FAILED, S.EXPIRED)
+                if lost and self.cancel_request is None and asset_id not in excluded:
+                    excluded.add(asset_id)
+                    respread = True
+            remaining = [a.asset_id for a in self.assets if a.asset_id not in excluded]
+            if respread and remaining and workflow.now() < self.inp.end_at:
+                self.allocation = self._allocate(self.allocation.version + 1, excluded)
+                await workflow.execute_activity("record_allocation", self.allocation, **DB_ACTIVITY)  # type: ignore[call-overload]
+                for line in self.allocation.lines:
+                    old = current.get(line.asset_id)
+                    if old is not None and not old.done():
+                        if abs(shares.get(line.asset_id, 0.0) - line.p_kw) < 0.0005:
+                            continue  # its share is unchanged: keep its child
+                    elif old is not None and finished[line.asset_id].state is S.COMPLETE:
+                        continue
+                    # Same priority as its sibling: the new child supersedes it.
+                    current[line.asset_id] = await self._start_child(line, respread=True)
+                    shares[line.asset_id] = line.p_kw
+                    finished.pop(line.asset_id, None)
+            nxt = self._next_state_of([self.child_states.get(h.id) for h in current.values()])
+            if nxt is not None:
+                await self._advance(nxt)
+            if not live() and all(a in finished for a in current):
+                break
+        return await self._finish([finished[a] for a in sorted(finished)])
+
+    async def _follow_children_v1(self) -> DispatchResult:
+        """Site dispatches started before re-spreading existed replay here."""
+        assert self.allocation is not None
         handles = []
         for line in self.allocation.lines:
-            assert line.child_dispatch_id is not None
-            child = inp.model_copy(
-                update={
-                    "dispatch_id": line.child_dispatch_id,
-                    "kind": DispatchKind.ASSET.value,
-                    "asset_id": line.asset_id,
-                    "p_kw": line.p_kw,
-                    "parent_id": inp.dispatch_id,
-                    "warnings": [],
-                    "idempotency_key": None,
-                    "request_hash": None,
-                }
-            )
-            self.children[line.asset_id] = S.SUBMITTED
-            handles.append(
-                await workflow.start_child_workflow(
-                    DispatchWorkflow.run,
-                    child,
-                    id=line.child_dispatch_id,
-                    parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
-                    search_attributes=TypedSearchAttributes(
-                        [
-                            SearchAttributePair(SA_DISPATCH_STATE, S.SUBMITTED.value),
-                            SearchAttributePair(SA_ASSET_ID, line.asset_id),
-                            SearchAttributePair(SA_SITE_ID, inp.site_id),
-                            SearchAttributePair(SA_DISPATCH_KIND, DispatchKind.ASSET.value),
-                        ]
-                    ),
-                )
-            )
+            handles.append(await self._start_child(line))
         await self._advance(S.SENT)
         waiter = asyncio.gather(*handles)
         self.cancelled_children = False
@@ -151,13 +256,7 @@ class SiteDispatchWorkflow(DispatchWorkflow):
             )
             if self.cancel_request is not None and not self.cancelled_children:
                 self.cancelled_children = True
-                for h in handles:
-                    if h.done():
-                        continue  # that child has ended: nothing to cancel
-                    try:
-                        await h.signal(DispatchWorkflow.cancel, self.cancel_request)
-                    except ApplicationError:  # it ended before the signal got there
-                        workflow.logger.info("child %s already closed", h.id)
+                await self._cancel_children(handles)
             nxt = self._next_state()
             if nxt is not None:
                 await self._advance(nxt)
@@ -166,7 +265,10 @@ class SiteDispatchWorkflow(DispatchWorkflow):
 
     def _next_state(self) -> DispatchState | None:
         """The parent's next forward state implied by its children, if any."""
-        states = list(self.children.values())
+        return self._next_state_of(list(self.children.values()))
+
+    def _next_state_of(self, known: list[DispatchState | None]) -> DispatchState | None:
+        states = [s if s is not None else S.SUBMITTED for s in known]
         live = [s for s in states if not s.terminal]
         if self.state is S.SENT and live and all(s in (S.ACKED, S.ACTIVE) for s in live):
             return S.ACKED

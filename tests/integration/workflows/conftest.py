@@ -50,6 +50,8 @@ from gridpilot.workflows.dispatch import DispatchWorkflow
 from gridpilot.workflows.models import (
     AgentAck,
     AllocationRecord,
+    ClaimRequest,
+    ClaimResult,
     DispatchInput,
     DispatchResult,
     ReleaseCommand,
@@ -92,6 +94,9 @@ class FakeBackend:
     # the agent's answers, signalled right after a setpoint / release reaches it
     agent_replies: list[str] = field(default_factory=list)
     reply_to_release: bool = False
+    # claim_asset: the live dispatches per asset, like the dispatches table
+    claims: dict[str, ClaimRequest] = field(default_factory=dict)
+    superseded_by: dict[str, str] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -140,6 +145,32 @@ class FakeBackend:
         self._called("load_split_inputs", site_id)
         return self.split_inputs.get(site_id, SplitInputs(site_id=site_id, assets=[]))
 
+    @activity.defn(name="claim_asset")
+    async def claim_asset(self, req: ClaimRequest) -> ClaimResult:
+        self._called("claim_asset", req)
+        self.claims[req.dispatch_id] = req
+        live = [
+            c
+            for c in self.claims.values()
+            if c.asset_id == req.asset_id
+            and c.dispatch_id != req.dispatch_id
+            and not self._ended(c.dispatch_id)
+            and self.superseded_by.get(c.dispatch_id) in (None, req.dispatch_id)
+            and c.start_at < req.end_at
+            and c.end_at > req.start_at
+        ]
+        higher = sorted((c for c in live if c.priority > req.priority), key=lambda c: -c.priority)
+        if higher:
+            top = higher[0]
+            return ClaimResult(refused_by=top.dispatch_id, refused_priority=top.priority)
+        for c in live:
+            self.superseded_by[c.dispatch_id] = req.dispatch_id
+        return ClaimResult(superseded=[c.dispatch_id for c in live])
+
+    def _ended(self, dispatch_id: str) -> bool:
+        recorded = self.transitions.get(dispatch_id, [])
+        return bool(recorded) and recorded[-1].to_state.terminal
+
     @activity.defn(name="deliver_setpoint")
     async def deliver_setpoint(self, cmd: SetpointCommand) -> None:
         self._called("deliver_setpoint", cmd)
@@ -170,6 +201,7 @@ class FakeBackend:
             self.record_allocation,
             self.resolve_route,
             self.load_split_inputs,
+            self.claim_asset,
         ]
 
     def headend_activities(self) -> list[Callable[..., Any]]:
