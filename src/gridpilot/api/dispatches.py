@@ -22,7 +22,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from gridpilot.activities.records import dispatch_row, load_split_inputs
+from gridpilot.activities.records import TERMINAL_STATES, dispatch_row, load_split_inputs
 from gridpilot.core.assets import Asset, AssetType, PowerLimits
 from gridpilot.core.dispatch import (
     DispatchKind,
@@ -92,6 +92,7 @@ class DispatchService:
             asset = await self._asset(target.id)
             check_limits(body.p_kw, asset)
             site_id = asset.site_id
+            await self._check_priority(asset.asset_id, body.priority, start, end)
         else:
             await self._site_assets(target.id)
         dispatch_id = (
@@ -116,6 +117,7 @@ class DispatchService:
             ack_timeout_s=self._opts.ack_timeout_s,
             idempotency_key=idempotency_key,
             request_hash=request_hash,
+            priority=body.priority,
         )
         # Temporal first: if it is down nothing is written (503, retry). The
         # row is written here and again, idempotently, by the workflow.
@@ -230,6 +232,36 @@ class DispatchService:
             raise Unavailable("temporal", f"Temporal is not reachable: {exc.message}") from exc
 
     # ------------------------------------------------------------ helpers
+    async def _check_priority(
+        self, asset_id: str, priority: int, start: datetime, end: datetime
+    ) -> None:
+        """Refuse early (409) what the workflow's claim would refuse: a live,
+        overlapping dispatch of higher priority holds the asset."""
+        d = t.dispatches
+        async with self._engine.connect() as conn:
+            holder = (
+                await conn.execute(
+                    select(d.c.id, d.c.priority)
+                    .where(
+                        d.c.kind == DispatchKind.ASSET.value,
+                        d.c.asset_id == asset_id,
+                        d.c.state.not_in(TERMINAL_STATES),
+                        d.c.superseded_by.is_(None),
+                        d.c.priority > priority,
+                        d.c.start_at < end,
+                        d.c.end_at > start,
+                    )
+                    .order_by(d.c.priority.desc())
+                    .limit(1)
+                )
+            ).first()
+        if holder is not None:
+            raise Conflict(
+                f"asset {asset_id} is held by dispatch {holder.id} with priority "
+                f"{holder.priority}; use priority >= {holder.priority} to supersede it",
+                field="priority",
+            )
+
     def _require_client(self) -> Client:
         if self._client is None:
             raise Unavailable("temporal", "Temporal is not connected yet; retry shortly")

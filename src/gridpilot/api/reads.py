@@ -185,10 +185,15 @@ async def list_dispatches(
     state: str | None = None,
     asset_id: str | None = None,
     site_id: str | None = None,
+    since: Annotated[datetime | None, Query(description="created at or after")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
     d = t.dispatches
     q = select(d).order_by(d.c.created_at.desc()).limit(limit)
+    if since is not None:
+        if since.tzinfo is None:
+            raise ValidationFailed("since needs a time zone", field="since")
+        q = q.where(d.c.created_at >= since)
     if state:
         q = q.where(d.c.state == state)
     if asset_id:
@@ -221,7 +226,50 @@ async def dispatch_view(engine: AsyncEngine, dispatch_id: str) -> dict[str, Any]
             **row,
             "children": list(children),
             "transitions": [Transition(**dict(x)) for x in transitions],
+            "evidence": await _evidence(conn, row, transitions),
         }
+
+
+TERMINAL = ("complete", "expired", "failed", "cancelled")
+
+
+async def _evidence(conn: Any, row: Any, transitions: Any) -> dict[str, Any] | None:
+    """Measured p_kw of the asset during the active window against the setpoint."""
+    active = next((x for x in transitions if x["to_state"] == "active"), None)
+    if row["kind"] != "asset" or active is None:
+        return None
+    ended = next((x["at"] for x in transitions if x["to_state"] in TERMINAL), None)
+    start = active["at"]
+    end = min(ended or datetime.now(UTC), row["end_at"])
+    tel = t.telemetry
+    rows = (
+        await conn.execute(
+            select(tel.c.ts, tel.c.p_kw)
+            .where(
+                tel.c.asset_id == row["asset_id"],
+                tel.c.ts >= start,
+                tel.c.ts <= end,
+                tel.c.p_kw.is_not(None),
+            )
+            .order_by(tel.c.ts)
+            .limit(MAX_ROWS)
+        )
+    ).all()
+    setpoint = row["applied_p_kw"] if row["applied_p_kw"] is not None else row["p_kw"]
+    tolerance = max(0.02 * abs(setpoint), 0.5)
+    deviations = [abs(r.p_kw - setpoint) for r in rows]
+    reached = next((r.ts for r in rows if abs(r.p_kw - setpoint) <= tolerance), None)
+    return {
+        "window_start": start,
+        "window_end": end,
+        "samples": len(rows),
+        "setpoint_kw": setpoint,
+        "mean_p_kw": sum(r.p_kw for r in rows) / len(rows) if rows else None,
+        "mean_abs_deviation_kw": sum(deviations) / len(deviations) if rows else None,
+        "max_abs_deviation_kw": max(deviations) if rows else None,
+        "time_to_target_s": (reached - start).total_seconds() if reached else None,
+        "tolerance_kw": tolerance,
+    }
 
 
 @router.get("/dispatches/{dispatch_id}", response_model=DispatchView, tags=["dispatches"])

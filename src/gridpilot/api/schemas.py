@@ -24,6 +24,9 @@ class DispatchCreate(BaseModel):
         None, description="expire if not delivered by then; default start + 60 s"
     )
     ramp_kw_per_s: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)] | None = None
+    priority: Annotated[int, Field(strict=True, ge=0, le=100)] = Field(
+        0, description="higher wins: >= the asset's live dispatch supersedes it, lower is 409"
+    )
 
 
 class Transition(BaseModel):
@@ -34,6 +37,22 @@ class Transition(BaseModel):
     reason: str | None
     detail: str
     actor: str
+
+
+class Evidence(BaseModel):
+    """What the asset's own telemetry says happened during the active window."""
+
+    window_start: datetime
+    window_end: datetime
+    samples: int
+    setpoint_kw: float
+    mean_p_kw: float | None
+    mean_abs_deviation_kw: float | None
+    max_abs_deviation_kw: float | None
+    time_to_target_s: float | None = Field(
+        description="from active to the first sample within tolerance of the setpoint"
+    )
+    tolerance_kw: float
 
 
 class DispatchView(BaseModel):
@@ -58,8 +77,11 @@ class DispatchView(BaseModel):
     submitted_by: str
     created_at: datetime
     updated_at: datetime
+    priority: int = 0
+    superseded_by: str | None = None
     children: list[str] = Field(default_factory=list)
     transitions: list[Transition] | None = None
+    evidence: Evidence | None = None
 
 
 class SplitLine(BaseModel):

@@ -52,10 +52,19 @@ def submit(
     asset: Annotated[str | None, typer.Option(help="target asset id")] = None,
     site: Annotated[str | None, typer.Option(help="target site id")] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="retry-safe key")] = None,
+    priority: Annotated[int, typer.Option(help="0-100; >= the live one supersedes it")] = 0,
+    start_at: Annotated[str | None, typer.Option(help="scheduled start (ISO 8601)")] = None,
     api: ApiOpt = "http://127.0.0.1:8080",
 ) -> None:
     """Submit a dispatch to an asset or a site."""
-    body = {"asset_id": asset, "site_id": site, "p_kw": p_kw, "duration_s": duration_s}
+    body = {
+        "asset_id": asset,
+        "site_id": site,
+        "p_kw": p_kw,
+        "duration_s": duration_s,
+        "priority": priority,
+        "start_at": start_at,
+    }
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
     payload = {k: v for k, v in body.items() if v is not None}
     _print(_call("POST", api, "/api/v1/dispatches", payload, headers))
@@ -64,10 +73,15 @@ def submit(
 @dispatch_app.command("list")
 def list_(
     state: Annotated[str | None, typer.Option(help="only this state")] = None,
+    asset: Annotated[str | None, typer.Option(help="only this asset")] = None,
+    site: Annotated[str | None, typer.Option(help="only this site")] = None,
+    since: Annotated[str | None, typer.Option(help="created at or after (ISO 8601)")] = None,
     api: ApiOpt = "http://127.0.0.1:8080",
 ) -> None:
-    """List recent dispatches."""
-    rows = _call("GET", api, "/api/v1/dispatches" + (f"?state={state}" if state else ""))
+    """List recent dispatches, newest first."""
+    params = {"state": state, "asset_id": asset, "site_id": site, "since": since}
+    query = "&".join(f"{k}={v}" for k, v in params.items() if v)
+    rows = _call("GET", api, "/api/v1/dispatches" + (f"?{query}" if query else ""))
     for d in rows:
         target = d["asset_id"] or d["site_id"]
         typer.echo(
@@ -76,9 +90,70 @@ def list_(
 
 
 @dispatch_app.command("show")
-def show(dispatch_id: str, api: ApiOpt = "http://127.0.0.1:8080") -> None:
-    """Show one dispatch with its transitions."""
-    _print(_call("GET", api, f"/api/v1/dispatches/{dispatch_id}"))
+def show(
+    dispatch_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="print the raw JSON")] = False,
+    api: ApiOpt = "http://127.0.0.1:8080",
+) -> None:
+    """Show one dispatch: its timeline, why it ended, and the evidence from telemetry."""
+    d = _call("GET", api, f"/api/v1/dispatches/{dispatch_id}")
+    if as_json:
+        _print(d)
+        return
+    typer.echo(timeline(d))
+
+
+def timeline(d: dict[str, Any]) -> str:
+    """A dispatch as an operator reads it: was it applied, when, how long, why not."""
+    target = f"asset {d['asset_id']}" if d["asset_id"] else f"site {d['site_id']}"
+    lines = [
+        f"dispatch {d['id']}",
+        f"  target     {target}  p_kw {d['p_kw']:g}  for {d['duration_s']} s"
+        f"  (priority {d.get('priority', 0)}, by {d['submitted_by']})",
+        f"  window     {d['start_at']} → {d['end_at']}",
+        f"  state      {d['state']}" + (f"  reason {d['reason']}" if d["reason"] else ""),
+    ]
+    if d.get("superseded_by"):
+        lines.append(f"  superseded by {d['superseded_by']}")
+    if d.get("applied_p_kw") is not None:
+        lines.append(f"  applied    {d['applied_p_kw']:g} kW")
+    for w in d.get("warnings") or []:
+        lines.append(f"  warning    {w}")
+    lines.append("  timeline")
+    for x in d.get("transitions") or []:
+        why = f"  {x['reason']}" if x["reason"] else ""
+        detail = f"  ({x['detail']})" if x["detail"] else ""
+        lines.append(
+            f"    {x['seq']:>2}  {x['at']}  {x['to_state']:<9} by {x['actor']}{why}{detail}"
+        )
+    ev = d.get("evidence")
+    if ev:
+
+        def kw(v: float | None) -> str:
+            return "n/a" if v is None else f"{v:.2f} kW"
+
+        reached = ev["time_to_target_s"]
+        lines += [
+            "  evidence (asset telemetry during the active window)",
+            f"    samples {ev['samples']}  mean p {kw(ev['mean_p_kw'])}"
+            f"  vs setpoint {ev['setpoint_kw']:g} kW",
+            f"    deviation mean {kw(ev['mean_abs_deviation_kw'])}"
+            f"  max {kw(ev['max_abs_deviation_kw'])}",
+            "    target reached "
+            + ("never" if reached is None else f"after {reached:.1f} s")
+            + f" (within {ev['tolerance_kw']:.2f} kW)",
+        ]
+    if d.get("allocation"):
+        a = d["allocation"]
+        lines.append(
+            f"  allocation {a['policy']} v{a['version']}: allocated {a['allocated_kw']:g} kW,"
+            f" unallocated {a['unallocated_kw']:g} kW"
+        )
+        for line in a["lines"]:
+            lines.append(f"    {line['asset_id']:<20} {line['p_kw']:>10.3f} kW")
+    if d.get("children"):
+        lines.append("  children   " + ", ".join(d["children"]))
+    return "\n".join(lines)
 
 
 @dispatch_app.command("cancel")
