@@ -34,7 +34,7 @@ class ReleaseCommand:
     reason: ReasonCode | None = None
 
 
-TimerKind = Literal["start", "end", "revert"]
+TimerKind = Literal["start", "end", "revert", "ramp"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +46,13 @@ class Lease:
     start: datetime
     end: datetime
     trace_context: Mapping[str, str] = field(default_factory=dict)
+    # kW/s; None or 0: the setpoint is written as one step.
+    ramp_kw_per_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Due:
-    """A controller timer went off: a lease starts or ends, or a revert is retried."""
+    """A controller timer went off: a lease starts or ends, a ramp steps, a revert is retried."""
 
     kind: TimerKind
     dispatch_id: str

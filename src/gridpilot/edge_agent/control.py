@@ -16,7 +16,7 @@ from gridpilot.core.assets import Asset
 from gridpilot.core.lifecycle import ReasonCode
 
 from .acks import AckRecorder, AckState
-from .adapters import DeviceError
+from .adapters import DeviceError, DeviceReadOnly
 from .clock import Clock
 from .commands import Due, Lease, ReleaseCommand, Revert, SetpointCommand, TimerKind
 from .device import ManagedDevice
@@ -26,6 +26,17 @@ from .timers import Timers
 Command = SetpointCommand | ReleaseCommand | Due | Revert
 
 log = structlog.get_logger(__name__)
+
+# A ramp is written in steps this far apart.
+RAMP_STEP_S = 1.0
+
+
+def ramp_step(current: float, target: float, ramp_kw_per_s: float, dt_s: float) -> float:
+    """The next value from ``current`` toward ``target`` at most ``ramp * dt`` away."""
+    room = ramp_kw_per_s * dt_s
+    if abs(target - current) <= room:
+        return target
+    return current + room if target > current else current - room
 
 
 class AssetController:
@@ -42,6 +53,8 @@ class AssetController:
       ``RELEASED(AGENT_OFFLINE)`` when the agent stops
     - later start: ``ACCEPTED`` now, ``APPLIED`` at ``start``; released,
       superseded or fail-safed before then: ``RELEASED(reason)`` without APPLIED
+    - with ``ramp_kw_per_s``: ``APPLIED`` after the first step (``applied_p_kw``
+      is the target), the rest follows every RAMP_STEP_S until the target
     - device write fails: ``ACCEPTED``, ``FAILED(DEVICE_WRITE_FAILED)``; so does
       an end whose return to the default cannot be written
     - redelivered dispatch_id: the latest ack again, nothing re-applied
@@ -55,17 +68,20 @@ class AssetController:
         clock: Clock,
         acks: AckRecorder,
         revert_retry_s: float = 5.0,
+        ramp_step_s: float = RAMP_STEP_S,
     ) -> None:
         self.asset = asset
         self._device = device
         self._clock = clock
         self._acks = acks
         self._revert_retry_s = revert_retry_s
+        self._ramp_step_s = ramp_step_s
         self._queue: asyncio.Queue[Command] = asyncio.Queue(maxsize=64)
         self._active: Lease | None = None
         self._scheduled: Lease | None = None
         self._timers: Timers[TimerKind] = Timers(clock, self._deliver)
         self._revert_pending = True  # the agent starts by putting the asset at its default
+        self._last_written: float | None = None  # where a ramp starts from
         self._task: asyncio.Task[None] | None = None
         self._log = log.bind(asset_id=asset.asset_id)
 
@@ -124,6 +140,8 @@ class AssetController:
                         await self._on_start_due(command.dispatch_id)
                     case Due(kind="end"):
                         await self._on_end_due(command.dispatch_id)
+                    case Due(kind="ramp"):
+                        await self._on_ramp_due(command.dispatch_id)
                     case Due(kind="revert"):
                         if self._active is None and self._revert_pending:
                             await self._revert()
@@ -157,7 +175,14 @@ class AssetController:
                 trace_context=cmd.trace_context,
             )
             return
-        lease = Lease(cmd.dispatch_id, decision.p_kw, cmd.start or now, cmd.end, cmd.trace_context)
+        lease = Lease(
+            cmd.dispatch_id,
+            decision.p_kw,
+            cmd.start or now,
+            cmd.end,
+            cmd.trace_context,
+            ramp_kw_per_s=cmd.ramp_kw_per_s or None,
+        )
         later = lease.start > now
         detail = decision.detail or (f"starts at {lease.start.isoformat()}" if later else "")
         self._ack(lease, AckState.ACCEPTED, None, detail)
@@ -203,10 +228,15 @@ class AssetController:
             )
             await self._revert()
             return
+        first = lease.p_kw
+        ramp = lease.ramp_kw_per_s
+        if ramp and self._last_written is not None:
+            first = ramp_step(self._last_written, lease.p_kw, ramp, self._ramp_step_s)
         try:
-            applied = await self._device.write(lease.p_kw)
+            applied = await self._device.write(first)
+            self._last_written = first
         except Exception as exc:
-            self._log_write_error("setpoint", lease.p_kw, exc)
+            self._log_write_error("setpoint", first, exc)
             self._ack(
                 lease,
                 AckState.FAILED,
@@ -218,8 +248,29 @@ class AssetController:
         self._active = lease
         self._revert_pending = False
         self._timers.cancel("revert")
-        self._ack(lease, AckState.APPLIED, None, "", applied_p_kw=applied)
+        self._timers.cancel("ramp")
+        if first != lease.p_kw:
+            assert lease.ramp_kw_per_s is not None
+            detail = f"ramping from {first:g} kW at {lease.ramp_kw_per_s:g} kW/s"
+            self._ack(lease, AckState.APPLIED, None, detail, applied_p_kw=lease.p_kw)
+            self._timers.after("ramp", lease.dispatch_id, self._ramp_step_s)
+        else:
+            self._ack(lease, AckState.APPLIED, None, "", applied_p_kw=applied)
         self._timers.at("end", lease.dispatch_id, lease.end)
+
+    async def _on_ramp_due(self, dispatch_id: str) -> None:
+        lease = self._active
+        if lease is None or lease.dispatch_id != dispatch_id or lease.ramp_kw_per_s is None:
+            return  # ended, released or superseded meanwhile
+        current = lease.p_kw if self._last_written is None else self._last_written
+        value = ramp_step(current, lease.p_kw, lease.ramp_kw_per_s, self._ramp_step_s)
+        try:
+            await self._device.write(value)
+            self._last_written = value
+        except Exception as exc:  # the next step tries again; the lease still holds
+            self._log_write_error("ramp step", value, exc)
+        if self._last_written != lease.p_kw:
+            self._timers.after("ramp", dispatch_id, self._ramp_step_s)
 
     async def _on_start_due(self, dispatch_id: str) -> None:
         lease = self._scheduled
@@ -298,8 +349,13 @@ class AssetController:
 
     async def _revert(self) -> str | None:
         """Write the default; on failure retry later (while no lease runs)."""
+        self._timers.cancel("ramp")
         try:
             await self._device.write(self.asset.default_p_kw)
+            self._last_written = self.asset.default_p_kw
+        except DeviceReadOnly:  # a device that takes no setpoint has no default to return to
+            self._revert_pending = False
+            return None
         except Exception as exc:
             self._log_write_error("default", self.asset.default_p_kw, exc)
             self._revert_pending = True

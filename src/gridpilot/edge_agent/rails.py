@@ -48,8 +48,8 @@ def decide(
     is already over (DEADLINE_PASSED), then the local limits (OUT_OF_LIMITS).
 
     ``start`` None means now. ``end`` is required: every setpoint is a lease.
-    The agent applies active power as a step: ``q_kvar`` and ``ramp_kw_per_s``
-    are validated but not acted on, which ``detail`` says.
+    ``ramp_kw_per_s`` is applied by the controller in steps; ``q_kvar`` is
+    validated but not acted on, which ``detail`` says.
     """
     if not _is_number(setpoint_kw):
         return _reject(ReasonCode.INVALID_COMMAND, f"p_kw {setpoint_kw!r} is not a finite number")
@@ -77,16 +77,7 @@ def decide(
             f"p_kw {setpoint_kw:g} is outside the agent's local limits "
             f"[{limits_local.p_min_kw:g}, {limits_local.p_max_kw:g}] kW",
         )
-    ignored = []
-    if q_kvar is not None:
-        ignored.append("q_kvar")
-    if ramp_kw_per_s:
-        ignored.append("ramp_kw_per_s")
-    detail = (
-        f"{' and '.join(ignored)} ignored: this agent applies active power as a step"
-        if ignored
-        else ""
-    )
+    detail = "q_kvar ignored: this agent controls active power only" if q_kvar is not None else ""
     return Decision(float(setpoint_kw), None, detail)
 
 

@@ -66,8 +66,8 @@ def test_invalid_beats_deadline_and_deadline_beats_limits() -> None:
     assert decide(999, LIMITS, NOW, None, past).reason is ReasonCode.DEADLINE_PASSED
 
 
-def test_q_and_ramp_are_accepted_but_said_to_be_ignored() -> None:
+def test_q_is_accepted_but_said_to_be_ignored_and_ramp_is_accepted() -> None:
     d = decide(10, LIMITS, NOW, None, LATER, q_kvar=5, ramp_kw_per_s=2)
     assert d.accepted
-    assert d.detail == "q_kvar and ramp_kw_per_s ignored: this agent applies active power as a step"
-    assert decide(10, LIMITS, NOW, None, LATER, ramp_kw_per_s=0).detail == ""
+    assert d.detail == "q_kvar ignored: this agent controls active power only"
+    assert decide(10, LIMITS, NOW, None, LATER, ramp_kw_per_s=2).detail == ""
