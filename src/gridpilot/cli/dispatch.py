@@ -54,6 +54,9 @@ def submit(
     idempotency_key: Annotated[str | None, typer.Option(help="retry-safe key")] = None,
     priority: Annotated[int, typer.Option(help="0-100; >= the live one supersedes it")] = 0,
     start_at: Annotated[str | None, typer.Option(help="scheduled start (ISO 8601)")] = None,
+    ramp_kw_per_s: Annotated[
+        float | None, typer.Option(help="ramp limit; the agent steps toward p_kw")
+    ] = None,
     api: ApiOpt = "http://127.0.0.1:8080",
 ) -> None:
     """Submit a dispatch to an asset or a site."""
@@ -64,6 +67,7 @@ def submit(
         "duration_s": duration_s,
         "priority": priority,
         "start_at": start_at,
+        "ramp_kw_per_s": ramp_kw_per_s,
     }
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
     payload = {k: v for k, v in body.items() if v is not None}
