@@ -95,7 +95,17 @@ class SiteDispatchWorkflow(DispatchWorkflow):
         self.allocation = self._allocate(version=1, excluded=set())
         await workflow.execute_activity("record_allocation", self.allocation, **DB_ACTIVITY)  # type: ignore[call-overload]
         if workflow.patched("site-respread"):
-            return await self._follow_children()
+            following = asyncio.ensure_future(self._follow_children())
+            while True:
+                try:
+                    return await asyncio.shield(following)
+                except asyncio.CancelledError:
+                    # Cancelled through Temporal (the UI, the CLI): end it the way an
+                    # operator cancel does, so the children are cancelled and it is recorded.
+                    if self.cancel_request is None:
+                        self.cancel_request = CancelRequest(
+                            actor="temporal", detail="workflow cancellation requested"
+                        )
         return await self._follow_children_v1()
 
     def _allocate(self, version: int, excluded: set[str]) -> AllocationRecord:
@@ -216,15 +226,24 @@ class SiteDispatchWorkflow(DispatchWorkflow):
                     respread = True
             remaining = [a.asset_id for a in self.assets if a.asset_id not in excluded]
             if respread and remaining and workflow.now() < self.inp.end_at:
-                self.allocation = self._allocate(self.allocation.version + 1, excluded)
-                await workflow.execute_activity("record_allocation", self.allocation, **DB_ACTIVITY)  # type: ignore[call-overload]
-                for line in self.allocation.lines:
+                allocation = self._allocate(self.allocation.version + 1, excluded)
+                # Decide before any await (a child that ends while the allocation is
+                # written is looked at next round), and record the child that carries
+                # each share: a kept child keeps its id.
+                to_start: list[AllocationLine] = []
+                for line in allocation.lines:
                     old = current.get(line.asset_id)
-                    if old is not None and not old.done():
-                        if abs(shares.get(line.asset_id, 0.0) - line.p_kw) < 0.0005:
-                            continue  # its share is unchanged: keep its child
-                    elif old is not None and finished[line.asset_id].state is S.COMPLETE:
-                        continue
+                    unchanged = abs(shares.get(line.asset_id, 0.0) - line.p_kw) < 0.0005
+                    if old is not None and (
+                        (not old.done() and unchanged)  # its share is unchanged
+                        or (old.done() and finished[line.asset_id].state is S.COMPLETE)
+                    ):
+                        line.child_dispatch_id = old.id
+                    else:
+                        to_start.append(line)
+                self.allocation = allocation
+                await workflow.execute_activity("record_allocation", self.allocation, **DB_ACTIVITY)  # type: ignore[call-overload]
+                for line in to_start:
                     # Same priority as its sibling: the new child supersedes it.
                     current[line.asset_id] = await self._start_child(line, respread=True)
                     shares[line.asset_id] = line.p_kw
@@ -283,7 +302,8 @@ class SiteDispatchWorkflow(DispatchWorkflow):
 
     async def _finish(self, results: list[DispatchResult]) -> DispatchResult:
         delivered = sum(r.applied_p_kw or 0.0 for r in results if r.state is S.COMPLETE)
-        summary = ", ".join(f"{r.dispatch_id.rsplit('.', 1)[-1]}={r.state}" for r in results)
+        prefix = f"{self.inp.dispatch_id}."  # "bess-1", or "bess-1.v2" for a re-spread child
+        summary = ", ".join(f"{r.dispatch_id.removeprefix(prefix)}={r.state}" for r in results)
         if self.cancel_request is not None:
             req: CancelRequest = self.cancel_request
             end = await self._end(S.CANCELLED, req.reason, summary, actor=req.actor)

@@ -324,7 +324,11 @@ class Harness:
             id=inp.dispatch_id,
             task_queue=self.backend.task_queue,
             search_attributes=TypedSearchAttributes(pairs),
-            execution_timeout=inp.end_at - inp.start_at + timedelta(hours=1),
+            # as the API: the window, an hour, and the wait for a scheduled start
+            execution_timeout=inp.end_at
+            - inp.start_at
+            + timedelta(hours=1)
+            + max(inp.start_at - await self.now(), timedelta(0)),
         )
         self.started.append(handle)
         return handle

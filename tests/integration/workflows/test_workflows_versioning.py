@@ -43,6 +43,12 @@ REQUIRED = (
     "site_fanout",
     "site_fanout_child",
     "site_cancelled",
+    # lifecycle rails (patches "claim-asset", "scheduled-start", "site-respread")
+    "superseded",
+    "superseding",
+    "priority_conflict",
+    "scheduled_start",
+    "site_respread",
 )
 NAMES = sorted(set(REQUIRED) | {p.stem for p in HISTORIES_DIR.glob("*.json")})
 
