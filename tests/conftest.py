@@ -21,6 +21,7 @@ import pytest
 import pytest_asyncio
 
 if TYPE_CHECKING:
+    from gp_testing import TestPki
     from temporalio.client import Client
     from temporalio.testing import WorkflowEnvironment
 
@@ -132,6 +133,14 @@ async def temporal_time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
         yield env
     finally:
         await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def test_pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
+    """A CA, the headend's certificate for 127.0.0.1, gateway certificates on demand."""
+    from gp_testing import TestPki
+
+    return TestPki(tmp_path_factory.mktemp("pki") / "pki")
 
 
 @pytest.fixture

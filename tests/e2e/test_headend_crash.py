@@ -14,7 +14,15 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from gp_testing import ScriptedAgent, agent_ack, demo_assets, wait_for
+from gp_testing import (
+    ScriptedAgent,
+    TestPki,
+    agent_ack,
+    create_token,
+    demo_assets,
+    tls_env,
+    wait_for,
+)
 
 from gridpilot.ops.embedded import free_port
 from gridpilot.schema.pb import agent_pb2 as pb
@@ -50,9 +58,12 @@ class HeadendProcess:
 
 
 @pytest.fixture
-def headend_env(database_url: str, temporal_env: Any, task_queue: str) -> Iterator[dict[str, str]]:
+def headend_env(
+    database_url: str, temporal_env: Any, task_queue: str, test_pki: TestPki
+) -> Iterator[dict[str, str]]:
     yield {
         **os.environ,
+        **tls_env(test_pki),
         "GRIDPILOT_DATABASE_URL": database_url,
         "GRIDPILOT_TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
         "GRIDPILOT_TASK_QUEUE": task_queue,
@@ -70,8 +81,8 @@ async def _ready(api: str) -> bool:
         return False
 
 
-async def _connect(address: str) -> ScriptedAgent | None:
-    agent = ScriptedAgent(address)
+async def _connect(address: str, pki: TestPki) -> ScriptedAgent | None:
+    agent = ScriptedAgent(address, pki=pki)
     await agent.connect(demo_assets())
     if agent.error is None:
         return agent
@@ -88,7 +99,7 @@ def _transitions(url: str, dispatch_id: str) -> list[tuple[str, str | None]]:
 
 
 async def test_killed_headend_dispatch_still_completes_at_its_end(
-    headend_env: dict[str, str], tmp_path: Path
+    headend_env: dict[str, str], tmp_path: Path, test_pki: TestPki
 ) -> None:
     api = f"http://127.0.0.1:{headend_env['GRIDPILOT_API_PORT']}"
     grpc_address = headend_env["GRIDPILOT_GRPC_LISTEN"]
@@ -97,9 +108,11 @@ async def test_killed_headend_dispatch_still_completes_at_its_end(
     agents: list[ScriptedAgent] = []
     try:
         await wait_for(lambda: _ready(api), timeout=60)
-        agent = await wait_for(lambda: _connect(grpc_address), timeout=20)
+        agent = await wait_for(lambda: _connect(grpc_address, test_pki), timeout=20)
         agents.append(agent)
-        async with httpx.AsyncClient(base_url=api) as c:
+        token = await create_token(headend_env["GRIDPILOT_DATABASE_URL"])
+        auth = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=api, headers=auth) as c:
             r = await c.post(
                 "/api/v1/dispatches", json={"asset_id": "bess-1", "p_kw": 15, "duration_s": 15}
             )
@@ -115,7 +128,7 @@ async def test_killed_headend_dispatch_still_completes_at_its_end(
 
         headend.start()
         await wait_for(lambda: _ready(api), timeout=60)
-        again = await wait_for(lambda: _connect(grpc_address), timeout=20)
+        again = await wait_for(lambda: _connect(grpc_address, test_pki), timeout=20)
         agents.append(again)
         # The agent never confirms the end: the workflow ends it at end_at and
         # tells the agent (on its new stream) to release.

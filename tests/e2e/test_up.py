@@ -63,26 +63,41 @@ def test_up_runs_the_demo_dispatches_a_site_and_stops_cleanly(tmp_path: Path) ->
         up_json = data_dir / "up.json"
         info = _wait(lambda: json.loads(up_json.read_text()), 120, proc, log)
         api = info["api_url"]
+        # Secure by default: REST needs the admin token that `up` wrote (0600) ...
+        token_file = Path(info["admin_token_file"])
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        token = token_file.read_text().strip()
+        assert token in log.read_text()  # printed once for the user
+        assert httpx.get(f"{api}/agents").status_code == 401
+        auth = {"Authorization": f"Bearer {token}"}
+        # ... and the agent reached the headend over mTLS with its own certificate.
+        site_yaml = (data_dir / "demo-site.yaml").read_text()
+        assert "insecure" not in site_yaml and "cert_file" in site_yaml
+        for key in (data_dir / "pki").rglob("*.key"):
+            assert key.stat().st_mode & 0o777 == 0o600, key
         assert info["site_id"] == "demo-site"
         assert sorted(info["asset_ids"]) == ["demo-bess", "demo-ev", "demo-pv"]
         assert "GridPilot is up" in log.read_text()
         assert httpx.get(info["temporal_ui_url"]).status_code == 200
 
-        agents = httpx.get(f"{api}/agents").json()
+        agents = httpx.get(f"{api}/agents", headers=auth).json()
         assert [(a["gateway_id"], a["connected"]) for a in agents] == [("demo-gw", True)]
-        assets = {a["id"]: a for a in httpx.get(f"{api}/assets").json()}
+        assets = {a["id"]: a for a in httpx.get(f"{api}/assets", headers=auth).json()}
         assert {a["asset_type"] for a in assets.values()} == {"bess", "pv", "ev_charger"}
-        latest = httpx.get(f"{api}/assets/demo-bess/telemetry/latest").json()
+        latest = httpx.get(f"{api}/assets/demo-bess/telemetry/latest", headers=auth).json()
         assert latest["soc_pct"] is not None
 
         r = httpx.post(
-            f"{api}/dispatches", json={"site_id": "demo-site", "p_kw": 100, "duration_s": 120}
+            f"{api}/dispatches",
+            json={"site_id": "demo-site", "p_kw": 100, "duration_s": 120},
+            headers=auth,
         )
         assert r.status_code == 201, r.text
         dispatch_id = r.json()["id"]
         site = _wait(
             lambda: (
-                (d := httpx.get(f"{api}/dispatches/{dispatch_id}").json())["state"] == "active"
+                (d := httpx.get(f"{api}/dispatches/{dispatch_id}", headers=auth).json())["state"]
+                == "active"
                 and d
             ),
             60,
@@ -96,7 +111,9 @@ def test_up_runs_the_demo_dispatches_a_site_and_stops_cleanly(tmp_path: Path) ->
         _wait(
             lambda: (
                 abs(
-                    httpx.get(f"{api}/assets/demo-bess/telemetry/latest").json()["p_kw"]
+                    httpx.get(f"{api}/assets/demo-bess/telemetry/latest", headers=auth).json()[
+                        "p_kw"
+                    ]
                     - bess_share
                 )
                 < 0.01
@@ -105,11 +122,14 @@ def test_up_runs_the_demo_dispatches_a_site_and_stops_cleanly(tmp_path: Path) ->
             proc,
             log,
         )
+        assert site["submitted_by"] == "token:demo-admin"
         pids = info["pids"]
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(60)
     assert code == 0, log.read_text()[-3000:]
+    for child_log in (data_dir / "logs").glob("*.log"):
+        assert token not in child_log.read_text(), f"token leaked into {child_log}"
     assert "gridpilot up: stopped" in log.read_text()
     assert not (data_dir / "up.json").exists()
     time.sleep(0.5)
@@ -119,7 +139,9 @@ def test_up_runs_the_demo_dispatches_a_site_and_stops_cleanly(tmp_path: Path) ->
     proc = _start(data_dir, ports, log)
     try:
         info = _wait(lambda: json.loads((data_dir / "up.json").read_text()), 120, proc, log)
-        old = httpx.get(f"{info['api_url']}/dispatches/{dispatch_id}").json()
+        # The token from the first run is still valid and reused.
+        assert Path(info["admin_token_file"]).read_text().strip() == token
+        old = httpx.get(f"{info['api_url']}/dispatches/{dispatch_id}", headers=auth).json()
         assert old["id"] == dispatch_id
     finally:
         proc.send_signal(signal.SIGINT)

@@ -14,16 +14,71 @@ import grpc
 import httpx
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from gridpilot.ops.headend import Headend
     from gridpilot.ops.settings import Settings
+    from gridpilot.security.pki import Issued, Pki
+
+
+class TestPki:
+    """A throwaway CA with a headend certificate for 127.0.0.1, and gateway
+    client certificates issued on demand."""
+
+    __test__ = False  # not a test class
+
+    def __init__(self, root: Path) -> None:
+        from gridpilot.security.pki import Pki
+
+        self.pki: Pki = Pki.init(root)
+        self.headend = self.pki.issue_headend(["localhost"], ["127.0.0.1"])
+        self._gateways: dict[str, Issued] = {}
+
+    def gateway(self, gateway_id: str) -> Issued:
+        if gateway_id not in self._gateways:
+            self._gateways[gateway_id] = self.pki.issue_gateway(gateway_id)
+        return self._gateways[gateway_id]
+
+    def credentials(
+        self,
+        gateway_id: str | None = None,
+        cert_pem: bytes | None = None,
+        key_pem: bytes | None = None,
+    ) -> grpc.ChannelCredentials:
+        """Client credentials: a gateway's certificate, or the given PEMs (or none)."""
+        if gateway_id is not None:
+            issued = self.gateway(gateway_id)
+            cert_pem, key_pem = issued.cert_file.read_bytes(), issued.key_file.read_bytes()
+        return grpc.ssl_channel_credentials(
+            self.pki.ca_file.read_bytes(), private_key=key_pem, certificate_chain=cert_pem
+        )
 
 
 @dataclass
 class RunningHeadend:
     headend: Headend
     settings: Settings
-    api: httpx.AsyncClient
+    api: httpx.AsyncClient  # sends an admin token
     grpc_address: str
+    pki: TestPki | None = None
+    admin_token: str = ""
+
+    def agent(self, **kw: Any) -> ScriptedAgent:
+        """A scripted agent with a client certificate for its gateway id."""
+        return ScriptedAgent(self.grpc_address, pki=self.pki, **kw)
+
+    async def token(self, role: str, name: str | None = None) -> str:
+        from gridpilot.security.audit import Actor
+
+        _, secret = await self.headend.tokens.create(
+            name or f"test-{role}-{time.monotonic_ns()}", role, Actor("test")
+        )
+        return secret
+
+    def client(self, token: str | None) -> httpx.AsyncClient:
+        """An API client with this bearer token (None: no Authorization header)."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.AsyncClient(base_url=str(self.api.base_url), headers=headers, timeout=10)
 
 
 async def wait_for(check: Any, timeout: float = 20.0, interval: float = 0.2) -> Any:
@@ -53,12 +108,21 @@ class ScriptedAgent:
     _call: Any = None
     _reader: asyncio.Task[None] | None = None
     error: grpc.RpcError | None = None
+    pki: TestPki | None = None  # issues this gateway's client certificate
+    credentials: grpc.ChannelCredentials | None = None  # or exactly these (TLS)
 
     async def connect(self, assets: list[Any]) -> Any:
         from gridpilot.schema.pb import agent_pb2 as pb
         from gridpilot.schema.pb import agent_pb2_grpc as pb_grpc
 
-        self._channel = grpc.aio.insecure_channel(self.address)
+        credentials = self.credentials
+        if credentials is None and self.pki is not None:
+            credentials = self.pki.credentials(self.gateway_id)
+        self._channel = (
+            grpc.aio.insecure_channel(self.address)
+            if credentials is None
+            else grpc.aio.secure_channel(self.address, credentials)
+        )
         stub = pb_grpc.AgentGatewayStub(self._channel)
         await self.send(
             pb.AgentMessage(
@@ -164,3 +228,27 @@ def agent_ack(sp: Any, state: int, **kw: Any) -> Any:
 async def dispatch_in_state(api: httpx.AsyncClient, dispatch_id: str, state: str) -> bool:
     r = await api.get(f"/api/v1/dispatches/{dispatch_id}")
     return r.status_code == 200 and r.json()["state"] == state
+
+
+async def create_token(database_url: str, role: str = "admin", name: str | None = None) -> str:
+    """An API token straight in the database (as `gridpilot token create` does)."""
+    from gridpilot.schema import db
+    from gridpilot.security.audit import Actor, AuditLog
+    from gridpilot.security.tokens import TokenStore
+
+    engine = db.async_engine(database_url)
+    try:
+        audit = AuditLog(engine)
+        name = name or f"test-{role}-{time.monotonic_ns()}"
+        return (await TokenStore(engine, audit).create(name, role, Actor("test")))[1]
+    finally:
+        await engine.dispose()
+
+
+def tls_env(pki: TestPki) -> dict[str, str]:
+    """GRIDPILOT_* variables that give a headend process mTLS from this test CA."""
+    return {
+        "GRIDPILOT_GRPC_TLS_CERT_FILE": str(pki.headend.cert_file),
+        "GRIDPILOT_GRPC_TLS_KEY_FILE": str(pki.headend.key_file),
+        "GRIDPILOT_GRPC_CLIENT_CA_FILE": str(pki.pki.ca_file),
+    }

@@ -11,7 +11,7 @@ from uuid import uuid4
 
 import httpx
 import pytest_asyncio
-from gp_testing import RunningHeadend, ScriptedAgent, wait_for
+from gp_testing import RunningHeadend, ScriptedAgent, TestPki, wait_for
 
 if TYPE_CHECKING:
     from temporalio.testing import WorkflowEnvironment
@@ -19,12 +19,15 @@ if TYPE_CHECKING:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def headend(
-    database_url: str, temporal_env: WorkflowEnvironment, task_queue: str
+    database_url: str, temporal_env: WorkflowEnvironment, task_queue: str, test_pki: TestPki
 ) -> AsyncIterator[RunningHeadend]:
-    """A whole headend (gRPC + API + worker) on free ports, its own database and queues."""
+    """A whole headend (gRPC + API + worker) on free ports, its own database and queues,
+    secure as in production: mTLS on gRPC (``headend.agent()`` has a certificate) and
+    bearer tokens on REST (``headend.api`` sends an admin token; ``headend.token(role)``)."""
     from gridpilot.ops.embedded import free_port
     from gridpilot.ops.headend import Headend
     from gridpilot.ops.settings import Settings
+    from gridpilot.security.audit import Actor
 
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
@@ -36,6 +39,10 @@ async def headend(
         grpc_listen=f"127.0.0.1:{free_port()}",
         ack_timeout_s=5,
         delivery_timeout_s=10,
+        grpc_tls_cert_file=test_pki.headend.cert_file,
+        grpc_tls_key_file=test_pki.headend.key_file,
+        grpc_client_ca_file=test_pki.pki.ca_file,
+        revocation_check_s=0.5,
     )
     h = Headend(settings)
     task = asyncio.create_task(h.run())
@@ -50,8 +57,12 @@ async def headend(
             return False
 
         await wait_for(ready, timeout=60)
+        admin_token = (await h.tokens.create("test-admin", "admin", Actor("test")))[1]
+        api.headers["Authorization"] = f"Bearer {admin_token}"
         try:
-            yield RunningHeadend(h, settings, api, settings.grpc_listen)
+            yield RunningHeadend(
+                h, settings, api, settings.grpc_listen, pki=test_pki, admin_token=admin_token
+            )
         finally:
             h.stop()
             await asyncio.wait_for(task, 30)
@@ -59,7 +70,7 @@ async def headend(
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def scripted_agent(headend: RunningHeadend) -> AsyncIterator[ScriptedAgent]:
-    agent = ScriptedAgent(headend.grpc_address)
+    agent = headend.agent()
     try:
         yield agent
     finally:

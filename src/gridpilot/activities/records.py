@@ -141,7 +141,10 @@ class RecordActivities:
     @activity.defn(name="claim_asset")
     async def claim_asset(self, req: ClaimRequest) -> ClaimResult:
         """At most one live dispatch per asset. Serialized per asset by an
-        advisory lock; idempotent on retry (it only marks superseded_by)."""
+        advisory lock; idempotent on retry (it only marks superseded_by).
+
+        A dispatch already superseded is still live, and counted, until it ends:
+        a sent one runs at the agent until the new one takes over there."""
         d = t.dispatches
         async with self._engine.begin() as conn:
             await conn.execute(
@@ -155,7 +158,6 @@ class RecordActivities:
                         d.c.asset_id == req.asset_id,
                         d.c.id != req.dispatch_id,
                         d.c.state.not_in(TERMINAL_STATES),
-                        d.c.superseded_by.is_(None) | (d.c.superseded_by == req.dispatch_id),
                         # Only dispatches whose windows overlap compete.
                         d.c.start_at < req.end_at,
                         d.c.end_at > req.start_at,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Header, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import text
@@ -15,7 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import gridpilot
 
-from . import errors, reads
+from . import admin, errors, reads
+from .admin import SecurityDeps
+from .auth import AuthMiddleware, AuthSettings, principal_of, require_rule
 from .dispatches import DispatchService
 from .schemas import CancelBody, DispatchCreate, DispatchView, SplitPreview
 
@@ -27,14 +29,16 @@ HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
 class ApiDeps:
     engine: AsyncEngine
     dispatches: DispatchService
+    security: SecurityDeps
+    auth: AuthSettings
     readiness: HealthCheck | None = None
     metrics: CollectorRegistry | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _principal(request: Request) -> str:
-    # Until auth lands (issue: security baseline) every caller is anonymous.
-    return "anonymous"
+    """The caller, as AuthMiddleware authenticated it (e.g. ``token:alice``)."""
+    return principal_of(request.state).name
 
 
 write = APIRouter(prefix="/api/v1", tags=["dispatches"])
@@ -48,7 +52,9 @@ async def submit_dispatch(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> dict[str, Any]:
     service: DispatchService = request.app.state.deps.dispatches
-    dispatch_id, created = await service.submit(body, idempotency_key, _principal(request))
+    dispatch_id, created = await service.submit(
+        body, idempotency_key, _principal(request), admin.actor(request)
+    )
     if not created:
         response.status_code = 200
     response.headers["Location"] = f"/api/v1/dispatches/{dispatch_id}"
@@ -66,12 +72,15 @@ async def cancel_dispatch(
     request: Request, dispatch_id: str, body: CancelBody | None = None
 ) -> dict[str, Any]:
     service: DispatchService = request.app.state.deps.dispatches
-    await service.cancel(dispatch_id, _principal(request), body.detail if body else "")
+    await service.cancel(
+        dispatch_id, _principal(request), body.detail if body else "", admin.actor(request)
+    )
     return await reads.dispatch_view(request.app.state.engine, dispatch_id)
 
 
 def create_app(deps: ApiDeps) -> FastAPI:
     app = FastAPI(
+        dependencies=[Depends(require_rule)],
         title="GridPilot",
         version=gridpilot.__version__,
         description="Dispatch control plane for distributed energy resources. "
@@ -79,9 +88,14 @@ def create_app(deps: ApiDeps) -> FastAPI:
     )
     app.state.deps = deps
     app.state.engine = deps.engine
+    app.state.security = deps.security
     errors.install(app)
     app.include_router(reads.router)
     app.include_router(write)
+    app.include_router(admin.router)
+    # Outermost of ours: every request is authenticated, authorized and logged
+    # before any route runs (see auth.RULES).
+    app.add_middleware(AuthMiddleware, settings=deps.auth)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

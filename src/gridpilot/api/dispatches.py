@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import uuid
@@ -36,6 +37,7 @@ from gridpilot.core.dispatch import (
 from gridpilot.core.errors import Conflict, NotFound, ValidationFailed
 from gridpilot.core.split import Available, split
 from gridpilot.schema import tables as t
+from gridpilot.security.audit import Actor, AuditEvent, AuditLog
 from gridpilot.workflows.constants import (
     SA_ASSET_ID,
     SA_DISPATCH_KIND,
@@ -60,14 +62,25 @@ class DispatchOptions:
 
 
 class DispatchService:
-    def __init__(self, engine: AsyncEngine, client: Client | None, opts: DispatchOptions) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        client: Client | None,
+        opts: DispatchOptions,
+        audit: AuditLog | None = None,
+    ) -> None:
         self._engine = engine
         self._client = client
         self._opts = opts
+        self._audit = audit
 
     # ------------------------------------------------------------ submit
     async def submit(
-        self, body: DispatchCreate, idempotency_key: str | None, principal: str
+        self,
+        body: DispatchCreate,
+        idempotency_key: str | None,
+        principal: str,
+        actor: Actor | None = None,
     ) -> tuple[str, bool]:
         """Returns (dispatch_id, created). A repeated Idempotency-Key returns
         the first dispatch; the same key with another body is a conflict."""
@@ -119,9 +132,19 @@ class DispatchService:
             request_hash=request_hash,
             priority=body.priority,
         )
-        # Temporal first: if it is down nothing is written (503, retry). The
-        # row is written here and again, idempotently, by the workflow.
-        await self._start(inp)
+        # Audit first (fail closed: no record, no dispatch), then Temporal: if
+        # it is down nothing else is written (503, retry). The row is written
+        # here and again, idempotently, by the workflow.
+        audit_detail = {"p_kw": body.p_kw, "duration_s": body.duration_s, "site_id": site_id}
+        await self._record(actor or Actor(principal), "dispatch.submit", inp, "ok", audit_detail)
+        try:
+            await self._start(inp)
+        except Unavailable as exc:
+            with contextlib.suppress(Exception):
+                await self._record(
+                    actor or Actor(principal), "dispatch.submit", inp, "failed", {"error": str(exc)}
+                )
+            raise
         async with self._engine.begin() as conn:
             await conn.execute(
                 insert(t.dispatches)
@@ -210,7 +233,9 @@ class DispatchService:
         )
 
     # ------------------------------------------------------------ cancel
-    async def cancel(self, dispatch_id: str, principal: str, detail: str) -> None:
+    async def cancel(
+        self, dispatch_id: str, principal: str, detail: str, actor: Actor | None = None
+    ) -> None:
         async with self._engine.connect() as conn:
             state = (
                 await conn.execute(
@@ -219,6 +244,16 @@ class DispatchService:
             ).scalar()
         if state is None:
             raise NotFound(f"dispatch {dispatch_id} does not exist", field="dispatch_id")
+        if self._audit is not None:
+            await self._audit.append(
+                AuditEvent(
+                    actor or Actor(principal),
+                    "dispatch.cancel",
+                    dispatch_id,
+                    "ok",
+                    {"state": state, "detail": detail},
+                )
+            )
         if state in ("complete", "expired", "failed", "cancelled"):
             return  # idempotent: nothing left to cancel
         handle: WorkflowHandle[Any, Any] = self._require_client().get_workflow_handle(dispatch_id)
@@ -232,11 +267,18 @@ class DispatchService:
             raise Unavailable("temporal", f"Temporal is not reachable: {exc.message}") from exc
 
     # ------------------------------------------------------------ helpers
+    async def _record(
+        self, actor: Actor, action: str, inp: DispatchInput, outcome: str, detail: dict[str, Any]
+    ) -> None:
+        if self._audit is not None:
+            await self._audit.append(AuditEvent(actor, action, inp.dispatch_id, outcome, detail))
+
     async def _check_priority(
         self, asset_id: str, priority: int, start: datetime, end: datetime
     ) -> None:
         """Refuse early (409) what the workflow's claim would refuse: a live,
-        overlapping dispatch of higher priority holds the asset."""
+        overlapping dispatch of higher priority holds the asset (superseded or
+        not: it is live until it ends)."""
         d = t.dispatches
         async with self._engine.connect() as conn:
             holder = (
@@ -246,7 +288,6 @@ class DispatchService:
                         d.c.kind == DispatchKind.ASSET.value,
                         d.c.asset_id == asset_id,
                         d.c.state.not_in(TERMINAL_STATES),
-                        d.c.superseded_by.is_(None),
                         d.c.priority > priority,
                         d.c.start_at < end,
                         d.c.end_at > start,

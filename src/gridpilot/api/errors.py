@@ -32,6 +32,13 @@ def error_body(code: str, message: str, field: str | None = None, **extra: Any) 
 
 
 STATUS = {NotFound: 404, Conflict: 409, OutOfLimits: 422}
+DATABASE_DOWN = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    psycopg.OperationalError,
+    TimeoutError,
+)
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -87,11 +94,20 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {
+            401: "unauthenticated",
+            403: "forbidden",
+            404: "not_found",
+            405: "method_not_allowed",
+        }.get(exc.status_code, "http_error")
         return JSONResponse(status_code=exc.status_code, content=error_body(code, str(exc.detail)))
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Errors raised in a middleware (e.g. the token lookup of auth) skip
+        # the handlers above and land here: a database outage is still a 503.
+        if isinstance(exc, DATABASE_DOWN):
+            return await _db_down(request, exc)
         return JSONResponse(
             status_code=500,
             content=error_body("internal_error", f"unexpected error ({type(exc).__name__})"),

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -16,6 +17,11 @@ from rich.console import Console
 from rich.table import Table
 
 from gridpilot.edge_agent import ConfigError, EdgeAgent, SiteConfig, load_config
+from gridpilot.edge_agent.adapters import quiet_protocol_loggers
+from gridpilot.edge_agent.buffer_sqlite import BufferLocked
+from gridpilot.edge_agent.runtime import buffer_path
+
+from .agent_probe import check_connect, make_opcua_certificate, write_schema
 
 agent_app = typer.Typer(
     help=(
@@ -48,6 +54,13 @@ def agent(
     log_level: str = typer.Option(
         "info", "--log-level", help="debug, info, warning or error.", metavar="LEVEL"
     ),
+    state_dir: Path | None = typer.Option(
+        None,
+        "--state-dir",
+        help="Where the telemetry buffer lives unless the config sets buffer.path "
+        "(default: the config file's directory).",
+        metavar="DIR",
+    ),
 ) -> None:
     """Run the agent until SIGINT/SIGTERM: it connects out to the headend,
     streams telemetry, and applies dispatches within the config's limits."""
@@ -62,15 +75,22 @@ def agent(
     if headend is not None:
         cfg = _with_headend(cfg, headend)
     _configure_logging(log_level)
-    asyncio.run(_run(cfg))
+    asyncio.run(_run(cfg, state_dir or config.resolve().parent))
 
 
 @agent_app.command("check")
 def check(
     config: Path = typer.Argument(..., help="Site YAML to validate.", metavar="SITE.yaml"),
+    connect: bool = typer.Option(
+        False, "--connect", help="Also read every device once and print its normalized values."
+    ),
+    timeout: float = typer.Option(
+        10.0, "--timeout", help="Per device, with --connect.", metavar="SECONDS"
+    ),
 ) -> None:
     """Validate a site config and show its assets; on errors, list each as
-    file:line: field: message and exit with code 2."""
+    file:line: field: message and exit with code 2. With --connect, exit 1
+    when a device cannot be read."""
     cfg = _load_or_exit(config)
     console = Console()
     table = Table(
@@ -102,6 +122,40 @@ def check(
         markup=False,
         highlight=False,
     )
+    buf = cfg.buffer
+    console.print(
+        f"telemetry buffer {buf.path or '<state dir>/' + cfg.gateway_id + '.telemetry.sqlite3'}: "
+        f"max {buf.max_bytes / 2**20:g} MiB, max age {buf.max_age_s:g} s, {buf.policy}",
+        markup=False,
+        highlight=False,
+    )
+    if connect and check_connect(console, cfg, timeout):
+        raise typer.Exit(1)
+
+
+@agent_app.command("schema")
+def schema(
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write to this file instead of stdout.", metavar="FILE"
+    ),
+) -> None:
+    """Print the JSON Schema of the site YAML (editors validate with it; the
+    package ships it as gridpilot/edge_agent/site.schema.json)."""
+    write_schema(output)
+
+
+@agent_app.command("opcua-cert")
+def opcua_cert(
+    out: Path = typer.Option(..., "--out", help="Folder for agent-cert.der and agent-key.pem."),
+    uri: str = typer.Option(
+        ..., "--uri", help="The agent's OPC UA application URI (goes into the certificate)."
+    ),
+    host: str = typer.Option("localhost", "--host", help="DNS name for the certificate."),
+) -> None:
+    """Create a self-signed OPC UA client certificate for a device's
+    security: block (valid one year; add it to the server's trusted list)."""
+    cert, key = make_opcua_certificate(out, uri, host)
+    typer.echo(f"wrote {cert} and {key}")
 
 
 def _load_or_exit(path: Path) -> SiteConfig:
@@ -124,6 +178,7 @@ def _with_headend(cfg: SiteConfig, address: str) -> SiteConfig:
 
 
 def _configure_logging(level: str) -> None:
+    quiet_protocol_loggers()
     if structlog.is_configured():  # the host process set it up already
         return
     structlog.configure(
@@ -143,8 +198,13 @@ def _configure_logging(level: str) -> None:
     )
 
 
-async def _run(cfg: SiteConfig) -> None:
-    agent = EdgeAgent(cfg)
+async def _run(cfg: SiteConfig, state_dir: Path) -> None:
+    try:
+        agent = EdgeAgent(cfg, state_dir=state_dir)
+    except (BufferLocked, sqlite3.Error, OSError) as exc:
+        where = buffer_path(cfg, state_dir)
+        typer.echo(f"gridpilot agent: telemetry buffer {where}: {exc}", err=True)
+        raise typer.Exit(1) from None
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM)
 

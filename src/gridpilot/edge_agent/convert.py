@@ -7,6 +7,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from google.protobuf import json_format
+
 from gridpilot import __version__
 from gridpilot.core.assets import Asset, AssetType
 from gridpilot.core.lifecycle import ReasonCode
@@ -14,7 +16,7 @@ from gridpilot.core.telemetry import CORE_FIELDS, Sample
 from gridpilot.schema.pb import agent_pb2 as pb
 
 from .acks import Ack
-from .buffer import Batch
+from .buffer import Batch, BufferStats
 from .commands import ReleaseCommand, SetpointCommand
 
 _ASSET_TYPES = {
@@ -65,8 +67,14 @@ def hello(
     )
 
 
-def heartbeat(now: datetime) -> pb.AgentMessage:
-    return pb.AgentMessage(heartbeat=pb.Heartbeat(time=now))
+def heartbeat(now: datetime, buffer: BufferStats | None = None) -> pb.AgentMessage:
+    msg = pb.Heartbeat(time=now)
+    if buffer is not None:
+        msg.dropped_batches = buffer.dropped_batches
+        msg.dropped_samples = buffer.dropped_samples
+        msg.buffered_batches = buffer.batches
+        msg.buffered_bytes = buffer.bytes
+    return pb.AgentMessage(heartbeat=msg)
 
 
 def sample_to_pb(sample: Sample) -> pb.TelemetrySample:
@@ -83,9 +91,27 @@ def sample_to_pb(sample: Sample) -> pb.TelemetrySample:
 
 
 def batch(b: Batch) -> pb.AgentMessage:
-    return pb.AgentMessage(
-        telemetry=pb.TelemetryBatch(batch_seq=b.seq, samples=[sample_to_pb(s) for s in b.samples])
+    return pb.AgentMessage(telemetry=telemetry_batch(b))
+
+
+def telemetry_batch(b: Batch) -> pb.TelemetryBatch:
+    return pb.TelemetryBatch(batch_seq=b.seq, samples=[sample_to_pb(s) for s in b.samples])
+
+
+def sample_from_pb(msg: pb.TelemetrySample) -> Sample:
+    """The inverse of :func:`sample_to_pb` (details numbers come back as floats)."""
+    values = {name: getattr(msg, name) for name in CORE_FIELDS if msg.HasField(name)}
+    return Sample(
+        asset_id=msg.asset_id,
+        ts=msg.ts.ToDatetime(tzinfo=UTC),
+        state=msg.state if msg.HasField("state") else None,
+        details=json_format.MessageToDict(msg.details) if msg.HasField("details") else {},
+        **values,
     )
+
+
+def batch_from_pb(msg: pb.TelemetryBatch) -> Batch:
+    return Batch(msg.batch_seq, tuple(sample_from_pb(s) for s in msg.samples))
 
 
 def ack(a: Ack) -> pb.AgentMessage:

@@ -49,7 +49,11 @@ class ManagedDevice:
 
     async def _bounded(self, call: Coroutine[Any, Any, T], what: str) -> T:
         try:
-            return await asyncio.wait_for(call, self._timeout)
+            # Not asyncio.wait_for: on Python 3.11 it can swallow a cancel that
+            # races the call's completion, and a poller that was told to stop
+            # keeps polling (seen as an agent that does not stop on SIGTERM).
+            async with asyncio.timeout(self._timeout):
+                return await call
         except TimeoutError:
             self._connected = False
             raise DeviceUnavailable(f"no answer to {what} within {self._timeout:g} s") from None

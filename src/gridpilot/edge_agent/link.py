@@ -14,6 +14,7 @@ import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any, Protocol
 
 import grpc
@@ -22,7 +23,6 @@ import structlog
 from gridpilot.schema.pb import agent_pb2 as pb
 from gridpilot.schema.pb import agent_pb2_grpc
 
-from . import convert
 from .clock import Clock
 from .config import HeadendConfig
 
@@ -61,6 +61,10 @@ class Outbound(Protocol):
 
     def next(self) -> tuple[pb.AgentMessage, Commit] | None:
         """The next message and a callback to run once it is written."""
+        ...
+
+    def heartbeat(self, now: datetime) -> pb.AgentMessage:
+        """A Heartbeat (with whatever the agent reports in it)."""
         ...
 
 
@@ -189,7 +193,7 @@ class HeadendLink:
             out.wakeup.clear()
             now = time.monotonic()
             if now >= next_heartbeat:
-                await call.write(convert.heartbeat(self._clock.now()))
+                await call.write(out.heartbeat(self._clock.now()))
                 next_heartbeat = now + self._heartbeat_s
                 continue
             item = out.next()

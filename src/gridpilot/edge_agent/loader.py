@@ -119,9 +119,9 @@ def _locate(name: str, root: yaml.Node, loc: Loc, msg: str) -> Problem:
     path: list[str | int] = []
     for part in loc:
         if isinstance(node, yaml.MappingNode):
-            found = _child(node, str(part))
-            if found is None and _is_tag(node, part):
+            if _is_tag(node, part):  # a union member picked by this mapping's type/kind
                 continue
+            found = _child(node, str(part))
             if found is not None:
                 key_node, node = found
                 line = key_node.start_mark.line + 1

@@ -1,4 +1,11 @@
-"""What goes up the stream, in order: acks first, then telemetry oldest first.
+"""What goes up the stream, in order: acks first, then telemetry.
+
+Telemetry has two lanes per session. The *backlog* is what the buffer held
+when the session started (unacked from before: a link or headend outage, or
+an agent restart); the *live* lane is every batch made since. Each lane goes
+oldest first, and while both have batches they take turns, so a long replay
+after a reconnect never holds back fresh data (and fresh data never stops
+the replay).
 
 Acks leave the outbox and batches count as sent only after the write
 succeeded; a batch leaves the buffer only on TelemetryAck (at-least-once).
@@ -7,12 +14,13 @@ succeeded; a batch leaves the buffer only on TelemetryAck (at-least-once).
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 from gridpilot.schema.pb import agent_pb2 as pb
 
 from . import convert
 from .acks import Ack, AckOutbox
-from .buffer import TelemetryBuffer
+from .buffer import Batch, TelemetryBuffer
 from .link import Commit
 
 
@@ -21,26 +29,60 @@ class AgentOutbound:
         self.acks = acks
         self.buffer = buffer
         self.wakeup = asyncio.Event()
-        self._sent_seq = 0  # highest batch_seq written on this session
+        self._backlog_end = 0  # batches up to this seq are the backlog of this session
+        self._backlog_sent = 0  # highest backlog seq written on this session
+        self._live_sent = 0  # highest live seq written on this session
+        self._live_turn = True
 
     def start_session(self) -> None:
-        self._sent_seq = 0
+        self._backlog_end = self.buffer.last_seq
+        self._backlog_sent = 0
+        self._live_sent = self._backlog_end
+        self._live_turn = True
 
     def notify(self) -> None:
         self.wakeup.set()
+
+    def heartbeat(self, now: datetime) -> pb.AgentMessage:
+        return convert.heartbeat(now, self.buffer.stats())
 
     def next(self) -> tuple[pb.AgentMessage, Commit] | None:
         ack = self.acks.peek()
         if ack is not None:
             return convert.ack(ack), lambda: self._ack_written(ack)
-        batch = self.buffer.next_after(self._sent_seq)
-        if batch is not None:
-            return convert.batch(batch), lambda: self._batch_written(batch.seq)
+        batch = self._next_batch()
+        if batch is None:
+            return None
+        return convert.batch(batch), lambda: self._batch_written(batch.seq)
+
+    def _next_batch(self) -> Batch | None:
+        lanes = (self._next_live, self._next_backlog)
+        for lane in lanes if self._live_turn else reversed(lanes):
+            batch = lane()
+            if batch is not None:
+                return batch
         return None
+
+    def _next_live(self) -> Batch | None:
+        return self.buffer.next_after(self._live_sent)
+
+    def _next_backlog(self) -> Batch | None:
+        if self._backlog_sent >= self._backlog_end:
+            return None
+        batch = self.buffer.next_after(self._backlog_sent)
+        if batch is None or batch.seq > self._backlog_end:
+            self._backlog_sent = self._backlog_end  # the backlog is done
+            return None
+        return batch
 
     def _ack_written(self, ack: Ack) -> None:
         if self.acks.peek() is ack:  # unless a full outbox dropped it meanwhile
             self.acks.pop()
 
     def _batch_written(self, seq: int) -> None:
-        self._sent_seq = max(self._sent_seq, seq)
+        if seq > self._backlog_end:
+            self._live_sent = max(self._live_sent, seq)
+            self._live_turn = False
+        else:
+            self._backlog_sent = max(self._backlog_sent, seq)
+            self._live_turn = True

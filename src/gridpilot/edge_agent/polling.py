@@ -2,7 +2,10 @@
 
 Consumers (the telemetry batcher) read :attr:`Poller.latest`, never the
 device. Availability comes from the last poll, and the log records only the
-transitions (became unreachable, recovered), not every failed poll.
+transitions (became unreachable, recovered), not every failed poll. While a
+device is unavailable its sample carries no values, ``state: unavailable``,
+the error, and ``details.quality`` marking every field the last good reading
+had as stale (with ``details.stale_since``, that reading's time).
 """
 
 from __future__ import annotations
@@ -12,13 +15,16 @@ import time
 
 import structlog
 
-from gridpilot.core.telemetry import Sample
+from gridpilot.core.telemetry import CORE_FIELDS, Sample
+from gridpilot.core.telemetry_fields import BY_NAME, Quality
 
-from .adapters import DeviceError
+from .adapters import DeviceError, DeviceMisconfigured
 from .clock import Clock
 from .device import ManagedDevice
 
 log = structlog.get_logger(__name__)
+
+RESERVED = {f.name for f in BY_NAME.values() if f.reserved}
 
 
 class Poller:
@@ -27,6 +33,7 @@ class Poller:
         self.interval_s = interval_s
         self.latest: Sample | None = None
         self.available: bool | None = None  # None until the first poll
+        self._last_good: Sample | None = None
         self._clock = clock
         self._log = log.bind(asset_id=device.asset_id)
 
@@ -53,14 +60,26 @@ class Poller:
 
     def _unavailable(self, exc: Exception) -> None:
         if self.available is not False:
-            if isinstance(exc, DeviceError):
+            if isinstance(exc, DeviceMisconfigured):
+                self._log.error("device misconfigured", error=str(exc))
+            elif isinstance(exc, DeviceError):
                 self._log.warning("device unreachable", error=str(exc))
             else:
                 self._log.error("device read failed", exc_info=exc)
+            if self.latest is not None and self.latest.state != "unavailable":
+                self._last_good = self.latest
         self.available = False
+        details: dict[str, object] = {"error": str(exc) or type(exc).__name__}
+        last = self._last_good
+        if last is not None:  # what the last good reading held is stale now
+            held = [n for n in CORE_FIELDS if getattr(last, n) is not None]
+            held += [n for n in last.details if n not in RESERVED]
+            held += ["state"] if last.state is not None else []
+            details["quality"] = {n: str(Quality.STALE) for n in sorted(held)}
+            details["stale_since"] = last.ts.isoformat()
         self.latest = Sample(
             asset_id=self.device.asset_id,
             ts=self._clock.now(),
             state="unavailable",
-            details={"error": str(exc) or type(exc).__name__},
+            details=details,
         )

@@ -10,11 +10,12 @@ controllers (one per asset) ─ acks ───┘                │
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -26,7 +27,8 @@ from gridpilot.schema.pb import agent_pb2 as pb
 from . import convert
 from .acks import Ack, AckHistory, AckOutbox, AckRecorder, AckState
 from .adapters import DeviceAdapter, build_adapter
-from .buffer import Batch, MemoryTelemetryBuffer
+from .buffer import Batch, DropPolicy, TelemetryBuffer
+from .buffer_sqlite import MEMORY, SqliteTelemetryBuffer
 from .clock import Clock, SystemClock
 from .commands import ReleaseCommand, SetpointCommand
 from .config import SiteConfig, site_assets
@@ -35,6 +37,7 @@ from .device import ManagedDevice
 from .link import HeadendLink
 from .outbound import AgentOutbound
 from .polling import Poller
+from .publish import MqttTelemetryPublisher
 
 log = structlog.get_logger(__name__)
 
@@ -46,9 +49,11 @@ class EdgeAgent:
 
     ``adapters`` replaces the device adapter of the named assets (tests, or a
     caller that builds its own); every other asset gets the adapter its config
-    names. On stop every lease is released (``RELEASED AGENT_OFFLINE``), every
-    asset returns to its default, pending acks get a moment to leave, and the
-    channel is closed.
+    names. The telemetry buffer is the config's ``buffer.path``, else
+    ``<state_dir>/<gateway_id>.telemetry.sqlite3``, else (no state_dir: tests,
+    embedding) in memory. On stop every lease is released
+    (``RELEASED AGENT_OFFLINE``), every asset returns to its default, pending
+    acks get a moment to leave, and the channel is closed.
     """
 
     def __init__(
@@ -61,6 +66,7 @@ class EdgeAgent:
         revert_retry_s: float = 5.0,
         stop_flush_s: float = 2.0,
         rng: random.Random | None = None,
+        state_dir: Path | None = None,
     ) -> None:
         self.config = config
         self._clock = clock or SystemClock()
@@ -82,7 +88,12 @@ class EdgeAgent:
         self.history = AckHistory()
         self.acks = AckOutbox()
         self._recorder = AckRecorder(self.history, self._emit, self._clock)
-        self.buffer = MemoryTelemetryBuffer(config.buffer.max_batches)
+        self.buffer: TelemetryBuffer = SqliteTelemetryBuffer(
+            buffer_path(config, state_dir),
+            max_bytes=config.buffer.max_bytes,
+            max_age_s=config.buffer.max_age_s,
+            policy=DropPolicy(config.buffer.policy),
+        )
         self.outbound = AgentOutbound(self.acks, self.buffer)
         self.controllers = {
             asset_id: AssetController(
@@ -95,9 +106,16 @@ class EdgeAgent:
             for asset_id, asset in self.assets.items()
         }
         self.pollers = {
-            asset_id: Poller(device, interval_s=config.telemetry_interval_s, clock=self._clock)
+            asset_id: Poller(device, interval_s=config.poll_interval_s(asset_id), clock=self._clock)
             for asset_id, device in devices.items()
         }
+        self.publisher = (
+            MqttTelemetryPublisher(
+                config.mqtt_publish, site_id=config.site.id, gateway_id=config.gateway_id, rng=rng
+            )
+            if config.mqtt_publish is not None
+            else None
+        )
         self.link = HeadendLink(
             config.headend,
             hello=self._hello,
@@ -132,8 +150,9 @@ class EdgeAgent:
             raise RuntimeError("EdgeAgent.run() can only be called once")
         self._started = True
         # batch_seq stays increasing across restarts: it starts from the clock
-        # in milliseconds and counts one per batch (far below 1000 per second).
-        self._seq = int(self._clock.now().timestamp() * 1000)
+        # in milliseconds and counts one per batch (far below 1000 per second),
+        # and never below what the buffer has seen (a clock set back).
+        self._seq = max(int(self._clock.now().timestamp() * 1000), self.buffer.last_seq)
         self._log.info(
             "edge agent starting",
             version=__version__,
@@ -144,6 +163,8 @@ class EdgeAgent:
             controller.start()
         workers = [asyncio.create_task(p.run(), name=f"poll:{a}") for a, p in self.pollers.items()]
         workers.append(asyncio.create_task(self._batch_loop(), name="telemetry"))
+        if self.publisher is not None:
+            workers.append(asyncio.create_task(self.publisher.run(), name="mqtt-publish"))
         link = asyncio.create_task(self.link.run(), name="headend-link")
         self._arm_failsafe()  # the link is down until the first Welcome
         try:
@@ -174,14 +195,25 @@ class EdgeAgent:
                 self._batched_ts[asset_id] = sample.ts
         if not samples:
             return None
+        if self.publisher is not None:
+            self.publisher.offer(samples)
         self._seq += 1
         batch = Batch(self._seq, tuple(samples))
         dropped = self.buffer.put(batch)
         if dropped and not self._dropping:
+            stats = self.buffer.stats()
             self._log.warning(
-                "telemetry buffer full; dropping the oldest batches",
-                max_batches=self.buffer.max_batches,
-                dropped_total=self.buffer.dropped,
+                "telemetry buffer full or aged out; dropping batches (counted)",
+                policy=self.config.buffer.policy,
+                max_bytes=self.config.buffer.max_bytes,
+                max_age_s=self.config.buffer.max_age_s,
+                buffered_batches=stats.batches,
+                dropped_batches_total=stats.dropped_batches,
+            )
+        elif not dropped and self._dropping:
+            self._log.info(
+                "telemetry buffer no longer dropping",
+                dropped_batches_total=self.buffer.stats().dropped_batches,
             )
         self._dropping = bool(dropped)
         self.outbound.notify()
@@ -254,8 +286,9 @@ class EdgeAgent:
                     "agent clock differs from the headend's; lease times shift by as much",
                     skew_s=round(skew_s, 1),
                 )
-        if welcome.last_acked_batch_seq:
-            self.buffer.ack_through(welcome.last_acked_batch_seq)
+        # Welcome.last_acked_batch_seq is not used to free batches: the backlog
+        # is replayed interleaved with live batches, so a higher seq may be
+        # stored while lower ones are not. Only a TelemetryAck frees a batch.
 
     def _arm_failsafe(self) -> None:
         self._disarm_failsafe()
@@ -284,7 +317,7 @@ class EdgeAgent:
         self._disarm_failsafe()
         for task in workers:
             task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        await self._ended(workers, "workers")
         stop_timeout = 2 * self._device_timeout_s + 1
         await asyncio.gather(*(c.stop(stop_timeout) for c in self.controllers.values()))
         deadline = time.monotonic() + self._stop_flush_s
@@ -292,10 +325,49 @@ class EdgeAgent:
         while len(self.acks) and self.link.up and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
         link.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await link
+        await self._ended([link], "link")
         for device in self._devices.values():
             await device.close()
         self._log.info(
             "edge agent stopped", unsent_acks=len(self.acks), unacked_batches=len(self.buffer)
         )
+        self.buffer.close()
+
+    async def _ended(
+        self, tasks: list[asyncio.Task[None]], what: str, timeout_s: float = 5.0
+    ) -> None:
+        """Wait for cancelled tasks to end, but not forever: a task that ignores
+        its cancellation must not keep the agent from stopping (what it had
+        buffered is on disk). Its stack goes to the log, to find out why."""
+        if not tasks:
+            return
+        done, stuck = await asyncio.wait(tasks, timeout=timeout_s)
+        for task in done:
+            if not task.cancelled():
+                task.exception()  # retrieved: ending is all that matters here
+        for task in stuck:
+            self._log.error(
+                "task did not stop", step=what, task=task.get_name(), at=_awaiting(task)
+            )
+
+
+def _awaiting(task: asyncio.Task[None]) -> str:
+    """Where a suspended task waits: its chain of awaited coroutines."""
+    parts = []
+    coro: Any = task.get_coro()
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            name = frame.f_code.co_filename.rsplit("/", 1)[-1]
+            parts.append(f"{name}:{frame.f_lineno} {frame.f_code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return " -> ".join(parts)
+
+
+def buffer_path(config: SiteConfig, state_dir: Path | None) -> Path | str:
+    """Where the telemetry buffer lives (see :class:`EdgeAgent`)."""
+    if config.buffer.path is not None:
+        return config.buffer.path
+    if state_dir is not None:
+        return state_dir / f"{config.gateway_id}.telemetry.sqlite3"
+    return MEMORY

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 
 from gridpilot.core.assets import Asset, AssetType, PowerLimits
 from gridpilot.core.errors import ValidationFailed
@@ -21,6 +21,8 @@ ASSET_TYPE_FROM_PB = {
     pb.ASSET_TYPE_EV_CHARGER: AssetType.EV_CHARGER,
 }
 ASSET_TYPE_TO_PB = {v: k for k, v in ASSET_TYPE_FROM_PB.items()}
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 ACK_STATE_FROM_PB = {
     pb.ACK_STATE_ACCEPTED: "accepted",
@@ -85,15 +87,43 @@ def asset_from_pb(info: pb.AssetInfo, site_id: str, index: int) -> Asset:
 
 
 def sample_from_pb(s: pb.TelemetrySample) -> Sample:
-    values: dict[str, Any] = {name: getattr(s, name) for name in CORE_FIELDS if s.HasField(name)}
-    details = json_format.MessageToDict(s.details) if s.HasField("details") else {}
+    """The hot path of ingest (every sample passes here): plain attribute
+    access, no json_format. Non-finite numbers in ``details`` are kept, for
+    :func:`~gridpilot.core.telemetry.sample_problem` to reject."""
+    ts, has = s.ts, s.HasField
     return Sample(
-        asset_id=s.asset_id,
-        ts=ts_from_pb(s.ts),
-        state=s.state if s.HasField("state") else None,
-        details=details,
-        **values,
+        s.asset_id,
+        _EPOCH + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000),
+        s.p_kw if has("p_kw") else None,
+        s.q_kvar if has("q_kvar") else None,
+        s.soc_pct if has("soc_pct") else None,
+        s.available_charge_kw if has("available_charge_kw") else None,
+        s.available_discharge_kw if has("available_discharge_kw") else None,
+        s.voltage_v if has("voltage_v") else None,
+        s.frequency_hz if has("frequency_hz") else None,
+        s.state if has("state") else None,
+        struct_to_dict(s.details) if has("details") else {},
     )
+
+
+def struct_to_dict(st: struct_pb2.Struct) -> dict[str, Any]:
+    fields = st.fields
+    return {k: _value(fields[k]) for k in fields}  # faster than .items() on a upb map
+
+
+def _value(v: struct_pb2.Value) -> Any:
+    kind = v.WhichOneof("kind")
+    if kind == "number_value":
+        return v.number_value
+    if kind == "string_value":
+        return v.string_value
+    if kind == "bool_value":
+        return v.bool_value
+    if kind == "struct_value":
+        return struct_to_dict(v.struct_value)
+    if kind == "list_value":
+        return [_value(x) for x in v.list_value.values]
+    return None
 
 
 def sample_to_pb(s: Sample) -> pb.TelemetrySample:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gridpilot.core.assets import Asset
-from gridpilot.core.errors import Conflict
+from gridpilot.core.errors import Conflict, NotFound
 from gridpilot.schema import tables as t
 
 
@@ -183,3 +183,54 @@ class GatewayStore:
                 )
             )
             return int(res.scalar() or 0)
+
+    async def dispatch_asset(self, dispatch_id: str) -> str | None:
+        """The asset a dispatch targets (None: unknown, or a site-level dispatch)."""
+        async with self._engine.connect() as conn:
+            res = await conn.execute(
+                select(t.dispatches.c.asset_id).where(t.dispatches.c.id == dispatch_id)
+            )
+            return res.scalar()
+
+    async def rebind(
+        self,
+        asset_id: str,
+        gateway_id: str,
+        record: Callable[[AsyncConnection, str], Awaitable[object]] | None = None,
+    ) -> str:
+        """Bind an asset to another gateway of its site (an admin action;
+        ``record(conn, old_gateway)`` audits it in the same transaction). A
+        gateway that never connected is created on the asset's site, so its
+        first Hello can claim the asset. Returns the old gateway id."""
+        async with self._engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    select(t.assets.c.gateway_id, t.assets.c.site_id)
+                    .where(t.assets.c.id == asset_id)
+                    .with_for_update()
+                )
+            ).first()
+            if row is None:
+                raise NotFound(f"asset {asset_id} does not exist", field="asset_id")
+            old, site_id = row
+            gw_site = (
+                await conn.execute(
+                    select(t.gateways.c.site_id).where(t.gateways.c.id == gateway_id)
+                )
+            ).scalar()
+            if gw_site is None:
+                await conn.execute(insert(t.gateways).values(id=gateway_id, site_id=site_id))
+            elif gw_site != site_id:
+                raise Conflict(
+                    f"gateway {gateway_id} belongs to site {gw_site}, asset {asset_id} to "
+                    f"site {site_id}",
+                    field="gateway_id",
+                )
+            await conn.execute(
+                update(t.assets)
+                .where(t.assets.c.id == asset_id)
+                .values(gateway_id=gateway_id, updated_at=func.now())
+            )
+            if record is not None:
+                await record(conn, str(old))
+            return str(old)

@@ -9,15 +9,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import grpc
+import sqlalchemy.exc
 import structlog
 
 from gridpilot.core.errors import Conflict, ValidationFailed
 from gridpilot.core.telemetry import sample_problem
 from gridpilot.schema.pb import agent_pb2 as pb
 from gridpilot.schema.pb import agent_pb2_grpc as pb_grpc
+from gridpilot.security.identity import GatewayIdentity
 from gridpilot.workflows.models import AgentAck
 
 from .convert import ACK_STATE_FROM_PB, asset_from_pb, reason_from_pb, sample_from_pb, ts_to_pb
+from .edge_reports import EdgeBufferReports
+from .guard import GatewayAuthority, Refusal, gateway_actor
 from .pipeline import IngestBatch, TelemetryPipeline
 from .registry import GatewayStore
 from .sessions import AgentSession, SessionClosed, SessionRegistry
@@ -27,6 +31,12 @@ log = structlog.get_logger(__name__)
 HELLO_TIMEOUT_S = 10.0
 MAX_SAMPLES_PER_BATCH = 5000
 AckSink = Callable[[AgentAck], Awaitable[None]]
+DB_DOWN = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    TimeoutError,
+)
 
 
 class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
@@ -39,6 +49,7 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         headend_id: str,
         task_queue: str,
         max_future_skew: timedelta = timedelta(minutes=5),
+        authority: GatewayAuthority | None = None,
     ) -> None:
         self._store = store
         self._sessions = sessions
@@ -48,18 +59,30 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         self._task_queue = task_queue
         self._skew = max_future_skew
         self.rejected_samples = 0
+        self.edge_reports = EdgeBufferReports()
+        self._authority = authority
+        self.streams_started = 0  # Connect calls that reached the servicer (after TLS)
 
     async def Connect(
         self,
         request_iterator: AsyncIterator[pb.AgentMessage],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[pb.HeadendMessage]:
-        session = await self._handshake(request_iterator, context)
+        self.streams_started += 1
+        try:
+            session = await self._handshake(request_iterator, context)
+        except DB_DOWN:
+            # The agent keeps buffering and retries with backoff.
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "headend database unavailable")
+            raise AssertionError("unreachable") from None
+        last_seq = 0
+        with contextlib.suppress(*DB_DOWN):  # informational only
+            last_seq = await self._store.last_batch_seq(session.gateway_id)
         yield pb.HeadendMessage(
             welcome=pb.Welcome(
                 session_id=session.session_id,
                 server_time=ts_to_pb(datetime.now(UTC)),
-                last_acked_batch_seq=await self._store.last_batch_seq(session.gateway_id),
+                last_acked_batch_seq=last_seq,
             )
         )
         reader = asyncio.create_task(self._read(request_iterator, session))
@@ -69,6 +92,10 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
                 if msg is None:
                     break
                 yield msg
+            if session.close_reason == "revoked":
+                await context.abort(
+                    grpc.StatusCode.UNAUTHENTICATED, "client certificate has been revoked"
+                )
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -89,6 +116,7 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         request_iterator: AsyncIterator[pb.AgentMessage],
         context: grpc.aio.ServicerContext,
     ) -> AgentSession:
+        ident = await self._identify(context)
         try:
             first = await asyncio.wait_for(anext(request_iterator), HELLO_TIMEOUT_S)
         except (TimeoutError, StopAsyncIteration):
@@ -100,6 +128,15 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         for name in ("gateway_id", "site_id"):
             if not getattr(hello, name):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"hello.{name} is empty")
+        if ident is not None and hello.gateway_id != ident.gateway_id:
+            # Identity comes from the certificate only; a Hello naming another
+            # gateway is an impersonation attempt.
+            message = (
+                f"hello.gateway_id {hello.gateway_id!r} is not this certificate's gateway "
+                f"{ident.gateway_id!r}"
+            )
+            await self._refuse(ident.gateway_id, "gateway.id_mismatch", hello.gateway_id, message)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
         try:
             assets = [asset_from_pb(a, hello.site_id, i) for i, a in enumerate(hello.assets)]
             ids = [a.asset_id for a in assets]
@@ -115,7 +152,12 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         except ValidationFailed as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
         except Conflict as exc:
-            log.warning("agent_claim_refused", gateway=hello.gateway_id, error=exc.message)
+            await self._refuse(
+                hello.gateway_id,
+                "gateway.asset_claim_refused",
+                ",".join(a.asset_id for a in hello.assets),
+                exc.message,
+            )
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, exc.message)
         session = AgentSession(
             session_id=str(uuid.uuid4()),
@@ -123,6 +165,7 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             site_id=hello.site_id,
             peer=context.peer() or "",
             asset_ids=frozenset(a.asset_id for a in assets),
+            fingerprint=ident.fingerprint if ident is not None else None,
         )
         ended = await self._store.open_session(
             session.session_id,
@@ -145,6 +188,22 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         )
         return session
 
+    async def _identify(self, context: grpc.aio.ServicerContext) -> GatewayIdentity | None:
+        """The gateway named by the client certificate (None in plain-text dev mode)."""
+        if self._authority is None:
+            return None
+        found = await self._authority.identify(context.auth_context(), context.peer() or "")
+        if isinstance(found, Refusal):
+            await context.abort(found.code, found.message)
+            raise AssertionError("unreachable")
+        return found
+
+    async def _refuse(self, gateway_id: str, action: str, target: str, reason: str) -> None:
+        if self._authority is not None:
+            await self._authority.refuse(gateway_actor(gateway_id), action, target, reason)
+        else:
+            log.warning(action, gateway=gateway_id, target=target, reason=reason)
+
     async def _read(
         self, request_iterator: AsyncIterator[pb.AgentMessage], session: AgentSession
     ) -> None:
@@ -156,7 +215,8 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
                 elif kind == "dispatch_ack":
                     await self._on_ack(session, msg.dispatch_ack)
                 elif kind == "heartbeat":
-                    if not await self._store.touch(session.session_id):
+                    self.edge_reports.update(session.gateway_id, msg.heartbeat)
+                    if not await self._touch(session):
                         session.close("superseded")
                         return
         except SessionClosed:
@@ -168,10 +228,11 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
 
     async def _on_telemetry(self, session: AgentSession, batch: pb.TelemetryBatch) -> None:
         now = datetime.now(UTC)
-        accepted, rejections = [], []
+        accepted, rejections, foreign = [], [], set()
         for i, raw in enumerate(batch.samples[:MAX_SAMPLES_PER_BATCH]):
             if raw.asset_id not in session.asset_ids:
                 rejections.append(f"{i}: asset {raw.asset_id!r} is not one of this gateway's")
+                foreign.add(raw.asset_id)
                 continue
             sample = sample_from_pb(raw)
             problem = sample_problem(sample, now, self._skew)
@@ -182,6 +243,15 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         for i in range(MAX_SAMPLES_PER_BATCH, len(batch.samples)):
             rejections.append(f"{i}: over {MAX_SAMPLES_PER_BATCH} samples in one batch")
         self.rejected_samples += len(rejections)
+        # Audited once per session and asset: a misbehaving agent cannot flood the log.
+        for asset_id in sorted(foreign - session.foreign_audited):
+            session.foreign_audited.add(asset_id)
+            await self._refuse(
+                session.gateway_id,
+                "telemetry.foreign_asset_refused",
+                asset_id,
+                f"telemetry for asset {asset_id!r}, which is not bound to this gateway",
+            )
         ack = pb.HeadendMessage(
             telemetry_ack=pb.TelemetryAck(
                 batch_seq=batch.batch_seq,
@@ -197,13 +267,38 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         # Waits while the ingest queue is full: the stream stops being read
         # and gRPC flow control pushes back on the agent.
         await self._pipeline.put(
-            IngestBatch(session.gateway_id, batch.batch_seq, accepted, send_ack)
+            IngestBatch(
+                session.gateway_id, batch.batch_seq, accepted, send_ack, size=batch.ByteSize()
+            )
         )
 
+    async def _touch(self, session: AgentSession) -> bool:
+        """False when the session was ended elsewhere. A database outage is not
+        a reason to drop a healthy stream: its telemetry waits in the queue."""
+        try:
+            return await self._store.touch(session.session_id)
+        except DB_DOWN:
+            log.debug("session_touch_skipped", gateway=session.gateway_id, reason="database")
+            return True
+
     async def _on_ack(self, session: AgentSession, raw: pb.DispatchAck) -> None:
-        if raw.asset_id and raw.asset_id not in session.asset_ids:
-            log.warning(
-                "foreign_ack_refused", gateway=session.gateway_id, dispatch_id=raw.dispatch_id
+        # The dispatch's asset (from the database, not the message) must be
+        # one this gateway speaks for; otherwise nothing reaches the workflow.
+        try:
+            owner = await self._store.dispatch_asset(raw.dispatch_id) if raw.dispatch_id else None
+        except DB_DOWN:
+            log.warning("ack_dropped", gateway=session.gateway_id, reason="database unavailable")
+            return
+        if owner not in session.asset_ids or (raw.asset_id and raw.asset_id != owner):
+            if f"ack:{raw.dispatch_id}" in session.foreign_audited:
+                return
+            session.foreign_audited.add(f"ack:{raw.dispatch_id}")
+            await self._refuse(
+                session.gateway_id,
+                "dispatch_ack.foreign_refused",
+                raw.dispatch_id,
+                f"ack for dispatch {raw.dispatch_id!r} (asset {owner or raw.asset_id!r}), "
+                "which is not this gateway's",
             )
             return
         state = ACK_STATE_FROM_PB.get(raw.state)

@@ -24,9 +24,18 @@ class AgentSession:
     gateway_id: str
     site_id: str
     peer: str
+    # The assets this session may speak for: those of its Hello still bound to
+    # its gateway in the database (re-checked by ingest.guard).
     asset_ids: frozenset[str]
     outbox: asyncio.Queue[pb.HeadendMessage | None] = field(default_factory=asyncio.Queue)
     close_reason: str | None = None
+    fingerprint: str | None = None  # the client certificate's (None: plain-text dev mode)
+    hello_asset_ids: frozenset[str] = frozenset()
+    foreign_audited: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        if not self.hello_asset_ids:
+            self.hello_asset_ids = self.asset_ids
 
     @property
     def closed(self) -> bool:

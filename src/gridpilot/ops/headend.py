@@ -16,15 +16,26 @@ from prometheus_client import CollectorRegistry, Gauge
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
+from gridpilot.api.admin import SecurityDeps
 from gridpilot.api.app import ApiDeps, create_app
+from gridpilot.api.auth import AuthSettings
 from gridpilot.api.dispatches import DispatchOptions, DispatchService
 from gridpilot.ingest.acks import TemporalAckSink
-from gridpilot.ingest.pipeline import TelemetryPipeline
+from gridpilot.ingest.guard import GatewayAuthority, SessionGuard
+from gridpilot.ingest.metrics import IngestCollector
+from gridpilot.ingest.pipeline import IngestBatch, TelemetryPipeline
+from gridpilot.ingest.queue import MemoryTelemetryQueue
 from gridpilot.ingest.registry import GatewayStore
 from gridpilot.ingest.servicer import AgentGatewayServicer
 from gridpilot.ingest.sessions import SessionRegistry
 from gridpilot.schema import db
 from gridpilot.schema.pb import agent_pb2_grpc as pb_grpc
+from gridpilot.security.audit import AuditLog
+from gridpilot.security.authn import Authenticator
+from gridpilot.security.certs import CertificateRegistry
+from gridpilot.security.oidc import JwtVerifier, OidcConfig, parse_role_map
+from gridpilot.security.tls import TlsConfigError, server_credentials
+from gridpilot.security.tokens import TokenStore
 
 from . import temporal
 from .settings import Environment, Settings
@@ -46,6 +57,35 @@ class HeadendError(Exception):
     """A start-up problem worth one clear line to the operator."""
 
 
+def grpc_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """mTLS credentials of the AgentGateway; None only in explicit insecure-dev mode."""
+    s = settings
+    if s.grpc_insecure:
+        return None
+    try:
+        return server_credentials(s.grpc_tls_cert_file, s.grpc_tls_key_file, s.grpc_client_ca_file)
+    except TlsConfigError as exc:
+        raise HeadendError(str(exc)) from None
+
+
+def jwt_verifier(settings: Settings) -> JwtVerifier | None:
+    s = settings
+    if not s.oidc_jwks_url:
+        return None
+    assert s.oidc_issuer and s.oidc_audience  # checked by Settings
+    return JwtVerifier(
+        OidcConfig(
+            jwks_url=s.oidc_jwks_url,
+            issuer=s.oidc_issuer,
+            audience=s.oidc_audience,
+            algorithms=s.oidc_algorithm_list,
+            role_claim=s.oidc_role_claim,
+            principal_claim=s.oidc_principal_claim,
+            role_map=parse_role_map(s.oidc_role_map),
+        )
+    )
+
+
 def prepare_database(settings: Settings) -> None:
     if settings.reset_db:
         if settings.environment is Environment.PRODUCTION:
@@ -64,8 +104,11 @@ def _redact(url: str) -> str:
     return ("…@" + tail) if head else url
 
 
-def _metrics(sessions: SessionRegistry, pipeline: TelemetryPipeline) -> CollectorRegistry:
+def _metrics(
+    sessions: SessionRegistry, pipeline: TelemetryPipeline, ingest: IngestCollector
+) -> CollectorRegistry:
     reg = CollectorRegistry()
+    reg.register(ingest)
     Gauge("gridpilot_agents_connected", "agent streams on this headend", registry=reg).set_function(
         lambda: len(sessions.all())
     )
@@ -90,7 +133,14 @@ class Headend:
         self.engine: AsyncEngine = db.async_engine(settings.database_url)
         self.sessions = SessionRegistry()
         self.store = GatewayStore(self.engine)
-        self.pipeline = TelemetryPipeline(settings.database_url, settings.telemetry_queue_batches)
+        self.pipeline = TelemetryPipeline(
+            settings.database_url,
+            MemoryTelemetryQueue[IngestBatch](settings.telemetry_queue_bytes),
+        )
+        self.servicer: AgentGatewayServicer | None = None
+        self.audit = AuditLog(self.engine)
+        self.certs = CertificateRegistry(self.engine, self.audit)
+        self.tokens = TokenStore(self.engine, self.audit)
         self.client: Client | None = None
         self._stop = asyncio.Event()
 
@@ -105,6 +155,7 @@ class Headend:
 
     async def run(self) -> None:
         s = self.settings
+        credentials = grpc_credentials(s) if s.has_role("grpc") else None
         await asyncio.to_thread(prepare_database, s)
         await self.store.close_headend_sessions(s.headend_id, "headend_restarted")
         self.client = await temporal.connect(s.temporal_address, s.temporal_namespace)
@@ -123,21 +174,33 @@ class Headend:
             )
             spawn(self.pipeline.run(), "telemetry-writer")
             grpc_server = grpc.aio.server(options=GRPC_SERVER_OPTIONS)
-            pb_grpc.add_AgentGatewayServicer_to_server(
-                AgentGatewayServicer(
-                    self.store,
-                    self.sessions,
-                    self.pipeline,
-                    TemporalAckSink(self.client),
-                    s.headend_id,
-                    s.headend_task_queue,
-                    timedelta(seconds=s.max_future_skew_s),
+            self.servicer = AgentGatewayServicer(
+                self.store,
+                self.sessions,
+                self.pipeline,
+                TemporalAckSink(self.client),
+                s.headend_id,
+                s.headend_task_queue,
+                timedelta(seconds=s.max_future_skew_s),
+                authority=GatewayAuthority(
+                    self.certs, self.audit, None if credentials is None else s.trust_domain
                 ),
-                grpc_server,
             )
-            grpc_server.add_insecure_port(s.grpc_listen)
-            if s.grpc_insecure:
-                log.warning("grpc_plaintext", listen=s.grpc_listen, note="dev only: no mTLS")
+            pb_grpc.add_AgentGatewayServicer_to_server(self.servicer, grpc_server)
+            if credentials is None:
+                grpc_server.add_insecure_port(s.grpc_listen)
+                log.warning(
+                    "GRPC_INSECURE_PLAINTEXT",
+                    listen=s.grpc_listen,
+                    note="GRIDPILOT_GRPC_INSECURE=true: no TLS and no client certificates; any "
+                    "peer can claim any gateway id. For local development only.",
+                )
+            else:
+                grpc_server.add_secure_port(s.grpc_listen, credentials)
+            spawn(
+                SessionGuard(self.engine, self.sessions, self.certs, s.revocation_check_s).run(),
+                "session-guard",
+            )
             await grpc_server.start()
             log.info("grpc_listening", listen=s.grpc_listen)
         for w in workers:
@@ -153,13 +216,22 @@ class Headend:
                     delivery_timeout=timedelta(seconds=s.delivery_timeout_s),
                     ack_timeout_s=s.ack_timeout_s,
                 ),
+                audit=self.audit,
             )
             app = create_app(
                 ApiDeps(
                     engine=self.engine,
                     dispatches=service,
+                    security=SecurityDeps(self.audit, self.tokens, self.certs, self.store),
+                    auth=AuthSettings(
+                        Authenticator(self.tokens, jwt_verifier(s)), self.audit, s.metrics_public
+                    ),
                     readiness=self._readiness,
-                    metrics=_metrics(self.sessions, self.pipeline),
+                    metrics=_metrics(
+                        self.sessions,
+                        self.pipeline,
+                        IngestCollector(self.pipeline, lambda: self.servicer),
+                    ),
                 )
             )
             api_server = uvicorn.Server(

@@ -9,9 +9,10 @@ from __future__ import annotations
 import socket
 import sys
 from enum import StrEnum
+from pathlib import Path
 from typing import NoReturn
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -45,12 +46,48 @@ class Settings(BaseSettings):
     roles: str = Field("grpc,api,worker", description="comma list of grpc, api, worker")
     grpc_listen: str = Field("127.0.0.1:50051", description="host:port of the AgentGateway")
     grpc_insecure: bool = Field(
-        True, description="plain-text gRPC (dev only until mTLS is configured)"
+        False,
+        description="plain-text gRPC without client certificates: dev only, refused in "
+        "production; identities are then taken from Hello unchecked",
+    )
+    grpc_tls_cert_file: Path | None = Field(
+        None, description="PEM certificate (chain) of the AgentGateway, serverAuth"
+    )
+    grpc_tls_key_file: Path | None = Field(None, description="PEM private key of the AgentGateway")
+    grpc_client_ca_file: Path | None = Field(
+        None, description="PEM CA bundle that gateway client certificates must chain to"
+    )
+    trust_domain: str = Field(
+        "gridpilot",
+        description="gateway certificates name spiffe://<trust_domain>/gateway/<gateway id>",
+    )
+    revocation_check_s: float = Field(
+        2.0, gt=0, le=60, description="how often live agent streams are re-checked for revocation"
+    )
+    metrics_public: bool = Field(
+        False, description="serve /metrics without a bearer token (else any role may read it)"
+    )
+    oidc_jwks_url: str | None = Field(
+        None, description="JWKS URL of an OIDC provider; enables JWT bearer tokens"
+    )
+    oidc_issuer: str | None = Field(None, description="required 'iss' of JWT bearer tokens")
+    oidc_audience: str | None = Field(None, description="required 'aud' of JWT bearer tokens")
+    oidc_algorithms: str = Field(
+        "RS256,ES256", description="comma list of accepted JWT algorithms (asymmetric only)"
+    )
+    oidc_role_claim: str = Field("roles", description="JWT claim holding the role(s)")
+    oidc_principal_claim: str = Field("sub", description="JWT claim naming the caller")
+    oidc_role_map: str = Field(
+        "", description="claim value to role, e.g. 'grid-ops=operator,grid-view=viewer'"
     )
     api_host: str = "127.0.0.1"
     api_port: int = Field(8080, ge=1, le=65535)
-    telemetry_queue_batches: int = Field(
-        256, ge=1, description="bounded ingest queue length, in batches"
+    telemetry_queue_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=64 * 1024,
+        description="bound of the ingest queue in serialized telemetry bytes (queued + being "
+        "written; decoded they take about 5.5x this in memory); when full, agents' streams "
+        "are not read (gRPC flow control)",
     )
     max_future_skew_s: float = Field(
         300.0, gt=0, description="samples further in the future are rejected"
@@ -67,6 +104,32 @@ class Settings(BaseSettings):
         if not v.startswith(("postgresql://", "postgres://")):
             raise ValueError("expected a postgresql:// URL")
         return v
+
+    @field_validator("trust_domain")
+    @classmethod
+    def _trust_domain(cls, v: str) -> str:
+        from gridpilot.security.identity import check_trust_domain
+
+        return check_trust_domain(v)
+
+    @model_validator(mode="after")
+    def _security(self) -> Settings:
+        if self.grpc_insecure and self.environment is Environment.PRODUCTION:
+            raise ValueError("grpc_insecure is refused in production (mutual TLS is required)")
+        if self.oidc_jwks_url:
+            from gridpilot.security.oidc import OidcConfig, parse_role_map
+
+            if not (self.oidc_issuer and self.oidc_audience):
+                raise ValueError("oidc_jwks_url needs oidc_issuer and oidc_audience")
+            OidcConfig(
+                self.oidc_jwks_url, self.oidc_issuer, self.oidc_audience, self.oidc_algorithm_list
+            )
+            parse_role_map(self.oidc_role_map)
+        return self
+
+    @property
+    def oidc_algorithm_list(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in self.oidc_algorithms.split(",") if a.strip())
 
     @field_validator("roles")
     @classmethod
@@ -95,7 +158,8 @@ def load_settings(**overrides: object) -> Settings:
 
 def _die(exc: ValidationError) -> NoReturn:
     for err in exc.errors():
-        name = "GRIDPILOT_" + "_".join(str(p) for p in err["loc"]).upper()
+        loc = "_".join(str(p) for p in err["loc"]).upper()
+        name = f"GRIDPILOT_{loc}" if loc else "settings"
         given = err.get("input")
         shown = "" if isinstance(given, dict) else f" (got {given!r})"
         print(f"gridpilot: {name}: {err['msg']}{shown}", file=sys.stderr)

@@ -28,6 +28,7 @@ import yaml
 from gridpilot.workflows.constants import SEARCH_ATTRIBUTES
 
 from .embedded import EmbeddedPostgres, EmbeddedStackError, TemporalDevServer, free_port, stack_lock
+from .up_security import ensure_admin_token, ensure_demo_tls
 
 DEMO_CONFIG = Path(__file__).parent / "demo" / "demo-site.yaml"
 DATABASE = "gridpilot"
@@ -171,6 +172,12 @@ def _run_locked(opts: UpOptions, data_dir: Path) -> int:
         print(f"gridpilot up: data in {data_dir}", flush=True)
         pg.start(timeout=60)
         database_url = _ensure_database(pg)
+        # Secure by default: mTLS between agent and headend, a bearer token on REST.
+        config = yaml.safe_load(DEMO_CONFIG.read_text())
+        tls = ensure_demo_tls(data_dir / "pki", config["gateway_id"])
+        token_file = data_dir / "admin-token"
+        token = ensure_admin_token(database_url, token_file)
+        auth = {"Authorization": f"Bearer {token}"}
         temporal.start(timeout=60)
         env = {
             **os.environ,
@@ -180,13 +187,18 @@ def _run_locked(opts: UpOptions, data_dir: Path) -> int:
             "GRIDPILOT_GRPC_LISTEN": f"127.0.0.1:{opts.grpc_port}",
             "GRIDPILOT_HEADEND_ID": "demo-headend",
             "GRIDPILOT_ENVIRONMENT": "dev",
+            **tls.headend_env(),
         }
         api = f"http://127.0.0.1:{opts.api_port}"
         gp = [sys.executable, "-m", "gridpilot"]
         children.append(Child("headend", [*gp, "headend"], env, logs / "headend.log"))
         _wait("the headend", lambda: httpx.get(f"{api}/readyz").status_code == 200, 60, children)
-        config = yaml.safe_load(DEMO_CONFIG.read_text())
-        config["headend"] = {"address": f"127.0.0.1:{opts.grpc_port}", "insecure": True}
+        config["headend"] = {
+            "address": f"127.0.0.1:{opts.grpc_port}",
+            "ca_file": str(tls.ca_file),
+            "cert_file": str(tls.agent_cert),
+            "key_file": str(tls.agent_key),
+        }
         site_yaml = data_dir / "demo-site.yaml"
         site_yaml.write_text(yaml.safe_dump(config, sort_keys=False))
         children.append(
@@ -197,10 +209,13 @@ def _run_locked(opts: UpOptions, data_dir: Path) -> int:
             "the demo agent and its telemetry",
             lambda: (
                 all(
-                    httpx.get(f"{api}/api/v1/assets/{a}/telemetry/latest").status_code == 200
+                    httpx.get(f"{api}/api/v1/assets/{a}/telemetry/latest", headers=auth).status_code
+                    == 200
                     for a in asset_ids
                 )
-                and any(x["connected"] for x in httpx.get(f"{api}/api/v1/agents").json())
+                and any(
+                    x["connected"] for x in httpx.get(f"{api}/api/v1/agents", headers=auth).json()
+                )
             ),
             opts.ready_timeout_s,
             children,
@@ -215,7 +230,7 @@ def _run_locked(opts: UpOptions, data_dir: Path) -> int:
             "database_url": database_url,
             "data_dir": str(data_dir),
             "logs_dir": str(logs),
-            "admin_token_file": None,
+            "admin_token_file": str(token_file),
             "site_id": config["site"]["id"],
             "gateway_id": config["gateway_id"],
             "asset_ids": asset_ids,
@@ -234,6 +249,7 @@ def _run_locked(opts: UpOptions, data_dir: Path) -> int:
             f"  console      {info['console_url']}\n"
             f"  REST API     {info['api_url']}  (docs: {api}/docs)\n"
             f"  Temporal UI  {info['temporal_ui_url']}\n"
+            f"  admin token  {token}  (in {token_file}; paste it into the console)\n"
             f"  demo site    {info['site_id']}: {', '.join(asset_ids)}\n"
             f"  data         {data_dir}  (logs in {logs})\n"
             "Press Ctrl-C to stop.",

@@ -231,3 +231,71 @@ ingest_watermarks = Table(
     Column("last_batch_seq", BigInteger, nullable=False),
     _ts("updated_at", now=True),
 )
+
+# --- security (migration 0002) -------------------------------------------------
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Text, primary_key=True),
+    _tenant(),
+    Column("name", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    # SHA-256 of the token: the token itself is shown once and never stored.
+    Column("token_hash", Text, nullable=False, unique=True),
+    Column("prefix", Text, nullable=False),
+    Column("created_by", Text, nullable=False),
+    _ts("created_at", now=True),
+    _ts("expires_at", nullable=True),
+    _ts("last_used_at", nullable=True),
+    _ts("revoked_at", nullable=True),
+    Column("revoked_by", Text, nullable=True),
+    Index(
+        "uq_api_tokens_live_name",
+        "tenant_id",
+        "name",
+        unique=True,
+        postgresql_where=text("revoked_at IS NULL"),
+    ),
+)
+
+# Gateway certificates the headend has seen or the CLI has revoked, by
+# fingerprint. No foreign key to gateways: a certificate can be revoked
+# before its gateway ever connected.
+gateway_certificates = Table(
+    "gateway_certificates",
+    metadata,
+    Column("fingerprint", Text, primary_key=True),
+    _tenant(),
+    Column("gateway_id", Text, nullable=False, index=True),
+    Column("serial", Text, nullable=False),
+    _ts("not_before"),
+    _ts("not_after"),
+    _ts("first_seen", nullable=True),
+    _ts("last_seen", nullable=True),
+    _ts("revoked_at", nullable=True),
+    Column("revoked_by", Text, nullable=True),
+    Column("revoke_reason", Text, nullable=True),
+)
+
+# Append-only and hash-chained: ids are contiguous, each row's hash covers its
+# fields and the previous row's hash. Triggers refuse UPDATE, DELETE, TRUNCATE.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    _tenant(),
+    _ts("at"),
+    Column("actor", Text, nullable=False),
+    Column("actor_role", Text, nullable=False, server_default=""),
+    Column("auth_method", Text, nullable=False, server_default=""),
+    Column("action", Text, nullable=False),
+    Column("target", Text, nullable=False, server_default=""),
+    Column("outcome", Text, nullable=False),
+    Column("request_id", Text, nullable=False, server_default=""),
+    Column("detail", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("prev_hash", Text, nullable=False),
+    Column("hash", Text, nullable=False, unique=True),
+    Index("ix_audit_log_at", "at"),
+    Index("ix_audit_log_action", "action"),
+)

@@ -55,6 +55,9 @@ ROUTE_RETRY = timedelta(seconds=2)
 END_GRACE = timedelta(seconds=10)
 # A scheduled dispatch is delivered this long before its start.
 START_LEAD = timedelta(seconds=30)
+# A sent dispatch that is superseded ends when the agent hands over to the new one
+# (its RELEASED / SUPERSEDED ack), not at the new one's claim.
+PATCH_SUPERSEDE_AT_HANDOVER = "supersede-at-handover"
 
 
 @workflow.defn
@@ -67,6 +70,9 @@ class DispatchWorkflow:
         self.acks: list[AgentAck] = []
         self.late_acks: list[AgentAck] = []
         self.cancel_request: CancelRequest | None = None
+        # The dispatch that claimed the asset after this one was sent: this one stays
+        # live (it runs at the agent) until the agent hands over, or to its own end.
+        self.superseded_by: str | None = None
         self.applied_p_kw: float | None = None
         self.gateway_id: str | None = None
 
@@ -92,6 +98,7 @@ class DispatchWorkflow:
             state=self.state,
             transitions=self.transitions,
             late_acks=self.late_acks,
+            superseded_by=self.superseded_by,
         )
 
     # ------------------------------------------------------------ main
@@ -112,7 +119,15 @@ class DispatchWorkflow:
         except asyncio.CancelledError:
             # Cancelled through Temporal (the UI, the CLI, a site parent closing): end
             # it the way an operator cancel does, so the asset is released and recorded.
-            if self.cancel_request is None:
+            # A supersede not yet looked at does not end a sent one: only the agent does.
+            req = self.cancel_request
+            if req is None or (
+                req.reason is ReasonCode.SUPERSEDED
+                and self.state is not S.SUBMITTED
+                and workflow.patched(PATCH_SUPERSEDE_AT_HANDOVER)
+            ):
+                if req is not None:
+                    self.superseded_by = req.superseded_by
                 self.cancel_request = CancelRequest(
                     actor="temporal", detail="workflow cancellation requested"
                 )
@@ -238,8 +253,17 @@ class DispatchWorkflow:
 
     async def _follow_acks(self) -> DispatchResult:
         while True:
-            if self.cancel_request is not None:
-                return await self._finish_cancelled(sent=True)
+            req = self.cancel_request
+            if req is not None:
+                if req.reason is not ReasonCode.SUPERSEDED or not workflow.patched(
+                    PATCH_SUPERSEDE_AT_HANDOVER
+                ):
+                    return await self._finish_cancelled(sent=True)
+                # Sent: the agent keeps this setpoint until the new one takes over (it
+                # then acks this one RELEASED / SUPERSEDED) or this one's own end. Ending
+                # it here would record cancelled what may still run at the device.
+                self.superseded_by = req.superseded_by
+                self.cancel_request = None
             while self.acks:
                 end = await self._apply_ack(self.acks.pop(0))
                 if end is not None:
@@ -306,8 +330,9 @@ class DispatchWorkflow:
     async def _finish_cancelled(self, sent: bool) -> DispatchResult:
         req = self.cancel_request
         assert req is not None
-        # A superseded setpoint is replaced at the agent by the new one; a
-        # Release here could return the asset to its default in between.
+        # Only a dispatch not yet sent ends here as SUPERSEDED (and, replaying, one
+        # started before "supersede-at-handover"): the new setpoint replaces it at the
+        # agent, and a Release here could return the asset to its default in between.
         if sent and req.reason is not ReasonCode.SUPERSEDED:
             await self._release(req.reason)
         return await self._end(S.CANCELLED, req.reason, req.detail, actor=req.actor)

@@ -166,3 +166,5 @@ class DispatchStatus(BaseModel):
     state: DispatchState | None
     transitions: list[TransitionRecord]
     late_acks: list[AgentAck] = Field(default_factory=list)
+    # The dispatch that superseded this one after it was sent (see DispatchWorkflow).
+    superseded_by: str | None = None

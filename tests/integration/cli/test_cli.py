@@ -60,7 +60,9 @@ async def test_dispatch_commands_submit_list_show_cancel(
     api = f"http://127.0.0.1:{headend.settings.api_port}"
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return gridpilot("dispatch", *args, GRIDPILOT_API_URL=api)
+        return gridpilot(
+            "dispatch", *args, GRIDPILOT_API_URL=api, GRIDPILOT_TOKEN=headend.admin_token
+        )
 
     r = await asyncio.to_thread(
         run, "submit", "--asset", "bess-1", "--p-kw", "25", "--duration-s", "300"
@@ -71,7 +73,7 @@ async def test_dispatch_commands_submit_list_show_cancel(
 
     r = await asyncio.to_thread(run, "list")
     assert dispatch_id in r.stdout
-    r = await asyncio.to_thread(run, "show", dispatch_id)
+    r = await asyncio.to_thread(run, "show", "--json", dispatch_id)
     assert json.loads(r.stdout)["p_kw"] == 25
     r = await asyncio.to_thread(run, "cancel", dispatch_id)
     assert r.returncode == 0, r.stderr

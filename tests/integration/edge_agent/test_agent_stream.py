@@ -257,8 +257,9 @@ async def test_telemetry_is_resent_oldest_first_until_acked(
     server.drop()  # nothing acked: all must come again on the next session
     await eventually(lambda: len(server.of("telemetry", session=2)) >= len(first) + 1)
     second = [b.batch_seq for b in server.of("telemetry", session=2)]
-    assert second[: len(first)] == first
-    assert second == sorted(set(second))
+    # the backlog again, oldest first (live batches may take turns with it)
+    assert [s for s in second if s <= max(first)] == first
+    assert len(second) == len(set(second))
 
     server.auto_ack = True  # session 3: the backlog comes again and is acked as it arrives
     server.drop()
@@ -271,16 +272,19 @@ async def test_telemetry_is_resent_oldest_first_until_acked(
     assert acked.isdisjoint(fourth)  # an acked batch is never sent again
 
 
-async def test_welcome_last_acked_drops_older_batches(
+async def test_welcome_last_acked_does_not_free_unacked_batches(
     gateway: Gateway, start_agent: StartAgent
 ) -> None:
+    # Backlog and live batches are interleaved after a reconnect, so a higher
+    # stored seq says nothing about lower ones: only TelemetryAck frees a batch.
     server, port = gateway
     start_agent(site_config(port))
     await eventually(lambda: len(server.of("telemetry", session=1)) >= 3)
-    server.last_acked_batch_seq = max(b.batch_seq for b in server.of("telemetry", session=1))
+    first = [b.batch_seq for b in server.of("telemetry", session=1)]
+    server.last_acked_batch_seq = max(first)
     server.drop()
-    batches = await eventually(lambda: server.of("telemetry", session=2))
-    assert all(b.batch_seq > server.last_acked_batch_seq for b in batches)
+    await eventually(lambda: len(server.of("telemetry", session=2)) >= len(first))
+    assert set(first) <= {b.batch_seq for b in server.of("telemetry", session=2)}
 
 
 async def test_batch_seq_keeps_increasing_across_agent_restarts(

@@ -170,7 +170,7 @@ async def test_cancel_releases_the_asset_and_is_idempotent(
 
 
 async def test_agent_offline_expires_with_agent_offline(headend: RunningHeadend) -> None:
-    agent = ScriptedAgent(headend.grpc_address)
+    agent = headend.agent()
     await agent.connect(demo_assets())
     await agent.close()
     await wait_for(lambda: _agents_connected(headend, False), timeout=10)

@@ -69,7 +69,7 @@ async def test_dispatch_survives_a_headend_restart(
     second = Headend(headend.settings)
     task = asyncio.create_task(second.run())
     try:
-        agent = await wait_for(lambda: _reconnected(headend.grpc_address), timeout=30)
+        agent = await wait_for(lambda: _reconnected(headend), timeout=30)
         await agent.send(agent_ack(sp, pb.ACK_STATE_COMPLETED, reason=pb.REASON_CODE_LEASE_ENDED))
         await wait_for(lambda: _db_state(headend, dispatch_id) == "complete", timeout=30)
         await agent.close()
@@ -80,8 +80,8 @@ async def test_dispatch_survives_a_headend_restart(
     assert rows == ["submitted", "sent", "acked", "active", "complete"]
 
 
-async def _reconnected(address: str) -> ScriptedAgent | None:
-    agent = ScriptedAgent(address)
+async def _reconnected(headend: RunningHeadend) -> ScriptedAgent | None:
+    agent = headend.agent()
     await agent.connect(demo_assets())
     if agent.error is None:
         return agent

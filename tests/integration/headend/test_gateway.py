@@ -96,7 +96,7 @@ async def test_second_connection_of_a_gateway_supersedes_the_first(
     headend: RunningHeadend, scripted_agent: ScriptedAgent
 ) -> None:
     first = await scripted_agent.connect(demo_assets())
-    second_agent = ScriptedAgent(headend.grpc_address)
+    second_agent = headend.agent()
     try:
         second = await second_agent.connect(demo_assets())
         assert second.session_id != first.session_id
@@ -130,7 +130,7 @@ async def test_asset_claimed_by_another_gateway_is_refused(
     headend: RunningHeadend, scripted_agent: ScriptedAgent
 ) -> None:
     await scripted_agent.connect(demo_assets())
-    thief = ScriptedAgent(headend.grpc_address, gateway_id="gw-other", site_id="site-9")
+    thief = headend.agent(gateway_id="gw-other", site_id="site-9")
     try:
         await thief.connect(demo_assets()[:1])
         assert thief.error is not None

@@ -56,13 +56,32 @@ async def test_equal_priority_supersedes_and_lower_is_refused_with_409(
             json={"asset_id": "bess-1", "p_kw": 30, "duration_s": 60, "priority": 5},
         )
     ).json()
+    sp = await wait_for(
+        lambda: len(scripted_agent.of("setpoint")) > 1 and scripted_agent.of("setpoint")[1]
+    )
+    assert sp.dispatch_id == second["id"]
+    # Claimed, but the first setpoint still runs at the agent until the second takes over.
+    old = (await api.get(f"/api/v1/dispatches/{first['id']}")).json()
+    assert (old["state"], old["superseded_by"]) == ("active", second["id"])
+    # What a real agent does (edge_agent/control.py): accept the new setpoint, release
+    # the one it replaces as SUPERSEDED, apply the new one.
+    await scripted_agent.send(agent_ack(sp, pb.ACK_STATE_ACCEPTED))
+    first_sp = scripted_agent.of("setpoint")[0]
+    await scripted_agent.send(
+        agent_ack(
+            first_sp,
+            pb.ACK_STATE_RELEASED,
+            reason=pb.REASON_CODE_SUPERSEDED,
+            detail=f"superseded by {second['id']}",
+        )
+    )
+    await scripted_agent.send(agent_ack(sp, pb.ACK_STATE_APPLIED, applied_p_kw=30))
     await wait_for(lambda: dispatch_in_state(api, first["id"], "cancelled"))
     old = (await api.get(f"/api/v1/dispatches/{first['id']}")).json()
     assert old["reason"] == "SUPERSEDED"
     assert old["superseded_by"] == second["id"]
-    assert old["transitions"][-1]["actor"] == f"dispatch {second['id']}"
-    sp = await _activate(scripted_agent, 1, 30)
-    assert sp.dispatch_id == second["id"]
+    assert old["transitions"][-1]["actor"] == "agent"
+    assert old["transitions"][-1]["detail"] == f"superseded by {second['id']}"
     await wait_for(lambda: dispatch_in_state(api, second["id"], "active"))
     # The old setpoint is replaced at the agent, not released (no dip to default).
     assert [r.dispatch_id for r in scripted_agent.of("release")] == []

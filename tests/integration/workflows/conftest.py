@@ -4,9 +4,11 @@ The workflows call their activities by name. Here those names are served by
 :class:`FakeBackend`, in memory: it records every call, answers
 ``resolve_route`` from routes the test sets (online / offline / unknown, or a
 dead headend queue), serves ``load_split_inputs``, and can play the agent
-(signal acks when a setpoint or a release is delivered). Two workers run, as
-in a headend: one on the shared dispatch queue (workflows + DB/route
-activities) and one on the "headend" replica queue (``deliver_*``).
+(signal acks when a setpoint or a release is delivered). Like the real agent
+(``edge_agent/control.py``) it hands an asset over from one dispatch to the next:
+the one it held gets ``released / SUPERSEDED`` when the new setpoint takes over.
+Two workers run, as in a headend: one on the shared dispatch queue (workflows +
+DB/route activities) and one on the "headend" replica queue (``deliver_*``).
 
 Histories of representative runs are saved for the replay test when
 ``GRIDPILOT_RECORD_HISTORIES=1`` (see ``record_histories``).
@@ -37,7 +39,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from gridpilot.core.lifecycle import DispatchState
+from gridpilot.core.lifecycle import DispatchState, ReasonCode
 from gridpilot.workflows.constants import (
     SA_ASSET_ID,
     SA_DISPATCH_KIND,
@@ -66,7 +68,7 @@ HISTORIES_DIR = Path(__file__).with_name("histories")
 RECORD_ENV = "GRIDPILOT_RECORD_HISTORIES"
 GATEWAY = "gw-test"
 UNHANDLED_COMMAND = WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND
-WAIT_S = 15.0  # a bound on every wait, so a wedged workflow fails a test instead of hanging it
+WAIT_S = 30.0  # a bound on every wait, so a wedged workflow fails a test instead of hanging it
 
 
 @dataclass
@@ -94,6 +96,12 @@ class FakeBackend:
     # the agent's answers, signalled right after a setpoint / release reaches it
     agent_replies: list[str] = field(default_factory=list)
     reply_to_release: bool = False
+    # the agent refuses these dispatches (its rails) with this reason when delivered
+    agent_rejects: dict[str, ReasonCode] = field(default_factory=dict)
+    # what the agent holds per asset, as edge_agent/control.py: the setpoint applied
+    # at the device and the one accepted for a later start
+    agent_active: dict[str, str] = field(default_factory=dict)
+    agent_scheduled: dict[str, str] = field(default_factory=dict)
     # claim_asset: the live dispatches per asset, like the dispatches table
     claims: dict[str, ClaimRequest] = field(default_factory=dict)
     superseded_by: dict[str, str] = field(default_factory=dict)
@@ -154,8 +162,7 @@ class FakeBackend:
             for c in self.claims.values()
             if c.asset_id == req.asset_id
             and c.dispatch_id != req.dispatch_id
-            and not self._ended(c.dispatch_id)
-            and self.superseded_by.get(c.dispatch_id) in (None, req.dispatch_id)
+            and not self._ended(c.dispatch_id)  # superseded or not: live until it ends
             and c.start_at < req.end_at
             and c.end_at > req.start_at
         ]
@@ -181,12 +188,19 @@ class FakeBackend:
                 type="AGENT_OFFLINE",
                 non_retryable=True,
             )
+        # The agent answers at once: its acks are in before this activity completes.
+        reason = self.agent_rejects.get(cmd.dispatch_id)
+        if reason is not None:  # refused: the agent keeps what it held
+            await self.ack(cmd.dispatch_id, "rejected", asset_id=cmd.asset_id, reason=reason)
+            return
+        await self._agent_accepts(cmd, activity.info().current_attempt_scheduled_time)
         if self.agent_replies:
             self._spawn(self._replies(cmd, list(self.agent_replies)))
 
     @activity.defn(name="deliver_release")
     async def deliver_release(self, cmd: ReleaseCommand) -> None:
         self._called("deliver_release", cmd)
+        self._agent_drops(cmd.dispatch_id)
         if self.reply_to_release:
             ack = self.ack_for(
                 cmd.dispatch_id, "released", reason=cmd.reason, asset_id=cmd.asset_id
@@ -218,9 +232,60 @@ class FakeBackend:
         )
 
     async def ack(self, dispatch_id: str, state: str, **fields: Any) -> None:
-        """Send an agent ack the way the headend does: a signal on the dispatch's workflow."""
+        """Send an agent ack the way the headend does: a signal on the dispatch's workflow.
+        ``applied`` for a dispatch the agent holds for a later start is that start: the
+        setpoint it replaces at the device is released / SUPERSEDED first."""
+        if state == "applied":
+            await self._agent_starts(dispatch_id)
         handle = self.client.get_workflow_handle(dispatch_id)
         await handle.signal(SIGNAL_AGENT_ACK, self.ack_for(dispatch_id, state, **fields))
+        if state in ("completed", "rejected", "failed", "released"):
+            self._agent_drops(dispatch_id)
+
+    async def _agent_accepts(self, cmd: SetpointCommand, now: datetime) -> None:
+        """A new setpoint replaces the one waiting for its start, and, starting now,
+        the one applied at the device (``AssetController._on_setpoint``)."""
+        new, asset = cmd.dispatch_id, cmd.asset_id
+        if new in (self.agent_active.get(asset), self.agent_scheduled.get(asset)):
+            return  # a redelivery: nothing re-applied, nothing superseded
+        waiting = self.agent_scheduled.pop(asset, None)
+        if waiting is not None:
+            await self._superseded(waiting, asset, f"superseded by {new} before it started")
+        if cmd.start_at > now:
+            self.agent_scheduled[asset] = new
+            return
+        await self._take_over(asset, new)
+
+    async def _agent_starts(self, dispatch_id: str) -> None:
+        """A scheduled setpoint starting: it takes over the asset (``_on_start_due``)."""
+        for asset, waiting in list(self.agent_scheduled.items()):
+            if waiting == dispatch_id:
+                del self.agent_scheduled[asset]
+                await self._take_over(asset, dispatch_id)
+
+    async def _take_over(self, asset: str, new: str) -> None:
+        old = self.agent_active.get(asset)
+        self.agent_active[asset] = new
+        if old is not None and old != new:
+            await self._superseded(old, asset, f"superseded by {new}")
+
+    async def _superseded(self, dispatch_id: str, asset: str, detail: str) -> None:
+        if self._ended(dispatch_id):
+            return  # ended at the headend meanwhile: nothing to tell
+        with contextlib.suppress(RPCError):  # or it closed just now
+            await self.ack(
+                dispatch_id,
+                "released",
+                asset_id=asset,
+                reason=ReasonCode.SUPERSEDED,
+                detail=detail,
+            )
+
+    def _agent_drops(self, dispatch_id: str) -> None:
+        for held in (self.agent_active, self.agent_scheduled):
+            for asset, d in list(held.items()):
+                if d == dispatch_id:
+                    del held[asset]
 
     async def _replies(self, cmd: SetpointCommand, states: list[str]) -> None:
         for state in states:

@@ -9,13 +9,11 @@ time-skipping server, whose clock only moves while a test sleeps on it or awaits
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.service import RPCError
 
 from gridpilot.core.assets import Asset, AssetType, PowerLimits
 from gridpilot.core.lifecycle import DispatchState, ReasonCode
@@ -84,7 +82,7 @@ async def _wait_for_timer(harness, handle) -> None:
 
 
 @pytest.mark.parametrize("new_priority", [0, 5], ids=["equal-priority", "higher-priority"])
-async def test_new_dispatch_for_same_asset_supersedes_the_live_one_without_release(
+async def test_new_dispatch_for_same_asset_supersedes_the_live_one_at_handover_without_release(
     dev, record_histories, new_priority
 ):
     b = dev.backend
@@ -97,14 +95,19 @@ async def test_new_dispatch_for_same_asset_supersedes_the_live_one_without_relea
     new = await dev.start(new_inp)
     old_result = await dev.result(old)
 
-    # the old one ends cancelled / SUPERSEDED, linked to the new one
+    # the old one ends cancelled / SUPERSEDED when the agent hands the asset over to
+    # the new setpoint (its released / SUPERSEDED ack), not at the new one's claim
     assert old_result.state is S.CANCELLED
     assert old_result.reason is ReasonCode.SUPERSEDED
     assert old_result.detail == f"superseded by {new.id}"
     assert b.states(old.id) == [S.SUBMITTED, S.SENT, S.ACKED, S.ACTIVE, S.CANCELLED]
     ended = b.transitions[old.id][-1]
-    assert (ended.from_state, ended.actor) == (S.ACTIVE, f"dispatch {new.id}")
+    assert (ended.from_state, ended.actor) == (S.ACTIVE, "agent")
+    handover = b.calls.index(b.called("deliver_setpoint", new.id)[0])
+    assert b.calls.index(b.called("record_transition", old.id)[-1]) > handover
     assert b.superseded_by == {old.id: new.id}
+    status = await _status(dev, old.id)
+    assert (status.state, status.superseded_by) == (S.CANCELLED, new.id)
     (claim,) = b.called("claim_asset", new.id)
     assert (claim.arg.asset_id, claim.arg.priority) == (ASSET, new_priority)
     assert (claim.arg.start_at, claim.arg.end_at) == (new_inp.start_at, new_inp.end_at)
@@ -119,7 +122,8 @@ async def test_new_dispatch_for_same_asset_supersedes_the_live_one_without_relea
     assert [c.arg.dispatch_id for c in b.called("deliver_setpoint")] == [old.id, new.id]
     assert b.called("deliver_release") == []  # no Release: no dip to the default in between
     if new_priority == 0:
-        await record_histories(superseded=old, superseding=new)
+        # new names: superseded.json / superseding.json keep the pre-patch path
+        await record_histories(superseded_at_handover=old)
 
 
 async def test_lower_priority_dispatch_is_refused_naming_the_holder_and_delivers_nothing(
@@ -474,10 +478,11 @@ async def test_site_child_rejected_respreads_over_remaining_assets(
         "bess-1": f"{p}.bess-1.v2",
         "bess-2": f"{p}.bess-2",
     }
+    # the v1 child ends when the agent hands bess-1 over to the v2 setpoint
     await b.wait_state(f"{p}.bess-1", S.CANCELLED)
     superseded = b.transitions[f"{p}.bess-1"][-1]
-    assert superseded.reason is ReasonCode.SUPERSEDED
-    assert superseded.actor == f"dispatch {p}.bess-1.v2"
+    assert (superseded.from_state, superseded.reason) == (S.SENT, ReasonCode.SUPERSEDED)
+    assert (superseded.actor, superseded.detail) == ("agent", f"superseded by {p}.bess-1.v2")
 
     await _complete(dev, f"{p}.bess-1.v2", "bess-1", v2["bess-1"])
     await _complete(dev, f"{p}.bess-2", "bess-2", v2["bess-2"])
@@ -615,17 +620,23 @@ async def test_temporal_cancel_of_site_dispatch_records_cancelled_and_cancels_ch
     assert released == children
 
 
-# ---------------------------------------------------------------- known gaps (strict xfail)
+# ---------------------------------------------------------------- supersede at handover
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="claim_asset supersedes at the new dispatch's claim, before its setpoint "
-    "reaches the agent: if the new one is then refused, the old setpoint is still "
-    "applied at the device but is recorded cancelled/SUPERSEDED (no Release was sent)",
-)
+async def _superseded_by(harness, dispatch_id: str) -> str | None:
+    """Once the workflow has taken in the supersede (its claim's cancel signal)."""
+    for _ in range(150):
+        status = await _status(harness, dispatch_id)
+        if status.superseded_by is not None:
+            return status.superseded_by
+        await asyncio.sleep(0.1)
+    pytest.fail(f"{dispatch_id} never took in its supersede")
+
+
 @pytest.mark.parametrize("how", ["agent-rejects", "limits-changed"])
-async def test_superseding_dispatch_that_never_takes_over_leaves_the_old_one_running(dev, how):
+async def test_superseding_dispatch_that_never_takes_over_leaves_the_old_one_running(
+    dev, record_histories, how
+):
     b = dev.backend
     b.routes[ASSET] = _route(dev, -100.0, 100.0)
     old = await dev.start(await dev.dispatch_input(duration_s=30, p_kw=30.0))
@@ -633,27 +644,59 @@ async def test_superseding_dispatch_that_never_takes_over_leaves_the_old_one_run
 
     if how == "limits-changed":
         b.routes[ASSET] = _route(dev, -40.0, 40.0)
-    new = await dev.start(await dev.dispatch_input(duration_s=30, p_kw=80.0))
+    new_inp = await dev.dispatch_input(duration_s=30, p_kw=80.0)
     if how == "agent-rejects":
-        await b.wait_state(new.id, S.SENT)
-        await b.ack(new.id, "rejected", asset_id=ASSET, reason=ReasonCode.OUT_OF_LIMITS)
-    assert (await dev.result(new)).state is S.FAILED
+        b.agent_rejects[new_inp.dispatch_id] = ReasonCode.OUT_OF_LIMITS  # its own rails
+    new = await dev.start(new_inp)
+    new_result = await dev.result(new)
+    assert (new_result.state, new_result.reason) == (S.FAILED, ReasonCode.OUT_OF_LIMITS)
+    assert b.superseded_by == {old.id: new.id}  # it claimed the asset ...
 
-    # the agent still runs the old setpoint and completes it at its end
-    with contextlib.suppress(RPCError):
-        await b.ack(old.id, "completed", asset_id=ASSET, applied_p_kw=30.0)
+    # ... but never took over: the old setpoint still runs and is recorded so
+    assert await _superseded_by(dev, old.id) == new.id
+    assert (await _status(dev, old.id)).state is S.ACTIVE
+    assert b.agent_active == {ASSET: old.id}
+    # the agent completes it at its end
+    await b.ack(old.id, "completed", asset_id=ASSET, applied_p_kw=30.0)
     old_result = await dev.result(old)
     assert (old_result.state, old_result.reason) == (S.COMPLETE, None)
+    assert old_result.applied_p_kw == 30.0
+    assert b.states(old.id) == HAPPY_PATH
+    assert b.called("deliver_release") == []
+    if how == "agent-rejects":
+        await record_histories(superseded_never_taken_over=old)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a dispatch scheduled 2 h ahead supersedes the running one at its submit; "
-    "the agent keeps the running setpoint until the new one starts, yet it is "
-    "recorded cancelled/SUPERSEDED 2 h earlier",
-)
+async def test_superseded_dispatch_whose_successor_never_takes_over_is_ended_at_its_end_at(
+    skipping,
+):
+    """The agent never confirms the old one's end either: the headend ends it at its
+    end_at (complete, with a LEASE_ENDED Release), as any active dispatch."""
+    b = skipping.backend
+    b.online(ASSET)
+    old_inp = await skipping.dispatch_input(duration_s=3600, ack_timeout_s=60)
+    old = await skipping.start(old_inp)
+    await _to_active(skipping, old.id)
+    new_inp = await skipping.dispatch_input(duration_s=3600, ack_timeout_s=60, p_kw=80.0)
+    b.agent_rejects[new_inp.dispatch_id] = ReasonCode.OUT_OF_LIMITS
+    new = await skipping.start(new_inp)
+    assert (await skipping.result(new)).state is S.FAILED
+    assert await _superseded_by(skipping, old.id) == new.id
+
+    old_result = await skipping.result(old)  # skips the hour
+
+    assert (old_result.state, old_result.reason) == (S.COMPLETE, None)
+    assert b.states(old.id) == HAPPY_PATH
+    ended = b.transitions[old.id][-1]
+    assert (ended.actor, ended.reason) == ("headend", None)
+    assert ended.at >= old_inp.end_at
+    (release,) = b.called("deliver_release")
+    assert (release.arg.dispatch_id, release.arg.reason) == (old.id, ReasonCode.LEASE_ENDED)
+
+
 async def test_scheduled_dispatch_supersedes_the_running_one_only_when_it_takes_over(skipping):
     b = skipping.backend
+    env = skipping.env
     b.online(ASSET)
     running = await skipping.start(
         await skipping.dispatch_input(duration_s=3 * 3600, ack_timeout_s=60)
@@ -665,6 +708,32 @@ async def test_scheduled_dispatch_supersedes_the_running_one_only_when_it_takes_
         deliver_s=300,
     )
     later = await skipping.start(later_inp)
-    await _wait_for_timer(skipping, later)  # its claim (and any supersede) is done
+    await _wait_for_timer(skipping, later)  # its claim (and the supersede) is done
 
+    assert await _superseded_by(skipping, running.id) == later.id
     assert (await _status(skipping, running.id)).state is S.ACTIVE
+
+    # delivered 30 s before its start, the agent holds it for then: still no handover
+    await env.sleep(later_inp.start_at - START_LEAD - (await skipping.now()) + timedelta(seconds=5))
+    await b.wait_state(later.id, S.SENT)
+    await b.ack(later.id, "accepted", asset_id=ASSET)
+    await b.wait_state(later.id, S.ACKED)
+    assert b.agent_scheduled == {ASSET: later.id}
+    assert (await _status(skipping, running.id)).state is S.ACTIVE
+
+    # at its start it takes over: only now does the running one end
+    await env.sleep(later_inp.start_at - (await skipping.now()) + timedelta(seconds=1))
+    await b.ack(later.id, "applied", asset_id=ASSET, applied_p_kw=50.0)
+    result = await skipping.result(running)
+
+    assert (result.state, result.reason) == (S.CANCELLED, ReasonCode.SUPERSEDED)
+    assert result.detail == f"superseded by {later.id}"
+    assert b.states(running.id) == [S.SUBMITTED, S.SENT, S.ACKED, S.ACTIVE, S.CANCELLED]
+    ended = b.transitions[running.id][-1]
+    assert ended.actor == "agent"
+    assert ended.at >= later_inp.start_at
+    await b.wait_state(later.id, S.ACTIVE)
+    assert b.called("deliver_release") == []
+    # ended here, not by awaiting its result (that lets the server skip to its end_at)
+    await later.signal(SIGNAL_CANCEL, CancelRequest(actor="op-bob"))
+    await b.wait_state(later.id, S.CANCELLED)

@@ -49,6 +49,10 @@ REQUIRED = (
     "priority_conflict",
     "scheduled_start",
     "site_respread",
+    # patch "supersede-at-handover": a sent dispatch ends when the agent hands over
+    # (superseded.json above is the pre-patch path: ended at the new one's claim)
+    "superseded_at_handover",
+    "superseded_never_taken_over",
 )
 NAMES = sorted(set(REQUIRED) | {p.stem for p in HISTORIES_DIR.glob("*.json")})
 

@@ -68,7 +68,9 @@ def test_defaults_fill_in_intervals_and_buffer(tmp_path: Path) -> None:
     assert cfg.telemetry_interval_s == 1.0
     assert cfg.heartbeat_interval_s == 10.0
     assert cfg.failsafe_timeout_s == 60.0
-    assert cfg.buffer.max_batches == 3600
+    assert cfg.buffer.path is None  # the CLI puts it next to the config or in --state-dir
+    assert (cfg.buffer.max_bytes, cfg.buffer.max_age_s) == (256 * 2**20, 7 * 86400)
+    assert cfg.buffer.policy == "drop_oldest"
     assert isinstance(cfg.assets[0], BessAsset)
 
 
@@ -188,3 +190,14 @@ def test_broken_yaml_and_empty_file(tmp_path: Path) -> None:
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_buffer_path_is_relative_to_the_config_and_policy_is_checked(tmp_path: Path) -> None:
+    text = GOOD + "buffer: {path: state/gw.sqlite3, max_bytes: 1048576, policy: drop_newest}\n"
+    cfg = load_config(write(tmp_path, text))
+    assert cfg.buffer.path == tmp_path / "state" / "gw.sqlite3"
+    assert (cfg.buffer.max_bytes, cfg.buffer.policy) == (1048576, "drop_newest")
+    bad = GOOD + "buffer: {policy: drop_random, max_bytes: 10}\n"
+    found = problems(tmp_path, bad)
+    assert any("buffer.policy" in p for p in found), found
+    assert any("buffer.max_bytes" in p and "65536" in p for p in found), found

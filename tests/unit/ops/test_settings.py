@@ -79,6 +79,14 @@ def test_cli_reports_a_bad_variable_without_a_traceback() -> None:
         ["dispatch", "list"],
         ["dispatch", "show"],
         ["dispatch", "cancel"],
+        ["pki", "init"],
+        ["pki", "issue-headend"],
+        ["pki", "issue-gateway"],
+        ["pki", "revoke"],
+        ["token", "create"],
+        ["token", "list"],
+        ["token", "revoke"],
+        ["audit", "verify"],
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:

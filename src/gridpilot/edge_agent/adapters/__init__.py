@@ -3,36 +3,91 @@ the adapter an asset's ``device`` config asks for."""
 
 from __future__ import annotations
 
+import logging
 from datetime import tzinfo
 
 from ..clock import Clock
-from ..config import AssetConfig, BessAsset, EvChargerAsset, PvAsset, WindAsset
-from .base import DeviceAdapter, DeviceError, DeviceUnavailable, DeviceWriteFailed
+from ..config import (
+    AssetConfig,
+    BessAsset,
+    EvChargerAsset,
+    ModbusDevice,
+    MqttDevice,
+    OpcUaDevice,
+    PvAsset,
+    SimulatedBessDevice,
+    SimulatedEvDevice,
+    SimulatedPvDevice,
+    SimulatedWindDevice,
+    WindAsset,
+)
+from .base import (
+    DeviceAdapter,
+    DeviceError,
+    DeviceMisconfigured,
+    DeviceReadOnly,
+    DeviceUnavailable,
+    DeviceWriteFailed,
+)
+from .modbus import ModbusAdapter
+from .mqtt import MqttAdapter
+from .opcua import OpcUaAdapter
 from .simulated import (
     SimulatedBattery,
     SimulatedEvCharger,
     SimulatedPv,
     SimulatedWind,
 )
+from .sunspec import SunSpecAdapter
 
 __all__ = [
     "DeviceAdapter",
     "DeviceError",
+    "DeviceMisconfigured",
+    "DeviceReadOnly",
     "DeviceUnavailable",
     "DeviceWriteFailed",
     "build_adapter",
+    "quiet_protocol_loggers",
 ]
 
 
 def build_adapter(asset: AssetConfig, *, clock: Clock, tz: tzinfo | None) -> DeviceAdapter:
-    """The adapter for one asset. The simulators take their nameplate from
-    the asset's limits unless the device config says otherwise."""
+    """The adapter for one asset: a protocol adapter for modbus/opcua/mqtt
+    devices, else the asset type's simulator."""
+    dev = asset.device
+    if isinstance(dev, ModbusDevice):
+        if dev.sunspec:
+            return SunSpecAdapter(asset.id, dev, asset_type=asset.asset_type, clock=clock)
+        return ModbusAdapter(asset.id, dev, clock=clock)
+    if isinstance(dev, OpcUaDevice):
+        return OpcUaAdapter(asset.id, dev, clock=clock)
+    if isinstance(dev, MqttDevice):
+        return MqttAdapter(asset.id, dev, clock=clock)
+    return _simulated(asset, clock=clock, tz=tz)
+
+
+def quiet_protocol_loggers(level: int = logging.CRITICAL) -> None:
+    """The protocol libraries log every failed attempt (pymodbus with frame
+    dumps, asyncua with tracebacks per publish retry); the adapters log the
+    transitions themselves. Call from a composition root."""
+    for name in ("pymodbus", "asyncua", "aiomqtt"):
+        logging.getLogger(name).setLevel(level)
+
+
+def _simulated(asset: AssetConfig, *, clock: Clock, tz: tzinfo | None) -> DeviceAdapter:
+    """The simulators take their nameplate from the asset's limits unless the
+    device config says otherwise."""
     dev, lim = asset.device, asset.limits
+    assert isinstance(
+        dev, SimulatedBessDevice | SimulatedPvDevice | SimulatedWindDevice | SimulatedEvDevice
+    )
     grid = {
         "nominal_voltage_v": dev.nominal_voltage_v,
         "nominal_frequency_hz": dev.nominal_frequency_hz,
     }
     if isinstance(asset, BessAsset):
+        assert isinstance(asset.device, SimulatedBessDevice)
         return SimulatedBattery(
             asset.id,
             clock,
@@ -47,6 +102,7 @@ def build_adapter(asset: AssetConfig, *, clock: Clock, tz: tzinfo | None) -> Dev
         )
     if isinstance(asset, PvAsset):
         d = asset.device
+        assert isinstance(d, SimulatedPvDevice)
         return SimulatedPv(
             asset.id,
             clock,
@@ -60,6 +116,7 @@ def build_adapter(asset: AssetConfig, *, clock: Clock, tz: tzinfo | None) -> Dev
         )
     if isinstance(asset, WindAsset):
         w = asset.device
+        assert isinstance(w, SimulatedWindDevice)
         return SimulatedWind(
             asset.id,
             clock,
@@ -72,6 +129,7 @@ def build_adapter(asset: AssetConfig, *, clock: Clock, tz: tzinfo | None) -> Dev
         )
     if isinstance(asset, EvChargerAsset):
         e = asset.device
+        assert isinstance(e, SimulatedEvDevice)
         return SimulatedEvCharger(
             asset.id,
             clock,

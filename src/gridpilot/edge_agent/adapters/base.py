@@ -1,6 +1,6 @@
 """The one narrow interface between the agent and a device.
 
-A protocol adapter (simulated today; Modbus, OPC UA, MQTT later) only maps
+A protocol adapter (simulated, Modbus/SunSpec, OPC UA, MQTT) only maps
 device points to :class:`gridpilot.core.telemetry.Sample` fields and a power
 setpoint to the device. It never clamps to the asset's limits (the rails in
 :mod:`gridpilot.edge_agent.rails` decide what may be written) and raises only
@@ -28,6 +28,15 @@ class DeviceUnavailable(DeviceError):
 
 class DeviceWriteFailed(DeviceError):
     """The device refused or did not confirm a setpoint."""
+
+
+class DeviceReadOnly(DeviceWriteFailed):
+    """The device config maps no point that takes a setpoint."""
+
+
+class DeviceMisconfigured(DeviceError):
+    """Retrying cannot help (wrong password, unknown node, no SunSpec map):
+    the adapter stops trying until the agent restarts with a fixed config."""
 
 
 @runtime_checkable

@@ -15,8 +15,10 @@ Rules per asset type (sign convention of :mod:`gridpilot.core.assets`):
 - ``ev_charger``: ``p_min_kw < 0`` (it charges) and ``p_max_kw >= 0``, where
   a positive ``p_max_kw`` means the charger can do V2G export.
 
-Devices are a union on ``kind`` per asset type; today only ``simulated``
-exists, and protocol adapters (modbus, opcua, mqtt) join the unions later.
+Devices are a union on ``kind`` per asset type: ``simulated`` (per type),
+and ``modbus`` (optionally SunSpec), ``opcua`` and ``mqtt`` for every type,
+with point maps whose fields are checked against the asset type's telemetry
+fields (:mod:`gridpilot.core.telemetry_fields`).
 """
 
 from .base import IDENTIFIER_PATTERN, Loc, rule_error
@@ -26,6 +28,8 @@ from .devices import (
     SimulatedPvDevice,
     SimulatedWindDevice,
 )
+from .points import ModbusPoint, MqttPoint, OpcUaPoint, PointBase
+from .protocols import ModbusDevice, MqttDevice, MqttPublish, OpcUaDevice, ProtocolDevice
 from .site import (
     AssetConfig,
     BessAsset,
@@ -49,6 +53,15 @@ __all__ = [
     "HeadendConfig",
     "Limits",
     "Loc",
+    "ModbusDevice",
+    "ModbusPoint",
+    "MqttDevice",
+    "MqttPoint",
+    "MqttPublish",
+    "OpcUaDevice",
+    "OpcUaPoint",
+    "PointBase",
+    "ProtocolDevice",
     "PvAsset",
     "SimulatedBessDevice",
     "SimulatedEvDevice",

@@ -1,7 +1,7 @@
 """Device configs, one union on ``kind`` per asset type.
 
-Only ``simulated`` exists today; a protocol adapter (modbus, opcua, mqtt)
-adds its model here and joins the unions of the asset types it can drive.
+``simulated`` differs per asset type; the protocol devices (``modbus``,
+``opcua``, ``mqtt``, in protocols.py) can drive every type.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from .base import FiniteFloat, Fraction, Percent, PositiveFloat, Strict, rule_error
+from .protocols import ModbusDevice, MqttDevice, OpcUaDevice
 
 
 class _Simulated(Strict):
@@ -74,7 +75,8 @@ class SimulatedEvDevice(_Simulated):
     initial_vehicle_soc_pct: Percent = 30.0
 
 
-BessDevice = Annotated[SimulatedBessDevice, Field(discriminator="kind")]
-PvDevice = Annotated[SimulatedPvDevice, Field(discriminator="kind")]
-WindDevice = Annotated[SimulatedWindDevice, Field(discriminator="kind")]
-EvDevice = Annotated[SimulatedEvDevice, Field(discriminator="kind")]
+_Protocols = ModbusDevice | OpcUaDevice | MqttDevice
+BessDevice = Annotated[SimulatedBessDevice | _Protocols, Field(discriminator="kind")]
+PvDevice = Annotated[SimulatedPvDevice | _Protocols, Field(discriminator="kind")]
+WindDevice = Annotated[SimulatedWindDevice | _Protocols, Field(discriminator="kind")]
+EvDevice = Annotated[SimulatedEvDevice | _Protocols, Field(discriminator="kind")]

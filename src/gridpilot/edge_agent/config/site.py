@@ -13,6 +13,7 @@ from gridpilot.core.assets import Asset, AssetType, PowerLimits
 
 from .base import FiniteFloat, Identifier, Loc, PositiveFloat, Strict, rule_error
 from .devices import BessDevice, EvDevice, PvDevice, WindDevice
+from .protocols import MqttPublish, point_field_problems
 
 _ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
 
@@ -81,9 +82,35 @@ class HeadendConfig(Strict):
 
 
 class BufferConfig(Strict):
-    max_batches: int = Field(
-        3600, ge=1, le=10_000_000, description="unacked telemetry batches kept; oldest dropped"
+    """The telemetry store-and-forward buffer: a SQLite file that holds every
+    batch until the headend acks it (survives agent restarts and kill -9)."""
+
+    path: Path | None = Field(
+        None,
+        description="SQLite file, relative to this config file; default "
+        "<--state-dir, else this file's directory>/<gateway_id>.telemetry.sqlite3",
     )
+    max_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=64 * 1024,
+        le=1024**4,
+        description="cap on the serialized size of unacked batches",
+    )
+    max_age_s: float = Field(
+        7 * 86400, gt=0, allow_inf_nan=False, description="unacked batches older than this go"
+    )
+    policy: Literal["drop_oldest", "drop_newest"] = Field(
+        "drop_oldest",
+        description="when full: drop the oldest batches, or refuse the newest; always counted",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _relative_to_config(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        base = (info.context or {}).get("base_dir")
+        if value is None or value.is_absolute() or base is None:
+            return value
+        return Path(base) / value
 
 
 class Limits(Strict):
@@ -119,6 +146,7 @@ class _AssetBase(Strict):
     def _rules(self) -> Any:
         lim = self.limits
         problems = self._type_problems()
+        problems += point_field_problems(self.asset_type, getattr(self, "device", None))
         if not lim.p_min_kw <= self.default_p_kw <= lim.p_max_kw:
             problems.append(
                 (
@@ -195,6 +223,9 @@ class SiteConfig(Strict):
     heartbeat_interval_s: Annotated[float, Field(ge=0.05, le=3600)] = 10.0
     failsafe_timeout_s: Annotated[float, Field(ge=0.1, le=7 * 86400)] = 60.0
     buffer: BufferConfig = Field(default_factory=BufferConfig)
+    mqtt_publish: MqttPublish | None = Field(
+        None, description="also publish every normalized sample to an MQTT broker"
+    )
     assets: list[AssetConfig] = Field(min_length=1, max_length=1000)
 
     @model_validator(mode="after")
@@ -222,6 +253,12 @@ class SiteConfig(Strict):
 
     def asset(self, asset_id: str) -> AssetConfig | None:
         return next((a for a in self.assets if a.id == asset_id), None)
+
+    def poll_interval_s(self, asset_id: str) -> float:
+        """The device's own poll interval, else the telemetry interval."""
+        asset = self.asset(asset_id)
+        own = getattr(asset.device, "poll_interval_s", None) if asset is not None else None
+        return own if own is not None else self.telemetry_interval_s
 
 
 def site_assets(cfg: SiteConfig) -> list[Asset]:

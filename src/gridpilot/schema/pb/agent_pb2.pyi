@@ -137,10 +137,18 @@ class Welcome(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., server_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_acked_batch_seq: _Optional[int] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("time",)
+    __slots__ = ("time", "dropped_batches", "dropped_samples", "buffered_batches", "buffered_bytes")
     TIME_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_BATCHES_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    BUFFERED_BATCHES_FIELD_NUMBER: _ClassVar[int]
+    BUFFERED_BYTES_FIELD_NUMBER: _ClassVar[int]
     time: _timestamp_pb2.Timestamp
-    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    dropped_batches: int
+    dropped_samples: int
+    buffered_batches: int
+    buffered_bytes: int
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dropped_batches: _Optional[int] = ..., dropped_samples: _Optional[int] = ..., buffered_batches: _Optional[int] = ..., buffered_bytes: _Optional[int] = ...) -> None: ...
 
 class TelemetrySample(_message.Message):
     __slots__ = ("asset_id", "ts", "p_kw", "q_kvar", "soc_pct", "available_charge_kw", "available_discharge_kw", "voltage_v", "frequency_hz", "state", "details")

@@ -1,0 +1,362 @@
+"""Telemetry ingest benchmark: end-to-end over real gRPC vs raw binary COPY.
+
+    .venv/bin/python bench/ingest.py
+
+No arguments; starts what it needs in a temp dir (embedded PostgreSQL with
+its normal durability, the Temporal dev server, a headend as a child
+process), then:
+
+1. N simulated agents x M assets (one asyncio client process, batches
+   pre-encoded so the client costs little CPU) stream as fast as their acks
+   allow, each with a window of W unacked batches, over gRPC with mutual TLS
+   (a throwaway PKI; plain text if this build has no PKI) into a fresh
+   database: rows/s committed and acked, p50/p99 sample -> commit latency
+   (a batch's write to its TelemetryAck, which the headend sends after the
+   commit), and the headend's peak RSS;
+2. the same rows, binary COPY in 5,000-row transactions from one
+   connection into an identical (freshly migrated) table: rows/s.
+
+The last line is ``ingest_vs_copy_ratio <x>`` (end-to-end rows/s over raw
+COPY rows/s). Figures vary by +-20 % from run to run on a shared 2-core box.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import psycopg
+from psycopg.types.json import Jsonb
+
+from gridpilot.core.telemetry import CORE_FIELDS
+from gridpilot.ingest.pipeline import COLUMNS, COPY_TYPES
+from gridpilot.ops.embedded import EmbeddedPostgres, TemporalDevServer, free_port
+from gridpilot.schema import db
+from gridpilot.schema.pb import agent_pb2 as pb
+
+AGENTS = 4
+ASSETS = 50  # per agent
+SAMPLES_PER_BATCH = 500  # 10 readings of each of the 50 assets
+BATCHES = 400  # per agent: 4 x 400 x 500 = 800,000 rows
+WINDOW = 8  # unacked batches in flight per agent
+COPY_ROWS = 5000
+CONNECT = "/gridpilot.v1.AgentGateway/Connect"
+
+
+@dataclass
+class Reading:
+    asset_id: str
+    ts: datetime
+    values: dict[str, float]
+    state: str
+    details: dict[str, Any]
+
+
+def readings(agent: int, batch: int, t0: datetime) -> list[Reading]:
+    """One batch of an agent: every asset's next 10 readings (deterministic)."""
+    rng = random.Random(agent * 1_000_003 + batch)
+    out = []
+    steps = SAMPLES_PER_BATCH // ASSETS
+    for step in range(steps):
+        ts = t0 + timedelta(milliseconds=100 * (batch * steps + step))
+        for a in range(ASSETS):
+            out.append(
+                Reading(
+                    f"bench{agent}-bess-{a}",
+                    ts,
+                    {
+                        "p_kw": rng.uniform(-250, 250),
+                        "q_kvar": rng.uniform(-20, 20),
+                        "soc_pct": rng.uniform(5, 95),
+                        "available_charge_kw": 250.0,
+                        "available_discharge_kw": 250.0,
+                        "voltage_v": rng.gauss(400, 2),
+                        "frequency_hz": rng.gauss(50, 0.02),
+                    },
+                    "ok",
+                    {"soh_pct": 98.0, "temperature_c": round(rng.uniform(20, 30), 1)},
+                )
+            )
+    return out
+
+
+def encode(agent: int, seq: int, rows: list[Reading]) -> bytes:
+    batch = pb.TelemetryBatch(batch_seq=seq)
+    for r in rows:
+        s = batch.samples.add(asset_id=r.asset_id, state=r.state, **r.values)
+        s.ts.FromDatetime(r.ts)
+        s.details.update(r.details)
+    return pb.AgentMessage(telemetry=batch).SerializeToString()
+
+
+def hello(agent: int) -> pb.AgentMessage:
+    return pb.AgentMessage(
+        hello=pb.Hello(
+            gateway_id=f"bench{agent}",
+            site_id=f"bench-site-{agent}",
+            agent_version="bench",
+            assets=[
+                pb.AssetInfo(
+                    asset_id=f"bench{agent}-bess-{a}",
+                    asset_type=pb.ASSET_TYPE_BESS,
+                    p_min_kw=-250,
+                    p_max_kw=250,
+                    capacity_kwh=500,
+                )
+                for a in range(ASSETS)
+            ],
+        )
+    )
+
+
+@dataclass
+class AgentRun:
+    accepted: int = 0
+    latencies: list[float] = field(default_factory=list)
+    first_send: float = 0.0
+    last_ack: float = 0.0
+
+
+async def run_agent(
+    agent: int, address: str, creds: grpc.ChannelCredentials | None, batches: list[bytes]
+) -> AgentRun:
+    run = AgentRun()
+    options = [("grpc.max_send_message_length", 8 * 1024 * 1024)]
+    channel = (
+        grpc.aio.secure_channel(address, creds, options=options)
+        if creds is not None
+        else grpc.aio.insecure_channel(address, options=options)
+    )
+    call = channel.stream_stream(
+        CONNECT, request_serializer=lambda b: b, response_deserializer=pb.HeadendMessage.FromString
+    )()
+    await call.write(hello(agent).SerializeToString())
+    welcome = await call.read()
+    assert welcome.WhichOneof("body") == "welcome", welcome
+    window = asyncio.Semaphore(WINDOW)
+    sent_at: dict[int, float] = {}
+    done = asyncio.Event()
+
+    async def reader() -> None:
+        while True:
+            msg = await call.read()
+            if msg is grpc.aio.EOF:
+                raise RuntimeError(f"agent {agent}: stream ended")
+            if msg.WhichOneof("body") == "telemetry_ack":
+                now = time.perf_counter()
+                ack = msg.telemetry_ack
+                run.latencies.append(now - sent_at.pop(ack.batch_seq))
+                run.accepted += ack.accepted
+                run.last_ack = now
+                window.release()
+                if not sent_at and len(run.latencies) == len(batches):
+                    done.set()
+
+    task = asyncio.create_task(reader())
+    run.first_send = time.perf_counter()
+    for seq, payload in enumerate(batches, start=1):
+        await window.acquire()
+        sent_at[seq] = time.perf_counter()
+        await call.write(payload)
+    await asyncio.wait([task, asyncio.create_task(done.wait())], return_when="FIRST_COMPLETED")
+    if task.done():
+        task.result()
+    task.cancel()
+    call.cancel()
+    await channel.close()
+    return run
+
+
+def raw_copy(url: str, t0: datetime) -> tuple[int, float]:
+    """The same rows, binary COPY straight into ``telemetry``; (rows, seconds
+    spent in COPY + commit, tuple building excluded)."""
+    received = datetime.now(UTC)
+    rows: list[tuple[Any, ...]] = []
+    total, spent = 0, 0.0
+    with psycopg.connect(url) as conn:
+
+        def flush() -> float:
+            start = time.perf_counter()
+            with (
+                conn.cursor() as cur,
+                cur.copy(
+                    f"COPY telemetry ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+                ) as copy,
+            ):
+                copy.set_types(COPY_TYPES)
+                for row in rows:
+                    copy.write_row(row)
+            conn.commit()
+            return time.perf_counter() - start
+
+        for agent in range(AGENTS):
+            for b in range(BATCHES):
+                for r in readings(agent, b, t0):
+                    core = [r.values.get(c) for c in CORE_FIELDS]
+                    rows.append((r.asset_id, r.ts, received, *core, r.state, Jsonb(r.details)))
+                    if len(rows) == COPY_ROWS:
+                        spent += flush()
+                        total += len(rows)
+                        rows.clear()
+        if rows:
+            spent += flush()
+            total += len(rows)
+    return total, spent
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(p / 100 * len(values)))]
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def tls(work: Path, agents: int) -> tuple[dict[str, str], list[grpc.ChannelCredentials | None]]:
+    """Headend env and per-agent client credentials: mutual TLS if this build
+    has the PKI, else plain text."""
+    try:
+        from gridpilot.security.pki import Pki
+    except ImportError:
+        return {"GRIDPILOT_GRPC_INSECURE": "true"}, [None] * agents
+    pki = Pki.init(work / "pki")
+    server = pki.issue_headend(["localhost"], ["127.0.0.1"])
+    env = {
+        "GRIDPILOT_GRPC_TLS_CERT_FILE": str(server.cert_file),
+        "GRIDPILOT_GRPC_TLS_KEY_FILE": str(server.key_file),
+        "GRIDPILOT_GRPC_CLIENT_CA_FILE": str(pki.ca_file),
+    }
+    creds: list[grpc.ChannelCredentials | None] = []
+    for a in range(agents):
+        issued = pki.issue_gateway(f"bench{a}")
+        creds.append(
+            grpc.ssl_channel_credentials(
+                pki.ca_file.read_bytes(),
+                private_key=issued.key_file.read_bytes(),
+                certificate_chain=issued.cert_file.read_bytes(),
+            )
+        )
+    return env, creds
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="gridpilot-bench-"))
+    pg = EmbeddedPostgres(work / "pg", free_port())
+    temporal = TemporalDevServer(port=free_port(), ui_port=None)
+    headend: subprocess.Popen[bytes] | None = None
+    started = time.monotonic()
+    try:
+        pg.start(timeout=60)
+        temporal.start(timeout=60)
+        with psycopg.connect(pg.url(), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE ingest")
+            conn.execute("CREATE DATABASE rawcopy")
+        e2e_url, raw_url = pg.url("ingest"), pg.url("rawcopy")
+        tls_env, creds = tls(work, AGENTS)
+        api_port, grpc_port = free_port(), free_port()
+        env = {
+            **os.environ,
+            "GRIDPILOT_DATABASE_URL": e2e_url,
+            "GRIDPILOT_TEMPORAL_ADDRESS": temporal.address,
+            "GRIDPILOT_API_PORT": str(api_port),
+            "GRIDPILOT_GRPC_LISTEN": f"127.0.0.1:{grpc_port}",
+            "GRIDPILOT_HEADEND_ID": "bench",
+            "GRIDPILOT_LOG_LEVEL": "warning",
+            **tls_env,
+        }
+        log = open(work / "headend.log", "wb")
+        headend = subprocess.Popen(
+            [sys.executable, "-m", "gridpilot", "headend"], env=env, stdout=log, stderr=log
+        )
+        deadline = time.monotonic() + 90
+        while True:
+            if headend.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"headend did not start:\n{(work / 'headend.log').read_text()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{api_port}/readyz").status_code == 200:
+                    break
+            time.sleep(0.3)
+
+        t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+        print(
+            f"encoding {AGENTS} x {BATCHES} batches of {SAMPLES_PER_BATCH} samples ...", flush=True
+        )
+        payloads = [
+            [encode(a, b + 1, readings(a, b, t0)) for b in range(BATCHES)] for a in range(AGENTS)
+        ]
+        mean_bytes = statistics.mean(len(p) for p in payloads[0]) / SAMPLES_PER_BATCH
+        address = f"127.0.0.1:{grpc_port}"
+
+        async def stream() -> list[AgentRun]:
+            return await asyncio.gather(
+                *(run_agent(a, address, creds[a], payloads[a]) for a in range(AGENTS))
+            )
+
+        runs = asyncio.run(stream())
+        payloads.clear()  # free the encoded batches before the raw COPY
+        elapsed = max(r.last_ack for r in runs) - min(r.first_send for r in runs)
+        acked = sum(r.accepted for r in runs)
+        with psycopg.connect(e2e_url) as conn:
+            committed = conn.execute("SELECT count(*) FROM telemetry").fetchone()[0]  # type: ignore[index]
+        rss = peak_rss_mb(headend.pid)
+        latencies = [x for r in runs for x in r.latencies]
+
+        db.upgrade(raw_url)
+        db.maintain_partitions(raw_url)
+        raw_rows, raw_s = raw_copy(raw_url, t0)
+
+        e2e_rate = committed / elapsed
+        raw_rate = raw_rows / raw_s
+        secure = "mutual TLS" if creds[0] is not None else "plain text"
+        print(
+            f"setup: {AGENTS} agents x {ASSETS} assets, {SAMPLES_PER_BATCH} samples/batch, "
+            f"window {WINDOW} batches/agent, gRPC {secure}, {mean_bytes:.0f} B/sample on the wire"
+        )
+        print(f"end_to_end_rows           {committed}")
+        print(f"end_to_end_seconds        {elapsed:.2f}")
+        print(f"rows_committed_per_s      {e2e_rate:.0f}")
+        print(f"rows_acked_per_s          {acked / elapsed:.0f}")
+        print(f"latency_p50_ms            {pct(latencies, 50) * 1000:.0f}")
+        print(f"latency_p99_ms            {pct(latencies, 99) * 1000:.0f}")
+        print(f"headend_peak_rss_mb       {rss:.0f}")
+        print(f"raw_copy_rows             {raw_rows}")
+        print(f"raw_copy_rows_per_s       {raw_rate:.0f}")
+        print(f"bench_wall_seconds        {time.monotonic() - started:.0f}")
+        if committed != AGENTS * BATCHES * SAMPLES_PER_BATCH or acked != committed:
+            print(
+                f"WARNING: expected {AGENTS * BATCHES * SAMPLES_PER_BATCH} rows, "
+                f"committed {committed}, acked {acked}"
+            )
+        print(f"ingest_vs_copy_ratio {e2e_rate / raw_rate:.2f}")
+    finally:
+        if headend is not None and headend.poll() is None:
+            headend.terminate()
+            try:
+                headend.wait(30)
+            except subprocess.TimeoutExpired:
+                headend.kill()
+        temporal.stop()
+        pg.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

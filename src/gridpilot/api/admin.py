@@ -1,0 +1,243 @@
+"""Security administration and audit: who am I, API tokens, gateway
+certificates and asset bindings (admin), the audit log (auditor, admin)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gridpilot.ingest.registry import GatewayStore
+from gridpilot.security.audit import Actor, AuditEvent, AuditLog
+from gridpilot.security.certs import CertificateRegistry
+from gridpilot.security.principal import Role
+from gridpilot.security.tokens import TokenStore
+
+from .auth import principal_of
+
+router = APIRouter(prefix="/api/v1")
+
+
+@dataclass
+class SecurityDeps:
+    audit: AuditLog
+    tokens: TokenStore
+    certs: CertificateRegistry
+    gateways: GatewayStore
+
+
+def _deps(request: Request) -> SecurityDeps:
+    deps: SecurityDeps = request.app.state.security
+    return deps
+
+
+def actor(request: Request) -> Actor:
+    return principal_of(request.state).actor(getattr(request.state, "request_id", ""))
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MeView(BaseModel):
+    principal: str
+    roles: list[str]
+    auth: str
+
+
+class TokenCreate(Strict):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    role: Role
+    expires_at: datetime | None = None
+
+
+class TokenView(BaseModel):
+    id: str
+    name: str
+    role: str
+    prefix: str
+    created_by: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenView):
+    token: str = Field(description="the bearer token; shown once, not stored")
+
+
+class Rebind(Strict):
+    gateway_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    reason: str = Field("", max_length=500)
+
+
+class RebindView(BaseModel):
+    asset_id: str
+    gateway_id: str
+    previous_gateway_id: str
+
+
+class RevokeGateway(Strict):
+    reason: str = Field("", max_length=500)
+
+
+class CertificateView(BaseModel):
+    fingerprint: str
+    gateway_id: str
+    serial: str
+    not_before: datetime
+    not_after: datetime
+    first_seen: datetime | None
+    last_seen: datetime | None
+    revoked_at: datetime | None
+    revoked_by: str | None
+    revoke_reason: str | None
+
+
+class RevokedView(BaseModel):
+    gateway_id: str
+    revoked_fingerprints: list[str]
+
+
+class AuditView(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    actor_role: str
+    auth_method: str
+    action: str
+    target: str
+    outcome: str
+    request_id: str
+    detail: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+@router.get("/me", response_model=MeView, tags=["security"])
+async def me(request: Request) -> MeView:
+    p = principal_of(request.state)
+    return MeView(principal=p.name, roles=sorted(p.roles), auth=p.method)
+
+
+@router.get("/tokens", response_model=list[TokenView], tags=["security"])
+async def list_tokens(request: Request, include_revoked: bool = False) -> list[dict[str, Any]]:
+    return [asdict(x) for x in await _deps(request).tokens.list(include_revoked)]
+
+
+@router.post("/tokens", response_model=TokenCreated, status_code=201, tags=["security"])
+async def create_token(request: Request, body: TokenCreate) -> dict[str, Any]:
+    info, secret = await _deps(request).tokens.create(
+        body.name, body.role.value, actor(request), body.expires_at
+    )
+    return {**asdict(info), "token": secret}
+
+
+@router.post("/tokens/{token_id}/revoke", response_model=TokenView, tags=["security"])
+async def revoke_token(request: Request, token_id: str) -> dict[str, Any]:
+    return asdict(await _deps(request).tokens.revoke(token_id, actor(request)))
+
+
+@router.get(
+    "/gateways/{gateway_id}/certificates", response_model=list[CertificateView], tags=["security"]
+)
+async def gateway_certificates(request: Request, gateway_id: str) -> list[dict[str, Any]]:
+    return await _deps(request).certs.list_for(gateway_id)
+
+
+@router.post("/gateways/{gateway_id}/revoke", response_model=RevokedView, tags=["security"])
+async def revoke_gateway(
+    request: Request, gateway_id: str, body: RevokeGateway | None = None
+) -> RevokedView:
+    """Revoke every certificate of the gateway the headend has seen; its live
+    stream is closed within seconds. (Certificates it never presented:
+    ``gridpilot pki revoke``.)"""
+    fps = await _deps(request).certs.revoke_gateway(
+        gateway_id, actor(request), body.reason if body else ""
+    )
+    return RevokedView(gateway_id=gateway_id, revoked_fingerprints=fps)
+
+
+@router.put("/assets/{asset_id}/gateway", response_model=RebindView, tags=["security"])
+async def rebind_asset(request: Request, asset_id: str, body: Rebind) -> RebindView:
+    """Bind the asset to another gateway of its site (e.g. a replaced gateway).
+    The old gateway's telemetry and acks for it are refused from then on."""
+    deps = _deps(request)
+    who = actor(request)
+
+    async def record(conn: AsyncConnection, old: str) -> None:
+        await deps.audit.append(
+            AuditEvent(
+                who,
+                "asset.rebind",
+                asset_id,
+                "ok",
+                {"from": old, "to": body.gateway_id, "reason": body.reason},
+            ),
+            conn,
+        )
+
+    old = await deps.gateways.rebind(asset_id, body.gateway_id, record)
+    return RebindView(asset_id=asset_id, gateway_id=body.gateway_id, previous_gateway_id=old)
+
+
+AUDIT_FIELDS = list(AuditView.model_fields)
+
+
+@router.get(
+    "/audit",
+    response_model=list[AuditView],
+    tags=["security"],
+    responses={200: {"content": {"application/x-ndjson": {}, "text/csv": {}}}},
+)
+async def audit_log(
+    request: Request,
+    after_id: Annotated[int, Query(ge=0, description="rows with a greater id (paging)")] = 0,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    action: str | None = None,
+    actor_name: Annotated[str | None, Query(alias="actor")] = None,
+    target: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    format: Literal["json", "jsonl", "csv"] = "json",
+) -> Any:
+    """Audit events in id order; ``format=jsonl`` or ``csv`` for export."""
+    rows = await _deps(request).audit.query(
+        after_id=after_id,
+        since=since,
+        until=until,
+        action=action,
+        actor=actor_name,
+        target=target,
+        limit=limit,
+    )
+    if format == "json":
+        return rows
+    views = [AuditView.model_validate(r).model_dump(mode="json") for r in rows]
+    if format == "jsonl":
+        body = "".join(json.dumps(v, sort_keys=True) + "\n" for v in views)
+        return Response(body, media_type="application/x-ndjson")
+    return StreamingResponse(
+        _csv(views),
+        media_type="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="gridpilot-audit.csv"'},
+    )
+
+
+def _csv(views: list[dict[str, Any]]) -> Iterator[str]:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=AUDIT_FIELDS)
+    writer.writeheader()
+    for v in views:
+        writer.writerow({**v, "detail": json.dumps(v["detail"], sort_keys=True)})
+    yield buf.getvalue()

@@ -1,0 +1,221 @@
+"""Authentication, authorization and the request log, for every HTTP request.
+
+One table (:data:`RULES`) says which permission each route needs. The
+middleware matches the request against that table before any endpoint code
+runs: it authenticates (401) and authorizes (403). A route the table does not
+know needs a valid credential in the middleware and is then refused by
+:func:`require_rule`, a dependency of every API route (fail closed);
+``tests/integration/api/test_auth.py`` checks that every route has a rule.
+Each request is logged as one line with the principal, role, method, path,
+status and duration, never with the credential.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from fastapi import HTTPException, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gridpilot.security.audit import AuditEvent, AuditLog
+from gridpilot.security.authn import Authenticator
+from gridpilot.security.principal import ANONYMOUS, AuthError, Permission, Principal
+
+log = structlog.get_logger("gridpilot.api.access")
+
+P = Permission
+RULES: dict[tuple[str, str], Permission] = {
+    ("GET", "/healthz"): P.PUBLIC,
+    ("GET", "/readyz"): P.PUBLIC,
+    ("GET", "/metrics"): P.READ,  # P.PUBLIC with GRIDPILOT_METRICS_PUBLIC=true
+    # The console page and the API's description hold no data; the console
+    # asks for a token before it calls the API.
+    ("GET", "/"): P.PUBLIC,
+    ("GET", "/openapi.json"): P.PUBLIC,
+    ("GET", "/docs"): P.PUBLIC,
+    ("GET", "/docs/oauth2-redirect"): P.PUBLIC,
+    ("GET", "/redoc"): P.PUBLIC,
+    ("GET", "/api/v1/me"): P.AUTHENTICATED,
+    ("GET", "/api/v1/agents"): P.READ,
+    ("GET", "/api/v1/sites"): P.READ,
+    ("GET", "/api/v1/assets"): P.READ,
+    ("GET", "/api/v1/assets/{asset_id}"): P.READ,
+    ("GET", "/api/v1/assets/{asset_id}/telemetry/latest"): P.READ,
+    ("GET", "/api/v1/telemetry"): P.READ,
+    ("GET", "/api/v1/dispatches"): P.READ,
+    ("GET", "/api/v1/dispatches/{dispatch_id}"): P.READ,
+    ("POST", "/api/v1/dispatches"): P.DISPATCH,
+    ("POST", "/api/v1/dispatches/preview"): P.DISPATCH,
+    ("POST", "/api/v1/dispatches/{dispatch_id}/cancel"): P.DISPATCH,
+    ("GET", "/api/v1/audit"): P.AUDIT,
+    ("GET", "/api/v1/tokens"): P.ADMIN,
+    ("POST", "/api/v1/tokens"): P.ADMIN,
+    ("POST", "/api/v1/tokens/{token_id}/revoke"): P.ADMIN,
+    ("GET", "/api/v1/gateways/{gateway_id}/certificates"): P.ADMIN,
+    ("POST", "/api/v1/gateways/{gateway_id}/revoke"): P.ADMIN,
+    ("PUT", "/api/v1/assets/{asset_id}/gateway"): P.ADMIN,
+}
+# What a request that matches no route (404/405) needs: any credential, so an
+# anonymous caller cannot map the API.
+UNMATCHED = P.AUTHENTICATED
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def _pattern(template: str) -> re.Pattern[str]:
+    parts = re.split(r"(\{[^}]+\})", template)
+    return re.compile(
+        "^" + "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts) + "$"
+    )
+
+
+_COMPILED = [(method, template, _pattern(template)) for method, template in RULES]
+
+
+def rule_for(method: str, template: str, metrics_public: bool = False) -> Permission | None:
+    """The permission a route needs (None: the route has no rule)."""
+    if template == "/metrics" and metrics_public:
+        return P.PUBLIC
+    return RULES.get(("GET" if method == "HEAD" else method, template))
+
+
+def match_rule(method: str, path: str) -> str | None:
+    """The RULES template this request is for, if any."""
+    method = "GET" if method == "HEAD" else method
+    for m, template, pattern in _COMPILED:
+        if m == method and pattern.match(path):
+            return template
+    return None
+
+
+async def require_rule(request: Request) -> None:
+    """Dependency of every API route: the route must have a rule, and the
+    principal the middleware authenticated must hold its permission."""
+    route = request.scope.get("route")
+    template = str(getattr(route, "path", ""))
+    settings: AuthSettings = request.app.state.deps.auth
+    rule = rule_for(request.method, template, settings.metrics_public)
+    if rule is None:
+        log.error("route_without_auth_rule", method=request.method, path=template)
+        raise HTTPException(403, "this route has no access rule")
+    if not principal_of(request.state).can(rule):
+        raise HTTPException(403, f"needs {rule.value}")
+
+
+@dataclass
+class AuthSettings:
+    authenticator: Authenticator
+    audit: AuditLog
+    metrics_public: bool = False
+
+
+class AuthMiddleware:
+    def __init__(self, app: ASGIApp, settings: AuthSettings) -> None:
+        self.app = app
+        self._cfg = settings
+
+    def _rule(self, scope: Scope) -> tuple[str, Permission | None]:
+        template = match_rule(scope["method"], scope["path"])
+        if template is None:
+            return "", UNMATCHED
+        return template, rule_for(scope["method"], template, self._cfg.metrics_public)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        given_id = headers.get("x-request-id", "")
+        request_id = given_id if _REQUEST_ID.match(given_id) else uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        principal: Principal = ANONYMOUS
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [
+                    *message["headers"],
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        template, rule = self._rule(scope)
+        try:
+            if rule is not P.PUBLIC:
+                try:
+                    principal = await self._cfg.authenticator.authenticate(
+                        headers.get("authorization")
+                    )
+                except AuthError as exc:
+                    await _reply(send_with_id, 401, "unauthenticated", str(exc), bearer=True)
+                    return
+                if rule is not None and not principal.can(rule):
+                    await self._denied(principal, scope["method"], template, rule, request_id)
+                    await _reply(
+                        send_with_id,
+                        403,
+                        "forbidden",
+                        f"role {principal.role_label or '(none)'} may not do this "
+                        f"(needs {rule.value})",
+                    )
+                    return
+            state["principal"] = principal
+            await self.app(scope, receive, send_with_id)
+        finally:
+            log.info(
+                "http_request",
+                principal=principal.name,
+                role=principal.role_label,
+                auth=principal.method,
+                method=scope["method"],
+                path=scope["path"],
+                route=template,
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                request_id=request_id,
+            )
+
+    async def _denied(
+        self, principal: Principal, method: str, path: str, rule: Permission, request_id: str
+    ) -> None:
+        if method in ("GET", "HEAD", "OPTIONS"):
+            return  # reads are in the request log; the audit log holds attempted actions
+        try:
+            await self._cfg.audit.append(
+                AuditEvent(
+                    principal.actor(request_id),
+                    "http.forbidden",
+                    f"{method} {path}",
+                    "refused",
+                    {"needs": rule.value},
+                )
+            )
+        except Exception as exc:
+            log.error("audit_write_failed", action="http.forbidden", error=str(exc))
+
+
+async def _reply(send: Send, status: int, code: str, message: str, bearer: bool = False) -> None:
+    body = json.dumps({"code": code, "message": message}).encode()
+    headers: list[tuple[bytes, bytes]] = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if bearer:
+        headers.append((b"www-authenticate", b'Bearer realm="gridpilot"'))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def principal_of(state: Any) -> Principal:
+    found = getattr(state, "principal", None)
+    return found if isinstance(found, Principal) else ANONYMOUS

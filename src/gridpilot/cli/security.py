@@ -1,0 +1,262 @@
+"""``gridpilot pki``, ``gridpilot token`` and ``gridpilot audit``.
+
+``pki`` works on files only, except ``pki revoke``, which (like ``token`` and
+``audit``) acts on the database at GRIDPILOT_DATABASE_URL. Actions on the
+database are audited as ``cli:<os user>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import sqlalchemy.exc
+import typer
+from cryptography import x509
+
+from gridpilot.core.errors import DomainError
+from gridpilot.ops.logging import configure_logging
+from gridpilot.ops.settings import load_settings
+from gridpilot.schema import db
+from gridpilot.security.audit import Actor, AuditLog
+from gridpilot.security.certs import CertificateRegistry
+from gridpilot.security.identity import fingerprint
+from gridpilot.security.pki import (
+    GATEWAY_DAYS,
+    HEADEND_DAYS,
+    Pki,
+    PkiError,
+)
+from gridpilot.security.principal import Role
+from gridpilot.security.tokens import TokenStore
+
+pki_app = typer.Typer(
+    help="A small CA for gateway and headend certificates (dev, pilots, `gridpilot up`).",
+    no_args_is_help=True,
+)
+token_app = typer.Typer(
+    help="REST API tokens: create (shown once), list, revoke.", no_args_is_help=True
+)
+audit_app = typer.Typer(help="The append-only audit log.", no_args_is_help=True)
+
+PkiDir = Annotated[
+    Path,
+    typer.Option("--dir", envvar="GRIDPILOT_PKI_DIR", help="the PKI directory"),
+]
+T = TypeVar("T")
+
+
+def cli_actor() -> Actor:
+    return Actor(f"cli:{getpass.getuser()}", "admin", "cli")
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"gridpilot: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _open(root: Path) -> Pki:
+    try:
+        return Pki(root)
+    except PkiError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _with_db(work: Callable[[AuditLog], Awaitable[T]]) -> T:
+    settings = load_settings()
+    configure_logging("warning")  # stdout carries only the command's output (e.g. a token)
+
+    async def run() -> T:
+        engine = db.async_engine(settings.database_url)
+        try:
+            return await work(AuditLog(engine))
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except DomainError as exc:
+        raise _fail(exc.message) from None
+    except sqlalchemy.exc.ProgrammingError:
+        raise _fail("the database schema is missing or old: run 'gridpilot db upgrade'") from None
+    except (sqlalchemy.exc.OperationalError, OSError) as exc:
+        raise _fail(f"cannot reach the database: {exc.__class__.__name__}") from None
+
+
+# ---------------------------------------------------------------- pki
+@pki_app.command("init")
+def pki_init(
+    root: PkiDir = Path("pki"),
+    trust_domain: Annotated[
+        str, typer.Option(help="gateway certificates name spiffe://<this>/gateway/<id>")
+    ] = "gridpilot",
+    days: Annotated[int, typer.Option(help="CA validity in days")] = 3650,
+) -> None:
+    """Create a CA (ca.pem, ca.key with 0600) in the PKI directory."""
+    try:
+        pki = Pki.init(root, trust_domain, days)
+    except PkiError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"CA created: {pki.ca_file} (trust domain {pki.trust_domain})")
+
+
+@pki_app.command("issue-headend")
+def pki_issue_headend(
+    dns: Annotated[list[str], typer.Option("--dns", help="DNS name agents dial (repeatable)")],
+    ip: Annotated[list[str] | None, typer.Option("--ip", help="IP address (repeatable)")] = None,
+    days: Annotated[int, typer.Option(help="validity in days (max 397)")] = HEADEND_DAYS,
+    root: PkiDir = Path("pki"),
+) -> None:
+    """Issue the AgentGateway's server certificate (serverAuth)."""
+    try:
+        issued = _open(root).issue_headend(dns, ip or [], days)
+    except PkiError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"headend certificate: {issued.cert_file}\nheadend key:         {issued.key_file}")
+    typer.echo(
+        "headend settings:\n"
+        f"  GRIDPILOT_GRPC_TLS_CERT_FILE={issued.cert_file}\n"
+        f"  GRIDPILOT_GRPC_TLS_KEY_FILE={issued.key_file}\n"
+        f"  GRIDPILOT_GRPC_CLIENT_CA_FILE={root / 'ca.pem'}"
+    )
+
+
+@pki_app.command("issue-gateway")
+def pki_issue_gateway(
+    gateway_id: Annotated[str, typer.Argument(help="the gateway id of the site's agent")],
+    days: Annotated[int, typer.Option(help="validity in days (max 397)")] = GATEWAY_DAYS,
+    root: PkiDir = Path("pki"),
+) -> None:
+    """Issue a gateway's client certificate: one URI SAN naming the gateway, clientAuth."""
+    pki = _open(root)
+    try:
+        issued = pki.issue_gateway(gateway_id, days)
+    except PkiError as exc:
+        raise _fail(str(exc)) from None
+    cert = issued.cert
+    typer.echo(
+        f"gateway {gateway_id}: {issued.cert_file} (key {issued.key_file}, 0600)\n"
+        f"  identity     spiffe://{pki.trust_domain}/gateway/{gateway_id}\n"
+        f"  valid until  {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC\n"
+        f"  fingerprint  {fingerprint(cert)}\n"
+        "site YAML:\n"
+        "  headend:\n"
+        "    address: <headend host>:50051\n"
+        f"    ca_file: {pki.ca_file}\n"
+        f"    cert_file: {issued.cert_file}\n"
+        f"    key_file: {issued.key_file}"
+    )
+
+
+@pki_app.command("revoke")
+def pki_revoke(
+    gateway_id: Annotated[str, typer.Argument(help="the gateway whose certificates to revoke")],
+    reason: Annotated[str, typer.Option(help="why (kept in the audit log)")] = "",
+    cert: Annotated[
+        list[Path] | None, typer.Option("--cert", help="also this certificate file (repeatable)")
+    ] = None,
+    root: PkiDir = Path("pki"),
+) -> None:
+    """Revoke every certificate of a gateway (all this CA issued to it, all the
+    headend has seen, and --cert files). Its live stream closes within seconds;
+    a certificate issued afterwards works again."""
+    certs: list[x509.Certificate] = []
+    trust_domain = load_settings().trust_domain
+    if (root / "ca.key").exists():
+        pki = _open(root)
+        trust_domain = pki.trust_domain
+        certs += pki.issued_for(gateway_id)
+    for path in cert or []:
+        certs.append(x509.load_pem_x509_certificate(path.read_bytes()))
+
+    async def work(audit: AuditLog) -> list[str]:
+        registry = CertificateRegistry(audit.engine, audit)
+        return await registry.revoke_gateway(gateway_id, cli_actor(), reason, certs, trust_domain)
+
+    try:
+        fps = _with_db(work)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"gateway {gateway_id}: {len(fps)} certificate(s) revoked")
+    for fp in fps:
+        typer.echo(f"  {fp}")
+
+
+# ---------------------------------------------------------------- token
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="who or what uses it, e.g. alice or scada-bridge")],
+    role: Annotated[Role, typer.Option(help="viewer, operator, admin or auditor")],
+    expires_days: Annotated[
+        int | None, typer.Option(help="expire after this many days (default: never)")
+    ] = None,
+) -> None:
+    """Create an API token and print it once (only its SHA-256 is stored)."""
+    expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
+
+    async def work(audit: AuditLog) -> tuple[str, str]:
+        info, secret = await TokenStore(audit.engine, audit).create(
+            name, role.value, cli_actor(), expires
+        )
+        return info.id, secret
+
+    token_id, secret = _with_db(work)
+    typer.echo(secret)
+    typer.echo(f"token {token_id} ({name}, {role.value}); shown once, store it now", err=True)
+
+
+@token_app.command("list")
+def token_list(
+    all_: Annotated[bool, typer.Option("--all", help="include revoked tokens")] = False,
+) -> None:
+    """List tokens (id, name, role, prefix; never the token)."""
+
+    async def work(audit: AuditLog) -> list[str]:
+        rows = await TokenStore(audit.engine, audit).list(all_)
+        return [
+            f"{r.id}  {r.name:<20} {r.role:<9} {r.prefix}…  created {r.created_at:%Y-%m-%d} "
+            f"by {r.created_by}"
+            + (f"  REVOKED {r.revoked_at:%Y-%m-%d}" if r.revoked_at else "")
+            + (f"  last used {r.last_used_at:%Y-%m-%d %H:%M}" if r.last_used_at else "")
+            for r in rows
+        ]
+
+    for line in _with_db(work):
+        typer.echo(line)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token: Annotated[str, typer.Argument(help="token id (tok_…) or the name of a live token")],
+) -> None:
+    """Revoke a token; requests with it get 401 from then on."""
+
+    async def work(audit: AuditLog) -> str:
+        return (await TokenStore(audit.engine, audit).revoke(token, cli_actor())).id
+
+    typer.echo(f"token {_with_db(work)} revoked")
+
+
+# ---------------------------------------------------------------- audit
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the audit log's hash chain; exit 1 and name the first bad row if
+    any row was changed or removed."""
+
+    async def work(audit: AuditLog) -> tuple[bool, str]:
+        r = await audit.verify()
+        if r.ok:
+            return True, f"audit log ok: {r.count} events, head {r.head_hash}"
+        return False, (
+            f"audit log TAMPERED at id {r.bad_id}: {r.problem} "
+            f"({r.count} events verified before it)"
+        )
+
+    ok, line = _with_db(work)
+    if not ok:
+        raise _fail(line)
+    typer.echo(line)

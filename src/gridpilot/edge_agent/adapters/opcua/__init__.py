@@ -1,0 +1,5 @@
+"""OPC UA client adapter (asyncua)."""
+
+from .adapter import OpcUaAdapter
+
+__all__ = ["OpcUaAdapter"]

@@ -1,0 +1,157 @@
+"""Who may speak on the AgentGateway: the identity check at connect, and a
+watch over live streams.
+
+grpcio checks certificates only during the TLS handshake; a stream that is
+already open keeps working after its certificate is revoked. The
+:class:`SessionGuard` therefore re-checks every live session every few seconds:
+a revoked certificate closes the stream, and an asset re-bound to another
+gateway leaves this session's set at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import grpc
+import structlog
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gridpilot.schema import tables as t
+from gridpilot.security.audit import Actor, AuditEvent, AuditLog
+from gridpilot.security.certs import CertificateRegistry
+from gridpilot.security.identity import GatewayIdentity, IdentityError, identity_from_auth_context
+
+from .sessions import SessionRegistry
+
+log = structlog.get_logger(__name__)
+
+AUDIT_REPEAT_S = 60.0
+
+
+@dataclass(frozen=True)
+class Refusal:
+    code: grpc.StatusCode
+    message: str
+
+
+class GatewayAuthority:
+    """Identity from the TLS auth context only; None when the AgentGateway runs
+    plain-text (insecure dev mode), where Hello is taken at its word."""
+
+    def __init__(
+        self, certs: CertificateRegistry, audit: AuditLog, trust_domain: str | None
+    ) -> None:
+        self.certs = certs
+        self.audit = audit
+        self.trust_domain = trust_domain
+        self._last_audited: dict[tuple[str, str, str], float] = {}
+
+    @property
+    def mtls(self) -> bool:
+        return self.trust_domain is not None
+
+    async def identify(
+        self, auth_context: Mapping[str, list[bytes]], peer: str
+    ) -> GatewayIdentity | Refusal | None:
+        if self.trust_domain is None:
+            return None
+        try:
+            ident = identity_from_auth_context(dict(auth_context), self.trust_domain)
+        except IdentityError as exc:
+            host = peer.rsplit(":", 1)[0]  # without the port: retries are one actor
+            await self.refuse(
+                Actor(f"peer:{host}", method="mtls"),
+                "gateway.identity_refused",
+                "",
+                str(exc),
+                peer=peer,
+            )
+            return Refusal(grpc.StatusCode.UNAUTHENTICATED, f"client certificate refused: {exc}")
+        if not await self.certs.admit(ident):
+            await self.refuse(
+                gateway_actor(ident.gateway_id),
+                "gateway.revoked_refused",
+                ident.gateway_id,
+                "certificate is revoked",
+                fingerprint=ident.fingerprint,
+            )
+            return Refusal(grpc.StatusCode.UNAUTHENTICATED, "client certificate is revoked")
+        return ident
+
+    async def refuse(
+        self, actor: Actor, action: str, target: str, reason: str, **detail: object
+    ) -> None:
+        log.warning(action, actor=actor.name, target=target, reason=reason)
+        # An agent retrying with backoff repeats the same refusal: one audit
+        # row per actor, action and target a minute is the record; the log
+        # line above has every attempt.
+        key, now = (action, actor.name, target), time.monotonic()
+        if now - self._last_audited.get(key, -AUDIT_REPEAT_S) < AUDIT_REPEAT_S:
+            return
+        if len(self._last_audited) > 10_000:
+            self._last_audited.clear()
+        self._last_audited[key] = now
+        try:
+            await self.audit.append(
+                AuditEvent(actor, action, target, "refused", {"reason": reason, **detail})
+            )
+        except Exception as exc:  # the refusal stands even if it cannot be recorded
+            log.error("audit_write_failed", action=action, error=str(exc))
+
+
+def gateway_actor(gateway_id: str) -> Actor:
+    return Actor(f"gateway:{gateway_id}", "gateway", "mtls")
+
+
+class SessionGuard:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        sessions: SessionRegistry,
+        certs: CertificateRegistry,
+        interval_s: float,
+    ) -> None:
+        self._engine = engine
+        self._sessions = sessions
+        self._certs = certs
+        self._interval = interval_s
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.check()
+            except Exception as exc:
+                log.warning("session_guard_check_failed", error=str(exc))
+
+    async def check(self) -> None:
+        live = self._sessions.all()
+        if not live:
+            return
+        revoked = await self._certs.revoked_among(s.fingerprint for s in live if s.fingerprint)
+        for s in live:
+            if s.fingerprint in revoked:
+                log.warning("agent_certificate_revoked", gateway=s.gateway_id, session=s.session_id)
+                s.close("revoked")
+        bound: dict[str, set[str]] = {s.gateway_id: set() for s in live}
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                select(t.assets.c.id, t.assets.c.gateway_id).where(
+                    t.assets.c.gateway_id.in_(list(bound))
+                )
+            )
+            for asset_id, gateway_id in rows:
+                bound[gateway_id].add(asset_id)
+        for s in live:
+            now_bound = frozenset(s.hello_asset_ids & bound[s.gateway_id])
+            if now_bound != s.asset_ids:
+                log.info(
+                    "agent_assets_rebound",
+                    gateway=s.gateway_id,
+                    removed=sorted(s.asset_ids - now_bound),
+                )
+                s.asset_ids = now_bound

@@ -1,0 +1,70 @@
+"""Who calls the REST API, what roles they hold, and what each role may do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from .audit import Actor
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+    AUDITOR = "auditor"
+
+
+class Permission(StrEnum):
+    PUBLIC = "public"  # no credential needed
+    AUTHENTICATED = "authenticated"  # any valid credential, whatever its role
+    READ = "read"  # assets, agents, telemetry, dispatches
+    DISPATCH = "dispatch"  # submit, preview, cancel
+    AUDIT = "audit"  # the audit log
+    ADMIN = "admin"  # tokens, gateways, certificates, bindings
+
+
+GRANTS: dict[Role, frozenset[Permission]] = {
+    Role.VIEWER: frozenset({Permission.READ}),
+    Role.OPERATOR: frozenset({Permission.READ, Permission.DISPATCH}),
+    Role.AUDITOR: frozenset({Permission.READ, Permission.AUDIT}),
+    Role.ADMIN: frozenset(
+        {Permission.READ, Permission.DISPATCH, Permission.AUDIT, Permission.ADMIN}
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str  # token:<name>, oidc:<subject>
+    roles: frozenset[Role]
+    method: str  # token | oidc | none
+    token_id: str | None = None
+
+    @property
+    def authenticated(self) -> bool:
+        return self.method != "none"
+
+    @property
+    def role_label(self) -> str:
+        return ",".join(sorted(self.roles))
+
+    def can(self, permission: Permission) -> bool:
+        if permission is Permission.PUBLIC:
+            return True
+        if not self.authenticated:
+            return False
+        if permission is Permission.AUTHENTICATED:
+            return True
+        return any(permission in GRANTS[r] for r in self.roles)
+
+    def actor(self, request_id: str = "") -> Actor:
+        return Actor(self.name, self.role_label, self.method, request_id)
+
+
+ANONYMOUS = Principal("anonymous", frozenset(), "none")
+
+
+class AuthError(Exception):
+    """A credential was missing or did not verify (HTTP 401). The message never
+    contains the credential."""

@@ -1,0 +1,166 @@
+"""Static API tokens: shown once, stored as SHA-256, listed and revoked by id or name.
+
+A token is ``gp_`` + 43 url-safe characters (32 random bytes). SHA-256 is
+enough at rest because the token carries its own entropy (no password to
+brute-force). Logs and lists only ever show the id and a short prefix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gridpilot.core.errors import Conflict, NotFound, ValidationFailed
+from gridpilot.schema import tables as t
+
+from .audit import Actor, AuditEvent, AuditLog
+from .principal import Principal, Role
+
+TOKEN_PREFIX = "gp_"
+LAST_USED_EVERY = timedelta(seconds=60)
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    id: str
+    name: str
+    role: str
+    prefix: str
+    created_by: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> TokenInfo:
+        return cls(**{f: row[f] for f in cls.__dataclass_fields__})
+
+
+class TokenStore:
+    def __init__(self, engine: AsyncEngine, audit: AuditLog) -> None:
+        self._engine = engine
+        self._audit = audit
+
+    async def create(
+        self, name: str, role: str, by: Actor, expires_at: datetime | None = None
+    ) -> tuple[TokenInfo, str]:
+        """Returns the token's record and the token itself (never stored)."""
+        if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
+            raise ValidationFailed("name: 1-64 letters, digits, '-' or '_'", field="name")
+        try:
+            role = Role(role).value
+        except ValueError:
+            roles = ", ".join(r.value for r in Role)
+            raise ValidationFailed(f"role must be one of {roles}", field="role") from None
+        if expires_at is not None and expires_at <= datetime.now(UTC):
+            raise ValidationFailed("expires_at is in the past", field="expires_at")
+        secret = new_token()
+        token_id = f"tok_{uuid.uuid4().hex[:12]}"
+        row = {
+            "id": token_id,
+            "name": name,
+            "role": role,
+            "token_hash": hash_token(secret),
+            "prefix": secret[: len(TOKEN_PREFIX) + 6],
+            "created_by": by.name,
+            "expires_at": expires_at,
+        }
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(t.api_tokens.insert().values(**row))
+                await self._audit.append(
+                    AuditEvent(by, "token.create", token_id, "ok", {"name": name, "role": role}),
+                    conn,
+                )
+        except IntegrityError:
+            raise Conflict(f"a live token named {name!r} exists", field="name") from None
+        return await self.get(token_id), secret
+
+    async def get(self, token_id: str) -> TokenInfo:
+        async with self._engine.connect() as conn:
+            row = (
+                (await conn.execute(select(t.api_tokens).where(t.api_tokens.c.id == token_id)))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise NotFound(f"token {token_id} does not exist", field="token_id")
+        return TokenInfo.from_row(row)
+
+    async def list(self, include_revoked: bool = False) -> list[TokenInfo]:
+        q = select(t.api_tokens).order_by(t.api_tokens.c.created_at)
+        if not include_revoked:
+            q = q.where(t.api_tokens.c.revoked_at.is_(None))
+        async with self._engine.connect() as conn:
+            return [TokenInfo.from_row(r) for r in (await conn.execute(q)).mappings().all()]
+
+    async def revoke(self, id_or_name: str, by: Actor) -> TokenInfo:
+        """Revoke by id (``tok_…``) or by the name of a live token. Idempotent."""
+        tok = t.api_tokens
+        where = (
+            tok.c.id == id_or_name
+            if id_or_name.startswith("tok_")
+            else and_(tok.c.name == id_or_name, tok.c.revoked_at.is_(None))
+        )
+        async with self._engine.begin() as conn:
+            row = (
+                (await conn.execute(select(tok).where(where).with_for_update())).mappings().first()
+            )
+            if row is None:
+                raise NotFound(f"no live token {id_or_name!r}", field="token_id")
+            if row["revoked_at"] is None:
+                await conn.execute(
+                    update(tok)
+                    .where(tok.c.id == row["id"])
+                    .values(revoked_at=datetime.now(UTC), revoked_by=by.name)
+                )
+                await self._audit.append(
+                    AuditEvent(by, "token.revoke", row["id"], "ok", {"name": row["name"]}), conn
+                )
+        return await self.get(row["id"])
+
+    async def authenticate(self, secret: str) -> Principal | None:
+        """The principal of a live token, or None. Compares hashes only."""
+        digest = hash_token(secret)
+        tok = t.api_tokens
+        async with self._engine.connect() as conn:
+            row = (
+                (await conn.execute(select(tok).where(tok.c.token_hash == digest)))
+                .mappings()
+                .first()
+            )
+        now = datetime.now(UTC)
+        if row is None or not secrets.compare_digest(row["token_hash"], digest):
+            return None
+        if row["revoked_at"] is not None:
+            return None
+        if row["expires_at"] is not None and row["expires_at"] <= now:
+            return None
+        if row["last_used_at"] is None or now - row["last_used_at"] > LAST_USED_EVERY:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    update(tok).where(tok.c.id == row["id"]).values(last_used_at=now)
+                )
+        return Principal(
+            name=f"token:{row['name']}",
+            roles=frozenset({Role(row["role"])}),
+            method="token",
+            token_id=row["id"],
+        )

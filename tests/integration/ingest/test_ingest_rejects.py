@@ -1,0 +1,88 @@
+"""Bad samples are rejected at the gateway, counted, never stored; the rest of
+the batch is; and the agents' drop reports show up in /metrics."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from gp_testing import RunningHeadend, ScriptedAgent, demo_assets, now_pb, wait_for
+
+from gridpilot.ingest.convert import ts_to_pb
+from gridpilot.schema.pb import agent_pb2 as pb
+
+pytestmark = pytest.mark.integration
+
+
+def _metric(text: str, name: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return None
+
+
+async def test_bad_samples_are_rejected_counted_and_the_rest_of_the_batch_stored(
+    headend: RunningHeadend, scripted_agent: ScriptedAgent
+) -> None:
+    await scripted_agent.connect(demo_assets())
+    ts = now_pb()
+    far_future = ts_to_pb(datetime.now(UTC) + timedelta(hours=1))
+    good = [
+        pb.TelemetrySample(asset_id="bess-1", ts=ts, p_kw=1.0),
+        pb.TelemetrySample(asset_id="pv-1", ts=ts, p_kw=20.0),
+    ]
+    bad = [
+        pb.TelemetrySample(asset_id="not-mine", ts=ts, p_kw=1.0),  # unknown asset
+        pb.TelemetrySample(asset_id="ev-1", ts=ts, p_kw=float("nan")),
+        pb.TelemetrySample(asset_id="ev-1", ts=ts, soc_pct=float("inf")),
+        pb.TelemetrySample(asset_id="bess-1", ts=far_future, p_kw=1.0),  # beyond the skew
+        pb.TelemetrySample(asset_id="pv-1", ts=ts, p_kw=1.0, state="ok\x00"),  # PG refuses NUL
+    ]
+    await scripted_agent.send(
+        pb.AgentMessage(
+            telemetry=pb.TelemetryBatch(batch_seq=3, samples=[bad[0], good[0], *bad[1:], good[1]])
+        )
+    )
+    ack = await wait_for(lambda: scripted_agent.first("telemetry_ack"))
+    assert (ack.batch_seq, ack.accepted, ack.rejected) == (3, 2, 5)
+    reasons = list(ack.rejections)
+    assert reasons[0].startswith("0: ") and "not-mine" in reasons[0]
+    assert "p_kw is not a finite number" in reasons[1]
+    assert "soc_pct is not a finite number" in reasons[2]
+    assert "in the future" in reasons[3]
+    assert "NUL" in reasons[4]
+
+    with psycopg.connect(headend.settings.database_url) as conn:
+        rows = conn.execute("SELECT asset_id, p_kw FROM telemetry ORDER BY asset_id").fetchall()
+    assert rows == [("bess-1", 1.0), ("pv-1", 20.0)]
+
+    metrics = (await headend.api.get("/metrics")).text
+    assert _metric(metrics, "gridpilot_ingest_rejected_samples_total") == 5
+    assert _metric(metrics, "gridpilot_ingest_batches_refused_total") == 0
+
+
+async def test_heartbeats_report_the_agents_buffer_to_metrics(
+    headend: RunningHeadend, scripted_agent: ScriptedAgent
+) -> None:
+    await scripted_agent.connect(demo_assets())
+    await scripted_agent.send(
+        pb.AgentMessage(
+            heartbeat=pb.Heartbeat(
+                time=now_pb(),
+                dropped_batches=7,
+                dropped_samples=21,
+                buffered_batches=3,
+                buffered_bytes=900,
+            )
+        )
+    )
+
+    async def reported() -> str:
+        text = (await headend.api.get("/metrics")).text
+        return text if 'gridpilot_edge_dropped_batches_total{gateway_id="gw-1"} 7.0' in text else ""
+
+    text = await wait_for(reported)
+    assert 'gridpilot_edge_dropped_samples_total{gateway_id="gw-1"} 21.0' in text
+    assert 'gridpilot_edge_buffered_batches{gateway_id="gw-1"} 3.0' in text
+    assert 'gridpilot_edge_buffered_bytes{gateway_id="gw-1"} 900.0' in text

@@ -1,0 +1,80 @@
+"""What the agent writes next: acks first, then backlog and live telemetry taking turns."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from gridpilot.core.telemetry import Sample
+from gridpilot.edge_agent.acks import Ack, AckOutbox, AckState
+from gridpilot.edge_agent.buffer import Batch
+from gridpilot.edge_agent.buffer_sqlite import MEMORY, SqliteTelemetryBuffer
+from gridpilot.edge_agent.outbound import AgentOutbound
+
+TS = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def batch(seq: int) -> Batch:
+    return Batch(seq, (Sample("a", TS, p_kw=float(seq)),))
+
+
+def setup(*seqs: int) -> tuple[AgentOutbound, SqliteTelemetryBuffer, AckOutbox]:
+    buf = SqliteTelemetryBuffer(MEMORY, max_bytes=10**6, max_age_s=3600)
+    for s in seqs:
+        buf.put(batch(s))
+    acks = AckOutbox()
+    return AgentOutbound(acks, buf), buf, acks
+
+
+def written(out: AgentOutbound, n: int) -> list[str]:
+    """Write up to ``n`` messages; 'b<seq>' for telemetry, 'ack:<id>' for acks."""
+    got = []
+    for _ in range(n):
+        item = out.next()
+        if item is None:
+            break
+        msg, commit = item
+        commit()
+        kind = msg.WhichOneof("body")
+        got.append(
+            f"b{msg.telemetry.batch_seq}"
+            if kind == "telemetry"
+            else f"ack:{msg.dispatch_ack.dispatch_id}"
+        )
+    return got
+
+
+def test_live_batches_take_turns_with_the_backlog_after_a_reconnect() -> None:
+    out, buf, _ = setup(1, 2, 3, 4, 5)  # unacked from before: the backlog
+    out.start_session()
+    assert written(out, 1) == ["b1"]
+    buf.put(batch(6))
+    buf.put(batch(7))
+    assert written(out, 5) == ["b6", "b2", "b7", "b3", "b4"]
+    buf.put(batch(8))
+    assert written(out, 10) == ["b8", "b5"]  # each lane oldest first; then nothing left
+
+
+def test_without_a_backlog_live_batches_go_in_order() -> None:
+    out, buf, _ = setup()
+    out.start_session()
+    for s in (1, 2, 3):
+        buf.put(batch(s))
+    assert written(out, 10) == ["b1", "b2", "b3"]
+
+
+def test_a_new_session_sends_everything_unacked_again_and_acks_go_first() -> None:
+    out, buf, acks = setup(1, 2)
+    out.start_session()
+    assert written(out, 10) == ["b1", "b2"]
+    buf.ack(1)
+    buf.put(batch(3))
+    acks.put(Ack("d1", "a", AckState.ACCEPTED, TS))
+    out.start_session()  # the stream broke: 2 and 3 were never acked
+    assert written(out, 10) == ["ack:d1", "b2", "b3"]
+
+
+def test_heartbeat_reports_the_buffer() -> None:
+    out, buf, _ = setup(1, 2)
+    hb = out.heartbeat(TS).heartbeat
+    assert (hb.buffered_batches, hb.dropped_batches) == (2, 0)
+    assert hb.buffered_bytes == buf.stats().bytes > 0
