@@ -155,7 +155,10 @@ def test_full_buffer_drops_by_its_policy_counts_and_reports_it(
         )
         table = _everything_once(agent, database_url)
         c = agent.counters()
-        assert c["dropped_batches"] == dropped and c["dropped_samples"] == 10 * dropped
+        assert c["dropped_batches"] == dropped
+        # A batch holds the samples new since the last one: one per asset (10),
+        # unless a poll landed late and its sample went into the next batch.
+        assert 9 * dropped <= c["dropped_samples"] <= 10 * dropped
         first = min(ts.timestamp() for _, ts in table)
         for i in range(agent.assets):
             gap = longest_gap_s(table, agent.asset_id(i), first, time.time() - 2)
