@@ -3,13 +3,15 @@ backoff, a transition logger, and the last-value cache of push protocols."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -160,3 +162,28 @@ def make_sample(
     """A sample where a bad point carries no value (only its quality mark)."""
     kept = {k: v for k, v in values.items() if quality.get(k) != Quality.BAD}
     return build_sample(asset_id, ts, kept, quality)
+
+
+class Supervised(Protocol):
+    """An adapter whose link a background task keeps up (OPC UA, MQTT)."""
+
+    _client: Any
+    _task: asyncio.Task[None] | None
+    _changed: asyncio.Event
+    _misconfigured: Any
+
+    def _supervise(self) -> Coroutine[Any, Any, None]: ...
+
+
+async def start_supervised(adapter: Supervised, name: str, timeout_s: float) -> None:
+    """Start the adapter's supervisor once (not after a misconfiguration) and
+    wait up to ``timeout_s`` for its first connection or its verdict."""
+    if adapter._task is None or adapter._task.done():
+        if adapter._misconfigured is not None:
+            raise adapter._misconfigured
+        adapter._task = asyncio.create_task(adapter._supervise(), name=name)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            while adapter._client is None and adapter._misconfigured is None:
+                adapter._changed.clear()
+                await adapter._changed.wait()

@@ -17,7 +17,16 @@ from gridpilot.core.telemetry_fields import Quality
 from ...clock import Clock
 from ...config import MqttDevice, MqttPoint
 from ..base import DeviceMisconfigured, DeviceReadOnly, DeviceUnavailable, DeviceWriteFailed
-from ..common import Backoff, LinkLog, ValueCache, make_sample, normalize, raw_for, tidy
+from ..common import (
+    Backoff,
+    LinkLog,
+    ValueCache,
+    make_sample,
+    normalize,
+    raw_for,
+    start_supervised,
+    tidy,
+)
 from .broker import build_payload, classify, extract, make_client, missing, parse_payload
 
 
@@ -48,15 +57,7 @@ class MqttAdapter:
         self._misconfigured: DeviceMisconfigured | None = None
 
     async def connect(self) -> None:
-        if self._task is None or self._task.done():
-            if self._misconfigured is not None:
-                raise self._misconfigured
-            self._task = asyncio.create_task(self._supervise(), name=f"mqtt:{self.asset_id}")
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.cfg.timeout_s):
-                while self._client is None and self._misconfigured is None:
-                    self._changed.clear()
-                    await self._changed.wait()
+        await start_supervised(self, f"mqtt:{self.asset_id}", self.cfg.timeout_s)
         self._check_up()
 
     async def read(self) -> Sample:
