@@ -734,6 +734,9 @@ async def test_scheduled_dispatch_supersedes_the_running_one_only_when_it_takes_
     assert ended.at >= later_inp.start_at
     await b.wait_state(later.id, S.ACTIVE)
     assert b.called("deliver_release") == []
-    # ended here, not by awaiting its result (that lets the server skip to its end_at)
-    await later.signal(SIGNAL_CANCEL, CancelRequest(actor="op-bob"))
-    await b.wait_state(later.id, S.CANCELLED)
+    # Not awaited to its end (that lets the server skip to its end_at). An
+    # operator cancel here timed out now and then on the time-skipping server
+    # (2 of 5 full-suite runs; the same path passes on the dev server in
+    # test_cancel_while_active_releases_asset_and_ends_cancelled_by_operator),
+    # so the test ends it by terminating.
+    await later.terminate("test over")
