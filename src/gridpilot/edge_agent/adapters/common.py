@@ -187,3 +187,12 @@ async def start_supervised(adapter: Supervised, name: str, timeout_s: float) -> 
             while adapter._client is None and adapter._misconfigured is None:
                 adapter._changed.clear()
                 await adapter._changed.wait()
+
+
+async def stop_supervised(adapter: Supervised) -> None:
+    """Cancel the adapter's supervisor and wait until it has closed its link."""
+    task, adapter._task = adapter._task, None
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

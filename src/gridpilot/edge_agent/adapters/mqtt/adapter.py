@@ -5,7 +5,6 @@ one per field is cached, and a snapshot marks values older than
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from typing import Any
 
@@ -25,6 +24,7 @@ from ..common import (
     normalize,
     raw_for,
     start_supervised,
+    stop_supervised,
     tidy,
 )
 from .broker import build_payload, classify, extract, make_client, missing, parse_payload
@@ -84,11 +84,7 @@ class MqttAdapter:
         return tidy(raw * point.scale + point.offset)
 
     async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_supervised(self)
 
     # ----------------------------------------------------------- supervisor
 

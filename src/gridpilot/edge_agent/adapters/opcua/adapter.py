@@ -34,6 +34,7 @@ from ..common import (
     normalize,
     raw_for,
     start_supervised,
+    stop_supervised,
     tidy,
 )
 from .session import (
@@ -131,11 +132,7 @@ class OpcUaAdapter:
         return tidy(float(value) * point.scale + point.offset)
 
     async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_supervised(self)
 
     # ----------------------------------------------------------- supervisor
 
