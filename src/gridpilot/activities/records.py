@@ -45,6 +45,7 @@ def dispatch_row(inp: DispatchInput, state: str) -> dict[str, object]:
         "request_hash": inp.request_hash,
         "submitted_by": inp.submitted_by,
         "priority": inp.priority,
+        "source": inp.source,
     }
 
 
@@ -158,6 +159,8 @@ class RecordActivities:
                         d.c.asset_id == req.asset_id,
                         d.c.id != req.dispatch_id,
                         d.c.state.not_in(TERMINAL_STATES),
+                        # local dispatches are arbitrated at the agent, by the site's policy
+                        d.c.source == "cloud",
                         # Only dispatches whose windows overlap compete.
                         d.c.start_at < req.end_at,
                         d.c.end_at > req.start_at,

@@ -153,6 +153,26 @@ class DispatchService:
             )
         return dispatch_id, True
 
+    async def record_local(self, inp: DispatchInput, actor: Actor) -> None:
+        """A local dispatch the agent reports (already applied on site): audit,
+        row, then its workflow, which records what the agent's acks say.
+        Idempotent: the agent re-sends a report until it is confirmed. The row
+        comes first so the acks that follow the report find their dispatch."""
+        await self._record(
+            actor,
+            "dispatch.local",
+            inp,
+            "ok",
+            {"p_kw": inp.p_kw, "asset_id": inp.asset_id, "by": inp.submitted_by},
+        )
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                insert(t.dispatches)
+                .values(**dispatch_row(inp, "submitted"))
+                .on_conflict_do_nothing(index_elements=[t.dispatches.c.id])
+            )
+        await self._start(inp)
+
     async def _start(self, inp: DispatchInput) -> None:
         client = self._require_client()
         workflow = "SiteDispatchWorkflow" if inp.kind == DispatchKind.SITE else "DispatchWorkflow"
@@ -237,13 +257,23 @@ class DispatchService:
         self, dispatch_id: str, principal: str, detail: str, actor: Actor | None = None
     ) -> None:
         async with self._engine.connect() as conn:
-            state = (
+            row = (
                 await conn.execute(
-                    select(t.dispatches.c.state).where(t.dispatches.c.id == dispatch_id)
+                    select(t.dispatches.c.state, t.dispatches.c.source).where(
+                        t.dispatches.c.id == dispatch_id
+                    )
                 )
-            ).scalar()
-        if state is None:
+            ).first()
+        if row is None:
             raise NotFound(f"dispatch {dispatch_id} does not exist", field="dispatch_id")
+        state = row.state
+        if row.source == "local" and state not in TERMINAL_STATES:
+            raise Conflict(
+                f"dispatch {dispatch_id} was written on site by a local operator; end it "
+                "there (OPC UA Control/Release), or send a cloud dispatch for the asset "
+                "(the site's arbitration policy decides)",
+                field="dispatch_id",
+            )
         if self._audit is not None:
             await self._audit.append(
                 AuditEvent(
@@ -288,6 +318,7 @@ class DispatchService:
                         d.c.kind == DispatchKind.ASSET.value,
                         d.c.asset_id == asset_id,
                         d.c.state.not_in(TERMINAL_STATES),
+                        d.c.source == "cloud",  # local ones: the agent arbitrates
                         d.c.priority > priority,
                         d.c.start_at < end,
                         d.c.end_at > start,

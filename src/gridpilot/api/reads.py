@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import and_, func, literal_column, select
@@ -186,6 +186,10 @@ async def list_dispatches(
     asset_id: str | None = None,
     site_id: str | None = None,
     since: Annotated[datetime | None, Query(description="created at or after")] = None,
+    source: Annotated[
+        Literal["cloud", "local"] | None,
+        Query(description="cloud (this API) or local (written on site)"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
     d = t.dispatches
@@ -200,6 +204,8 @@ async def list_dispatches(
         q = q.where(d.c.asset_id == asset_id)
     if site_id:
         q = q.where(d.c.site_id == site_id)
+    if source:
+        q = q.where(d.c.source == source)
     async with _engine(request).connect() as conn:
         return [dict(r) for r in (await conn.execute(q)).mappings().all()]
 

@@ -79,6 +79,9 @@ class DispatchView(BaseModel):
     updated_at: datetime
     priority: int = 0
     superseded_by: str | None = None
+    # cloud: submitted through this API; local: written on site (the agent's OPC UA
+    # surface) and reported by the agent, which applied it.
+    source: str = "cloud"
     children: list[str] = Field(default_factory=list)
     transitions: list[Transition] | None = None
     evidence: Evidence | None = None

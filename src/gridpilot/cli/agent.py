@@ -158,6 +158,26 @@ def opcua_cert(
     typer.echo(f"wrote {cert} and {key}")
 
 
+@agent_app.command("hash-password")
+def hash_password_cmd(
+    stdin: bool = typer.Option(
+        False, "--stdin", help="Read the password from the first line of stdin (no prompt)."
+    ),
+) -> None:
+    """Hash a password for an opcua_server user (password_hash in the site
+    YAML); the plain password never goes into the config."""
+    from gridpilot.security.passwords import hash_password
+
+    if stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if not password:
+        typer.echo("gridpilot agent hash-password: the password is empty", err=True)
+        raise typer.Exit(EXIT_CONFIG)
+    typer.echo(hash_password(password))
+
+
 def _load_or_exit(path: Path) -> SiteConfig:
     try:
         return load_config(path)

@@ -10,6 +10,9 @@ from enum import StrEnum
 from .assets import Asset
 from .errors import OutOfLimits, ValidationFailed
 
+# A dispatch written on site (a local operator, reported by the agent) has an
+# agent-made id with this prefix; the API's own ids start with "dsp-".
+LOCAL_DISPATCH_PREFIX = "loc-"
 BOTH_TARGETS_WARNING = (
     "both asset_id and site_id given: asset_id wins, dispatched to the asset only"
 )

@@ -49,6 +49,8 @@ class ReasonCode(StrEnum):
     INVALID_COMMAND = "INVALID_COMMAND"
     LEASE_ENDED = "LEASE_ENDED"
     PRIORITY_CONFLICT = "PRIORITY_CONFLICT"
+    # The site's arbitration policy gives the asset to local control.
+    LOCAL_CONTROL = "LOCAL_CONTROL"
 
 
 S = DispatchState

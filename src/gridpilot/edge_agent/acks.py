@@ -4,6 +4,11 @@ An ack is recorded in :class:`AckHistory` (the latest per dispatch, so a
 redelivered Setpoint or Release gets the same answer again without touching
 the device) and queued in :class:`AckOutbox` until it is written to the
 stream, so acks made while the link is down go out after reconnecting.
+
+A local dispatch is announced by a :class:`LocalReport`, queued in the same
+outbox ahead of its acks, and kept in :class:`PendingReports` until the
+headend answers that it recorded it; each new session sends what is still
+pending again, followed by the dispatch's latest ack.
 """
 
 from __future__ import annotations
@@ -59,26 +64,53 @@ class AckHistory:
         return self._latest.get(dispatch_id)
 
 
+@dataclass(frozen=True, slots=True)
+class LocalReport:
+    """A local dispatch, as the headend is told about it (proto LocalDispatch)."""
+
+    dispatch_id: str
+    asset_id: str
+    p_kw: float
+    start: datetime
+    end: datetime
+    actor: str
+    channel: str
+
+
+Outgoing = Ack | LocalReport
+
+
 class AckOutbox:
-    """Acks waiting to be written, oldest first; bounded, drops the oldest (counted)."""
+    """Acks (and local reports) waiting to be written, oldest first; bounded,
+    drops the oldest (counted)."""
 
     def __init__(self, max_acks: int = 10_000) -> None:
-        self._queue: deque[Ack] = deque()
+        self._queue: deque[Outgoing] = deque()
         self._max = max_acks
         self.dropped = 0
 
-    def put(self, ack: Ack) -> None:
+    def put(self, item: Outgoing) -> None:
         if len(self._queue) >= self._max:
             self._queue.popleft()
             self.dropped += 1
-        self._queue.append(ack)
+        self._queue.append(item)
 
-    def peek(self) -> Ack | None:
+    def put_first(self, items: list[Outgoing]) -> None:
+        """Queue ``items`` (in their order) ahead of everything else."""
+        self._queue.extendleft(reversed(items))
+        while len(self._queue) > self._max:
+            self._queue.pop()
+            self.dropped += 1
+
+    def peek(self) -> Outgoing | None:
         return self._queue[0] if self._queue else None
 
-    def pop(self) -> Ack:
-        """Remove the oldest ack, once it has been written."""
+    def pop(self) -> Outgoing:
+        """Remove the oldest item, once it has been written."""
         return self._queue.popleft()
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._queue
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -136,3 +168,39 @@ class AckRecorder:
                 reason or ReasonCode.CANCELLED_BY_OPERATOR,
                 "not running on this agent; nothing to release",
             )
+
+
+class PendingReports:
+    """Local reports the headend has not confirmed yet (bounded: the oldest
+    goes first, counted; its dispatch then stays unrecorded at the headend)."""
+
+    def __init__(self, max_reports: int = 1000) -> None:
+        self._pending: OrderedDict[str, LocalReport] = OrderedDict()
+        self._max = max_reports
+        self.dropped = 0
+
+    def add(self, report: LocalReport) -> None:
+        self._pending[report.dispatch_id] = report
+        while len(self._pending) > self._max:
+            self._pending.popitem(last=False)
+            self.dropped += 1
+
+    def recorded(self, dispatch_id: str) -> LocalReport | None:
+        return self._pending.pop(dispatch_id, None)
+
+    def resend(self, outbox: AckOutbox, history: AckHistory) -> int:
+        """Queue every pending report not already waiting, each followed by
+        its dispatch's latest ack (what the headend may have missed)."""
+        items: list[Outgoing] = []
+        for report in self._pending.values():
+            if report in outbox:
+                continue
+            items.append(report)
+            latest = history.latest(report.dispatch_id)
+            if latest is not None:
+                items.append(latest)
+        outbox.put_first(items)
+        return len(items)
+
+    def __len__(self) -> int:
+        return len(self._pending)

@@ -10,6 +10,8 @@ from typing import Literal
 
 from gridpilot.core.lifecycle import ReasonCode
 
+from .local_control import Source
+
 
 @dataclass(frozen=True, slots=True)
 class SetpointCommand:
@@ -23,6 +25,9 @@ class SetpointCommand:
     q_kvar: float | None = None
     ramp_kw_per_s: float | None = None
     trace_context: Mapping[str, str] = field(default_factory=dict)
+    # Who asked: the headend (cloud), or a local operator (actor names them).
+    source: Source = Source.CLOUD
+    actor: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,8 @@ class Lease:
     trace_context: Mapping[str, str] = field(default_factory=dict)
     # kW/s; None or 0: the setpoint is written as one step.
     ramp_kw_per_s: float | None = None
+    source: Source = Source.CLOUD
+    actor: str = ""
 
 
 @dataclass(frozen=True, slots=True)

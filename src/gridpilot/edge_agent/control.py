@@ -9,6 +9,7 @@ them) are listed on :class:`AssetController`.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import structlog
 
@@ -20,6 +21,7 @@ from .adapters import DeviceError, DeviceReadOnly
 from .clock import Clock
 from .commands import Due, Lease, ReleaseCommand, Revert, SetpointCommand, TimerKind
 from .device import ManagedDevice
+from .local_control import Arbitration, ControlView, Mode, Source, arbitrate
 from .rails import decide
 from .timers import Timers
 
@@ -58,6 +60,13 @@ class AssetController:
     - device write fails: ``ACCEPTED``, ``FAILED(DEVICE_WRITE_FAILED)``; so does
       an end whose return to the default cannot be written
     - redelivered dispatch_id: the latest ack again, nothing re-applied
+
+    Local dispatches (``source`` local, see :mod:`.local_control`) take the
+    same path; the arbitration policy decides between them and cloud ones:
+    the refused side gets ``REJECTED(PRIORITY_CONFLICT | LOCAL_CONTROL)``, a
+    lease taken over ``RELEASED(SUPERSEDED | LOCAL_CONTROL)``. A lost headend
+    link (fail-safe) ends cloud leases only: a local operator's setpoint does
+    not depend on the cloud.
     """
 
     def __init__(
@@ -69,8 +78,13 @@ class AssetController:
         acks: AckRecorder,
         revert_retry_s: float = 5.0,
         ramp_step_s: float = RAMP_STEP_S,
+        arbitration: Arbitration = Arbitration.CLOUD_PRIORITY,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.asset = asset
+        self.arbitration = arbitration
+        self._on_change = on_change or (lambda: None)
+        self._status = ""
         self._device = device
         self._clock = clock
         self._acks = acks
@@ -97,6 +111,17 @@ class AssetController:
 
     def holds(self, dispatch_id: str) -> bool:
         return dispatch_id in (self.active_dispatch_id, self.scheduled_dispatch_id)
+
+    def view(self) -> ControlView:
+        lease = self._active
+        return ControlView(
+            asset_id=self.asset.asset_id,
+            mode=Mode.DEFAULT if lease is None else Mode(lease.source.value),
+            active_dispatch_id=lease.dispatch_id if lease else "",
+            setpoint_kw=lease.p_kw if lease else None,
+            setpoint_actual_kw=self._last_written,
+            command_status=self._status,
+        )
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"control:{self.asset.asset_id}")
@@ -155,6 +180,10 @@ class AssetController:
     async def _on_setpoint(self, cmd: SetpointCommand) -> None:
         if self._acks.resend_latest(cmd.dispatch_id):  # redelivery: never apply twice
             return
+        refusal = arbitrate(self.arbitration, cmd.source, self._active)
+        if refusal is not None:
+            self._reject(cmd, *refusal)
+            return
         now = self._clock.now()
         decision = decide(
             cmd.p_kw,
@@ -166,14 +195,7 @@ class AssetController:
             ramp_kw_per_s=cmd.ramp_kw_per_s,
         )
         if decision.p_kw is None or cmd.end is None:
-            self._acks.send(
-                cmd.dispatch_id,
-                self.asset.asset_id,
-                AckState.REJECTED,
-                decision.reason,
-                decision.detail,
-                trace_context=cmd.trace_context,
-            )
+            self._reject(cmd, decision.reason, decision.detail)
             return
         lease = Lease(
             cmd.dispatch_id,
@@ -182,11 +204,15 @@ class AssetController:
             cmd.end,
             cmd.trace_context,
             ramp_kw_per_s=cmd.ramp_kw_per_s or None,
+            source=cmd.source,
+            actor=cmd.actor,
         )
         later = lease.start > now
         detail = decision.detail or (f"starts at {lease.start.isoformat()}" if later else "")
         self._ack(lease, AckState.ACCEPTED, None, detail)
-        if self._scheduled is not None:  # a newer dispatch replaces one not yet started
+        # A newer cloud dispatch replaces one not yet started; a local write
+        # (always immediate) leaves a scheduled cloud dispatch to arbitration.
+        if self._scheduled is not None and lease.source is Source.CLOUD:
             self._ack(
                 self._scheduled,
                 AckState.RELEASED,
@@ -212,12 +238,20 @@ class AssetController:
                     ReasonCode.LEASE_ENDED,
                     f"lease ended; {lease.dispatch_id} follows",
                 )
+            elif old.source is Source.CLOUD and lease.source is Source.LOCAL:
+                self._ack(
+                    old,
+                    AckState.RELEASED,
+                    ReasonCode.LOCAL_CONTROL,
+                    f"taken over by local dispatch {lease.dispatch_id} ({lease.actor}); "
+                    f"arbitration {self.arbitration}",
+                )
             else:
                 self._ack(
                     old,
                     AckState.RELEASED,
                     ReasonCode.SUPERSEDED,
-                    f"superseded by {lease.dispatch_id}",
+                    f"superseded by {_describe(lease)}",
                 )
         if lease.end <= self._clock.now():
             self._ack(
@@ -269,6 +303,7 @@ class AssetController:
             self._last_written = value
         except Exception as exc:  # the next step tries again; the lease still holds
             self._log_write_error("ramp step", value, exc)
+        self._on_change()
         if self._last_written != lease.p_kw:
             self._timers.after("ramp", dispatch_id, self._ramp_step_s)
 
@@ -280,6 +315,20 @@ class AssetController:
             self._timers.at("start", dispatch_id, lease.start)
             return
         self._scheduled = None
+        active = self._active
+        if (
+            self.arbitration is not Arbitration.CLOUD_PRIORITY
+            and active is not None
+            and active.source is Source.LOCAL
+        ):
+            self._ack(
+                lease,
+                AckState.RELEASED,
+                ReasonCode.LOCAL_CONTROL,
+                f"not started: asset under local control ({active.dispatch_id}); "
+                f"arbitration {self.arbitration}",
+            )
+            return
         await self._activate(lease)
 
     async def _on_end_due(self, dispatch_id: str) -> None:
@@ -317,7 +366,17 @@ class AssetController:
     async def _on_revert(self, cmd: Revert) -> None:
         scheduled, self._scheduled = self._scheduled, None
         active, self._active = self._active, None
-        self._timers.cancel_all()
+        if (
+            active is not None
+            and active.source is Source.LOCAL
+            and not cmd.final
+            and cmd.reason is ReasonCode.LINK_LOST_REVERTED
+        ):
+            # the cloud link is not the local operator's: their setpoint holds
+            self._active, active = active, None
+            self._timers.cancel("start")
+        else:
+            self._timers.cancel_all()
         if scheduled is not None:
             self._ack(
                 scheduled,
@@ -331,6 +390,30 @@ class AssetController:
             await self._revert()
 
     # ------------------------------------------------------------ helpers
+
+    def _reject(self, cmd: SetpointCommand, reason: ReasonCode | None, detail: str) -> None:
+        self._acks.send(
+            cmd.dispatch_id,
+            self.asset.asset_id,
+            AckState.REJECTED,
+            reason,
+            detail,
+            trace_context=cmd.trace_context,
+        )
+        self._changed(cmd.dispatch_id, cmd.source, AckState.REJECTED, reason, detail)
+
+    def _changed(
+        self,
+        dispatch_id: str,
+        source: Source,
+        state: AckState,
+        reason: ReasonCode | None,
+        detail: str,
+    ) -> None:
+        because = f" {reason}" if reason else ""
+        said = f": {detail}" if detail else ""
+        self._status = f"{state} {source} {dispatch_id}{because}{said}"
+        self._on_change()
 
     async def _end_with_revert(
         self, lease: Lease, state: AckState, reason: ReasonCode, detail: str
@@ -388,6 +471,13 @@ class AssetController:
             trace_context=lease.trace_context,
             applied_p_kw=applied_p_kw,
         )
+        self._changed(lease.dispatch_id, lease.source, state, reason, detail)
 
     async def _deliver(self, kind: TimerKind, dispatch_id: str) -> None:
         await self._queue.put(Due(kind, dispatch_id))
+
+
+def _describe(lease: Lease) -> str:
+    if lease.source is Source.LOCAL:
+        return f"local dispatch {lease.dispatch_id} ({lease.actor})"
+    return lease.dispatch_id

@@ -15,7 +15,7 @@ from gridpilot.core.lifecycle import ReasonCode
 from gridpilot.core.telemetry import CORE_FIELDS, Sample
 from gridpilot.schema.pb import agent_pb2 as pb
 
-from .acks import Ack
+from .acks import Ack, LocalReport, Outgoing
 from .buffer import Batch, BufferStats
 from .commands import ReleaseCommand, SetpointCommand
 
@@ -112,6 +112,24 @@ def sample_from_pb(msg: pb.TelemetrySample) -> Sample:
 
 def batch_from_pb(msg: pb.TelemetryBatch) -> Batch:
     return Batch(msg.batch_seq, tuple(sample_from_pb(s) for s in msg.samples))
+
+
+def outgoing(item: Outgoing) -> pb.AgentMessage:
+    return ack(item) if isinstance(item, Ack) else local_dispatch(item)
+
+
+def local_dispatch(r: LocalReport) -> pb.AgentMessage:
+    return pb.AgentMessage(
+        local_dispatch=pb.LocalDispatch(
+            dispatch_id=r.dispatch_id,
+            asset_id=r.asset_id,
+            p_kw=r.p_kw,
+            start=r.start,
+            end=r.end,
+            actor=r.actor,
+            channel=r.channel,
+        )
+    )
 
 
 def ack(a: Ack) -> pb.AgentMessage:

@@ -19,15 +19,23 @@ from datetime import datetime
 from gridpilot.schema.pb import agent_pb2 as pb
 
 from . import convert
-from .acks import Ack, AckOutbox
+from .acks import AckHistory, AckOutbox, Outgoing, PendingReports
 from .buffer import Batch, TelemetryBuffer
 from .link import Commit
 
 
 class AgentOutbound:
-    def __init__(self, acks: AckOutbox, buffer: TelemetryBuffer) -> None:
+    def __init__(
+        self,
+        acks: AckOutbox,
+        buffer: TelemetryBuffer,
+        reports: PendingReports | None = None,
+        history: AckHistory | None = None,
+    ) -> None:
         self.acks = acks
         self.buffer = buffer
+        self.reports = reports if reports is not None else PendingReports()
+        self.history = history if history is not None else AckHistory()
         self.wakeup = asyncio.Event()
         self._backlog_end = 0  # batches up to this seq are the backlog of this session
         self._backlog_sent = 0  # highest backlog seq written on this session
@@ -35,6 +43,7 @@ class AgentOutbound:
         self._live_turn = True
 
     def start_session(self) -> None:
+        self.reports.resend(self.acks, self.history)
         self._backlog_end = self.buffer.last_seq
         self._backlog_sent = 0
         self._live_sent = self._backlog_end
@@ -49,7 +58,7 @@ class AgentOutbound:
     def next(self) -> tuple[pb.AgentMessage, Commit] | None:
         ack = self.acks.peek()
         if ack is not None:
-            return convert.ack(ack), lambda: self._ack_written(ack)
+            return convert.outgoing(ack), lambda: self._ack_written(ack)
         batch = self._next_batch()
         if batch is None:
             return None
@@ -75,7 +84,7 @@ class AgentOutbound:
             return None
         return batch
 
-    def _ack_written(self, ack: Ack) -> None:
+    def _ack_written(self, ack: Outgoing) -> None:
         if self.acks.peek() is ack:  # unless a full outbox dropped it meanwhile
             self.acks.pop()
 

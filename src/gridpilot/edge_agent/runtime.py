@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from gridpilot.core.lifecycle import ReasonCode
 from gridpilot.schema.pb import agent_pb2 as pb
 
 from . import convert
-from .acks import Ack, AckHistory, AckOutbox, AckRecorder, AckState
+from .acks import Ack, AckHistory, AckOutbox, AckRecorder, AckState, PendingReports
 from .adapters import DeviceAdapter, build_adapter
 from .buffer import Batch, DropPolicy, TelemetryBuffer
 from .buffer_sqlite import MEMORY, SqliteTelemetryBuffer
@@ -35,6 +35,12 @@ from .config import SiteConfig, site_assets
 from .control import AssetController
 from .device import ManagedDevice
 from .link import HeadendLink
+from .local_control import (
+    Arbitration,
+    ControlView,
+    LocalResult,
+)
+from .local_desk import LocalDesk
 from .outbound import AgentOutbound
 from .polling import Poller
 from .publish import MqttTelemetryPublisher
@@ -42,6 +48,8 @@ from .publish import MqttTelemetryPublisher
 log = structlog.get_logger(__name__)
 
 MAX_CLOCK_SKEW_S = 5.0
+# A local setpoint holds this long unless the site config says otherwise.
+DEFAULT_LOCAL_LEASE_S = 3600.0
 
 
 class EdgeAgent:
@@ -87,14 +95,26 @@ class EdgeAgent:
 
         self.history = AckHistory()
         self.acks = AckOutbox()
+        self.local_reports = PendingReports()
         self._recorder = AckRecorder(self.history, self._emit, self._clock)
+        surface = config.opcua_server
+        self.arbitration = (
+            Arbitration(surface.arbitration) if surface is not None else Arbitration.CLOUD_PRIORITY
+        )
         self.buffer: TelemetryBuffer = SqliteTelemetryBuffer(
             buffer_path(config, state_dir),
             max_bytes=config.buffer.max_bytes,
             max_age_s=config.buffer.max_age_s,
             policy=DropPolicy(config.buffer.policy),
         )
-        self.outbound = AgentOutbound(self.acks, self.buffer)
+        self.outbound = AgentOutbound(self.acks, self.buffer, self.local_reports, self.history)
+        self.local = LocalDesk(
+            outbox=self.acks,
+            reports=self.local_reports,
+            notify=self.outbound.notify,
+            clock=self._clock,
+            lease_s=surface.local_lease_s if surface is not None else DEFAULT_LOCAL_LEASE_S,
+        )
         self.controllers = {
             asset_id: AssetController(
                 asset,
@@ -102,9 +122,12 @@ class EdgeAgent:
                 clock=self._clock,
                 acks=self._recorder,
                 revert_retry_s=revert_retry_s,
+                arbitration=self.arbitration,
+                on_change=self.local.changer(asset_id),
             )
             for asset_id, asset in self.assets.items()
         }
+        self.local.controllers = self.controllers
         self.pollers = {
             asset_id: Poller(device, interval_s=config.poll_interval_s(asset_id), clock=self._clock)
             for asset_id, device in devices.items()
@@ -224,6 +247,7 @@ class EdgeAgent:
     def _emit(self, ack: Ack) -> None:
         self.acks.put(ack)
         self.outbound.notify()
+        self.local.on_ack(ack)
         self._log.info(
             "dispatch ack",
             dispatch_id=ack.dispatch_id,
@@ -241,6 +265,14 @@ class EdgeAgent:
             await self._on_release(convert.release_from_pb(message.release))
         elif body == "telemetry_ack":
             self.buffer.ack(message.telemetry_ack.batch_seq)
+        elif body == "local_dispatch_recorded":
+            recorded = message.local_dispatch_recorded
+            if self.local_reports.recorded(recorded.dispatch_id) and recorded.refused:
+                self._log.warning(
+                    "headend refused to record a local dispatch",
+                    dispatch_id=recorded.dispatch_id,
+                    refused=recorded.refused,
+                )
         elif body == "welcome":
             self._log.warning("unexpected second Welcome ignored")
         # None: a message kind newer than this agent; fields are only added
@@ -268,6 +300,23 @@ class EdgeAgent:
             await controller.submit(cmd)
         else:
             self._recorder.release_unknown(cmd.dispatch_id, cmd.asset_id, cmd.reason)
+
+    # ------------------------------------------------------ local control
+
+    async def local_setpoint(
+        self, asset_id: str, p_kw: float, actor: str, wait_s: float = 5.0, channel: str = "opcua"
+    ) -> LocalResult:
+        return await self.local.setpoint(asset_id, p_kw, actor, wait_s, channel)
+
+    async def local_release(self, asset_id: str, actor: str, wait_s: float = 5.0) -> LocalResult:
+        return await self.local.release(asset_id, actor, wait_s)
+
+    def control_view(self, asset_id: str) -> ControlView:
+        return self.controllers[asset_id].view()
+
+    def add_control_listener(self, callback: Callable[[str], None]) -> None:
+        """``callback(asset_id)`` whenever that asset's control state changes."""
+        self.local.listeners.append(callback)
 
     # --------------------------------------------------------------- link
 

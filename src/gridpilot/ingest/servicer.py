@@ -16,12 +16,14 @@ from gridpilot.core.errors import Conflict, ValidationFailed
 from gridpilot.core.telemetry import sample_problem
 from gridpilot.schema.pb import agent_pb2 as pb
 from gridpilot.schema.pb import agent_pb2_grpc as pb_grpc
+from gridpilot.security.audit import Actor
 from gridpilot.security.identity import GatewayIdentity
-from gridpilot.workflows.models import AgentAck
+from gridpilot.workflows.models import AgentAck, DispatchInput
 
 from .convert import ACK_STATE_FROM_PB, asset_from_pb, reason_from_pb, sample_from_pb, ts_to_pb
 from .edge_reports import EdgeBufferReports
 from .guard import GatewayAuthority, Refusal, gateway_actor
+from .local_dispatches import LocalDispatchRefused, local_dispatch_input
 from .pipeline import IngestBatch, TelemetryPipeline
 from .registry import GatewayStore
 from .sessions import AgentSession, SessionClosed, SessionRegistry
@@ -31,6 +33,8 @@ log = structlog.get_logger(__name__)
 HELLO_TIMEOUT_S = 10.0
 MAX_SAMPLES_PER_BATCH = 5000
 AckSink = Callable[[AgentAck], Awaitable[None]]
+# Records a local dispatch (row + workflow); raises when the DB or Temporal is down.
+LocalSink = Callable[[DispatchInput, Actor], Awaitable[None]]
 DB_DOWN = (
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
@@ -50,8 +54,10 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         task_queue: str,
         max_future_skew: timedelta = timedelta(minutes=5),
         authority: GatewayAuthority | None = None,
+        local_sink: LocalSink | None = None,
     ) -> None:
         self._store = store
+        self._local_sink = local_sink
         self._sessions = sessions
         self._pipeline = pipeline
         self._ack_sink = ack_sink
@@ -214,6 +220,10 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
                     await self._on_telemetry(session, msg.telemetry)
                 elif kind == "dispatch_ack":
                     await self._on_ack(session, msg.dispatch_ack)
+                elif kind == "local_dispatch":
+                    if not await self._on_local_dispatch(session, msg.local_dispatch):
+                        session.close("local_dispatch_unrecorded")
+                        return
                 elif kind == "heartbeat":
                     self.edge_reports.update(session.gateway_id, msg.heartbeat)
                     if not await self._touch(session):
@@ -271,6 +281,53 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
                 session.gateway_id, batch.batch_seq, accepted, send_ack, size=batch.ByteSize()
             )
         )
+
+    async def _on_local_dispatch(self, session: AgentSession, raw: pb.LocalDispatch) -> bool:
+        """Record a dispatch made on site, then confirm it to the agent. False
+        when it could not be recorded now (database or Temporal down): the
+        stream is then ended before the acks behind it, and the agent sends
+        the report again on its next session."""
+        try:
+            inp = local_dispatch_input(raw, session.gateway_id, session.site_id, session.asset_ids)
+        except LocalDispatchRefused as exc:
+            await self._refuse(
+                session.gateway_id, "dispatch.local_refused", raw.dispatch_id, exc.message
+            )
+            session.send_nowait(
+                pb.HeadendMessage(
+                    local_dispatch_recorded=pb.LocalDispatchRecorded(
+                        dispatch_id=raw.dispatch_id, refused=exc.message
+                    )
+                )
+            )
+            return True
+        if self._local_sink is None:
+            log.warning("local_dispatch_not_recorded", gateway=session.gateway_id)
+            return True
+        try:
+            await self._local_sink(inp, gateway_actor(session.gateway_id))
+        except Exception as exc:
+            log.warning(
+                "local_dispatch_unrecorded",
+                gateway=session.gateway_id,
+                dispatch_id=inp.dispatch_id,
+                error=str(exc),
+            )
+            return False
+        log.info(
+            "local_dispatch_recorded",
+            gateway=session.gateway_id,
+            dispatch_id=inp.dispatch_id,
+            asset_id=inp.asset_id,
+            p_kw=inp.p_kw,
+            by=inp.submitted_by,
+        )
+        session.send_nowait(
+            pb.HeadendMessage(
+                local_dispatch_recorded=pb.LocalDispatchRecorded(dispatch_id=inp.dispatch_id)
+            )
+        )
+        return True
 
     async def _touch(self, session: AgentSession) -> bool:
         """False when the session was ended elsewhere. A database outage is not

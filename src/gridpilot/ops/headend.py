@@ -164,6 +164,17 @@ class Headend:
         def spawn(coro: Awaitable[Any], name: str) -> None:
             tasks.append(asyncio.create_task(coro, name=name))  # type: ignore[arg-type]
 
+        # The API's dispatches, and the local ones agents report over gRPC.
+        service = DispatchService(
+            self.engine,
+            self.client,
+            DispatchOptions(
+                task_queue=s.task_queue,
+                delivery_timeout=timedelta(seconds=s.delivery_timeout_s),
+                ack_timeout_s=s.ack_timeout_s,
+            ),
+            audit=self.audit,
+        )
         grpc_server: grpc.aio.Server | None = None
         workers = []
         if s.has_role("worker"):
@@ -185,6 +196,7 @@ class Headend:
                 authority=GatewayAuthority(
                     self.certs, self.audit, None if credentials is None else s.trust_domain
                 ),
+                local_sink=service.record_local,
             )
             pb_grpc.add_AgentGatewayServicer_to_server(self.servicer, grpc_server)
             if credentials is None:
@@ -208,16 +220,6 @@ class Headend:
         api_server: uvicorn.Server | None = None
         api_task: asyncio.Task[Any] | None = None
         if s.has_role("api"):
-            service = DispatchService(
-                self.engine,
-                self.client,
-                DispatchOptions(
-                    task_queue=s.task_queue,
-                    delivery_timeout=timedelta(seconds=s.delivery_timeout_s),
-                    ack_timeout_s=s.ack_timeout_s,
-                ),
-                audit=self.audit,
-            )
             app = create_app(
                 ApiDeps(
                     engine=self.engine,

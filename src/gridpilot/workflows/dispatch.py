@@ -108,7 +108,15 @@ class DispatchWorkflow:
         await self._to(S.SUBMITTED, actor=inp.submitted_by)
         try:
             end = None
-            if workflow.patched("claim-asset"):
+            if inp.source == "local":
+                # Written and applied on site: no claim, no delivery (the agent
+                # arbitrated it). Only what the agent's acks report is recorded.
+                # (Histories before local dispatches all have source "cloud".)
+                await self._to(
+                    S.SENT, detail=f"written on site by {inp.submitted_by}", actor="agent"
+                )
+                end = await self._follow_acks()
+            if end is None and workflow.patched("claim-asset"):
                 end = await self._claim()
             if end is None and workflow.patched("scheduled-start"):
                 await self._wait_for_start()

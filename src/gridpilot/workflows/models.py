@@ -29,6 +29,9 @@ class DispatchInput(BaseModel):
     request_hash: str | None = None
     # Higher wins; a dispatch with priority >= the asset's live one supersedes it.
     priority: int = 0
+    # "cloud" (the API) or "local": written on site and reported by the agent, which
+    # already applied it; the workflow only records what the agent reports.
+    source: str = "cloud"
 
 
 class AgentAck(BaseModel):

@@ -18,6 +18,7 @@ import grpc
 import pytest
 
 from gridpilot import __version__
+from gridpilot.core.lifecycle import ReasonCode
 from gridpilot.edge_agent import EdgeAgent, SiteConfig
 from gridpilot.edge_agent.adapters import DeviceAdapter, DeviceWriteFailed, build_adapter
 from gridpilot.edge_agent.adapters.simulated import SimulatedBattery
@@ -519,3 +520,62 @@ async def test_stop_releases_leases_reverts_and_closes(
     assert server.acks("d-stop")[2] == ("RELEASED", "REASON_CODE_AGENT_OFFLINE")
     assert battery(run).setpoint_kw == 0
     assert not run.agent.connected
+
+
+async def test_a_local_setpoint_is_reported_before_its_acks_and_resent_until_recorded(
+    gateway: Gateway, start_agent: StartAgent
+) -> None:
+    gw, port = gateway
+    r = start_agent(site_config(port))
+    await eventually(lambda: r.agent.connected)
+    result = await r.agent.local_setpoint("bess", 40.0, "opcua:op1")
+    assert result.outcome == "applied" and result.dispatch_id is not None
+    dispatch_id = result.dispatch_id
+    await eventually(lambda: len(gw.acks(dispatch_id)) == 2)
+    kinds = [
+        m.WhichOneof("body")
+        for _, m in gw.received
+        if m.WhichOneof("body") in ("local_dispatch", "dispatch_ack")
+    ]
+    assert kinds == ["local_dispatch", "dispatch_ack", "dispatch_ack"]  # the report first
+    report = gw.of("local_dispatch")[0]
+    assert (report.dispatch_id, report.asset_id, report.p_kw, report.actor) == (
+        dispatch_id,
+        "bess",
+        40.0,
+        "opcua:op1",
+    )
+    assert report.channel == "opcua" and report.end.ToDatetime() > report.start.ToDatetime()
+
+    # Not confirmed: the next session sends it again, with the latest ack behind it.
+    gw.drop()
+    await eventually(lambda: len(gw.of("local_dispatch", session=2)) == 1)
+    await eventually(lambda: gw.of("dispatch_ack", session=2))
+    again = gw.of("dispatch_ack", session=2)[0]
+    assert (again.dispatch_id, again.state) == (dispatch_id, pb.ACK_STATE_APPLIED)
+
+    # Confirmed: not sent again.
+    gw.send(local_dispatch_recorded=pb.LocalDispatchRecorded(dispatch_id=dispatch_id))
+    await eventually(lambda: len(r.agent.local_reports) == 0)
+    gw.drop()
+    await eventually(lambda: gw.sessions == 3 and gw.of("heartbeat", session=3))
+    assert gw.of("local_dispatch", session=3) == []
+
+
+async def test_a_local_setpoint_out_of_limits_is_refused_and_never_reported(
+    gateway: Gateway, start_agent: StartAgent
+) -> None:
+    gw, port = gateway
+    r = start_agent(site_config(port))
+    await eventually(lambda: r.agent.connected)
+    result = await r.agent.local_setpoint("bess", 400.0, "opcua:op1")
+    assert (result.outcome, result.reason, result.dispatch_id) == (
+        "rejected",
+        ReasonCode.OUT_OF_LIMITS,
+        None,
+    )
+    assert "-250..250" in result.detail
+    nan = await r.agent.local_setpoint("bess", float("nan"), "opcua:op1")
+    assert nan.reason is ReasonCode.OUT_OF_LIMITS
+    await asyncio.sleep(0.3)
+    assert gw.of("local_dispatch") == [] and len(r.agent.local_reports) == 0

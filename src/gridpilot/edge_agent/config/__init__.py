@@ -28,6 +28,7 @@ from .devices import (
     SimulatedPvDevice,
     SimulatedWindDevice,
 )
+from .opcua_server import OpcuaServerConfig, OpcuaUser
 from .points import ModbusPoint, MqttPoint, OpcUaPoint, PointBase
 from .protocols import ModbusDevice, MqttDevice, MqttPublish, OpcUaDevice, ProtocolDevice
 from .site import (
@@ -60,6 +61,8 @@ __all__ = [
     "MqttPublish",
     "OpcUaDevice",
     "OpcUaPoint",
+    "OpcuaServerConfig",
+    "OpcuaUser",
     "PointBase",
     "ProtocolDevice",
     "PvAsset",

@@ -13,6 +13,7 @@ from gridpilot.core.assets import Asset, AssetType, PowerLimits
 
 from .base import FiniteFloat, Identifier, Loc, PositiveFloat, Strict, rule_error
 from .devices import BessDevice, EvDevice, PvDevice, WindDevice
+from .opcua_server import OpcuaServerConfig
 from .protocols import MqttPublish, point_field_problems
 
 _ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
@@ -225,6 +226,10 @@ class SiteConfig(Strict):
     buffer: BufferConfig = Field(default_factory=BufferConfig)
     mqtt_publish: MqttPublish | None = Field(
         None, description="also publish every normalized sample to an MQTT broker"
+    )
+    opcua_server: OpcuaServerConfig | None = Field(
+        None,
+        description="serve the site's telemetry and setpoints to a local SCADA over OPC UA",
     )
     assets: list[AssetConfig] = Field(min_length=1, max_length=1000)
 

@@ -34,6 +34,7 @@ class ReasonCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REASON_CODE_INVALID_COMMAND: _ClassVar[ReasonCode]
     REASON_CODE_LEASE_ENDED: _ClassVar[ReasonCode]
     REASON_CODE_PRIORITY_CONFLICT: _ClassVar[ReasonCode]
+    REASON_CODE_LOCAL_CONTROL: _ClassVar[ReasonCode]
 
 class AckState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -62,6 +63,7 @@ REASON_CODE_LINK_LOST_REVERTED: ReasonCode
 REASON_CODE_INVALID_COMMAND: ReasonCode
 REASON_CODE_LEASE_ENDED: ReasonCode
 REASON_CODE_PRIORITY_CONFLICT: ReasonCode
+REASON_CODE_LOCAL_CONTROL: ReasonCode
 ACK_STATE_UNSPECIFIED: AckState
 ACK_STATE_ACCEPTED: AckState
 ACK_STATE_APPLIED: AckState
@@ -71,28 +73,32 @@ ACK_STATE_FAILED: AckState
 ACK_STATE_RELEASED: AckState
 
 class AgentMessage(_message.Message):
-    __slots__ = ("hello", "telemetry", "dispatch_ack", "heartbeat")
+    __slots__ = ("hello", "telemetry", "dispatch_ack", "heartbeat", "local_dispatch")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     TELEMETRY_FIELD_NUMBER: _ClassVar[int]
     DISPATCH_ACK_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_DISPATCH_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     telemetry: TelemetryBatch
     dispatch_ack: DispatchAck
     heartbeat: Heartbeat
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., telemetry: _Optional[_Union[TelemetryBatch, _Mapping]] = ..., dispatch_ack: _Optional[_Union[DispatchAck, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
+    local_dispatch: LocalDispatch
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., telemetry: _Optional[_Union[TelemetryBatch, _Mapping]] = ..., dispatch_ack: _Optional[_Union[DispatchAck, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., local_dispatch: _Optional[_Union[LocalDispatch, _Mapping]] = ...) -> None: ...
 
 class HeadendMessage(_message.Message):
-    __slots__ = ("welcome", "setpoint", "release", "telemetry_ack")
+    __slots__ = ("welcome", "setpoint", "release", "telemetry_ack", "local_dispatch_recorded")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     SETPOINT_FIELD_NUMBER: _ClassVar[int]
     RELEASE_FIELD_NUMBER: _ClassVar[int]
     TELEMETRY_ACK_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_DISPATCH_RECORDED_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     setpoint: Setpoint
     release: Release
     telemetry_ack: TelemetryAck
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., setpoint: _Optional[_Union[Setpoint, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., telemetry_ack: _Optional[_Union[TelemetryAck, _Mapping]] = ...) -> None: ...
+    local_dispatch_recorded: LocalDispatchRecorded
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., setpoint: _Optional[_Union[Setpoint, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., telemetry_ack: _Optional[_Union[TelemetryAck, _Mapping]] = ..., local_dispatch_recorded: _Optional[_Union[LocalDispatchRecorded, _Mapping]] = ...) -> None: ...
 
 class AssetInfo(_message.Message):
     __slots__ = ("asset_id", "name", "asset_type", "p_min_kw", "p_max_kw", "capacity_kwh", "default_p_kw")
@@ -259,3 +265,29 @@ class DispatchAck(_message.Message):
     trace_context: _containers.ScalarMap[str, str]
     applied_p_kw: float
     def __init__(self, dispatch_id: _Optional[str] = ..., state: _Optional[_Union[AckState, str]] = ..., reason: _Optional[_Union[ReasonCode, str]] = ..., detail: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., asset_id: _Optional[str] = ..., trace_context: _Optional[_Mapping[str, str]] = ..., applied_p_kw: _Optional[float] = ...) -> None: ...
+
+class LocalDispatch(_message.Message):
+    __slots__ = ("dispatch_id", "asset_id", "p_kw", "start", "end", "actor", "channel")
+    DISPATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    ASSET_ID_FIELD_NUMBER: _ClassVar[int]
+    P_KW_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    dispatch_id: str
+    asset_id: str
+    p_kw: float
+    start: _timestamp_pb2.Timestamp
+    end: _timestamp_pb2.Timestamp
+    actor: str
+    channel: str
+    def __init__(self, dispatch_id: _Optional[str] = ..., asset_id: _Optional[str] = ..., p_kw: _Optional[float] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor: _Optional[str] = ..., channel: _Optional[str] = ...) -> None: ...
+
+class LocalDispatchRecorded(_message.Message):
+    __slots__ = ("dispatch_id", "refused")
+    DISPATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    dispatch_id: str
+    refused: str
+    def __init__(self, dispatch_id: _Optional[str] = ..., refused: _Optional[str] = ...) -> None: ...
