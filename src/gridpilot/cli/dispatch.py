@@ -113,7 +113,11 @@ def timeline(d: dict[str, Any]) -> str:
     lines = [
         f"dispatch {d['id']}",
         f"  target     {target}  p_kw {d['p_kw']:g}  for {d['duration_s']} s"
-        f"  (priority {d.get('priority', 0)}, by {d['submitted_by']})",
+        + (
+            f"  (written on site, by {d['submitted_by']})"
+            if d.get("source") == "local"
+            else f"  (priority {d.get('priority', 0)}, by {d['submitted_by']})"
+        ),
         f"  window     {d['start_at']} → {d['end_at']}",
         f"  state      {d['state']}" + (f"  reason {d['reason']}" if d["reason"] else ""),
     ]

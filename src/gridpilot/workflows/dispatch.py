@@ -329,7 +329,13 @@ class DispatchWorkflow:
             return await self._end(S.FAILED, reason, detail, actor="agent")
         if ack.state == "released":
             reason = ack.reason or ReasonCode.LINK_LOST_REVERTED
-            if reason in (ReasonCode.CANCELLED_BY_OPERATOR, ReasonCode.SUPERSEDED):
+            # Taken over (by a newer dispatch, an operator, a local operator): cancelled.
+            # (LOCAL_CONTROL is newer than every recorded history: replay-safe.)
+            if reason in (
+                ReasonCode.CANCELLED_BY_OPERATOR,
+                ReasonCode.SUPERSEDED,
+                ReasonCode.LOCAL_CONTROL,
+            ):
                 return await self._end(S.CANCELLED, reason, detail, actor="agent")
             return await self._end(S.FAILED, reason, detail, actor="agent")
         self.late_acks.append(ack)

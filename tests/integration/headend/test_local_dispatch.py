@@ -4,14 +4,33 @@ refused when malformed, not cancellable from the cloud."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import psycopg
 import pytest
-from gp_testing import RunningHeadend, ScriptedAgent, demo_assets, dispatch_in_state, wait_for
+from gp_testing import (
+    RunningHeadend,
+    ScriptedAgent,
+    TestPki,
+    demo_assets,
+    dispatch_in_state,
+    wait_for,
+)
 
+from gridpilot.cli.dispatch import timeline
+from gridpilot.edge_agent import EdgeAgent, SiteConfig
 from gridpilot.ingest.convert import ts_to_pb
+from gridpilot.ops.embedded import EmbeddedPostgres, free_port
+from gridpilot.ops.headend import Headend
+from gridpilot.ops.settings import Settings
 from gridpilot.schema.pb import agent_pb2 as pb
+
+if TYPE_CHECKING:
+    from temporalio.testing import WorkflowEnvironment
 
 pytestmark = pytest.mark.integration
 
@@ -79,6 +98,8 @@ async def test_a_local_dispatch_is_recorded_once_and_follows_the_agents_acks(
         ("active", "agent"),
     ]
 
+    assert "(written on site, by opcua:op1@gw-1)" in timeline(body)
+
     # the cloud cannot cancel it: the local operator ends it on site
     refused = await api.post(f"/api/v1/dispatches/{r.dispatch_id}/cancel", json={})
     assert refused.status_code == 409 and "on site" in refused.json()["message"]
@@ -136,3 +157,86 @@ async def test_a_malformed_local_dispatch_is_refused_naming_the_field_and_not_re
     r2 = report()  # and the next good one is recorded
     await scripted_agent.send(pb.AgentMessage(local_dispatch=r2))
     assert (await wait_for(lambda: recorded(scripted_agent, r2.dispatch_id)))[0].refused == ""
+
+
+def real_site(address: str, pki: TestPki, gateway_id: str, **extra: Any) -> SiteConfig:
+    issued = pki.gateway(gateway_id)
+    return SiteConfig.model_validate(
+        {
+            "version": 1,
+            "gateway_id": gateway_id,
+            "site": {"id": f"{gateway_id}-site", "timezone": "UTC"},
+            "headend": {
+                "address": address,
+                "ca_file": str(pki.pki.ca_file),
+                "cert_file": str(issued.cert_file),
+                "key_file": str(issued.key_file),
+            },
+            "telemetry_interval_s": 0.2,
+            "heartbeat_interval_s": 0.5,
+            "assets": [
+                {
+                    "id": f"{gateway_id}-bess",
+                    "type": "bess",
+                    "limits": {"p_min_kw": -100, "p_max_kw": 100},
+                    "capacity_kwh": 200,
+                    "default_p_kw": 0,
+                    "device": {"kind": "simulated"},
+                }
+            ],
+            **extra,
+        }
+    )
+
+
+async def test_a_local_dispatch_made_while_the_headend_database_is_down_is_recorded_after(
+    tmp_path: Path, temporal_env: WorkflowEnvironment, test_pki: TestPki, task_queue: str
+) -> None:
+    """The fault: the headend's PostgreSQL stops while a live agent's operator
+    writes a setpoint. The agent applies it anyway; the headend cannot record
+    the report, ends the stream, and the agent re-sends it on the session it
+    gets once the database is back: recorded once, nothing lost."""
+    pg = EmbeddedPostgres(tmp_path / "pg", free_port())
+    pg.start()
+    with psycopg.connect(pg.url(), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE gridpilot")
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=pg.url("gridpilot"),
+        temporal_address=temporal_env.client.service_client.config.target_host,
+        task_queue=task_queue,
+        headend_id="lf-headend",
+        api_port=free_port(),
+        grpc_listen=f"127.0.0.1:{free_port()}",
+        grpc_tls_cert_file=test_pki.headend.cert_file,
+        grpc_tls_key_file=test_pki.headend.key_file,
+        grpc_client_ca_file=test_pki.pki.ca_file,
+    )
+    headend = Headend(settings)
+    served = asyncio.create_task(headend.run())
+    agent = EdgeAgent(real_site(settings.grpc_listen, test_pki, "lf-gw"))
+    running = asyncio.create_task(agent.run())
+    try:
+        await wait_for(lambda: agent.connected, timeout=60)
+        pg.stop()
+        result = await agent.local_setpoint("lf-gw-bess", 20.0, "opcua:night-op")
+        assert result.outcome == "applied"  # on site nothing waits for the cloud
+        await wait_for(lambda: not agent.connected, timeout=20)  # report unrecorded: stream ended
+        assert len(agent.local_reports) == 1
+        await asyncio.sleep(2)
+        pg.start()
+        await wait_for(lambda: len(agent.local_reports) == 0, timeout=60)
+        with psycopg.connect(pg.url("gridpilot")) as conn:
+            rows = conn.execute("SELECT id, source, submitted_by, p_kw FROM dispatches").fetchall()
+            assert rows == [(result.dispatch_id, "local", "opcua:night-op@lf-gw", 20.0)]
+
+            def state() -> str:
+                return conn.execute("SELECT state FROM dispatches").fetchone()[0]  # type: ignore[index]
+
+            await wait_for(lambda: state() == "active", timeout=30)
+    finally:
+        agent.stop()
+        await asyncio.wait_for(running, 20)
+        headend.stop()
+        await asyncio.wait_for(served, 30)
+        pg.stop()
