@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -34,7 +34,7 @@ from .commands import ReleaseCommand, SetpointCommand
 from .config import SiteConfig, site_assets
 from .control import AssetController
 from .device import ManagedDevice
-from .link import HeadendLink
+from .link import HeadendLink, backoff_delay
 from .local_control import (
     Arbitration,
     ControlView,
@@ -44,6 +44,9 @@ from .local_desk import LocalDesk
 from .outbound import AgentOutbound
 from .polling import Poller
 from .publish import MqttTelemetryPublisher
+
+if TYPE_CHECKING:
+    from .opcua_surface import OpcuaSurface
 
 log = structlog.get_logger(__name__)
 
@@ -128,6 +131,9 @@ class EdgeAgent:
             for asset_id, asset in self.assets.items()
         }
         self.local.controllers = self.controllers
+        self._state_dir = state_dir
+        # The OPC UA server surface for a local SCADA (docs/opcua-surface.md).
+        self.opcua: OpcuaSurface | None = self._new_surface()
         self.pollers = {
             asset_id: Poller(device, interval_s=config.poll_interval_s(asset_id), clock=self._clock)
             for asset_id, device in devices.items()
@@ -150,6 +156,7 @@ class EdgeAgent:
             heartbeat_interval_s=config.heartbeat_interval_s,
             rng=rng,
         )
+        self._rng = rng or random.Random()
         self._stop = asyncio.Event()
         self._started = False
         self._seq = 0
@@ -188,6 +195,8 @@ class EdgeAgent:
         workers.append(asyncio.create_task(self._batch_loop(), name="telemetry"))
         if self.publisher is not None:
             workers.append(asyncio.create_task(self.publisher.run(), name="mqtt-publish"))
+        if self.opcua is not None:
+            workers.append(asyncio.create_task(self._serve_opcua(), name="opcua-surface"))
         link = asyncio.create_task(self.link.run(), name="headend-link")
         self._arm_failsafe()  # the link is down until the first Welcome
         try:
@@ -359,11 +368,46 @@ class EdgeAgent:
         for controller in self.controllers.values():
             await controller.failsafe(detail)
 
+    # ---------------------------------------------------- OPC UA surface
+
+    def _new_surface(self) -> OpcuaSurface | None:
+        if self.config.opcua_server is None:
+            return None
+        from .opcua_surface import OpcuaSurface  # asyncua only where it is used
+
+        return OpcuaSurface(
+            self, self.config.opcua_server, state_dir=self._state_dir, clock=self._clock
+        )
+
+    async def _serve_opcua(self) -> None:
+        """Start the surface; if it cannot (port taken, certificate unreadable),
+        the agent goes on without it (the cloud link and the rails still work)
+        and tries again with backoff."""
+        attempt = 0
+        while self.opcua is not None:
+            try:
+                await self.opcua.start()
+                return
+            except Exception as exc:
+                attempt += 1
+                delay = backoff_delay(attempt, self._rng, base_s=1.0, cap_s=60.0)
+                self._log.error(
+                    "opcua server surface could not start; retrying",
+                    endpoint=self.config.opcua_server.endpoint if self.config.opcua_server else "",
+                    error=str(exc) or type(exc).__name__,
+                    retry_in_s=round(delay, 1),
+                )
+                await self.opcua.stop()
+                await asyncio.sleep(delay)
+                self.opcua = self._new_surface()
+
     # ----------------------------------------------------------- shutdown
 
     async def _shutdown(self, workers: list[asyncio.Task[None]], link: asyncio.Task[None]) -> None:
         self._log.info("edge agent stopping")
         self._disarm_failsafe()
+        if self.opcua is not None:  # no SCADA write may arrive while control stops
+            await self.opcua.stop()
         for task in workers:
             task.cancel()
         await self._ended(workers, "workers")

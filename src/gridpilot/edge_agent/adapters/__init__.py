@@ -71,7 +71,7 @@ def quiet_protocol_loggers(level: int = logging.CRITICAL) -> None:
     """The protocol libraries log every failed attempt (pymodbus with frame
     dumps, asyncua with tracebacks per publish retry); the adapters log the
     transitions themselves. Call from a composition root."""
-    for name in ("pymodbus", "asyncua", "aiomqtt"):
+    for name in ("pymodbus", "asyncua", "asyncuagds", "aiomqtt"):
         logging.getLogger(name).setLevel(level)
 
 
