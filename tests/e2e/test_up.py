@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -9,9 +10,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from asyncua import Client, ua
 
 from gridpilot.ops.embedded import free_port
 
@@ -57,6 +60,7 @@ def test_up_runs_the_demo_dispatches_a_site_and_stops_cleanly(tmp_path: Path) ->
         "grpc-port": free_port(),
         "temporal-port": free_port(),
         "ui-port": free_port(),
+        "opcua-port": free_port(),
     }
     proc = _start(data_dir, ports, log)
     try:
@@ -86,6 +90,20 @@ def test_up_runs_the_demo_dispatches_a_site_and_stops_cleanly(tmp_path: Path) ->
         assert {a["asset_type"] for a in assets.values()} == {"bess", "pv", "ev_charger"}
         latest = httpx.get(f"{api}/assets/demo-bess/telemetry/latest", headers=auth).json()
         assert latest["soc_pct"] is not None
+
+        # A local SCADA on the demo agent's OPC UA server, as up.json says to connect.
+        local_id = asyncio.run(_scada_writes_a_setpoint(info["opcua"], 60.0))
+        local = _wait(
+            lambda: (
+                (d := httpx.get(f"{api}/dispatches/{local_id}", headers=auth).json())["state"]
+                == "active"
+                and d
+            ),
+            60,
+            proc,
+            log,
+        )
+        assert local["source"] == "local" and local["submitted_by"] == "opcua:demo-operator@demo-gw"
 
         r = httpx.post(
             f"{api}/dispatches",
@@ -146,3 +164,29 @@ def test_up_runs_the_demo_dispatches_a_site_and_stops_cleanly(tmp_path: Path) ->
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
+
+
+async def _scada_writes_a_setpoint(opcua: dict[str, Any], p_kw: float) -> str:
+    """Connect as up.json says, read the battery, write its setpoint; the
+    local dispatch id the agent shows for it."""
+    client = Client(opcua["endpoint_url"], timeout=10)
+    client.application_uri = opcua["client_application_uri"]
+    await client.set_security_string(
+        f"Basic256Sha256,SignAndEncrypt,{opcua['client_certificate']},{opcua['client_private_key']}"
+    )
+    client.set_user(opcua["username"])
+    client.set_password(Path(opcua["password_file"]).read_text().strip())  # noqa: ASYNC240
+    async with client:
+        ns = await client.get_namespace_index(opcua["namespace_uri"])
+        bess = await client.nodes.objects.get_child(
+            [f"{ns}:Sites", f"{ns}:demo-site", f"{ns}:demo-bess"]
+        )
+        soc = await (await bess.get_child([f"{ns}:Telemetry", f"{ns}:soc_pct"])).read_value()
+        assert 0 <= soc <= 100
+        setpoint = await bess.get_child([f"{ns}:Control", f"{ns}:SetpointKw"])
+        assert opcua["setpoint_node"].endswith(f";s={setpoint.nodeid.Identifier}")
+        await setpoint.write_value(ua.Variant(p_kw, ua.VariantType.Double))
+        active = await bess.get_child([f"{ns}:Control", f"{ns}:ActiveDispatchId"])
+        dispatch_id = await active.read_value()
+        assert dispatch_id.startswith("loc-")
+        return str(dispatch_id)

@@ -67,10 +67,14 @@ def up(
     grpc_port: Annotated[int, typer.Option(help="AgentGateway gRPC port")] = 50051,
     temporal_port: Annotated[int, typer.Option(help="Temporal frontend port")] = 7233,
     ui_port: Annotated[int, typer.Option(help="Temporal UI port")] = 8233,
+    opcua_port: Annotated[
+        int, typer.Option(help="the demo agent's OPC UA server port (for a SCADA client)")
+    ] = 4840,
     pg_port: Annotated[int, typer.Option(help="embedded PostgreSQL port (0 = any free)")] = 0,
 ) -> None:
     """Start the embedded demo: PostgreSQL, Temporal dev server + UI, a headend and a
-    simulated site (BESS, PV, EV charger behind one edge agent). Ctrl-C stops it all."""
+    simulated site (BESS, PV, EV charger behind one edge agent, with its OPC UA server
+    for a local SCADA). Ctrl-C stops it all."""
     from gridpilot.ops.up import UpOptions, run_up
 
     code = run_up(
@@ -80,6 +84,7 @@ def up(
             grpc_port=grpc_port,
             temporal_port=temporal_port,
             ui_port=ui_port,
+            opcua_port=opcua_port,
             pg_port=pg_port,
         )
     )

@@ -27,8 +27,15 @@ import yaml
 
 from gridpilot.workflows.constants import SEARCH_ATTRIBUTES
 
-from .embedded import EmbeddedPostgres, EmbeddedStackError, TemporalDevServer, free_port, stack_lock
-from .up_security import ensure_admin_token, ensure_demo_tls
+from .embedded import (
+    EmbeddedPostgres,
+    EmbeddedStackError,
+    TemporalDevServer,
+    _port_open,
+    free_port,
+    stack_lock,
+)
+from .up_security import ensure_admin_token, ensure_demo_opcua, ensure_demo_tls
 
 DEMO_CONFIG = Path(__file__).parent / "demo" / "demo-site.yaml"
 DATABASE = "gridpilot"
@@ -41,6 +48,7 @@ class UpOptions:
     grpc_port: int = 50051
     temporal_port: int = 7233
     ui_port: int = 8233
+    opcua_port: int = 4840
     pg_port: int = 0
     ready_timeout_s: float = 90.0
 
@@ -105,13 +113,12 @@ def _ensure_database(pg: EmbeddedPostgres) -> str:
 
 
 def _check_ports(opts: UpOptions) -> None:
-    from .embedded import _port_open
-
     for name, port in (
         ("--api-port", opts.api_port),
         ("--grpc-port", opts.grpc_port),
         ("--temporal-port", opts.temporal_port),
         ("--ui-port", opts.ui_port),
+        ("--opcua-port", opts.opcua_port),
     ):
         if _port_open("127.0.0.1", port):
             raise UpError(f"port {port} ({name}) is already in use; choose another with {name}")
@@ -177,6 +184,7 @@ def _run_locked(opts: UpOptions, data_dir: Path) -> int:
         tls = ensure_demo_tls(data_dir / "pki", config["gateway_id"])
         token_file = data_dir / "admin-token"
         token = ensure_admin_token(database_url, token_file)
+        opcua = ensure_demo_opcua(data_dir, config["gateway_id"], opts.opcua_port)
         auth = {"Authorization": f"Bearer {token}"}
         temporal.start(timeout=60)
         env = {
@@ -199,6 +207,7 @@ def _run_locked(opts: UpOptions, data_dir: Path) -> int:
             "cert_file": str(tls.agent_cert),
             "key_file": str(tls.agent_key),
         }
+        config["opcua_server"] = opcua.server  # the agent's OPC UA surface for a SCADA
         site_yaml = data_dir / "demo-site.yaml"
         site_yaml.write_text(yaml.safe_dump(config, sort_keys=False))
         children.append(
@@ -216,6 +225,7 @@ def _run_locked(opts: UpOptions, data_dir: Path) -> int:
                 and any(
                     x["connected"] for x in httpx.get(f"{api}/api/v1/agents", headers=auth).json()
                 )
+                and _port_open("127.0.0.1", opts.opcua_port)
             ),
             opts.ready_timeout_s,
             children,
@@ -234,6 +244,7 @@ def _run_locked(opts: UpOptions, data_dir: Path) -> int:
             "site_id": config["site"]["id"],
             "gateway_id": config["gateway_id"],
             "asset_ids": asset_ids,
+            "opcua": opcua.connect,
             "pids": {
                 "up": os.getpid(),
                 "postgres": pg.pid,
@@ -251,6 +262,9 @@ def _run_locked(opts: UpOptions, data_dir: Path) -> int:
             f"  Temporal UI  {info['temporal_ui_url']}\n"
             f"  admin token  {token}  (in {token_file}; paste it into the console)\n"
             f"  demo site    {info['site_id']}: {', '.join(asset_ids)}\n"
+            f"  OPC UA       {opcua.connect['endpoint_url']}  (Basic256Sha256 SignAndEncrypt, "
+            f"user {opcua.connect['username']}, password in {opcua.connect['password_file']}; "
+            "client certificate in up.json)\n"
             f"  data         {data_dir}  (logs in {logs})\n"
             "Press Ctrl-C to stop.",
             flush=True,

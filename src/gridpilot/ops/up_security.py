@@ -1,10 +1,14 @@
 """What makes ``gridpilot up`` secure by default: a dev CA with the headend's
-and the demo agent's certificates in the data dir, and an admin API token."""
+and the demo agent's certificates in the data dir, an admin API token, and
+for the agent's OPC UA surface an operator login and a trusted demo client
+certificate."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
+import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +19,7 @@ from gridpilot.core.errors import NotFound
 from gridpilot.ops.logging import configure_logging
 from gridpilot.schema import db
 from gridpilot.security.audit import Actor, AuditLog
+from gridpilot.security.passwords import hash_password
 from gridpilot.security.pki import Pki
 from gridpilot.security.tokens import TokenStore
 
@@ -73,12 +78,7 @@ def ensure_admin_token(database_url: str, token_file: Path) -> str:
     existing = token_file.read_text().strip() if token_file.is_file() else None
     secret = asyncio.run(_admin_token(database_url, existing))
     if secret != existing:
-        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, (secret + "\n").encode())
-        finally:
-            os.close(fd)
+        _write_secret(token_file, secret)
     return secret
 
 
@@ -95,3 +95,85 @@ async def _admin_token(database_url: str, existing: str | None) -> str:
         return (await tokens.create(ADMIN_TOKEN_NAME, "admin", UP_ACTOR))[1]
     finally:
         await engine.dispose()
+
+
+OPCUA_OPERATOR = "demo-operator"
+OPCUA_CLIENT_URI = "urn:gridpilot:demo:scada-client"
+
+
+@dataclass(frozen=True)
+class DemoOpcua:
+    """The demo site's OPC UA surface: what the site YAML gets (``server``)
+    and what ``up.json`` tells a user to connect with (``connect``)."""
+
+    server: dict[str, object]
+    connect: dict[str, object]
+
+
+def ensure_demo_opcua(data_dir: Path, gateway_id: str, port: int) -> DemoOpcua:
+    """An operator password (made once, 0600) and a demo SCADA client
+    certificate already in the agent's trust list, so an OPC UA client can
+    connect at once with Basic256Sha256 SignAndEncrypt. Any other client is
+    refused until its certificate is moved from ``opcua/rejected`` to
+    ``opcua/trusted`` (the agent's state dir is the data dir)."""
+    password_file = data_dir / "opcua-operator-password"
+    if not password_file.is_file():
+        _write_secret(password_file, secrets.token_urlsafe(12))
+    password = password_file.read_text().strip()
+    client_dir = data_dir / "opcua-client"
+    cert, key = client_dir / "demo-scada.der", client_dir / "demo-scada.pem"
+    if not (cert.is_file() and key.is_file()):
+        client_dir.mkdir(parents=True, exist_ok=True)
+        asyncio.run(_client_certificate(cert, key))
+        os.chmod(key, 0o600)
+    trusted = data_dir / "opcua" / "trusted"
+    trusted.mkdir(parents=True, exist_ok=True)
+    shutil.copy(cert, trusted / cert.name)
+    namespace = f"urn:gridpilot:edge:{gateway_id}"
+    server: dict[str, object] = {
+        "endpoint": f"opc.tcp://127.0.0.1:{port}/gridpilot/",
+        "namespace_uri": namespace,
+        "security_policies": ["Basic256Sha256_SignAndEncrypt"],
+        "users": [
+            {"name": OPCUA_OPERATOR, "role": "operator", "password_hash": hash_password(password)}
+        ],
+        "arbitration": "cloud_priority",
+    }
+    connect: dict[str, object] = {
+        "endpoint_url": f"opc.tcp://127.0.0.1:{port}/gridpilot/",
+        "security": "Basic256Sha256 SignAndEncrypt",
+        "namespace_uri": namespace,
+        "username": OPCUA_OPERATOR,
+        "password_file": str(password_file),
+        "client_certificate": str(cert),
+        "client_private_key": str(key),
+        "client_application_uri": OPCUA_CLIENT_URI,
+        "server_certificate": str(data_dir / "opcua" / "server-cert.der"),
+        "trusted_dir": str(trusted),
+        "rejected_dir": str(data_dir / "opcua" / "rejected"),
+        "setpoint_node": f"nsu={namespace};s=Sites/demo-site/demo-bess/Control/SetpointKw",
+    }
+    return DemoOpcua(server, connect)
+
+
+async def _client_certificate(cert: Path, key: Path) -> None:
+    from asyncua.crypto.cert_gen import setup_self_signed_certificate
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    await setup_self_signed_certificate(
+        key,
+        cert,
+        OPCUA_CLIENT_URI,
+        "localhost",
+        [ExtendedKeyUsageOID.CLIENT_AUTH],
+        {"commonName": "GridPilot demo SCADA client", "organizationName": "GridPilot demo"},
+    )
+
+
+def _write_secret(path: Path, secret: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, (secret + "\n").encode())
+    finally:
+        os.close(fd)
