@@ -170,24 +170,18 @@ async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
     assert config.opcua_server is not None
     state_dir = tmp / "state"
     agent = EdgeAgent(config, state_dir=state_dir)
-    # the agent runs its own surface once EdgeAgent wires it (as `agent.opcua`)
-    own: OpcuaSurface | None = getattr(agent, "opcua", None)
-    surface = own or OpcuaSurface(agent, config.opcua_server, state_dir=state_dir)
+    surface = agent.opcua  # the agent starts its own surface in run()
+    assert surface is not None
     cert, key = await make_client_cert(tmp / "client", "scada")
     surface.paths.trusted_dir.mkdir(parents=True)
     shutil.copy(cert, surface.paths.trusted_dir / cert.name)  # the trust exchange, done ahead
 
     run = asyncio.create_task(agent.run())
     try:
-        if own is None:
-            await surface.start()
-        else:
-            await eventually(lambda: surface.port or run.done(), timeout=30)
-            assert not run.done(), run.result()
+        await eventually(lambda: surface.port or run.done(), timeout=30)
+        assert not run.done(), run.result()
         yield Site(agent, surface, headend, surface.endpoint_url, cert, key, tmp)
     finally:
-        if own is None:
-            await surface.stop()
         agent.stop()
         await asyncio.wait_for(run, 15)
         await grpc_server.stop(grace=None)
