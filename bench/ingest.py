@@ -12,7 +12,8 @@ process), then:
    (a throwaway PKI; plain text if this build has no PKI) into a fresh
    database: rows/s committed and acked, p50/p99 sample -> commit latency
    (a batch's write to its TelemetryAck, which the headend sends after the
-   commit), and the headend's peak RSS;
+   commit), the headend's peak RSS, and the CPU seconds the headend,
+   PostgreSQL and the agents used meanwhile (where the 2 cores went);
 2. the same rows, binary COPY in 5,000-row transactions from one
    connection into an identical (freshly migrated) table: rows/s.
 
@@ -230,6 +231,25 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int, children: bool = True) -> float:
+    """User + system CPU of a process (and of its children it has reaped)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(x) for x in fields[11 : 15 if children else 13])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds(postmaster: int) -> float:
+    """The postmaster, its live backends and workers, and the exited ones."""
+    total = cpu_seconds(postmaster)
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                total += cpu_seconds(int(proc.name), children=False)
+    return total
+
+
 def tls(work: Path, agents: int) -> tuple[dict[str, str], list[grpc.ChannelCredentials | None]]:
     """Headend env and per-agent client credentials: mutual TLS if this build
     has the PKI, else plain text."""
@@ -310,7 +330,19 @@ def main() -> None:
                 *(run_agent(a, address, creds[a], payloads[a]) for a in range(AGENTS))
             )
 
+        postmaster = pg.pid or 0
+        cpu0 = cpu_seconds(headend.pid), postgres_cpu_seconds(postmaster), time.process_time()
+        wall0 = time.perf_counter()
         runs = asyncio.run(stream())
+        cpu = [
+            after - before
+            for after, before in zip(
+                (cpu_seconds(headend.pid), postgres_cpu_seconds(postmaster), time.process_time()),
+                cpu0,
+                strict=True,
+            )
+        ]
+        wall = time.perf_counter() - wall0
         payloads.clear()  # free the encoded batches before the raw COPY
         elapsed = max(r.last_ack for r in runs) - min(r.first_send for r in runs)
         acked = sum(r.accepted for r in runs)
@@ -337,6 +369,10 @@ def main() -> None:
         print(f"latency_p50_ms            {pct(latencies, 50) * 1000:.0f}")
         print(f"latency_p99_ms            {pct(latencies, 99) * 1000:.0f}")
         print(f"headend_peak_rss_mb       {rss:.0f}")
+        print(
+            f"cpu_seconds               headend {cpu[0]:.1f}, postgres {cpu[1]:.1f}, "
+            f"agents {cpu[2]:.1f} (in {wall:.1f} s, {os.cpu_count()} cores)"
+        )
         print(f"raw_copy_rows             {raw_rows}")
         print(f"raw_copy_rows_per_s       {raw_rate:.0f}")
         print(f"bench_wall_seconds        {time.monotonic() - started:.0f}")

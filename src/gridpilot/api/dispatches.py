@@ -193,7 +193,7 @@ class DispatchService:
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 search_attributes=TypedSearchAttributes(pairs),
-                memo={"submitted_by": inp.submitted_by},
+                memo={"submitted_by": inp.submitted_by, "source": inp.source},
                 execution_timeout=(inp.end_at - inp.start_at)
                 + timedelta(hours=1)
                 + max(inp.start_at - datetime.now(UTC), timedelta(0)),
@@ -394,4 +394,5 @@ def _hash(body: DispatchCreate) -> str:
 
 def _summary(inp: DispatchInput) -> str:
     target = inp.asset_id or inp.site_id
-    return f"{inp.p_kw:g} kW for {inp.duration_s} s on {target} (by {inp.submitted_by})"
+    where = "written on site " if inp.source == "local" else ""
+    return f"{inp.p_kw:g} kW for {inp.duration_s} s on {target} ({where}by {inp.submitted_by})"

@@ -87,9 +87,11 @@ def asset_from_pb(info: pb.AssetInfo, site_id: str, index: int) -> Asset:
 
 
 def sample_from_pb(s: pb.TelemetrySample) -> Sample:
-    """The hot path of ingest (every sample passes here): plain attribute
-    access, no json_format. Non-finite numbers in ``details`` are kept, for
-    :func:`~gridpilot.core.telemetry.sample_problem` to reject."""
+    """A sample as a core ``Sample``: plain attribute access, no json_format.
+    Non-finite numbers in ``details`` are kept, for
+    :func:`~gridpilot.core.telemetry.sample_problem` to reject. Ingest's hot
+    path is :mod:`.copyrows`, which comes here only for samples its fast
+    checks cannot prove storable (and for nested ``details``)."""
     ts, has = s.ts, s.HasField
     return Sample(
         s.asset_id,

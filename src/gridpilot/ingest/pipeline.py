@@ -4,7 +4,10 @@
 back through gRPC flow control to the agents instead of growing memory.
 The writer drains batches and writes them in one transaction: binary COPY,
 the latest values, the gateway's watermark, commit; only then it acks each
-batch and releases its bytes in the queue.
+batch and releases its bytes in the queue. Each batch is validated and
+encoded (:mod:`.copyrows`) inside the COPY, so the server digests one batch
+while the next is encoded; the COPY itself only moves prepared bytes, and
+the statements after it go in one round trip (pipeline mode).
 
 Two ways into ``telemetry``, same result:
 
@@ -31,25 +34,30 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from operator import attrgetter
-from typing import Any
 
-import orjson
 import psycopg
 import structlog
-from psycopg.types.json import JsonbBinaryDumper
 
-from gridpilot.core.telemetry import CORE_FIELDS, Sample
+from gridpilot.core.telemetry import Sample
 
+from .copyrows import (
+    COLUMNS,
+    COPY_TYPES,
+    SIGNATURE,
+    TRAILER,
+    CopyRows,
+    encode_samples,
+    merge_latest,
+)
 from .queue import TelemetryQueue
 
 log = structlog.get_logger(__name__)
 
-COLUMNS = ("asset_id", "ts", "received_at", *CORE_FIELDS, "state", "details")
-COPY_TYPES = ["text", "timestamptz", "timestamptz", *["float8"] * len(CORE_FIELDS), "text", "jsonb"]
+__all__ = ["COLUMNS", "COPY_TYPES", "IngestBatch", "PipelineStats", "TelemetryPipeline"]
+
 _COLS = ", ".join(COLUMNS)
 _UPDATES = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS if c != "asset_id")
 
@@ -77,17 +85,61 @@ WATERMARK_SQL = (
 TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
 
 AckFn = Callable[[], Awaitable[None]]
-Row = tuple[Any, ...]
+Encode = Callable[[], CopyRows]
 
 
-@dataclass(eq=False)
 class IngestBatch:
-    gateway_id: str
-    batch_seq: int
-    samples: list[Sample]
-    ack: AckFn  # called once the batch is committed
-    size: int = 0  # serialized bytes, as received: the queue's unit
-    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    """One agent batch on its way to the table.
+
+    ``encode`` validates the batch and returns its rows for binary COPY
+    (:mod:`.copyrows`). The writer calls it once, the first time it needs the
+    rows, while its COPY is open: the database digests one batch while the
+    next is encoded, and the servicers only parse and queue, so the writer's
+    round trips do not wait behind other streams' encoding. A retry reuses
+    the rows; a batch whose ``encode`` raises is logged, counted as refused
+    and never acked.
+    """
+
+    __slots__ = ("_encode", "_rows", "ack", "batch_seq", "gateway_id", "size", "unencodable")
+
+    def __init__(
+        self, gateway_id: str, batch_seq: int, encode: Encode, ack: AckFn, size: int = 0
+    ) -> None:
+        self.gateway_id = gateway_id
+        self.batch_seq = batch_seq
+        self.ack = ack  # called once the batch is committed
+        self.size = size  # serialized bytes, as received: the queue's unit
+        self.unencodable = False  # encode() raised: logged, never written nor acked
+        self._encode: Encode | None = encode
+        self._rows: CopyRows | None = None
+
+    @property
+    def rows(self) -> CopyRows:
+        if self._rows is None:
+            try:
+                self._rows = self._encode() if self._encode is not None else CopyRows()
+            except Exception:
+                log.exception(
+                    "telemetry_batch_unencodable", gateway=self.gateway_id, batch_seq=self.batch_seq
+                )
+                self.unencodable = True
+                self._rows = CopyRows()
+            self._encode = None  # the source (the decoded message) can go now
+        return self._rows
+
+    @classmethod
+    def of_samples(
+        cls,
+        gateway_id: str,
+        batch_seq: int,
+        samples: Sequence[Sample],
+        ack: AckFn,
+        size: int = 0,
+        received_at: datetime | None = None,
+    ) -> IngestBatch:
+        """A batch of samples that are already validated (no checks here)."""
+        at = received_at or datetime.now(UTC)
+        return cls(gateway_id, batch_seq, lambda: encode_samples(samples, at), ack, size)
 
 
 @dataclass
@@ -113,7 +165,7 @@ class TelemetryPipeline:
         database_url: str,
         queue: TelemetryQueue[IngestBatch],
         max_batches_per_commit: int = 256,
-        max_bytes_per_commit: int = 4 * 1024 * 1024,
+        max_bytes_per_commit: int = 1 * 1024 * 1024,
     ) -> None:
         self._url = database_url
         self.queue = queue
@@ -139,6 +191,9 @@ class TelemetryPipeline:
                 batches = await self.queue.drain(self._per_commit, self._bytes_per_commit)
                 written = await self._write_until_durable(batches)
                 for b in written:
+                    if b.unencodable:
+                        self.stats.batches_refused += 1
+                        continue
                     try:
                         await b.ack()
                     except Exception as exc:  # the agent re-sends; dedup absorbs it
@@ -176,7 +231,7 @@ class TelemetryPipeline:
                 "telemetry_batch_refused",
                 gateway=b.gateway_id,
                 batch_seq=b.batch_seq,
-                samples=len(b.samples),
+                samples=b.rows.count,
                 error=_first_line(exc),
             )
             return []
@@ -195,7 +250,6 @@ class TelemetryPipeline:
     async def _connection(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
         if self._conn is None or self._conn.closed:
             self._conn = await psycopg.AsyncConnection.connect(self._url, connect_timeout=5)
-            self._conn.adapters.register_dumper(dict, _FastJsonbDumper)
             await self._conn.execute(STAGE_DDL)
             await self._conn.commit()
         return self._conn
@@ -247,34 +301,40 @@ class TelemetryPipeline:
         staged: bool,
     ) -> None:
         rows = 0
-        latest: dict[str, Row] = {}
         try:
-            async with conn.transaction(), conn.cursor() as cur:
+            async with conn.cursor() as cur:  # not autocommit: BEGIN goes first
+                # Each batch is encoded (and validated) here, the first time its
+                # rows are needed: the server digests one batch while the next
+                # is being encoded.
                 async with cur.copy(COPY_STAGE if staged else COPY_DIRECT) as copy:
-                    copy.set_types(COPY_TYPES)
-                    for row in _rows(batches):
-                        await copy.write_row(row)
-                        rows += 1
-                        seen = latest.get(row[0])
-                        if seen is None or seen[1] < row[1]:
-                            latest[row[0]] = row
+                    await copy.write(SIGNATURE)
+                    for b in batches:
+                        if b.rows.count:
+                            await copy.write(b.rows.payload)
+                            rows += b.rows.count
+                    await copy.write(TRAILER)
                 if staged:
                     await cur.execute(MOVE_SQL)
                     inserted = max(cur.rowcount, 0)
                 else:
                     inserted = rows
                     # The stage holds only the newest row per asset here.
+                    latest = merge_latest(b.rows for b in batches)
                     async with cur.copy(COPY_STAGE) as copy:
-                        copy.set_types(COPY_TYPES)
-                        for row in latest.values():
-                            await copy.write_row(row)
-                await cur.execute(LATEST_SQL)
-                for gateway_id, seq in self._marks(batches).items():
-                    await cur.execute(WATERMARK_SQL, (gateway_id, seq))
-        except psycopg.errors.UniqueViolation:
-            if staged:
-                raise
-            raise _Duplicate() from None
+                        await copy.write(b"".join((SIGNATURE, *latest, TRAILER)))
+                # One round trip for the rest: latest values, watermarks (in
+                # gateway order, so concurrent writers lock them alike), commit.
+                async with conn.pipeline():
+                    await cur.execute(LATEST_SQL)
+                    for gateway_id, seq in sorted(self._marks(batches).items()):
+                        await cur.execute(WATERMARK_SQL, (gateway_id, seq))
+                    await conn.commit()
+        except BaseException as exc:
+            with contextlib.suppress(Exception):  # a broken connection is dropped anyway
+                await conn.rollback()
+            if isinstance(exc, psycopg.errors.UniqueViolation) and not staged:
+                raise _Duplicate() from None
+            raise
         self.stats.rows_written += inserted
         self.stats.rows_duplicate += rows - inserted
 
@@ -284,26 +344,6 @@ class TelemetryPipeline:
         for b in batches:
             marks[b.gateway_id] = max(marks.get(b.gateway_id, 0), b.batch_seq)
         return marks
-
-
-_core_values = attrgetter(*CORE_FIELDS)
-
-
-def _rows(batches: Iterable[IngestBatch]) -> Iterable[Row]:
-    """COPY rows in ``COLUMNS`` order."""
-    for b in batches:
-        received_at = b.received_at
-        for s in b.samples:
-            yield (s.asset_id, s.ts, received_at, *_core_values(s), s.state, s.details)
-
-
-class _FastJsonbDumper(JsonbBinaryDumper):
-    """``details`` for binary COPY with orjson: ~10x faster than json.dumps
-    on the ingest hot path. NaN/Infinity (rejected at the gateway anyway)
-    would become null rather than an invalid document."""
-
-    def dump(self, obj: Any) -> bytes:
-        return b"\x01" + orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -86,7 +86,7 @@ class Settings(BaseSettings):
         16 * 1024 * 1024,
         ge=64 * 1024,
         description="bound of the ingest queue in serialized telemetry bytes (queued + being "
-        "written; decoded they take about 5.5x this in memory); when full, agents' streams "
+        "written; a waiting batch takes under 4.5x this in memory); when full, agents' streams "
         "are not read (gRPC flow control)",
     )
     max_future_skew_s: float = Field(

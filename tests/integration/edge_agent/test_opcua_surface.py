@@ -28,6 +28,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from gridpilot.core.assets import Asset, AssetType, PowerLimits
 from gridpilot.edge_agent import EdgeAgent, SiteConfig
+from gridpilot.edge_agent.adapters import DeviceUnavailable
 from gridpilot.edge_agent.adapters.simulated import SimulatedBattery
 from gridpilot.edge_agent.local_control import ControlView, LocalResult, Mode, Outcome
 from gridpilot.edge_agent.opcua_surface import OpcuaSurface
@@ -579,6 +580,32 @@ async def test_defaults_refuse_anonymous_and_need_a_state_dir(site: Site) -> Non
         await client.disconnect()
     finally:
         await surface.stop()
+
+
+async def test_an_unreachable_device_keeps_its_last_value_as_uncertain(site: Site) -> None:
+    """Stale data: the SCADA keeps the last reading, marked Uncertain, then Good again."""
+    client = await connect(site, "viewer")
+    path = f"{BESS}/Telemetry/soc_pct"
+    try:
+        good = await eventually(lambda: _good(read(client, path)), timeout=10)
+
+        async def unreachable() -> Any:
+            raise DeviceUnavailable("no answer from the battery (test)")
+
+        site.battery.read = unreachable  # type: ignore[method-assign]
+        try:
+
+            async def uncertain() -> ua.DataValue | None:
+                dv = await read(client, path)
+                return dv if dv.StatusCode.value == S.UncertainLastUsableValue else None
+
+            stale = await eventually(uncertain, timeout=10)
+            assert stale.Value.Value == good.Value.Value  # the last usable value, kept
+        finally:
+            del site.battery.read  # the simulator's own read again
+        await eventually(lambda: _good(read(client, path)), timeout=10)
+    finally:
+        await client.disconnect()
 
 
 # ------------------------------------------------------------------ helpers

@@ -12,6 +12,7 @@ import pytest
 from gp_testing import wait_for
 
 from gridpilot.core.telemetry import Sample
+from gridpilot.ingest.copyrows import CopyRows
 from gridpilot.ingest.pipeline import IngestBatch, TelemetryPipeline
 from gridpilot.ingest.queue import MemoryTelemetryQueue
 from gridpilot.schema import db
@@ -35,7 +36,7 @@ class Acks:
         async def ack() -> None:
             self.acked.append(seq)
 
-        return IngestBatch(gateway, seq, rows, ack, size=100 * len(rows))
+        return IngestBatch.of_samples(gateway, seq, rows, ack, size=100 * len(rows))
 
 
 def rows(url: str) -> list[tuple[str, float]]:
@@ -102,6 +103,35 @@ async def test_a_batch_the_database_refuses_is_isolated_and_never_acked(
         assert not writer.done()
         await pipeline.put(acks.batch(4, samples(20, 5)))  # and it keeps writing
         await wait_for(lambda: 4 in acks.acked)
+    finally:
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+
+
+async def test_a_batch_that_cannot_be_encoded_is_counted_never_acked_and_the_rest_written(
+    database_url: str,
+) -> None:
+    await asyncio.to_thread(db.upgrade, database_url)
+    await asyncio.to_thread(db.maintain_partitions, database_url)
+    queue = MemoryTelemetryQueue[IngestBatch](1 << 20)
+    pipeline = TelemetryPipeline(database_url, queue)
+    acks = Acks()
+
+    def broken() -> CopyRows:
+        raise RuntimeError("a bug in the encoder")
+
+    async def never() -> None:
+        raise AssertionError("acked")
+
+    await pipeline.put(acks.batch(1, samples(0, 5)))
+    await pipeline.put(IngestBatch("gw", 2, broken, never, size=100))
+    await pipeline.put(acks.batch(3, samples(10, 5)))
+    writer = asyncio.create_task(pipeline.run())
+    try:
+        await wait_for(lambda: sorted(acks.acked) == [1, 3])
+        await wait_for(lambda: queue.bytes == 0)
+        assert pipeline.stats.batches_refused == 1
+        assert len(rows(database_url)) == 10
     finally:
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)

@@ -24,7 +24,10 @@ def test_check_lists_problems_with_file_and_line_and_exits_2(tmp_path: Path) -> 
     bad.write_text(DEMO.read_text().replace("default_p_kw: 0 ", "default_p_kw: 900 "))
     result = runner.invoke(agent_app, ["check", str(bad)])
     assert result.exit_code == 2
-    assert f"{bad}:23: assets[0].default_p_kw: 900.0 is outside limits" in result.output
+    line = 1 + bad.read_text().splitlines().index(
+        next(x for x in bad.read_text().splitlines() if "default_p_kw: 900 " in x)
+    )
+    assert f"{bad}:{line}: assets[0].default_p_kw: 900.0 is outside limits" in result.output
     assert "Traceback" not in result.output
 
 

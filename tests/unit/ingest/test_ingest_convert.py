@@ -1,4 +1,4 @@
-"""The headend's hot-path sample decoding: same result as the generic one."""
+"""Protobuf samples as core Samples: same result as the generic conversion."""
 
 from __future__ import annotations
 
