@@ -9,6 +9,7 @@ import asyncio
 import os
 import secrets
 import shutil
+import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -164,7 +165,7 @@ async def _client_certificate(cert: Path, key: Path) -> None:
         key,
         cert,
         OPCUA_CLIENT_URI,
-        "localhost",
+        socket.gethostname(),  # asyncua clients check their own certificate for it
         [ExtendedKeyUsageOID.CLIENT_AUTH],
         {"commonName": "GridPilot demo SCADA client", "organizationName": "GridPilot demo"},
     )
