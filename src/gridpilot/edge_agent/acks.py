@@ -188,7 +188,7 @@ class PendingReports:
     def recorded(self, dispatch_id: str) -> LocalReport | None:
         return self._pending.pop(dispatch_id, None)
 
-    def resend(self, outbox: AckOutbox, history: AckHistory) -> int:
+    def resend(self, outbox: AckOutbox, history: AckHistory) -> None:
         """Queue every pending report not already waiting, each followed by
         its dispatch's latest ack (what the headend may have missed)."""
         items: list[Outgoing] = []
@@ -200,7 +200,6 @@ class PendingReports:
             if latest is not None:
                 items.append(latest)
         outbox.put_first(items)
-        return len(items)
 
     def __len__(self) -> int:
         return len(self._pending)

@@ -315,19 +315,10 @@ class AssetController:
             self._timers.at("start", dispatch_id, lease.start)
             return
         self._scheduled = None
-        active = self._active
-        if (
-            self.arbitration is not Arbitration.CLOUD_PRIORITY
-            and active is not None
-            and active.source is Source.LOCAL
-        ):
-            self._ack(
-                lease,
-                AckState.RELEASED,
-                ReasonCode.LOCAL_CONTROL,
-                f"not started: asset under local control ({active.dispatch_id}); "
-                f"arbitration {self.arbitration}",
-            )
+        refusal = arbitrate(self.arbitration, lease.source, self._active)
+        if refusal is not None:  # e.g. a local operator took the asset meanwhile
+            reason, detail = refusal
+            self._ack(lease, AckState.RELEASED, reason, f"not started: {detail}")
             return
         await self._activate(lease)
 

@@ -24,13 +24,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from gridpilot.core.dispatch import LOCAL_DISPATCH_PREFIX
 from gridpilot.core.lifecycle import ReasonCode
 
 if TYPE_CHECKING:
     from .commands import Lease
-
-LOCAL_PREFIX = LOCAL_DISPATCH_PREFIX
 
 
 class Arbitration(StrEnum):

@@ -12,13 +12,14 @@ from datetime import timedelta
 
 import structlog
 
+from gridpilot.core.dispatch import LOCAL_DISPATCH_PREFIX
 from gridpilot.core.lifecycle import ReasonCode
 
 from .acks import Ack, AckOutbox, AckState, LocalReport, PendingReports
 from .clock import Clock
 from .commands import ReleaseCommand, SetpointCommand
 from .control import AssetController
-from .local_control import LOCAL_PREFIX, LocalResult, Mode, Outcome, Source
+from .local_control import LocalResult, Mode, Outcome, Source
 
 log = structlog.get_logger(__name__)
 
@@ -80,7 +81,7 @@ class LocalDesk:
                 Outcome.REJECTED, None, ReasonCode.UNKNOWN_ASSET, f"no asset {asset_id!r}"
             )
         limits = controller.asset.limits
-        if not math.isfinite(p_kw) or not limits.p_min_kw <= p_kw <= limits.p_max_kw:
+        if not math.isfinite(p_kw) or not limits.contains(p_kw):
             # refused at the boundary: no dispatch is made, nothing is reported
             return LocalResult(
                 Outcome.REJECTED,
@@ -90,7 +91,7 @@ class LocalDesk:
             )
         now = self._clock.now()
         report = LocalReport(
-            dispatch_id=f"{LOCAL_PREFIX}{uuid.uuid4()}",
+            dispatch_id=f"{LOCAL_DISPATCH_PREFIX}{uuid.uuid4()}",
             asset_id=asset_id,
             p_kw=p_kw,
             start=now,

@@ -31,7 +31,7 @@ from .buffer import Batch, DropPolicy, TelemetryBuffer
 from .buffer_sqlite import MEMORY, SqliteTelemetryBuffer
 from .clock import Clock, SystemClock
 from .commands import ReleaseCommand, SetpointCommand
-from .config import SiteConfig, site_assets
+from .config import OpcuaServerConfig, SiteConfig, site_assets
 from .control import AssetController
 from .device import ManagedDevice
 from .link import HeadendLink, backoff_delay
@@ -51,8 +51,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 MAX_CLOCK_SKEW_S = 5.0
-# A local setpoint holds this long unless the site config says otherwise.
-DEFAULT_LOCAL_LEASE_S = 3600.0
 
 
 class EdgeAgent:
@@ -116,7 +114,11 @@ class EdgeAgent:
             reports=self.local_reports,
             notify=self.outbound.notify,
             clock=self._clock,
-            lease_s=surface.local_lease_s if surface is not None else DEFAULT_LOCAL_LEASE_S,
+            lease_s=(
+                surface.local_lease_s
+                if surface is not None
+                else OpcuaServerConfig.model_fields["local_lease_s"].default
+            ),
         )
         self.controllers = {
             asset_id: AssetController(

@@ -7,7 +7,7 @@ import math
 from collections.abc import Set
 from datetime import UTC, timedelta
 
-from gridpilot.core.dispatch import LOCAL_DISPATCH_PREFIX as LOCAL_PREFIX
+from gridpilot.core.dispatch import LOCAL_DISPATCH_PREFIX
 from gridpilot.core.errors import DomainError
 from gridpilot.schema.pb import agent_pb2 as pb
 from gridpilot.workflows.models import DispatchInput
@@ -28,8 +28,10 @@ def local_dispatch_input(
     def refuse(field: str, why: str) -> LocalDispatchRefused:
         return LocalDispatchRefused(f"local_dispatch.{field}: {why}", field=field)
 
-    if not raw.dispatch_id.startswith(LOCAL_PREFIX) or len(raw.dispatch_id) > MAX_ID_LEN:
-        raise refuse("dispatch_id", f"must start with {LOCAL_PREFIX!r}, at most {MAX_ID_LEN} chars")
+    if not raw.dispatch_id.startswith(LOCAL_DISPATCH_PREFIX) or len(raw.dispatch_id) > MAX_ID_LEN:
+        raise refuse(
+            "dispatch_id", f"must start with {LOCAL_DISPATCH_PREFIX!r}, at most {MAX_ID_LEN} chars"
+        )
     if raw.asset_id not in asset_ids:
         raise refuse("asset_id", f"{raw.asset_id!r} is not one of this gateway's assets")
     if not math.isfinite(raw.p_kw):

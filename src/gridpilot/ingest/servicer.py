@@ -297,13 +297,7 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             await self._refuse(
                 session.gateway_id, "dispatch.local_refused", raw.dispatch_id, exc.message
             )
-            session.send_nowait(
-                pb.HeadendMessage(
-                    local_dispatch_recorded=pb.LocalDispatchRecorded(
-                        dispatch_id=raw.dispatch_id, refused=exc.message
-                    )
-                )
-            )
+            _confirm(session, raw.dispatch_id, refused=exc.message)
             return True
         if self._local_sink is None:
             log.warning("local_dispatch_not_recorded", gateway=session.gateway_id)
@@ -326,11 +320,7 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             p_kw=inp.p_kw,
             by=inp.submitted_by,
         )
-        session.send_nowait(
-            pb.HeadendMessage(
-                local_dispatch_recorded=pb.LocalDispatchRecorded(dispatch_id=inp.dispatch_id)
-            )
-        )
+        _confirm(session, inp.dispatch_id)
         return True
 
     async def _touch(self, session: AgentSession) -> bool:
@@ -379,3 +369,9 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             gateway_id=session.gateway_id,
         )
         await self._ack_sink(ack)
+
+
+def _confirm(session: AgentSession, dispatch_id: str, refused: str = "") -> None:
+    """Tell the agent to stop re-sending this local dispatch report."""
+    recorded = pb.LocalDispatchRecorded(dispatch_id=dispatch_id, refused=refused)
+    session.send_nowait(pb.HeadendMessage(local_dispatch_recorded=recorded))
