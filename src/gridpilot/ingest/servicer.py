@@ -68,6 +68,7 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         self.edge_reports = EdgeBufferReports()
         self._authority = authority
         self.streams_started = 0  # Connect calls that reached the servicer (after TLS)
+        self._ending: set[asyncio.Task[None]] = set()
 
     async def Connect(
         self,
@@ -81,18 +82,18 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             # The agent keeps buffering and retries with backoff.
             await context.abort(grpc.StatusCode.UNAVAILABLE, "headend database unavailable")
             raise AssertionError("unreachable") from None
-        last_seq = 0
-        with contextlib.suppress(*DB_DOWN):  # informational only
-            last_seq = await self._store.last_batch_seq(session.gateway_id)
-        yield pb.HeadendMessage(
-            welcome=pb.Welcome(
-                session_id=session.session_id,
-                server_time=ts_to_pb(datetime.now(UTC)),
-                last_acked_batch_seq=last_seq,
-            )
-        )
-        reader = asyncio.create_task(self._read(request_iterator, session))
         try:
+            last_seq = 0
+            with contextlib.suppress(*DB_DOWN):  # informational only
+                last_seq = await self._store.last_batch_seq(session.gateway_id)
+            yield pb.HeadendMessage(
+                welcome=pb.Welcome(
+                    session_id=session.session_id,
+                    server_time=ts_to_pb(datetime.now(UTC)),
+                    last_acked_batch_seq=last_seq,
+                )
+            )
+            session.reader = asyncio.create_task(self._read(request_iterator, session))
             while True:
                 msg = await session.outbox.get()
                 if msg is None:
@@ -103,19 +104,39 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
                     grpc.StatusCode.UNAUTHENTICATED, "client certificate has been revoked"
                 )
         finally:
-            reader.cancel()
+            # Shielded: a cancel (the agent's channel closing) must not stop
+            # the session being closed in the database half-way.
+            await asyncio.shield(self._end(session))
+
+    def _end(self, session: AgentSession) -> asyncio.Task[None]:
+        """Ends the session, once, however the stream ended.
+
+        Called from the handler's finally and from the RPC's done callback: when
+        grpc cancels the handler while it is suspended at a `yield`, the
+        generator's finally only runs whenever it is garbage collected, and the
+        agent would show as connected until then.
+        """
+        if session.ending is None:
+            session.ending = asyncio.create_task(self._finish(session))
+            self._ending.add(session.ending)  # held until done (the loop keeps weak refs)
+            session.ending.add_done_callback(self._ending.discard)
+        return session.ending
+
+    async def _finish(self, session: AgentSession) -> None:
+        if session.reader is not None:
+            session.reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
-            session.close(session.close_reason or "stream_ended")
-            self._sessions.detach(session)
-            with contextlib.suppress(Exception):
-                await self._store.close_session(session.session_id, session.close_reason or "")
-            log.info(
-                "agent_disconnected",
-                gateway=session.gateway_id,
-                session=session.session_id,
-                reason=session.close_reason,
-            )
+                await session.reader
+        session.close(session.close_reason or "stream_ended")
+        self._sessions.detach(session)
+        with contextlib.suppress(Exception):
+            await self._store.close_session(session.session_id, session.close_reason or "")
+        log.info(
+            "agent_disconnected",
+            gateway=session.gateway_id,
+            session=session.session_id,
+            reason=session.close_reason,
+        )
 
     async def _handshake(
         self,
@@ -183,6 +204,7 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             hello.agent_version,
         )
         self._sessions.attach(session)
+        context.add_done_callback(lambda _: self._end(session))
         log.info(
             "agent_connected",
             gateway=session.gateway_id,

@@ -32,6 +32,8 @@ class AgentSession:
     fingerprint: str | None = None  # the client certificate's (None: plain-text dev mode)
     hello_asset_ids: frozenset[str] = frozenset()
     foreign_audited: set[str] = field(default_factory=set)
+    reader: asyncio.Task[None] | None = field(default=None, repr=False)  # reads the agent
+    ending: asyncio.Task[None] | None = field(default=None, repr=False)  # closes the session once
 
     def __post_init__(self) -> None:
         if not self.hello_asset_ids:

@@ -115,6 +115,25 @@ async def test_second_connection_of_a_gateway_supersedes_the_first(
         await second_agent.close()
 
 
+async def test_an_agent_that_closes_at_once_is_never_left_shown_connected(
+    headend: RunningHeadend,
+) -> None:
+    # Closing the channel right after Welcome cancels the headend's handler
+    # while it may still be working; the session must still be closed in the
+    # database (this failed within a few rounds when the close relied on the
+    # handler's own finally).
+    for _ in range(40):
+        agent = headend.agent()
+        await agent.connect(demo_assets())
+        await agent.close()
+        await wait_for(lambda: _all_disconnected(headend), timeout=10)
+
+
+async def _all_disconnected(headend: RunningHeadend) -> bool:
+    agents = (await headend.api.get("/api/v1/agents")).json()
+    return bool(agents) and not any(a["connected"] for a in agents)
+
+
 async def test_hello_with_bad_limits_is_refused_naming_the_field(
     headend: RunningHeadend, scripted_agent: ScriptedAgent
 ) -> None:
