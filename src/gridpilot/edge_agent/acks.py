@@ -18,10 +18,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from gridpilot.core.lifecycle import ReasonCode
 
 from .clock import Clock
+
+if TYPE_CHECKING:
+    from .journal import ControlJournal
 
 
 class AckState(StrEnum):
@@ -172,21 +176,32 @@ class AckRecorder:
 
 class PendingReports:
     """Local reports the headend has not confirmed yet (bounded: the oldest
-    goes first, counted; its dispatch then stays unrecorded at the headend)."""
+    goes first, counted; its dispatch then stays unrecorded at the headend).
+    With a journal they are kept on disk too, and read back at start."""
 
-    def __init__(self, max_reports: int = 1000) -> None:
+    def __init__(self, max_reports: int = 1000, journal: ControlJournal | None = None) -> None:
         self._pending: OrderedDict[str, LocalReport] = OrderedDict()
         self._max = max_reports
+        self._journal = journal
         self.dropped = 0
+        for report in journal.reports() if journal is not None else []:
+            self._pending[report.dispatch_id] = report
 
     def add(self, report: LocalReport) -> None:
         self._pending[report.dispatch_id] = report
+        if self._journal is not None:
+            self._journal.report_added(report)
         while len(self._pending) > self._max:
-            self._pending.popitem(last=False)
+            oldest, _ = self._pending.popitem(last=False)
             self.dropped += 1
+            if self._journal is not None:
+                self._journal.report_done(oldest)
 
     def recorded(self, dispatch_id: str) -> LocalReport | None:
-        return self._pending.pop(dispatch_id, None)
+        report = self._pending.pop(dispatch_id, None)
+        if report is not None and self._journal is not None:
+            self._journal.report_done(dispatch_id)
+        return report
 
     def resend(self, outbox: AckOutbox, history: AckHistory) -> None:
         """Queue every pending report not already waiting, each followed by

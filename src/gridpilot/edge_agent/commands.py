@@ -28,6 +28,23 @@ class SetpointCommand:
     # Who asked: the headend (cloud), or a local operator (actor names them).
     source: Source = Source.CLOUD
     actor: str = ""
+    resumed: bool = False  # held when the agent last died, applied again at start
+
+    @classmethod
+    def resuming(cls, asset_id: str, lease: Lease, now: datetime) -> SetpointCommand:
+        """The command that applies ``lease`` again after an agent restart."""
+        return cls(
+            lease.dispatch_id,
+            asset_id,
+            lease.p_kw,
+            start=lease.start if lease.start > now else None,
+            end=lease.end,
+            ramp_kw_per_s=lease.ramp_kw_per_s,
+            trace_context=lease.trace_context,
+            source=lease.source,
+            actor=lease.actor,
+            resumed=True,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,8 @@ them) are listed on :class:`AssetController`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -24,6 +25,9 @@ from .device import ManagedDevice
 from .local_control import Arbitration, ControlView, Mode, Source, arbitrate
 from .rails import decide
 from .timers import Timers
+
+if TYPE_CHECKING:
+    from .journal import ControlJournal
 
 Command = SetpointCommand | ReleaseCommand | Due | Revert
 
@@ -80,8 +84,10 @@ class AssetController:
         ramp_step_s: float = RAMP_STEP_S,
         arbitration: Arbitration = Arbitration.CLOUD_PRIORITY,
         on_change: Callable[[], None] | None = None,
+        journal: ControlJournal | None = None,
     ) -> None:
         self.asset = asset
+        self._journal = journal
         self.arbitration = arbitration
         self._on_change = on_change or (lambda: None)
         self._status = ""
@@ -123,8 +129,13 @@ class AssetController:
             command_status=self._status,
         )
 
-    def start(self) -> None:
+    def start(self, resume: Sequence[SetpointCommand] = ()) -> None:
+        """Start the worker. ``resume``: leases held when the agent last died
+        (see :mod:`.journal`), applied again before the start-up return to
+        the default, so a resumed asset does not dip to it first."""
         self._task = asyncio.create_task(self._run(), name=f"control:{self.asset.asset_id}")
+        for command in resume:
+            self._queue.put_nowait(command)
         self._queue.put_nowait(Due("revert", ""))
 
     async def submit(self, command: SetpointCommand | ReleaseCommand) -> None:
@@ -209,6 +220,8 @@ class AssetController:
         )
         later = lease.start > now
         detail = decision.detail or (f"starts at {lease.start.isoformat()}" if later else "")
+        if cmd.resumed:
+            detail = "; ".join(filter(None, ["resumed after an agent restart", detail]))
         self._ack(lease, AckState.ACCEPTED, None, detail)
         # A newer cloud dispatch replaces one not yet started; a local write
         # (always immediate) leaves a scheduled cloud dispatch to arbitration.
@@ -453,6 +466,11 @@ class AssetController:
         *,
         applied_p_kw: float | None = None,
     ) -> None:
+        if self._journal is not None:  # on disk before the ack can leave
+            if state is AckState.ACCEPTED:
+                self._journal.hold(self.asset.asset_id, lease)
+            elif state is not AckState.APPLIED:  # the lease's end
+                self._journal.drop(lease.dispatch_id)
         self._acks.send(
             lease.dispatch_id,
             self.asset.asset_id,

@@ -34,11 +34,13 @@ from .commands import ReleaseCommand, SetpointCommand
 from .config import OpcuaServerConfig, SiteConfig, site_assets
 from .control import AssetController
 from .device import ManagedDevice
+from .journal import ControlJournal
 from .link import HeadendLink, backoff_delay
 from .local_control import (
     Arbitration,
     ControlView,
     LocalResult,
+    Source,
 )
 from .local_desk import LocalDesk
 from .outbound import AgentOutbound
@@ -94,19 +96,22 @@ class EdgeAgent:
         }
         self._devices = devices
 
+        where = buffer_path(config, state_dir)
+        self.buffer: TelemetryBuffer = SqliteTelemetryBuffer(
+            where,
+            max_bytes=config.buffer.max_bytes,
+            max_age_s=config.buffer.max_age_s,
+            policy=DropPolicy(config.buffer.policy),
+        )
+        # Leases and unconfirmed local reports, in the same file (its lock).
+        self.journal = ControlJournal(str(where))
         self.history = AckHistory()
         self.acks = AckOutbox()
-        self.local_reports = PendingReports()
+        self.local_reports = PendingReports(journal=self.journal)
         self._recorder = AckRecorder(self.history, self._emit, self._clock)
         surface = config.opcua_server
         self.arbitration = (
             Arbitration(surface.arbitration) if surface is not None else Arbitration.CLOUD_PRIORITY
-        )
-        self.buffer: TelemetryBuffer = SqliteTelemetryBuffer(
-            buffer_path(config, state_dir),
-            max_bytes=config.buffer.max_bytes,
-            max_age_s=config.buffer.max_age_s,
-            policy=DropPolicy(config.buffer.policy),
         )
         self.outbound = AgentOutbound(self.acks, self.buffer, self.local_reports, self.history)
         self.local = LocalDesk(
@@ -129,6 +134,7 @@ class EdgeAgent:
                 revert_retry_s=revert_retry_s,
                 arbitration=self.arbitration,
                 on_change=self.local.changer(asset_id),
+                journal=self.journal,
             )
             for asset_id, asset in self.assets.items()
         }
@@ -191,10 +197,12 @@ class EdgeAgent:
             headend=self.config.headend.address,
             assets=",".join(self.assets),
         )
-        for controller in self.controllers.values():
-            controller.start()
+        resume = self._held_leases()
+        for asset_id, controller in self.controllers.items():
+            controller.start(resume.get(asset_id, []))
         workers = [asyncio.create_task(p.run(), name=f"poll:{a}") for a, p in self.pollers.items()]
         workers.append(asyncio.create_task(self._batch_loop(), name="telemetry"))
+        workers.append(asyncio.create_task(self._mark_link_seen(), name="link-seen"))
         if self.publisher is not None:
             workers.append(asyncio.create_task(self.publisher.run(), name="mqtt-publish"))
         if self.opcua is not None:
@@ -254,6 +262,59 @@ class EdgeAgent:
         return batch
 
     # ----------------------------------------------------------- dispatch
+
+    def _held_leases(self) -> dict[str, list[SetpointCommand]]:
+        """The journal's leases to apply again, by asset. One that ended while
+        the agent was down, or a cloud one whose headend link was last seen
+        longer ago than the fail-safe timeout (the fail-safe would have ended
+        it), is acked as ended instead (the asset stays at its default)."""
+        now = self._clock.now()
+        seen = self.journal.link_seen()
+        failsafe_s = self.config.failsafe_timeout_s
+        resume: dict[str, list[SetpointCommand]] = {}
+        for held in self.journal.leases():
+            lease = held.lease
+            ended: tuple[ReasonCode, str] | None = None
+            if held.asset_id not in self.controllers:
+                ended = (
+                    ReasonCode.UNKNOWN_ASSET,
+                    f"asset {held.asset_id!r} is no longer configured",
+                )
+            elif lease.end <= now:
+                ended = (
+                    ReasonCode.AGENT_OFFLINE,
+                    f"the agent was not running when the lease ended at {lease.end.isoformat()}",
+                )
+            elif lease.source is Source.CLOUD and (
+                seen is None or (now - seen).total_seconds() > failsafe_s
+            ):
+                last = seen.isoformat() if seen is not None else "never"
+                ended = (
+                    ReasonCode.LINK_LOST_REVERTED,
+                    f"headend link last seen {last}, more than {failsafe_s:g} s before "
+                    "the agent restarted",
+                )
+            if ended is None:
+                resume.setdefault(held.asset_id, []).append(
+                    SetpointCommand.resuming(held.asset_id, lease, now)
+                )
+                continue
+            self.journal.drop(lease.dispatch_id)
+            reason, detail = ended
+            self._recorder.send(
+                lease.dispatch_id,
+                held.asset_id,
+                AckState.RELEASED,
+                reason,
+                f"not resumed after an agent restart: {detail}; the asset is at its default",
+                trace_context=lease.trace_context,
+            )
+        if resume:
+            self._log.info(
+                "resuming the leases held before the agent restarted",
+                dispatches=",".join(c.dispatch_id for cs in resume.values() for c in cs),
+            )
+        return resume
 
     def _emit(self, ack: Ack) -> None:
         self.acks.put(ack)
@@ -337,6 +398,7 @@ class EdgeAgent:
 
     async def _on_up(self, welcome: pb.Welcome) -> None:
         self._disarm_failsafe()
+        self.journal.mark_link_seen(self._clock.now())
         if welcome.HasField("server_time"):  # leases are wall-clock times: skew shifts them
             skew_s = (
                 self._clock.now() - welcome.server_time.ToDatetime(tzinfo=UTC)
@@ -349,6 +411,15 @@ class EdgeAgent:
         # Welcome.last_acked_batch_seq is not used to free batches: the backlog
         # is replayed interleaved with live batches, so a higher seq may be
         # stored while lower ones are not. Only a TelemetryAck frees a batch.
+
+    async def _mark_link_seen(self) -> None:
+        """Note in the journal, now and then, that the headend link is up: at
+        a restart it tells whether a held cloud lease may be resumed."""
+        every_s = min(10.0, self.config.failsafe_timeout_s / 4)
+        while True:
+            if self.link.up:
+                self.journal.mark_link_seen(self._clock.now())
+            await asyncio.sleep(every_s)
 
     def _arm_failsafe(self) -> None:
         self._disarm_failsafe()
@@ -427,6 +498,7 @@ class EdgeAgent:
             "edge agent stopped", unsent_acks=len(self.acks), unacked_batches=len(self.buffer)
         )
         self.buffer.close()
+        self.journal.close()
 
     async def _ended(
         self, tasks: list[asyncio.Task[None]], what: str, timeout_s: float = 5.0

@@ -12,6 +12,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -20,9 +21,14 @@ import pytest
 from gridpilot import __version__
 from gridpilot.core.lifecycle import ReasonCode
 from gridpilot.edge_agent import EdgeAgent, SiteConfig
+from gridpilot.edge_agent.acks import LocalReport
 from gridpilot.edge_agent.adapters import DeviceAdapter, DeviceWriteFailed, build_adapter
 from gridpilot.edge_agent.adapters.simulated import SimulatedBattery
 from gridpilot.edge_agent.clock import SystemClock
+from gridpilot.edge_agent.commands import Lease
+from gridpilot.edge_agent.journal import ControlJournal
+from gridpilot.edge_agent.local_control import Source
+from gridpilot.edge_agent.runtime import buffer_path
 from gridpilot.schema.pb import agent_pb2 as pb
 from gridpilot.schema.pb import agent_pb2_grpc
 
@@ -579,3 +585,131 @@ async def test_a_local_setpoint_out_of_limits_is_refused_and_never_reported(
     assert nan.reason is ReasonCode.OUT_OF_LIMITS
     await asyncio.sleep(0.3)
     assert gw.of("local_dispatch") == [] and len(r.agent.local_reports) == 0
+
+
+# ------------------------------------------------- the control journal (restart)
+
+
+def _journal(config: SiteConfig, state_dir: Path) -> ControlJournal:
+    """The agent's journal file, opened beside the agent (WAL: both may use it)."""
+    return ControlJournal(str(buffer_path(config, state_dir)))
+
+
+async def test_an_accepted_lease_is_journaled_until_its_end(
+    gateway: Gateway, start_agent: StartAgent, tmp_path: Path
+) -> None:
+    server, port = gateway
+    config = site_config(port)
+    start_agent(config, state_dir=tmp_path)
+    await eventually(lambda: server.sessions)
+    server.send(**setpoint("d-j", "bess", 90, 30, ramp_kw_per_s=50.0))
+    await eventually(lambda: len(server.acks("d-j")) >= 2)
+    journal = _journal(config, tmp_path)
+    try:
+        [held] = journal.leases()
+        assert held.asset_id == "bess"
+        assert (held.lease.dispatch_id, held.lease.p_kw, held.lease.ramp_kw_per_s) == (
+            "d-j",
+            90,
+            50.0,
+        )
+        assert journal.link_seen() is not None  # marked when the link came up
+        server.send(release=pb.Release(dispatch_id="d-j", asset_id="bess"))
+        await eventually(lambda: len(server.acks("d-j")) >= 3)
+        assert journal.leases() == []
+    finally:
+        journal.close()
+
+
+async def test_after_a_crash_held_leases_are_applied_again_and_reports_resent(
+    gateway: Gateway, start_agent: StartAgent, tmp_path: Path
+) -> None:
+    # What an agent killed with kill -9 leaves in its journal: an active
+    # cloud lease, an active local one with its unconfirmed report, and a
+    # cloud lease that ended while the agent was dead.
+    server, port = gateway
+    config = site_config(port)
+    now = datetime.now(UTC)
+    journal = _journal(config, tmp_path)
+    journal.hold(
+        "bess", Lease("d-cloud", 120, now - timedelta(seconds=60), now + timedelta(seconds=60))
+    )
+    local = Lease(
+        "loc-1",
+        -11,
+        now - timedelta(seconds=60),
+        now + timedelta(seconds=60),
+        source=Source.LOCAL,
+        actor="opcua:op1",
+    )
+    journal.hold("ev", local)
+    journal.report_added(
+        LocalReport("loc-1", "ev", -11, local.start, local.end, "opcua:op1", "opcua")
+    )
+    journal.hold(
+        "pv", Lease("d-over", 100, now - timedelta(seconds=60), now - timedelta(seconds=5))
+    )
+    journal.mark_link_seen(now - timedelta(seconds=2))
+    journal.close()
+
+    run = start_agent(config, state_dir=tmp_path)
+    await eventually(lambda: len(server.acks("d-cloud")) >= 2 and len(server.acks("loc-1")) >= 2)
+    assert server.acks("d-cloud") == [
+        ("ACCEPTED", "REASON_CODE_UNSPECIFIED"),
+        ("APPLIED", "REASON_CODE_UNSPECIFIED"),
+    ]
+    accepted = next(a for a in server.of("dispatch_ack") if a.dispatch_id == "d-cloud")
+    assert accepted.detail.startswith("resumed after an agent restart")
+    assert battery(run).setpoint_kw == 120
+    assert run.agent.adapters["ev"].setpoint_kw == -11  # type: ignore[attr-defined]
+    assert run.agent.control_view("ev").mode == "local"
+    # the unconfirmed report goes first, before any of its acks
+    kinds = [
+        (m.WhichOneof("body"), getattr(m, m.WhichOneof("body")).dispatch_id)
+        for _, m in server.received
+        if m.WhichOneof("body") in ("local_dispatch", "dispatch_ack")
+    ]
+    assert kinds.index(("local_dispatch", "loc-1")) < kinds.index(("dispatch_ack", "loc-1"))
+    # the one that ended while the agent was dead is reported, not applied
+    await eventually(lambda: server.acks("d-over"))
+    assert server.acks("d-over") == [("RELEASED", "REASON_CODE_AGENT_OFFLINE")]
+    assert run.agent.adapters["pv"].setpoint_kw == 300  # type: ignore[attr-defined]
+
+    after = _journal(config, tmp_path)
+    try:
+        assert sorted(h.lease.dispatch_id for h in after.leases()) == ["d-cloud", "loc-1"]
+        assert [r.dispatch_id for r in after.reports()] == ["loc-1"]
+        server.send(local_dispatch_recorded=pb.LocalDispatchRecorded(dispatch_id="loc-1"))
+        await eventually(lambda: after.reports() == [])
+    finally:
+        after.close()
+
+
+async def test_a_cloud_lease_is_not_resumed_when_the_link_was_lost_past_the_failsafe(
+    gateway: Gateway, start_agent: StartAgent, tmp_path: Path
+) -> None:
+    server, port = gateway
+    config = site_config(port, failsafe_timeout_s=30)
+    now = datetime.now(UTC)
+    journal = _journal(config, tmp_path)
+    journal.hold(
+        "bess", Lease("d-stale", 120, now - timedelta(seconds=90), now + timedelta(seconds=60))
+    )
+    local = Lease(
+        "loc-2",
+        50,
+        now - timedelta(seconds=90),
+        now + timedelta(seconds=60),
+        source=Source.LOCAL,
+        actor="opcua:op1",
+    )
+    journal.hold("pv", local)
+    journal.mark_link_seen(now - timedelta(seconds=45))  # the fail-safe would have ended it
+    journal.close()
+
+    run = start_agent(config, state_dir=tmp_path)
+    await eventually(lambda: server.acks("d-stale") and len(server.acks("loc-2")) >= 2)
+    assert server.acks("d-stale") == [("RELEASED", "REASON_CODE_LINK_LOST_REVERTED")]
+    assert battery(run).setpoint_kw == 0
+    # a local operator's setpoint does not depend on the cloud link
+    assert run.agent.adapters["pv"].setpoint_kw == 50  # type: ignore[attr-defined]

@@ -1,0 +1,166 @@
+"""The control journal: what the agent must not forget when it dies.
+
+An accepted lease (cloud or local) is written before its ACCEPTED ack leaves
+and deleted when its end is acked (COMPLETED, RELEASED, FAILED); a local
+dispatch report is written before it is queued and deleted when the headend
+confirms it. Both live in the telemetry buffer's SQLite file (its lock keeps
+one agent per file), each write its own ``synchronous=FULL`` transaction, so
+what was written survives a kill -9 of the agent.
+
+On start the agent reads it back (:meth:`EdgeAgent.run`): an unexpired lease
+is applied again, through the rails, instead of the asset staying at its
+default while the cloud believes it runs; a cloud lease only if the headend
+link was seen within the fail-safe timeout. Pending reports are sent again.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from .acks import LocalReport
+from .commands import Lease
+from .local_control import Source
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS control_leases ("
+    " dispatch_id TEXT PRIMARY KEY, asset_id TEXT NOT NULL, body TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS control_reports ("
+    " dispatch_id TEXT PRIMARY KEY, added INTEGER NOT NULL, body TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS control_marks (name TEXT PRIMARY KEY, at REAL NOT NULL)",
+)
+LINK_SEEN = "link_seen"
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class HeldLease:
+    """A lease the agent held when it last stopped or died."""
+
+    asset_id: str
+    lease: Lease
+
+
+class ControlJournal:
+    """Writes never raise: a journal that cannot be written (disk full) must
+    not stop control; the agent then only remembers in memory, and says so
+    in the log (``errors`` counts it)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.errors = 0
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=5000")  # the buffer writes the same file
+        for ddl in SCHEMA:
+            self._db.execute(ddl)
+        self._added = self._db.execute(
+            "SELECT coalesce(max(added), 0) FROM control_reports"
+        ).fetchone()[0]
+
+    # -------------------------------------------------------------- leases
+
+    def hold(self, asset_id: str, lease: Lease) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO control_leases (dispatch_id, asset_id, body) VALUES (?, ?, ?)",
+            (lease.dispatch_id, asset_id, json.dumps(_lease_json(lease))),
+        )
+
+    def drop(self, dispatch_id: str) -> None:
+        self._write("DELETE FROM control_leases WHERE dispatch_id = ?", (dispatch_id,))
+
+    def leases(self) -> list[HeldLease]:
+        """Every lease held, oldest start first."""
+        rows = self._db.execute("SELECT dispatch_id, asset_id, body FROM control_leases")
+        held = [HeldLease(asset, _lease_from(key, json.loads(body))) for key, asset, body in rows]
+        return sorted(held, key=lambda h: h.lease.start)
+
+    # ------------------------------------------------------------- reports
+
+    def report_added(self, report: LocalReport) -> None:
+        self._added += 1
+        self._write(
+            "INSERT OR REPLACE INTO control_reports (dispatch_id, added, body) VALUES (?, ?, ?)",
+            (report.dispatch_id, self._added, json.dumps(_report_json(report))),
+        )
+
+    def report_done(self, dispatch_id: str) -> None:
+        self._write("DELETE FROM control_reports WHERE dispatch_id = ?", (dispatch_id,))
+
+    def reports(self) -> list[LocalReport]:
+        """Unconfirmed local reports, in the order they were made."""
+        rows = self._db.execute("SELECT body FROM control_reports ORDER BY added").fetchall()
+        return [_report_from(json.loads(body)) for (body,) in rows]
+
+    # --------------------------------------------------------------- marks
+
+    def mark_link_seen(self, at: datetime) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO control_marks (name, at) VALUES (?, ?)",
+            (LINK_SEEN, at.timestamp()),
+        )
+
+    def link_seen(self) -> datetime | None:
+        row = self._db.execute("SELECT at FROM control_marks WHERE name = ?", (LINK_SEEN,))
+        found = row.fetchone()
+        return datetime.fromtimestamp(found[0], UTC) if found else None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _write(self, sql: str, args: tuple[object, ...]) -> None:
+        try:
+            self._db.execute(sql, args)
+        except sqlite3.Error as exc:
+            self.errors += 1
+            log.error(
+                "control journal write failed; this is remembered in memory only",
+                file=self.path,
+                error=str(exc),
+            )
+
+
+def _lease_json(lease: Lease) -> dict[str, Any]:
+    return {
+        "p_kw": lease.p_kw,
+        "start": lease.start.isoformat(),
+        "end": lease.end.isoformat(),
+        "trace_context": dict(lease.trace_context),
+        "ramp_kw_per_s": lease.ramp_kw_per_s,
+        "source": lease.source.value,
+        "actor": lease.actor,
+    }
+
+
+def _lease_from(dispatch_id: str, body: dict[str, Any]) -> Lease:
+    return Lease(
+        dispatch_id=dispatch_id,
+        p_kw=body["p_kw"],
+        start=datetime.fromisoformat(body["start"]),
+        end=datetime.fromisoformat(body["end"]),
+        trace_context=body["trace_context"],
+        ramp_kw_per_s=body["ramp_kw_per_s"],
+        source=Source(body["source"]),
+        actor=body["actor"],
+    )
+
+
+def _report_json(report: LocalReport) -> dict[str, Any]:
+    body = asdict(report)
+    return {**body, "start": report.start.isoformat(), "end": report.end.isoformat()}
+
+
+def _report_from(body: dict[str, Any]) -> LocalReport:
+    return LocalReport(
+        **{
+            **body,
+            "start": datetime.fromisoformat(body["start"]),
+            "end": datetime.fromisoformat(body["end"]),
+        }
+    )
