@@ -57,7 +57,8 @@ def agent(
     state_dir: Path | None = typer.Option(
         None,
         "--state-dir",
-        help="Where the telemetry buffer lives unless the config sets buffer.path "
+        help="Where the telemetry buffer (and, in the same file, the journal of "
+        "held leases) lives unless the config sets buffer.path "
         "(default: the config file's directory).",
         metavar="DIR",
     ),

@@ -62,7 +62,8 @@ class EdgeAgent:
     caller that builds its own); every other asset gets the adapter its config
     names. The telemetry buffer is the config's ``buffer.path``, else
     ``<state_dir>/<gateway_id>.telemetry.sqlite3``, else (no state_dir: tests,
-    embedding) in memory. On stop every lease is released
+    embedding) in memory; the control journal (:mod:`.journal`: held leases,
+    unconfirmed local reports) lives in the same file. On stop every lease is released
     (``RELEASED AGENT_OFFLINE``), every asset returns to its default, pending
     acks get a moment to leave, and the channel is closed.
     """
