@@ -11,7 +11,9 @@ released.
 from __future__ import annotations
 
 import asyncio
+import random
 import shutil
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -628,3 +630,50 @@ def _sent(site: Site, asset_id: str) -> Any:
 
 def _utc(ts: datetime) -> datetime:
     return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
+async def test_a_surface_that_cannot_start_is_retried_until_its_port_is_free(
+    tmp_path: Path,
+) -> None:
+    """Port taken at start: the agent goes on without the surface (the cloud
+    link works) and retries with backoff; once the port is free SCADA connects."""
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    port = blocker.getsockname()[1]
+    headend = FakeHeadend()
+    grpc_server = grpc.aio.server()
+    agent_pb2_grpc.add_AgentGatewayServicer_to_server(headend, grpc_server)
+    grpc_port = grpc_server.add_insecure_port("127.0.0.1:0")
+    await grpc_server.start()
+    url = f"opc.tcp://127.0.0.1:{port}/gridpilot/"
+    agent = EdgeAgent(
+        site_config(grpc_port, anonymous=True, endpoint=url),
+        state_dir=tmp_path / "state",
+        rng=random.Random(3),
+    )
+    first = agent.opcua
+    assert first is not None
+    run = asyncio.create_task(agent.run())
+    try:
+        await eventually(lambda: agent.connected and agent.opcua is not first, timeout=15)
+        assert first.port is None  # it never started
+        await eventually(lambda: headend.of("telemetry"), timeout=10)  # the agent goes on
+        blocker.close()
+        await eventually(lambda: agent.opcua is not None and agent.opcua.port == port, timeout=15)
+        surface = agent.opcua
+        assert surface is not None
+        cert, key = await make_client_cert(tmp_path / "client", "scada")
+        surface.paths.trusted_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy(cert, surface.paths.trusted_dir / cert.name)
+        site = Site(agent, surface, headend, url, cert, key, tmp_path)
+        client = await connect(site, "viewer")
+        try:
+            await eventually(lambda: _good(read(client, f"{BESS}/Telemetry/soc_pct")), timeout=10)
+        finally:
+            await client.disconnect()
+    finally:
+        blocker.close()
+        agent.stop()
+        await asyncio.wait_for(run, 15)
+        await grpc_server.stop(grace=None)
