@@ -595,6 +595,21 @@ def _journal(config: SiteConfig, state_dir: Path) -> ControlJournal:
     return ControlJournal(str(buffer_path(config, state_dir)))
 
 
+def _held(
+    dispatch_id: str,
+    p_kw: float,
+    now: datetime,
+    start_s: float,
+    end_s: float,
+    local_actor: str | None = None,
+) -> Lease:
+    """A lease from ``now + start_s`` to ``now + end_s`` (a local one if it has an actor)."""
+    return Lease(
+        dispatch_id, p_kw, now + timedelta(seconds=start_s), now + timedelta(seconds=end_s),
+        source=Source.LOCAL if local_actor else Source.CLOUD, actor=local_actor or "",
+    )  # fmt: skip
+
+
 async def test_an_accepted_lease_is_journaled_until_its_end(
     gateway: Gateway, start_agent: StartAgent, tmp_path: Path
 ) -> None:
@@ -631,24 +646,13 @@ async def test_after_a_crash_held_leases_are_applied_again_and_reports_resent(
     config = site_config(port)
     now = datetime.now(UTC)
     journal = _journal(config, tmp_path)
-    journal.hold(
-        "bess", Lease("d-cloud", 120, now - timedelta(seconds=60), now + timedelta(seconds=60))
-    )
-    local = Lease(
-        "loc-1",
-        -11,
-        now - timedelta(seconds=60),
-        now + timedelta(seconds=60),
-        source=Source.LOCAL,
-        actor="opcua:op1",
-    )
+    journal.hold("bess", _held("d-cloud", 120, now, -60, 60))
+    local = _held("loc-1", -11, now, -60, 60, local_actor="opcua:op1")
     journal.hold("ev", local)
     journal.report_added(
         LocalReport("loc-1", "ev", -11, local.start, local.end, "opcua:op1", "opcua")
     )
-    journal.hold(
-        "pv", Lease("d-over", 100, now - timedelta(seconds=60), now - timedelta(seconds=5))
-    )
+    journal.hold("pv", _held("d-over", 100, now, -60, -5))
     journal.mark_link_seen(now - timedelta(seconds=2))
     journal.close()
 
@@ -692,18 +696,8 @@ async def test_a_cloud_lease_is_not_resumed_when_the_link_was_lost_past_the_fail
     config = site_config(port, failsafe_timeout_s=30)
     now = datetime.now(UTC)
     journal = _journal(config, tmp_path)
-    journal.hold(
-        "bess", Lease("d-stale", 120, now - timedelta(seconds=90), now + timedelta(seconds=60))
-    )
-    local = Lease(
-        "loc-2",
-        50,
-        now - timedelta(seconds=90),
-        now + timedelta(seconds=60),
-        source=Source.LOCAL,
-        actor="opcua:op1",
-    )
-    journal.hold("pv", local)
+    journal.hold("bess", _held("d-stale", 120, now, -90, 60))
+    journal.hold("pv", _held("loc-2", 50, now, -90, 60, local_actor="opcua:op1"))
     journal.mark_link_seen(now - timedelta(seconds=45))  # the fail-safe would have ended it
     journal.close()
 
