@@ -228,11 +228,27 @@ async def dispatch_view(engine: AsyncEngine, dispatch_id: str) -> dict[str, Any]
         children = (
             await conn.execute(select(d.c.id).where(d.c.parent_id == dispatch_id).order_by(d.c.id))
         ).scalars()
+        late = t.dispatch_late_acks
+        late_acks = (
+            await conn.execute(
+                select(
+                    late.c.state,
+                    late.c.at,
+                    late.c.reason,
+                    late.c.detail,
+                    late.c.gateway_id,
+                    late.c.received_at,
+                )
+                .where(late.c.dispatch_id == dispatch_id)
+                .order_by(late.c.received_at, late.c.at)
+            )
+        ).mappings()
         return {
             **row,
             "children": list(children),
             "transitions": [Transition(**dict(x)) for x in transitions],
             "evidence": await _evidence(conn, row, transitions),
+            "late_acks": [dict(x) for x in late_acks],
         }
 
 

@@ -55,6 +55,17 @@ class Evidence(BaseModel):
     tolerance_kw: float
 
 
+class LateAck(BaseModel):
+    """What the agent reported after the dispatch had ended; it changes nothing."""
+
+    state: str
+    at: datetime = Field(description="the agent's time")
+    reason: str | None
+    detail: str
+    gateway_id: str
+    received_at: datetime
+
+
 class DispatchView(BaseModel):
     id: str
     kind: str
@@ -85,6 +96,13 @@ class DispatchView(BaseModel):
     children: list[str] = Field(default_factory=list)
     transitions: list[Transition] | None = None
     evidence: Evidence | None = None
+    late_acks: list[LateAck] | None = Field(
+        default=None,
+        description="acks that reached the headend after the dispatch had ended, in the "
+        "order received: the agent confirming a release, or reporting that its fail-safe "
+        "had returned the asset to its default while the headend ended the dispatch at "
+        "end_at; kept for the record, the state does not change",
+    )
 
 
 class SplitLine(BaseModel):

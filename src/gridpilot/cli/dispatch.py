@@ -134,6 +134,12 @@ def timeline(d: dict[str, Any]) -> str:
         lines.append(
             f"    {x['seq']:>2}  {x['at']}  {x['to_state']:<9} by {x['actor']}{why}{detail}"
         )
+    if d.get("late_acks"):
+        lines.append("  the agent, after the end (changes nothing)")
+    for x in d.get("late_acks") or []:
+        why = f"  {x['reason']}" if x["reason"] else ""
+        detail = f"  ({x['detail']})" if x["detail"] else ""
+        lines.append(f"        {x['at']}  {x['state']:<9} by agent{why}{detail}")
     ev = d.get("evidence")
     if ev:
 

@@ -19,12 +19,14 @@ class TemporalAckSink:
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    async def __call__(self, ack: AgentAck) -> None:
+    async def __call__(self, ack: AgentAck) -> bool:
+        """Signal the ack to its workflow; False when the workflow is closed
+        (a late ack: the caller keeps it for the record)."""
         handle = self._client.get_workflow_handle(ack.dispatch_id)
         try:
             await handle.signal(SIGNAL_AGENT_ACK, ack)
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise
-            # Closed or unknown: a late ack. The agent is still answered.
-            log.info("late_dispatch_ack", dispatch_id=ack.dispatch_id, state=ack.state)
+            return False
+        return True

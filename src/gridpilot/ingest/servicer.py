@@ -32,7 +32,8 @@ log = structlog.get_logger(__name__)
 
 HELLO_TIMEOUT_S = 10.0
 MAX_SAMPLES_PER_BATCH = 5000
-AckSink = Callable[[AgentAck], Awaitable[None]]
+# Signals an ack to its dispatch workflow; False: the workflow is closed.
+AckSink = Callable[[AgentAck], Awaitable[bool]]
 # Records a local dispatch (row + workflow); raises when the DB or Temporal is down.
 LocalSink = Callable[[DispatchInput, Actor], Awaitable[None]]
 DB_DOWN = (
@@ -358,10 +359,11 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         # The dispatch's asset (from the database, not the message) must be
         # one this gateway speaks for; otherwise nothing reaches the workflow.
         try:
-            owner = await self._store.dispatch_asset(raw.dispatch_id) if raw.dispatch_id else None
+            target = await self._store.dispatch_target(raw.dispatch_id) if raw.dispatch_id else None
         except DB_DOWN:
             log.warning("ack_dropped", gateway=session.gateway_id, reason="database unavailable")
             return
+        owner = target.asset_id if target is not None else None
         if owner not in session.asset_ids or (raw.asset_id and raw.asset_id != owner):
             if f"ack:{raw.dispatch_id}" in session.foreign_audited:
                 return
@@ -390,7 +392,18 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             applied_p_kw=raw.applied_p_kw if raw.HasField("applied_p_kw") else None,
             gateway_id=session.gateway_id,
         )
-        await self._ack_sink(ack)
+        assert target is not None  # an unknown dispatch has no owner: refused above
+        if target.state.terminal or not await self._ack_sink(ack):
+            # The dispatch had ended: this changes nothing, but is kept.
+            log.info(
+                "late_dispatch_ack",
+                dispatch_id=ack.dispatch_id,
+                state=ack.state,
+                reason=ack.reason,
+                gateway=session.gateway_id,
+            )
+            with contextlib.suppress(*DB_DOWN):
+                await self._store.record_late_ack(ack)
 
 
 def _confirm(session: AgentSession, dispatch_id: str, refused: str = "") -> None:

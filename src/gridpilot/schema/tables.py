@@ -186,6 +186,23 @@ dispatch_transitions = Table(
     UniqueConstraint("dispatch_id", "to_state"),
 )
 
+# What an agent reported about a dispatch after it had ended: a terminal state
+# never changes, but the agent's later word belongs in the record.
+dispatch_late_acks = Table(
+    "dispatch_late_acks",
+    metadata,
+    Column("dispatch_id", Text, ForeignKey("dispatches.id"), nullable=False),
+    _tenant(),
+    Column("state", Text, nullable=False),
+    _ts("at"),  # the agent's time
+    Column("reason", Text, nullable=True),
+    Column("detail", Text, nullable=False, server_default=""),
+    Column("gateway_id", Text, nullable=False, server_default=""),
+    _ts("received_at", now=True),
+    # The same ack re-sent (on a new session) is kept once.
+    PrimaryKeyConstraint("dispatch_id", "state", "at"),
+)
+
 TELEMETRY_VALUE_COLUMNS = (
     "p_kw",
     "q_kvar",

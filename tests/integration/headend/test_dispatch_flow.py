@@ -14,6 +14,7 @@ from gp_testing import (
     wait_for,
 )
 
+from gridpilot.cli.dispatch import timeline
 from gridpilot.core.assets import Asset, AssetType, PowerLimits
 from gridpilot.core.split import split
 from gridpilot.schema.pb import agent_pb2 as pb
@@ -206,3 +207,77 @@ async def test_idempotency_key_returns_the_same_dispatch(
     assert other.json()["code"] == "conflict"
     await wait_for(lambda: scripted_agent.first("setpoint"))
     assert len(scripted_agent.of("setpoint")) == 1
+
+
+async def test_what_the_agent_says_after_the_end_is_kept_as_late_acks(
+    headend: RunningHeadend, scripted_agent: ScriptedAgent
+) -> None:
+    await scripted_agent.connect(demo_assets())
+    r = await headend.api.post(
+        "/api/v1/dispatches", json={"asset_id": "bess-1", "p_kw": 20, "duration_s": 600}
+    )
+    dispatch_id = r.json()["id"]
+    sp = await wait_for(lambda: scripted_agent.first("setpoint"))
+    await scripted_agent.send(agent_ack(sp, pb.ACK_STATE_ACCEPTED))
+    await scripted_agent.send(agent_ack(sp, pb.ACK_STATE_APPLIED, applied_p_kw=20))
+    await wait_for(lambda: dispatch_in_state(headend.api, dispatch_id, "active"))
+    await headend.api.post(f"/api/v1/dispatches/{dispatch_id}/cancel", json={})
+    await wait_for(lambda: scripted_agent.first("release"))
+    await scripted_agent.send(
+        agent_ack(sp, pb.ACK_STATE_RELEASED, reason=pb.REASON_CODE_CANCELLED_BY_OPERATOR)
+    )
+    await wait_for(lambda: dispatch_in_state(headend.api, dispatch_id, "cancelled"))
+
+    late = agent_ack(
+        sp, pb.ACK_STATE_RELEASED, reason=pb.REASON_CODE_LINK_LOST_REVERTED, detail="reverted"
+    )
+    await scripted_agent.send(late)
+    await scripted_agent.send(late)  # re-sent on a new session: kept once
+    await scripted_agent.send(agent_ack(sp, pb.ACK_STATE_COMPLETED))
+
+    async def late_acks() -> list[Any] | None:
+        body = (await headend.api.get(f"/api/v1/dispatches/{dispatch_id}")).json()
+        return body["late_acks"] if len(body["late_acks"]) >= 3 else None
+
+    kept = await wait_for(late_acks)
+    assert [(x["state"], x["reason"], x["detail"], x["gateway_id"]) for x in kept] == [
+        # the cancel is recorded once the Release is sent: the agent's confirmation follows
+        ("released", "CANCELLED_BY_OPERATOR", "", "gw-1"),
+        ("released", "LINK_LOST_REVERTED", "reverted", "gw-1"),
+        ("completed", None, "", "gw-1"),
+    ]
+    body = (await headend.api.get(f"/api/v1/dispatches/{dispatch_id}")).json()
+    assert body["state"] == "cancelled"  # a terminal state never changes
+    assert (await transitions(headend, dispatch_id))[-1] == ("cancelled", "CANCELLED_BY_OPERATOR")
+
+
+async def test_an_agent_that_reverted_while_the_headend_ended_the_dispatch_says_so(
+    headend: RunningHeadend, scripted_agent: ScriptedAgent
+) -> None:
+    # The agent never confirms the end (its link is down): the headend ends the
+    # dispatch complete at end_at (+ grace). What the agent reports when it is
+    # back, that the fail-safe had returned the asset to its default, is kept.
+    await scripted_agent.connect(demo_assets())
+    r = await headend.api.post(
+        "/api/v1/dispatches", json={"asset_id": "bess-1", "p_kw": 20, "duration_s": 2}
+    )
+    dispatch_id = r.json()["id"]
+    sp = await wait_for(lambda: scripted_agent.first("setpoint"))
+    await scripted_agent.send(agent_ack(sp, pb.ACK_STATE_ACCEPTED))
+    await scripted_agent.send(agent_ack(sp, pb.ACK_STATE_APPLIED, applied_p_kw=20))
+    await wait_for(lambda: dispatch_in_state(headend.api, dispatch_id, "complete"), timeout=30)
+    assert (await transitions(headend, dispatch_id))[-1] == ("complete", None)
+
+    await scripted_agent.send(
+        agent_ack(sp, pb.ACK_STATE_RELEASED, reason=pb.REASON_CODE_LINK_LOST_REVERTED)
+    )
+
+    async def reported() -> Any:
+        body = (await headend.api.get(f"/api/v1/dispatches/{dispatch_id}")).json()
+        found = [x for x in body["late_acks"] if x["reason"] == "LINK_LOST_REVERTED"]
+        return body if found else None
+
+    body = await wait_for(reported)
+    assert body["state"] == "complete"
+    shown = timeline(body)
+    assert "the agent, after the end" in shown and "LINK_LOST_REVERTED" in shown
