@@ -81,6 +81,59 @@ class RunningHeadend:
         return httpx.AsyncClient(base_url=str(self.api.base_url), headers=headers, timeout=10)
 
 
+@contextlib.asynccontextmanager
+async def running_headend(
+    database_url: str, temporal_address: str, task_queue: str, pki: TestPki
+) -> AsyncIterator[RunningHeadend]:
+    """A whole headend (gRPC + API + worker) on free ports, secure as in
+    production: mTLS on gRPC (``.agent()`` has a certificate) and bearer tokens
+    on REST (``.api`` sends an admin token; ``.token(role)``)."""
+    from uuid import uuid4
+
+    from gridpilot.ops.embedded import free_port
+    from gridpilot.ops.headend import Headend
+    from gridpilot.ops.settings import Settings
+    from gridpilot.security.audit import Actor
+
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=database_url,
+        temporal_address=temporal_address,
+        task_queue=task_queue,
+        headend_id=f"test-{uuid4().hex[:8]}",
+        api_port=free_port(),
+        grpc_listen=f"127.0.0.1:{free_port()}",
+        ack_timeout_s=5,
+        delivery_timeout_s=10,
+        grpc_tls_cert_file=pki.headend.cert_file,
+        grpc_tls_key_file=pki.headend.key_file,
+        grpc_client_ca_file=pki.pki.ca_file,
+        revocation_check_s=0.5,
+    )
+    h = Headend(settings)
+    task = asyncio.create_task(h.run())
+    base = f"http://127.0.0.1:{settings.api_port}"
+    async with httpx.AsyncClient(base_url=base, timeout=10) as api:
+
+        async def ready() -> bool:
+            if task.done():
+                task.result()  # surfaces the start-up error
+            with contextlib.suppress(httpx.HTTPError):
+                return (await api.get("/readyz")).status_code == 200
+            return False
+
+        await wait_for(ready, timeout=60)
+        admin_token = (await h.tokens.create("test-admin", "admin", Actor("test")))[1]
+        api.headers["Authorization"] = f"Bearer {admin_token}"
+        try:
+            yield RunningHeadend(
+                h, settings, api, settings.grpc_listen, pki=pki, admin_token=admin_token
+            )
+        finally:
+            h.stop()
+            await asyncio.wait_for(task, 30)
+
+
 async def wait_for(check: Any, timeout: float = 20.0, interval: float = 0.2) -> Any:
     """Poll an async or sync check until it returns something truthy."""
     deadline = time.monotonic() + timeout

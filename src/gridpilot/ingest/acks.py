@@ -1,6 +1,20 @@
-"""Agent DispatchAcks → signals to the dispatch workflows."""
+"""Agent DispatchAcks → signals to the dispatch workflows.
+
+A signal only needs the Temporal server, not a running worker, so the stream
+never blocks on workers that are deploying or down. When the Temporal server
+itself is unreachable, an ack is not lost and the agent's stream (its
+telemetry) does not wait for Temporal: the ack waits in a bounded queue, in
+the order it came, and one task signals the queue again with backoff until
+Temporal answers. An ack for a workflow that has closed is a late ack: it
+goes to ``on_late`` (kept for the record).
+"""
 
 from __future__ import annotations
+
+import asyncio
+import random
+from collections import deque
+from collections.abc import Awaitable, Callable
 
 import structlog
 from temporalio.client import Client
@@ -11,22 +25,118 @@ from gridpilot.workflows.models import AgentAck
 
 log = structlog.get_logger(__name__)
 
+MAX_WAITING = 10_000
+RETRY_MAX_S = 10.0
+# Temporal not (yet) answering: worth another try. Anything else is final.
+TRANSIENT = frozenset(
+    {
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+        RPCStatusCode.ABORTED,
+        RPCStatusCode.INTERNAL,
+        RPCStatusCode.UNKNOWN,
+    }
+)
+
 
 class TemporalAckSink:
-    """A signal only needs the Temporal server, not a running worker, so the
-    stream never blocks on workers that are deploying or down."""
-
-    def __init__(self, client: Client) -> None:
+    def __init__(
+        self,
+        client: Client,
+        on_late: Callable[[AgentAck], Awaitable[None]],
+        *,
+        max_waiting: int = MAX_WAITING,
+        retry_max_s: float = RETRY_MAX_S,
+    ) -> None:
         self._client = client
+        self._on_late = on_late
+        self._max = max_waiting
+        self._retry_max_s = retry_max_s
+        self._waiting: deque[AgentAck] = deque()
+        self._wake = asyncio.Event()
+        self.dropped = 0  # acks dropped because the queue was full (oldest first)
+        self.temporal_available = True
 
-    async def __call__(self, ack: AgentAck) -> bool:
-        """Signal the ack to its workflow; False when the workflow is closed
-        (a late ack: the caller keeps it for the record)."""
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    async def __call__(self, ack: AgentAck) -> None:
+        """Signal now if nothing waits (the usual case); otherwise, or when
+        Temporal does not answer, queue it behind what waits."""
+        if not self._waiting:
+            try:
+                await self._deliver(ack)
+                return
+            except RPCError as exc:
+                self._unavailable(exc)
+        self._queue(ack)
+
+    async def run(self) -> None:
+        """Signal what waits, oldest first, until it is all delivered; forever."""
+        attempt = 0
+        while True:
+            await self._wake.wait()
+            while self._waiting:
+                ack = self._waiting[0]
+                try:
+                    await self._deliver(ack)
+                except RPCError as exc:
+                    self._unavailable(exc)
+                    attempt += 1
+                    await asyncio.sleep(
+                        random.uniform(0.5, min(self._retry_max_s, 0.5 * 2**attempt))
+                    )
+                    continue
+                except Exception:  # a bug (e.g. the ack cannot be encoded): show it, go on
+                    log.exception("dispatch_ack_not_delivered", dispatch_id=ack.dispatch_id)
+                if self._waiting and self._waiting[0] is ack:
+                    self._waiting.popleft()
+                if not self.temporal_available:
+                    self.temporal_available = True
+                    log.info("temporal_reachable_again", acks_waiting=len(self._waiting))
+                attempt = 0
+            self._wake.clear()
+
+    async def _deliver(self, ack: AgentAck) -> None:
+        """Signal the ack; raises RPCError only when worth trying again."""
         handle = self._client.get_workflow_handle(ack.dispatch_id)
         try:
             await handle.signal(SIGNAL_AGENT_ACK, ack)
         except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
+            if exc.status in TRANSIENT:
                 raise
-            return False
-        return True
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                await self._on_late(ack)  # closed: the agent spoke after the end
+                return
+            log.error(
+                "dispatch_ack_refused_by_temporal",
+                dispatch_id=ack.dispatch_id,
+                state=ack.state,
+                status=exc.status.name,
+                error=exc.message,
+            )
+
+    def _queue(self, ack: AgentAck) -> None:
+        if len(self._waiting) >= self._max:
+            lost = self._waiting.popleft()
+            self.dropped += 1
+            log.error(
+                "dispatch_ack_dropped",
+                dispatch_id=lost.dispatch_id,
+                state=lost.state,
+                reason="too many acks waiting for Temporal",
+                max_waiting=self._max,
+            )
+        self._waiting.append(ack)
+        self._wake.set()
+
+    def _unavailable(self, exc: RPCError) -> None:
+        if self.temporal_available:
+            self.temporal_available = False
+            log.warning(
+                "temporal_unreachable_acks_wait",
+                error=exc.message,
+                note="acks wait in order and are signalled again when Temporal answers",
+            )

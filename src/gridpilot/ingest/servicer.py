@@ -32,8 +32,8 @@ log = structlog.get_logger(__name__)
 
 HELLO_TIMEOUT_S = 10.0
 MAX_SAMPLES_PER_BATCH = 5000
-# Signals an ack to its dispatch workflow; False: the workflow is closed.
-AckSink = Callable[[AgentAck], Awaitable[bool]]
+# Signals an ack to its dispatch workflow (acks.TemporalAckSink).
+AckSink = Callable[[AgentAck], Awaitable[None]]
 # Records a local dispatch (row + workflow); raises when the DB or Temporal is down.
 LocalSink = Callable[[DispatchInput, Actor], Awaitable[None]]
 DB_DOWN = (
@@ -62,6 +62,7 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         self._sessions = sessions
         self._pipeline = pipeline
         self._ack_sink = ack_sink
+        self._late = late_ack_recorder(store)
         self._headend_id = headend_id
         self._task_queue = task_queue
         self._skew = max_future_skew
@@ -393,17 +394,30 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             gateway_id=session.gateway_id,
         )
         assert target is not None  # an unknown dispatch has no owner: refused above
-        if target.state.terminal or not await self._ack_sink(ack):
-            # The dispatch had ended: this changes nothing, but is kept.
-            log.info(
-                "late_dispatch_ack",
-                dispatch_id=ack.dispatch_id,
-                state=ack.state,
-                reason=ack.reason,
-                gateway=session.gateway_id,
-            )
-            with contextlib.suppress(*DB_DOWN):
-                await self._store.record_late_ack(ack)
+        if target.state.terminal:
+            await self._late(ack)
+        else:
+            await self._ack_sink(ack)
+
+
+def late_ack_recorder(store: GatewayStore) -> Callable[[AgentAck], Awaitable[None]]:
+    """Keeps an ack that came after its dispatch ended: it changes nothing, but
+    belongs in the record (lost, and logged, only while the database is down)."""
+
+    async def record(ack: AgentAck) -> None:
+        log.info(
+            "late_dispatch_ack",
+            dispatch_id=ack.dispatch_id,
+            state=ack.state,
+            reason=ack.reason,
+            gateway=ack.gateway_id,
+        )
+        try:
+            await store.record_late_ack(ack)
+        except DB_DOWN:
+            log.warning("late_dispatch_ack_not_kept", dispatch_id=ack.dispatch_id)
+
+    return record
 
 
 def _confirm(session: AgentSession, dispatch_id: str, refused: str = "") -> None:

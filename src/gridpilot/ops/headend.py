@@ -26,7 +26,7 @@ from gridpilot.ingest.metrics import IngestCollector
 from gridpilot.ingest.pipeline import IngestBatch, TelemetryPipeline
 from gridpilot.ingest.queue import MemoryTelemetryQueue
 from gridpilot.ingest.registry import GatewayStore
-from gridpilot.ingest.servicer import AgentGatewayServicer
+from gridpilot.ingest.servicer import AgentGatewayServicer, late_ack_recorder
 from gridpilot.ingest.sessions import SessionRegistry
 from gridpilot.schema import db
 from gridpilot.schema.pb import agent_pb2_grpc as pb_grpc
@@ -105,7 +105,10 @@ def _redact(url: str) -> str:
 
 
 def _metrics(
-    sessions: SessionRegistry, pipeline: TelemetryPipeline, ingest: IngestCollector
+    sessions: SessionRegistry,
+    pipeline: TelemetryPipeline,
+    ingest: IngestCollector,
+    acks: TemporalAckSink,
 ) -> CollectorRegistry:
     reg = CollectorRegistry()
     reg.register(ingest)
@@ -124,6 +127,16 @@ def _metrics(
     Gauge(
         "gridpilot_ingest_db_available", "1 when the telemetry writer reaches the DB", registry=reg
     ).set_function(lambda: 1 if pipeline.stats.db_available else 0)
+    Gauge(
+        "gridpilot_dispatch_acks_waiting",
+        "agent dispatch acks waiting for Temporal to answer",
+        registry=reg,
+    ).set_function(lambda: acks.waiting)
+    Gauge(
+        "gridpilot_dispatch_acks_dropped",
+        "agent dispatch acks dropped while Temporal was down (the waiting queue was full)",
+        registry=reg,
+    ).set_function(lambda: acks.dropped)
     return reg
 
 
@@ -142,14 +155,21 @@ class Headend:
         self.certs = CertificateRegistry(self.engine, self.audit)
         self.tokens = TokenStore(self.engine, self.audit)
         self.client: Client | None = None
+        self.acks: TemporalAckSink | None = None
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
         self._stop.set()
 
     async def _readiness(self) -> dict[str, Any]:
+        acks = self.acks
+        temporal_state = "ok"
+        if self.client is None:
+            temporal_state = "not connected"
+        elif acks is not None and not acks.temporal_available:
+            temporal_state = f"unreachable: {acks.waiting} agent acks waiting"
         return {
-            "temporal": "ok" if self.client is not None else "not connected",
+            "temporal": temporal_state,
             "telemetry_writer": "ok" if self.pipeline.stats.db_available else "retrying",
         }
 
@@ -159,6 +179,8 @@ class Headend:
         await asyncio.to_thread(prepare_database, s)
         await self.store.close_headend_sessions(s.headend_id, "headend_restarted")
         self.client = await temporal.connect(s.temporal_address, s.temporal_namespace)
+        # Agents' dispatch acks → workflows; they wait (in order) while Temporal is down.
+        self.acks = acks = TemporalAckSink(self.client, late_ack_recorder(self.store))
         tasks: list[asyncio.Task[Any]] = []
 
         def spawn(coro: Awaitable[Any], name: str) -> None:
@@ -184,12 +206,13 @@ class Headend:
                 temporal.delivery_worker(self.client, s.headend_task_queue, self.sessions)
             )
             spawn(self.pipeline.run(), "telemetry-writer")
+            spawn(acks.run(), "dispatch-acks")
             grpc_server = grpc.aio.server(options=GRPC_SERVER_OPTIONS)
             self.servicer = AgentGatewayServicer(
                 self.store,
                 self.sessions,
                 self.pipeline,
-                TemporalAckSink(self.client),
+                acks,
                 s.headend_id,
                 s.headend_task_queue,
                 timedelta(seconds=s.max_future_skew_s),
@@ -233,6 +256,7 @@ class Headend:
                         self.sessions,
                         self.pipeline,
                         IngestCollector(self.pipeline, lambda: self.servicer),
+                        acks,
                     ),
                 )
             )

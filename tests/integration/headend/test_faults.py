@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from gp_testing import (
     RunningHeadend,
     ScriptedAgent,
+    TestPki,
     agent_ack,
     demo_assets,
     dispatch_in_state,
+    now_pb,
+    running_headend,
     wait_for,
 )
 
@@ -23,6 +28,7 @@ from gridpilot.ops.headend import Headend
 from gridpilot.ops.temporal import connect
 from gridpilot.schema import db
 from gridpilot.schema.pb import agent_pb2 as pb
+from gridpilot.workflows.constants import SEARCH_ATTRIBUTES
 
 pytestmark = pytest.mark.integration
 
@@ -125,3 +131,63 @@ def test_reset_db_is_refused_in_production(database_url: str) -> None:
     prepare_database(dev)
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT count(*) FROM sites").fetchone() == (0,)
+
+
+async def test_acks_sent_while_temporal_is_down_wait_and_reach_the_workflow(
+    database_url: str, task_queue: str, test_pki: TestPki, tmp_path: Path
+) -> None:
+    """Temporal stopped while the agent acks: the ack is not lost, and the
+    agent's telemetry keeps landing meanwhile; once Temporal is back (its own
+    database kept) the ack reaches the workflow and the dispatch goes on."""
+    temporal = TemporalDevServer(
+        port=free_port(),
+        ui_port=None,
+        db_file=tmp_path / "temporal.db",
+        search_attributes={k.name: "Keyword" for k in SEARCH_ATTRIBUTES},
+    )
+    temporal.start(timeout=60)
+    try:
+        await temporal.wait_ready(timeout=60)
+        async with running_headend(database_url, temporal.address, task_queue, test_pki) as h:
+            agent = h.agent()
+            await agent.connect(demo_assets())
+            r = await h.api.post(
+                "/api/v1/dispatches", json={"asset_id": "bess-1", "p_kw": 20, "duration_s": 300}
+            )
+            dispatch_id = r.json()["id"]
+            sp = await wait_for(lambda: agent.first("setpoint"))
+            await agent.send(agent_ack(sp, pb.ACK_STATE_ACCEPTED))
+            await wait_for(lambda: dispatch_in_state(h.api, dispatch_id, "acked"))
+
+            temporal.stop()
+            await agent.send(agent_ack(sp, pb.ACK_STATE_APPLIED, applied_p_kw=20))
+            sample = pb.TelemetrySample(asset_id="bess-1", ts=now_pb(), p_kw=20.0)
+            await agent.send(
+                pb.AgentMessage(telemetry=pb.TelemetryBatch(batch_seq=11, samples=[sample]))
+            )
+            # The stream does not wait for Temporal: the batch behind the ack is stored.
+            ack = await wait_for(lambda: agent.first("telemetry_ack"), timeout=30)
+            assert (ack.batch_seq, ack.accepted) == (11, 1)
+
+            async def degraded() -> Any:
+                body = (await h.api.get("/readyz")).json()
+                return body if "1 agent acks waiting" in body["checks"]["temporal"] else None
+
+            body = await wait_for(degraded, timeout=30)
+            assert body["status"] == "degraded"
+            metrics = (await h.api.get("/metrics")).text
+            assert "gridpilot_dispatch_acks_waiting 1.0" in metrics
+            assert _db_state(h, dispatch_id) == "acked"  # nothing recorded yet
+
+            temporal.start(timeout=60)
+            await wait_for(lambda: _db_state(h, dispatch_id) == "active", timeout=60)
+            assert _db_transitions(h, dispatch_id) == ["submitted", "sent", "acked", "active"]
+            await wait_for(lambda: _ready(h), timeout=30)  # the waiting queue is empty again
+            assert agent.error is None and not agent.ended  # one stream throughout
+            await agent.close()
+    finally:
+        temporal.stop()
+
+
+async def _ready(headend: RunningHeadend) -> bool:
+    return (await headend.api.get("/readyz")).status_code == 200
