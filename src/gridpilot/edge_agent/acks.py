@@ -5,16 +5,21 @@ redelivered Setpoint or Release gets the same answer again without touching
 the device) and queued in :class:`AckOutbox` until it is written to the
 stream, so acks made while the link is down go out after reconnecting.
 
+Once written, an ack waits in :class:`UnconfirmedAcks` until the headend
+answers ``DispatchAckReceived``; each new session writes what is still
+unconfirmed again, in order (a stream that broke right after a write may
+have lost it).
+
 A local dispatch is announced by a :class:`LocalReport`, queued in the same
 outbox ahead of its acks, and kept in :class:`PendingReports` until the
 headend answers that it recorded it; each new session sends what is still
-pending again, followed by the dispatch's latest ack.
+pending again, ahead of the unconfirmed acks.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -203,18 +208,47 @@ class PendingReports:
             self._journal.report_done(dispatch_id)
         return report
 
-    def resend(self, outbox: AckOutbox, history: AckHistory) -> None:
-        """Queue every pending report not already waiting, each followed by
-        its dispatch's latest ack (what the headend may have missed)."""
-        items: list[Outgoing] = []
-        for report in self._pending.values():
-            if report in outbox:
-                continue
-            items.append(report)
-            latest = history.latest(report.dispatch_id)
-            if latest is not None:
-                items.append(latest)
-        outbox.put_first(items)
+    def __iter__(self) -> Iterator[LocalReport]:
+        return iter(list(self._pending.values()))
 
     def __len__(self) -> int:
         return len(self._pending)
+
+
+AckKey = tuple[str, AckState, datetime]
+
+
+class UnconfirmedAcks:
+    """Acks written to the stream that the headend has not confirmed yet, in
+    the order written (bounded: the oldest goes first, counted)."""
+
+    def __init__(self, max_acks: int = 10_000) -> None:
+        self._acks: OrderedDict[AckKey, Ack] = OrderedDict()
+        self._max = max_acks
+        self.dropped = 0
+
+    def add(self, ack: Ack) -> None:
+        self._acks[(ack.dispatch_id, ack.state, ack.time)] = ack
+        while len(self._acks) > self._max:
+            self._acks.popitem(last=False)
+            self.dropped += 1
+
+    def confirmed(self, dispatch_id: str, state: AckState, time: datetime) -> Ack | None:
+        return self._acks.pop((dispatch_id, state, time), None)
+
+    def __iter__(self) -> Iterator[Ack]:
+        return iter(list(self._acks.values()))
+
+    def __len__(self) -> int:
+        return len(self._acks)
+
+
+def resend_on_new_session(
+    outbox: AckOutbox, reports: PendingReports, unconfirmed: UnconfirmedAcks
+) -> None:
+    """What a new session writes first: every unconfirmed local report, then
+    every unconfirmed ack, each in its order (a report always before the acks
+    of its dispatch), unless already waiting in the outbox."""
+    items: list[Outgoing] = [r for r in reports if r not in outbox]
+    items += [a for a in unconfirmed if a not in outbox]
+    outbox.put_first(items)

@@ -15,7 +15,7 @@ from gridpilot.core.lifecycle import ReasonCode
 from gridpilot.core.telemetry import CORE_FIELDS, Sample
 from gridpilot.schema.pb import agent_pb2 as pb
 
-from .acks import Ack, LocalReport, Outgoing
+from .acks import Ack, AckKey, AckState, LocalReport, Outgoing
 from .buffer import Batch, BufferStats
 from .commands import ReleaseCommand, SetpointCommand
 
@@ -30,6 +30,14 @@ _ASSET_TYPES = {
 def reason_to_pb(reason: ReasonCode | None) -> str:
     """The proto enum's name (protobuf takes names as well as numbers)."""
     return f"REASON_CODE_{reason or 'UNSPECIFIED'}"
+
+
+def ack_key_from_pb(received: pb.DispatchAckReceived) -> AckKey | None:
+    """Which ack the headend answered (None: a state this agent does not know)."""
+    name = pb.AckState.Name(received.state).removeprefix("ACK_STATE_")
+    if name not in AckState.__members__:
+        return None
+    return received.dispatch_id, AckState(name), received.time.ToDatetime(tzinfo=UTC)
 
 
 def reason_from_pb(value: int) -> ReasonCode | None:

@@ -19,7 +19,7 @@ from datetime import datetime
 from gridpilot.schema.pb import agent_pb2 as pb
 
 from . import convert
-from .acks import AckHistory, AckOutbox, Outgoing, PendingReports
+from .acks import Ack, AckOutbox, Outgoing, PendingReports, UnconfirmedAcks, resend_on_new_session
 from .buffer import Batch, TelemetryBuffer
 from .link import Commit
 
@@ -30,12 +30,12 @@ class AgentOutbound:
         acks: AckOutbox,
         buffer: TelemetryBuffer,
         reports: PendingReports | None = None,
-        history: AckHistory | None = None,
+        unconfirmed: UnconfirmedAcks | None = None,
     ) -> None:
         self.acks = acks
         self.buffer = buffer
         self.reports = reports if reports is not None else PendingReports()
-        self.history = history if history is not None else AckHistory()
+        self.unconfirmed = unconfirmed if unconfirmed is not None else UnconfirmedAcks()
         self.wakeup = asyncio.Event()
         self._backlog_end = 0  # batches up to this seq are the backlog of this session
         self._backlog_sent = 0  # highest backlog seq written on this session
@@ -43,7 +43,7 @@ class AgentOutbound:
         self._live_turn = True
 
     def start_session(self) -> None:
-        self.reports.resend(self.acks, self.history)
+        resend_on_new_session(self.acks, self.reports, self.unconfirmed)
         self._backlog_end = self.buffer.last_seq
         self._backlog_sent = 0
         self._live_sent = self._backlog_end
@@ -58,6 +58,8 @@ class AgentOutbound:
     def next(self) -> tuple[pb.AgentMessage, Commit] | None:
         ack = self.acks.peek()
         if ack is not None:
+            if isinstance(ack, Ack):  # kept until the headend confirms it (which may
+                self.unconfirmed.add(ack)  # come back before the write returns)
             return convert.outgoing(ack), lambda: self._ack_written(ack)
         batch = self._next_batch()
         if batch is None:

@@ -25,7 +25,15 @@ from gridpilot.core.lifecycle import ReasonCode
 from gridpilot.schema.pb import agent_pb2 as pb
 
 from . import convert
-from .acks import Ack, AckHistory, AckOutbox, AckRecorder, AckState, PendingReports
+from .acks import (
+    Ack,
+    AckHistory,
+    AckOutbox,
+    AckRecorder,
+    AckState,
+    PendingReports,
+    UnconfirmedAcks,
+)
 from .adapters import DeviceAdapter, build_adapter
 from .buffer import Batch, DropPolicy, TelemetryBuffer
 from .buffer_sqlite import MEMORY, SqliteTelemetryBuffer
@@ -114,7 +122,8 @@ class EdgeAgent:
         self.arbitration = (
             Arbitration(surface.arbitration) if surface is not None else Arbitration.CLOUD_PRIORITY
         )
-        self.outbound = AgentOutbound(self.acks, self.buffer, self.local_reports, self.history)
+        self.unconfirmed = UnconfirmedAcks()
+        self.outbound = AgentOutbound(self.acks, self.buffer, self.local_reports, self.unconfirmed)
         self.local = LocalDesk(
             outbox=self.acks,
             reports=self.local_reports,
@@ -338,6 +347,17 @@ class EdgeAgent:
             await self._on_release(convert.release_from_pb(message.release))
         elif body == "telemetry_ack":
             self.buffer.ack(message.telemetry_ack.batch_seq)
+        elif body == "dispatch_ack_received":
+            received = message.dispatch_ack_received
+            key = convert.ack_key_from_pb(received)
+            ack = self.unconfirmed.confirmed(*key) if key is not None else None
+            if ack is not None and received.refused:
+                self._log.warning(
+                    "headend refused a dispatch ack",
+                    dispatch_id=ack.dispatch_id,
+                    state=str(ack.state),
+                    refused=received.refused,
+                )
         elif body == "local_dispatch_recorded":
             recorded = message.local_dispatch_recorded
             if self.local_reports.recorded(recorded.dispatch_id) and recorded.refused:

@@ -6,7 +6,10 @@ itself is unreachable, an ack is not lost and the agent's stream (its
 telemetry) does not wait for Temporal: the ack waits in a bounded queue, in
 the order it came, and one task signals the queue again with backoff until
 Temporal answers. An ack for a workflow that has closed is a late ack: it
-goes to ``on_late`` (kept for the record).
+goes to ``on_late`` (kept for the record). Once an ack is delivered the
+caller's ``done`` runs: the servicer then confirms it to the agent, which
+keeps every ack until then (the queue lives in memory; a headend that dies
+leaves the agent to send it again).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from gridpilot.workflows.models import AgentAck
 
 log = structlog.get_logger(__name__)
 
+Done = Callable[[], None]
 MAX_WAITING = 10_000
 RETRY_MAX_S = 10.0
 # Temporal not (yet) answering: worth another try. Anything else is final.
@@ -53,7 +57,7 @@ class TemporalAckSink:
         self._on_late = on_late
         self._max = max_waiting
         self._retry_max_s = retry_max_s
-        self._waiting: deque[AgentAck] = deque()
+        self._waiting: deque[tuple[AgentAck, Done]] = deque()
         self._wake = asyncio.Event()
         self.dropped = 0  # acks dropped because the queue was full (oldest first)
         self.temporal_available = True
@@ -62,16 +66,20 @@ class TemporalAckSink:
     def waiting(self) -> int:
         return len(self._waiting)
 
-    async def __call__(self, ack: AgentAck) -> None:
+    async def __call__(self, ack: AgentAck, done: Done = lambda: None) -> None:
         """Signal now if nothing waits (the usual case); otherwise, or when
-        Temporal does not answer, queue it behind what waits."""
+        Temporal does not answer, queue it behind what waits. ``done()`` is
+        called once the ack is delivered (or kept as late, or refused for
+        good); never for one dropped from a full queue."""
         if not self._waiting:
             try:
                 await self._deliver(ack)
-                return
             except RPCError as exc:
                 self._unavailable(exc)
-        self._queue(ack)
+            else:
+                done()
+                return
+        self._queue(ack, done)
 
     async def run(self) -> None:
         """Signal what waits, oldest first, until it is all delivered; forever."""
@@ -79,9 +87,11 @@ class TemporalAckSink:
         while True:
             await self._wake.wait()
             while self._waiting:
-                ack = self._waiting[0]
+                head = self._waiting[0]
+                ack, done = head
                 try:
                     await self._deliver(ack)
+                    done()
                 except RPCError as exc:
                     self._unavailable(exc)
                     attempt += 1
@@ -91,7 +101,7 @@ class TemporalAckSink:
                     continue
                 except Exception:  # a bug (e.g. the ack cannot be encoded): show it, go on
                     log.exception("dispatch_ack_not_delivered", dispatch_id=ack.dispatch_id)
-                if self._waiting and self._waiting[0] is ack:
+                if self._waiting and self._waiting[0] is head:
                     self._waiting.popleft()
                 if not self.temporal_available:
                     self.temporal_available = True
@@ -118,9 +128,9 @@ class TemporalAckSink:
                 error=exc.message,
             )
 
-    def _queue(self, ack: AgentAck) -> None:
+    def _queue(self, ack: AgentAck, done: Done) -> None:
         if len(self._waiting) >= self._max:
-            lost = self._waiting.popleft()
+            lost, _ = self._waiting.popleft()
             self.dropped += 1
             log.error(
                 "dispatch_ack_dropped",
@@ -129,7 +139,7 @@ class TemporalAckSink:
                 reason="too many acks waiting for Temporal",
                 max_waiting=self._max,
             )
-        self._waiting.append(ack)
+        self._waiting.append((ack, done))
         self._wake.set()
 
     def _unavailable(self, exc: RPCError) -> None:

@@ -32,8 +32,8 @@ log = structlog.get_logger(__name__)
 
 HELLO_TIMEOUT_S = 10.0
 MAX_SAMPLES_PER_BATCH = 5000
-# Signals an ack to its dispatch workflow (acks.TemporalAckSink).
-AckSink = Callable[[AgentAck], Awaitable[None]]
+# Signals an ack to its dispatch workflow, then calls back (acks.TemporalAckSink).
+AckSink = Callable[[AgentAck, Callable[[], None]], Awaitable[None]]
 # Records a local dispatch (row + workflow); raises when the DB or Temporal is down.
 LocalSink = Callable[[DispatchInput, Actor], Awaitable[None]]
 DB_DOWN = (
@@ -357,29 +357,39 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             return True
 
     async def _on_ack(self, session: AgentSession, raw: pb.DispatchAck) -> None:
+        """Take the agent's ack: signal it to its workflow (or keep it as a late
+        ack), then confirm it (DispatchAckReceived), so the agent stops
+        re-sending it. With the database down the stream ends unconfirmed."""
         # The dispatch's asset (from the database, not the message) must be
         # one this gateway speaks for; otherwise nothing reaches the workflow.
         try:
             target = await self._store.dispatch_target(raw.dispatch_id) if raw.dispatch_id else None
         except DB_DOWN:
-            log.warning("ack_dropped", gateway=session.gateway_id, reason="database unavailable")
-            return
+            # Not taken, not confirmed: end the stream, so the agent writes it
+            # again on its next session (once the database answers again).
+            log.warning(
+                "ack_not_taken", gateway=session.gateway_id, reason="database unavailable"
+            )
+            session.close("database_unavailable")
+            raise SessionClosed("database unavailable") from None
         owner = target.asset_id if target is not None else None
         if owner not in session.asset_ids or (raw.asset_id and raw.asset_id != owner):
+            why = (
+                f"ack for dispatch {raw.dispatch_id!r} (asset {owner or raw.asset_id!r}), "
+                "which is not this gateway's"
+            )
+            _received(session, raw, refused=why)
             if f"ack:{raw.dispatch_id}" in session.foreign_audited:
                 return
             session.foreign_audited.add(f"ack:{raw.dispatch_id}")
             await self._refuse(
-                session.gateway_id,
-                "dispatch_ack.foreign_refused",
-                raw.dispatch_id,
-                f"ack for dispatch {raw.dispatch_id!r} (asset {owner or raw.asset_id!r}), "
-                "which is not this gateway's",
+                session.gateway_id, "dispatch_ack.foreign_refused", raw.dispatch_id, why
             )
             return
         state = ACK_STATE_FROM_PB.get(raw.state)
         if state is None or not raw.dispatch_id:
             log.warning("bad_ack_ignored", gateway=session.gateway_id, ack=str(raw))
+            _received(session, raw, refused="dispatch_ack.state is not a known state")
             return
         ack = AgentAck(
             dispatch_id=raw.dispatch_id,
@@ -396,8 +406,19 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         assert target is not None  # an unknown dispatch has no owner: refused above
         if target.state.terminal:
             await self._late(ack)
-        else:
-            await self._ack_sink(ack)
+            _received(session, raw)
+        else:  # confirmed once Temporal has it (it may wait for Temporal)
+            await self._ack_sink(ack, lambda: _received(session, raw))
+
+
+def _received(session: AgentSession, raw: pb.DispatchAck, refused: str = "") -> None:
+    """Tell the agent this ack was taken (or refused): it stops re-sending it.
+    A closed session is no matter: the agent re-sends it on its next one."""
+    received = pb.DispatchAckReceived(
+        dispatch_id=raw.dispatch_id, state=raw.state, time=raw.time, refused=refused
+    )
+    with contextlib.suppress(SessionClosed):
+        session.send_nowait(pb.HeadendMessage(dispatch_ack_received=received))
 
 
 def late_ack_recorder(store: GatewayStore) -> Callable[[AgentAck], Awaitable[None]]:

@@ -43,6 +43,7 @@ class FakeGateway(agent_pb2_grpc.AgentGatewayServicer):
         self.sessions = 0
         self.refuse = False
         self.auto_ack = False
+        self.confirm_acks = True  # answer each DispatchAck, as the headend does
         self.last_acked_batch_seq = 0
         self.acked: list[int] = []  # batch_seqs acked, in order
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -62,6 +63,12 @@ class FakeGateway(agent_pb2_grpc.AgentGatewayServicer):
         async def read() -> None:
             async for message in request_iterator:
                 self.received.append((session, message))
+                if self.confirm_acks and message.WhichOneof("body") == "dispatch_ack":
+                    ack = message.dispatch_ack
+                    received = pb.DispatchAckReceived(
+                        dispatch_id=ack.dispatch_id, state=ack.state, time=ack.time
+                    )
+                    queue.put_nowait(pb.HeadendMessage(dispatch_ack_received=received))
                 if self.auto_ack and message.WhichOneof("body") == "telemetry":
                     seq = message.telemetry.batch_seq
                     self.acked.append(seq)
@@ -532,6 +539,7 @@ async def test_a_local_setpoint_is_reported_before_its_acks_and_resent_until_rec
     gateway: Gateway, start_agent: StartAgent
 ) -> None:
     gw, port = gateway
+    gw.confirm_acks = False  # a headend that could not record the report reads no acks
     r = start_agent(site_config(port))
     await eventually(lambda: r.agent.connected)
     result = await r.agent.local_setpoint("bess", 40.0, "opcua:op1")
@@ -553,12 +561,20 @@ async def test_a_local_setpoint_is_reported_before_its_acks_and_resent_until_rec
     )
     assert report.channel == "opcua" and report.end.ToDatetime() > report.start.ToDatetime()
 
-    # Not confirmed: the next session sends it again, with the latest ack behind it.
+    # Not confirmed: the next session sends it again, its unconfirmed acks behind it.
     gw.drop()
     await eventually(lambda: len(gw.of("local_dispatch", session=2)) == 1)
-    await eventually(lambda: gw.of("dispatch_ack", session=2))
-    again = gw.of("dispatch_ack", session=2)[0]
-    assert (again.dispatch_id, again.state) == (dispatch_id, pb.ACK_STATE_APPLIED)
+    await eventually(lambda: len(gw.of("dispatch_ack", session=2)) == 2)
+    again = [
+        (m.WhichOneof("body"), getattr(m, m.WhichOneof("body")).dispatch_id)
+        for s, m in gw.received
+        if s == 2 and m.WhichOneof("body") in ("local_dispatch", "dispatch_ack")
+    ]
+    assert again == [("local_dispatch", dispatch_id)] + [("dispatch_ack", dispatch_id)] * 2
+    assert [a.state for a in gw.of("dispatch_ack", session=2)] == [
+        pb.ACK_STATE_ACCEPTED,
+        pb.ACK_STATE_APPLIED,
+    ]
 
     # Confirmed: not sent again.
     gw.send(local_dispatch_recorded=pb.LocalDispatchRecorded(dispatch_id=dispatch_id))
@@ -566,6 +582,35 @@ async def test_a_local_setpoint_is_reported_before_its_acks_and_resent_until_rec
     gw.drop()
     await eventually(lambda: gw.sessions == 3 and gw.of("heartbeat", session=3))
     assert gw.of("local_dispatch", session=3) == []
+
+
+async def test_acks_are_written_again_on_each_session_until_the_headend_confirms_them(
+    gateway: Gateway, start_agent: StartAgent
+) -> None:
+    server, port = gateway
+    server.confirm_acks = False  # e.g. the stream broke right after the writes
+    run = start_agent(site_config(port))
+    await eventually(lambda: server.sessions)
+    server.send(**setpoint("d-u", "bess", 30, 30))
+    await eventually(lambda: len(server.acks("d-u")) == 2)
+    assert len(run.agent.unconfirmed) == 2
+
+    server.drop()  # session 2: both again, in order
+    await eventually(lambda: len(server.of("dispatch_ack", session=2)) == 2)
+    first, second = server.of("dispatch_ack", session=2)
+    assert (first.state, second.state) == (pb.ACK_STATE_ACCEPTED, pb.ACK_STATE_APPLIED)
+    originals = server.of("dispatch_ack", session=1)
+    assert [a.time for a in (first, second)] == [a.time for a in originals]  # the same acks
+
+    # the headend confirms the first (by dispatch, state and time): only the second is left
+    received = pb.DispatchAckReceived(dispatch_id="d-u", state=first.state, time=first.time)
+    server.send(dispatch_ack_received=received)
+    await eventually(lambda: len(run.agent.unconfirmed) == 1)
+    server.confirm_acks = True
+    server.drop()  # session 3: the unconfirmed one only, which is then confirmed
+    await eventually(lambda: server.of("dispatch_ack", session=3))
+    assert [a.state for a in server.of("dispatch_ack", session=3)] == [pb.ACK_STATE_APPLIED]
+    await eventually(lambda: len(run.agent.unconfirmed) == 0)
 
 
 async def test_a_local_setpoint_out_of_limits_is_refused_and_never_reported(

@@ -63,6 +63,15 @@ async def test_asset_dispatch_reaches_the_agent_and_records_every_transition_in_
     assert body["applied_p_kw"] == -40
     listed = (await headend.api.get("/api/v1/dispatches", params={"state": "complete"})).json()
     assert [x["id"] for x in listed] == [d["id"]]
+    # every ack is confirmed, naming it, so the agent stops re-sending it
+    await wait_for(lambda: len(scripted_agent.of("dispatch_ack_received")) == 3)
+    confirmed = scripted_agent.of("dispatch_ack_received")
+    assert [(c.dispatch_id, c.state, c.refused) for c in confirmed] == [
+        (d["id"], pb.ACK_STATE_ACCEPTED, ""),
+        (d["id"], pb.ACK_STATE_APPLIED, ""),
+        (d["id"], pb.ACK_STATE_COMPLETED, ""),
+    ]
+    assert all(c.HasField("time") for c in confirmed)
 
 
 async def test_site_dispatch_splits_and_every_child_reaches_its_asset(

@@ -184,6 +184,9 @@ async def test_foreign_asset_telemetry_and_acks_are_refused_audited_and_not_stor
         assert all(a.rejected == 1 and a.accepted == 0 for a in other.of("telemetry_ack"))
         await other.send(agent_ack(sp, pb.ACK_STATE_APPLIED, applied_p_kw=10))
         await wait_for(lambda: _audit(headend, "dispatch_ack.foreign_refused"))
+        # answered, so the agent stops re-sending it, and told why
+        received = await wait_for(lambda: other.first("dispatch_ack_received"))
+        assert received.dispatch_id == dispatch_id and "not this gateway's" in received.refused
     finally:
         await other.close()
 

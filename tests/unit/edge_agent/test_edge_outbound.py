@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from gridpilot.core.telemetry import Sample
-from gridpilot.edge_agent.acks import Ack, AckOutbox, AckState
+from gridpilot.edge_agent.acks import Ack, AckOutbox, AckState, LocalReport, UnconfirmedAcks
 from gridpilot.edge_agent.buffer import Batch
 from gridpilot.edge_agent.buffer_sqlite import MEMORY, SqliteTelemetryBuffer
 from gridpilot.edge_agent.outbound import AgentOutbound
@@ -78,3 +78,40 @@ def test_heartbeat_reports_the_buffer() -> None:
     hb = out.heartbeat(TS).heartbeat
     assert (hb.buffered_batches, hb.dropped_batches) == (2, 0)
     assert hb.buffered_bytes == buf.stats().bytes > 0
+
+
+def test_a_new_session_writes_unconfirmed_reports_then_unconfirmed_acks_in_order() -> None:
+    out, _, acks = setup()
+    report = LocalReport("loc-1", "a", 5.0, TS, TS + timedelta(hours=1), "opcua:op", "opcua")
+    out.reports.add(report)
+    first = Ack("d-1", "a", AckState.ACCEPTED, TS)
+    second = Ack("d-1", "a", AckState.APPLIED, TS + timedelta(seconds=1))
+    for item in (report, first, second):
+        acks.put(item)
+    out.start_session()
+    assert [type(m).__name__ for m in _drain(out)] == ["LocalReport", "Ack", "Ack"]
+    assert [a.state for a in out.unconfirmed] == [AckState.ACCEPTED, AckState.APPLIED]
+
+    out.unconfirmed.confirmed("d-1", AckState.ACCEPTED, TS)
+    later = Ack("d-2", "a", AckState.ACCEPTED, TS + timedelta(seconds=2))
+    acks.put(later)  # made while the link was down: already waiting, not doubled
+    out.start_session()
+    assert _drain(out) == [report, second, later]  # the report is not confirmed yet either
+
+
+def test_unconfirmed_acks_are_bounded_oldest_first() -> None:
+    unconfirmed = UnconfirmedAcks(max_acks=2)
+    for i in range(3):
+        unconfirmed.add(Ack(f"d-{i}", "a", AckState.APPLIED, TS))
+    assert [a.dispatch_id for a in unconfirmed] == ["d-1", "d-2"] and unconfirmed.dropped == 1
+
+
+def _drain(out: AgentOutbound) -> list[object]:
+    """What the outbox writes, in order, as if every write succeeded."""
+    items = []
+    while (peeked := out.acks.peek()) is not None:
+        item = out.next()
+        assert item is not None
+        item[1]()
+        items.append(peeked)
+    return items

@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18gridpilot/v1/agent.proto\x12\x0cgridpilot.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x87\x02\n\x0c\x41gentMessage\x12$\n\x05hello\x18\x01 \x01(\x0b\x32\x13.gridpilot.v1.HelloH\x00\x12\x31\n\ttelemetry\x18\x02 \x01(\x0b\x32\x1c.gridpilot.v1.TelemetryBatchH\x00\x12\x31\n\x0c\x64ispatch_ack\x18\x03 \x01(\x0b\x32\x19.gridpilot.v1.DispatchAckH\x00\x12,\n\theartbeat\x18\x04 \x01(\x0b\x32\x17.gridpilot.v1.HeartbeatH\x00\x12\x35\n\x0elocal_dispatch\x18\x05 \x01(\x0b\x32\x1b.gridpilot.v1.LocalDispatchH\x00\x42\x06\n\x04\x62ody\"\x95\x02\n\x0eHeadendMessage\x12(\n\x07welcome\x18\x01 \x01(\x0b\x32\x15.gridpilot.v1.WelcomeH\x00\x12*\n\x08setpoint\x18\x02 \x01(\x0b\x32\x16.gridpilot.v1.SetpointH\x00\x12(\n\x07release\x18\x03 \x01(\x0b\x32\x15.gridpilot.v1.ReleaseH\x00\x12\x33\n\rtelemetry_ack\x18\x04 \x01(\x0b\x32\x1a.gridpilot.v1.TelemetryAckH\x00\x12\x46\n\x17local_dispatch_recorded\x18\x05 \x01(\x0b\x32#.gridpilot.v1.LocalDispatchRecordedH\x00\x42\x06\n\x04\x62ody\"\xa8\x01\n\tAssetInfo\x12\x10\n\x08\x61sset_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12+\n\nasset_type\x18\x03 \x01(\x0e\x32\x17.gridpilot.v1.AssetType\x12\x10\n\x08p_min_kw\x18\x04 \x01(\x01\x12\x10\n\x08p_max_kw\x18\x05 \x01(\x01\x12\x14\n\x0c\x63\x61pacity_kwh\x18\x06 \x01(\x01\x12\x14\n\x0c\x64\x65\x66\x61ult_p_kw\x18\x07 \x01(\x01\"\x7f\n\x05Hello\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12\x0f\n\x07site_id\x18\x02 \x01(\t\x12\x11\n\tsite_name\x18\x03 \x01(\t\x12\'\n\x06\x61ssets\x18\x04 \x03(\x0b\x32\x17.gridpilot.v1.AssetInfo\x12\x15\n\ragent_version\x18\x05 \x01(\t\"l\n\x07Welcome\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12/\n\x0bserver_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14last_acked_batch_seq\x18\x03 \x01(\x04\"\x99\x01\n\tHeartbeat\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x64ropped_batches\x18\x02 \x01(\x04\x12\x17\n\x0f\x64ropped_samples\x18\x03 \x01(\x04\x12\x18\n\x10\x62uffered_batches\x18\x04 \x01(\x04\x12\x16\n\x0e\x62uffered_bytes\x18\x05 \x01(\x04\"\xbd\x03\n\x0fTelemetrySample\x12\x10\n\x08\x61sset_id\x18\x01 \x01(\t\x12&\n\x02ts\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\x04p_kw\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x06q_kvar\x18\x04 \x01(\x01H\x01\x88\x01\x01\x12\x14\n\x07soc_pct\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12 \n\x13\x61vailable_charge_kw\x18\x06 \x01(\x01H\x03\x88\x01\x01\x12#\n\x16\x61vailable_discharge_kw\x18\x07 \x01(\x01H\x04\x88\x01\x01\x12\x16\n\tvoltage_v\x18\x08 \x01(\x01H\x05\x88\x01\x01\x12\x19\n\x0c\x66requency_hz\x18\t \x01(\x01H\x06\x88\x01\x01\x12\x12\n\x05state\x18\n \x01(\tH\x07\x88\x01\x01\x12(\n\x07\x64\x65tails\x18\x0b \x01(\x0b\x32\x17.google.protobuf.StructB\x07\n\x05_p_kwB\t\n\x07_q_kvarB\n\n\x08_soc_pctB\x16\n\x14_available_charge_kwB\x19\n\x17_available_discharge_kwB\x0c\n\n_voltage_vB\x0f\n\r_frequency_hzB\x08\n\x06_state\"S\n\x0eTelemetryBatch\x12\x11\n\tbatch_seq\x18\x01 \x01(\x04\x12.\n\x07samples\x18\x02 \x03(\x0b\x32\x1d.gridpilot.v1.TelemetrySample\"Y\n\x0cTelemetryAck\x12\x11\n\tbatch_seq\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r\x12\x10\n\x08rejected\x18\x03 \x01(\r\x12\x12\n\nrejections\x18\x04 \x03(\t\"\xd7\x02\n\x08Setpoint\x12\x13\n\x0b\x64ispatch_id\x18\x01 \x01(\t\x12\x10\n\x08\x61sset_id\x18\x02 \x01(\t\x12\x0c\n\x04p_kw\x18\x03 \x01(\x01\x12\x13\n\x06q_kvar\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12)\n\x05start\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\rramp_kw_per_s\x18\x07 \x01(\x01H\x01\x88\x01\x01\x12?\n\rtrace_context\x18\x08 \x03(\x0b\x32(.gridpilot.v1.Setpoint.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\t\n\x07_q_kvarB\x10\n\x0e_ramp_kw_per_s\"Z\n\x07Release\x12\x13\n\x0b\x64ispatch_id\x18\x01 \x01(\t\x12\x10\n\x08\x61sset_id\x18\x02 \x01(\t\x12(\n\x06reason\x18\x03 \x01(\x0e\x32\x18.gridpilot.v1.ReasonCode\"\xe4\x02\n\x0b\x44ispatchAck\x12\x13\n\x0b\x64ispatch_id\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.gridpilot.v1.AckState\x12(\n\x06reason\x18\x03 \x01(\x0e\x32\x18.gridpilot.v1.ReasonCode\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61sset_id\x18\x06 \x01(\t\x12\x42\n\rtrace_context\x18\x07 \x03(\x0b\x32+.gridpilot.v1.DispatchAck.TraceContextEntry\x12\x19\n\x0c\x61pplied_p_kw\x18\x08 \x01(\x01H\x00\x88\x01\x01\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0f\n\r_applied_p_kw\"\xb8\x01\n\rLocalDispatch\x12\x13\n\x0b\x64ispatch_id\x18\x01 \x01(\t\x12\x10\n\x08\x61sset_id\x18\x02 \x01(\t\x12\x0c\n\x04p_kw\x18\x03 \x01(\x01\x12)\n\x05start\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x07 \x01(\t\"=\n\x15LocalDispatchRecorded\x12\x13\n\x0b\x64ispatch_id\x18\x01 \x01(\t\x12\x0f\n\x07refused\x18\x02 \x01(\t*\x7f\n\tAssetType\x12\x1a\n\x16\x41SSET_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41SSET_TYPE_BESS\x10\x01\x12\x11\n\rASSET_TYPE_PV\x10\x02\x12\x13\n\x0f\x41SSET_TYPE_WIND\x10\x03\x12\x19\n\x15\x41SSET_TYPE_EV_CHARGER\x10\x04*\xd7\x03\n\nReasonCode\x12\x1b\n\x17REASON_CODE_UNSPECIFIED\x10\x00\x12\x1d\n\x19REASON_CODE_OUT_OF_LIMITS\x10\x01\x12\x1d\n\x19REASON_CODE_UNKNOWN_ASSET\x10\x02\x12#\n\x1fREASON_CODE_DEVICE_WRITE_FAILED\x10\x03\x12\"\n\x1eREASON_CODE_DEVICE_UNREACHABLE\x10\x04\x12\x1d\n\x19REASON_CODE_AGENT_OFFLINE\x10\x05\x12\x1f\n\x1bREASON_CODE_DEADLINE_PASSED\x10\x06\x12\x1a\n\x16REASON_CODE_SUPERSEDED\x10\x07\x12%\n!REASON_CODE_CANCELLED_BY_OPERATOR\x10\x08\x12\"\n\x1eREASON_CODE_LINK_LOST_REVERTED\x10\t\x12\x1f\n\x1bREASON_CODE_INVALID_COMMAND\x10\n\x12\x1b\n\x17REASON_CODE_LEASE_ENDED\x10\x0b\x12!\n\x1dREASON_CODE_PRIORITY_CONFLICT\x10\x0c\x12\x1d\n\x19REASON_CODE_LOCAL_CONTROL\x10\r*\xb3\x01\n\x08\x41\x63kState\x12\x19\n\x15\x41\x43K_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41\x43K_STATE_ACCEPTED\x10\x01\x12\x15\n\x11\x41\x43K_STATE_APPLIED\x10\x02\x12\x17\n\x13\x41\x43K_STATE_COMPLETED\x10\x03\x12\x16\n\x12\x41\x43K_STATE_REJECTED\x10\x04\x12\x14\n\x10\x41\x43K_STATE_FAILED\x10\x05\x12\x16\n\x12\x41\x43K_STATE_RELEASED\x10\x06\x32W\n\x0c\x41gentGateway\x12G\n\x07\x43onnect\x12\x1a.gridpilot.v1.AgentMessage\x1a\x1c.gridpilot.v1.HeadendMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18gridpilot/v1/agent.proto\x12\x0cgridpilot.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x87\x02\n\x0c\x41gentMessage\x12$\n\x05hello\x18\x01 \x01(\x0b\x32\x13.gridpilot.v1.HelloH\x00\x12\x31\n\ttelemetry\x18\x02 \x01(\x0b\x32\x1c.gridpilot.v1.TelemetryBatchH\x00\x12\x31\n\x0c\x64ispatch_ack\x18\x03 \x01(\x0b\x32\x19.gridpilot.v1.DispatchAckH\x00\x12,\n\theartbeat\x18\x04 \x01(\x0b\x32\x17.gridpilot.v1.HeartbeatH\x00\x12\x35\n\x0elocal_dispatch\x18\x05 \x01(\x0b\x32\x1b.gridpilot.v1.LocalDispatchH\x00\x42\x06\n\x04\x62ody\"\xd9\x02\n\x0eHeadendMessage\x12(\n\x07welcome\x18\x01 \x01(\x0b\x32\x15.gridpilot.v1.WelcomeH\x00\x12*\n\x08setpoint\x18\x02 \x01(\x0b\x32\x16.gridpilot.v1.SetpointH\x00\x12(\n\x07release\x18\x03 \x01(\x0b\x32\x15.gridpilot.v1.ReleaseH\x00\x12\x33\n\rtelemetry_ack\x18\x04 \x01(\x0b\x32\x1a.gridpilot.v1.TelemetryAckH\x00\x12\x46\n\x17local_dispatch_recorded\x18\x05 \x01(\x0b\x32#.gridpilot.v1.LocalDispatchRecordedH\x00\x12\x42\n\x15\x64ispatch_ack_received\x18\x06 \x01(\x0b\x32!.gridpilot.v1.DispatchAckReceivedH\x00\x42\x06\n\x04\x62ody\"\xa8\x01\n\tAssetInfo\x12\x10\n\x08\x61sset_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12+\n\nasset_type\x18\x03 \x01(\x0e\x32\x17.gridpilot.v1.AssetType\x12\x10\n\x08p_min_kw\x18\x04 \x01(\x01\x12\x10\n\x08p_max_kw\x18\x05 \x01(\x01\x12\x14\n\x0c\x63\x61pacity_kwh\x18\x06 \x01(\x01\x12\x14\n\x0c\x64\x65\x66\x61ult_p_kw\x18\x07 \x01(\x01\"\x7f\n\x05Hello\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12\x0f\n\x07site_id\x18\x02 \x01(\t\x12\x11\n\tsite_name\x18\x03 \x01(\t\x12\'\n\x06\x61ssets\x18\x04 \x03(\x0b\x32\x17.gridpilot.v1.AssetInfo\x12\x15\n\ragent_version\x18\x05 \x01(\t\"l\n\x07Welcome\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12/\n\x0bserver_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14last_acked_batch_seq\x18\x03 \x01(\x04\"\x99\x01\n\tHeartbeat\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x64ropped_batches\x18\x02 \x01(\x04\x12\x17\n\x0f\x64ropped_samples\x18\x03 \x01(\x04\x12\x18\n\x10\x62uffered_batches\x18\x04 \x01(\x04\x12\x16\n\x0e\x62uffered_bytes\x18\x05 \x01(\x04\"\xbd\x03\n\x0fTelemetrySample\x12\x10\n\x08\x61sset_id\x18\x01 \x01(\t\x12&\n\x02ts\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\x04p_kw\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x06q_kvar\x18\x04 \x01(\x01H\x01\x88\x01\x01\x12\x14\n\x07soc_pct\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12 \n\x13\x61vailable_charge_kw\x18\x06 \x01(\x01H\x03\x88\x01\x01\x12#\n\x16\x61vailable_discharge_kw\x18\x07 \x01(\x01H\x04\x88\x01\x01\x12\x16\n\tvoltage_v\x18\x08 \x01(\x01H\x05\x88\x01\x01\x12\x19\n\x0c\x66requency_hz\x18\t \x01(\x01H\x06\x88\x01\x01\x12\x12\n\x05state\x18\n \x01(\tH\x07\x88\x01\x01\x12(\n\x07\x64\x65tails\x18\x0b \x01(\x0b\x32\x17.google.protobuf.StructB\x07\n\x05_p_kwB\t\n\x07_q_kvarB\n\n\x08_soc_pctB\x16\n\x14_available_charge_kwB\x19\n\x17_available_discharge_kwB\x0c\n\n_voltage_vB\x0f\n\r_frequency_hzB\x08\n\x06_state\"S\n\x0eTelemetryBatch\x12\x11\n\tbatch_seq\x18\x01 \x01(\x04\x12.\n\x07samples\x18\x02 \x03(\x0b\x32\x1d.gridpilot.v1.TelemetrySample\"Y\n\x0cTelemetryAck\x12\x11\n\tbatch_seq\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r\x12\x10\n\x08rejected\x18\x03 \x01(\r\x12\x12\n\nrejections\x18\x04 \x03(\t\"\xd7\x02\n\x08Setpoint\x12\x13\n\x0b\x64ispatch_id\x18\x01 \x01(\t\x12\x10\n\x08\x61sset_id\x18\x02 \x01(\t\x12\x0c\n\x04p_kw\x18\x03 \x01(\x01\x12\x13\n\x06q_kvar\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12)\n\x05start\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\rramp_kw_per_s\x18\x07 \x01(\x01H\x01\x88\x01\x01\x12?\n\rtrace_context\x18\x08 \x03(\x0b\x32(.gridpilot.v1.Setpoint.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\t\n\x07_q_kvarB\x10\n\x0e_ramp_kw_per_s\"Z\n\x07Release\x12\x13\n\x0b\x64ispatch_id\x18\x01 \x01(\t\x12\x10\n\x08\x61sset_id\x18\x02 \x01(\t\x12(\n\x06reason\x18\x03 \x01(\x0e\x32\x18.gridpilot.v1.ReasonCode\"\xe4\x02\n\x0b\x44ispatchAck\x12\x13\n\x0b\x64ispatch_id\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.gridpilot.v1.AckState\x12(\n\x06reason\x18\x03 \x01(\x0e\x32\x18.gridpilot.v1.ReasonCode\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61sset_id\x18\x06 \x01(\t\x12\x42\n\rtrace_context\x18\x07 \x03(\x0b\x32+.gridpilot.v1.DispatchAck.TraceContextEntry\x12\x19\n\x0c\x61pplied_p_kw\x18\x08 \x01(\x01H\x00\x88\x01\x01\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0f\n\r_applied_p_kw\"\x8c\x01\n\x13\x44ispatchAckReceived\x12\x13\n\x0b\x64ispatch_id\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.gridpilot.v1.AckState\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07refused\x18\x04 \x01(\t\"\xb8\x01\n\rLocalDispatch\x12\x13\n\x0b\x64ispatch_id\x18\x01 \x01(\t\x12\x10\n\x08\x61sset_id\x18\x02 \x01(\t\x12\x0c\n\x04p_kw\x18\x03 \x01(\x01\x12)\n\x05start\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x07 \x01(\t\"=\n\x15LocalDispatchRecorded\x12\x13\n\x0b\x64ispatch_id\x18\x01 \x01(\t\x12\x0f\n\x07refused\x18\x02 \x01(\t*\x7f\n\tAssetType\x12\x1a\n\x16\x41SSET_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41SSET_TYPE_BESS\x10\x01\x12\x11\n\rASSET_TYPE_PV\x10\x02\x12\x13\n\x0f\x41SSET_TYPE_WIND\x10\x03\x12\x19\n\x15\x41SSET_TYPE_EV_CHARGER\x10\x04*\xd7\x03\n\nReasonCode\x12\x1b\n\x17REASON_CODE_UNSPECIFIED\x10\x00\x12\x1d\n\x19REASON_CODE_OUT_OF_LIMITS\x10\x01\x12\x1d\n\x19REASON_CODE_UNKNOWN_ASSET\x10\x02\x12#\n\x1fREASON_CODE_DEVICE_WRITE_FAILED\x10\x03\x12\"\n\x1eREASON_CODE_DEVICE_UNREACHABLE\x10\x04\x12\x1d\n\x19REASON_CODE_AGENT_OFFLINE\x10\x05\x12\x1f\n\x1bREASON_CODE_DEADLINE_PASSED\x10\x06\x12\x1a\n\x16REASON_CODE_SUPERSEDED\x10\x07\x12%\n!REASON_CODE_CANCELLED_BY_OPERATOR\x10\x08\x12\"\n\x1eREASON_CODE_LINK_LOST_REVERTED\x10\t\x12\x1f\n\x1bREASON_CODE_INVALID_COMMAND\x10\n\x12\x1b\n\x17REASON_CODE_LEASE_ENDED\x10\x0b\x12!\n\x1dREASON_CODE_PRIORITY_CONFLICT\x10\x0c\x12\x1d\n\x19REASON_CODE_LOCAL_CONTROL\x10\r*\xb3\x01\n\x08\x41\x63kState\x12\x19\n\x15\x41\x43K_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41\x43K_STATE_ACCEPTED\x10\x01\x12\x15\n\x11\x41\x43K_STATE_APPLIED\x10\x02\x12\x17\n\x13\x41\x43K_STATE_COMPLETED\x10\x03\x12\x16\n\x12\x41\x43K_STATE_REJECTED\x10\x04\x12\x14\n\x10\x41\x43K_STATE_FAILED\x10\x05\x12\x16\n\x12\x41\x43K_STATE_RELEASED\x10\x06\x32W\n\x0c\x41gentGateway\x12G\n\x07\x43onnect\x12\x1a.gridpilot.v1.AgentMessage\x1a\x1c.gridpilot.v1.HeadendMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,44 +37,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SETPOINT_TRACECONTEXTENTRY']._serialized_options = b'8\001'
   _globals['_DISPATCHACK_TRACECONTEXTENTRY']._loaded_options = None
   _globals['_DISPATCHACK_TRACECONTEXTENTRY']._serialized_options = b'8\001'
-  _globals['_ASSETTYPE']._serialized_start=2888
-  _globals['_ASSETTYPE']._serialized_end=3015
-  _globals['_REASONCODE']._serialized_start=3018
-  _globals['_REASONCODE']._serialized_end=3489
-  _globals['_ACKSTATE']._serialized_start=3492
-  _globals['_ACKSTATE']._serialized_end=3671
+  _globals['_ASSETTYPE']._serialized_start=3099
+  _globals['_ASSETTYPE']._serialized_end=3226
+  _globals['_REASONCODE']._serialized_start=3229
+  _globals['_REASONCODE']._serialized_end=3700
+  _globals['_ACKSTATE']._serialized_start=3703
+  _globals['_ACKSTATE']._serialized_end=3882
   _globals['_AGENTMESSAGE']._serialized_start=106
   _globals['_AGENTMESSAGE']._serialized_end=369
   _globals['_HEADENDMESSAGE']._serialized_start=372
-  _globals['_HEADENDMESSAGE']._serialized_end=649
-  _globals['_ASSETINFO']._serialized_start=652
-  _globals['_ASSETINFO']._serialized_end=820
-  _globals['_HELLO']._serialized_start=822
-  _globals['_HELLO']._serialized_end=949
-  _globals['_WELCOME']._serialized_start=951
-  _globals['_WELCOME']._serialized_end=1059
-  _globals['_HEARTBEAT']._serialized_start=1062
-  _globals['_HEARTBEAT']._serialized_end=1215
-  _globals['_TELEMETRYSAMPLE']._serialized_start=1218
-  _globals['_TELEMETRYSAMPLE']._serialized_end=1663
-  _globals['_TELEMETRYBATCH']._serialized_start=1665
-  _globals['_TELEMETRYBATCH']._serialized_end=1748
-  _globals['_TELEMETRYACK']._serialized_start=1750
-  _globals['_TELEMETRYACK']._serialized_end=1839
-  _globals['_SETPOINT']._serialized_start=1842
-  _globals['_SETPOINT']._serialized_end=2185
-  _globals['_SETPOINT_TRACECONTEXTENTRY']._serialized_start=2105
-  _globals['_SETPOINT_TRACECONTEXTENTRY']._serialized_end=2156
-  _globals['_RELEASE']._serialized_start=2187
-  _globals['_RELEASE']._serialized_end=2277
-  _globals['_DISPATCHACK']._serialized_start=2280
-  _globals['_DISPATCHACK']._serialized_end=2636
-  _globals['_DISPATCHACK_TRACECONTEXTENTRY']._serialized_start=2105
-  _globals['_DISPATCHACK_TRACECONTEXTENTRY']._serialized_end=2156
-  _globals['_LOCALDISPATCH']._serialized_start=2639
-  _globals['_LOCALDISPATCH']._serialized_end=2823
-  _globals['_LOCALDISPATCHRECORDED']._serialized_start=2825
-  _globals['_LOCALDISPATCHRECORDED']._serialized_end=2886
-  _globals['_AGENTGATEWAY']._serialized_start=3673
-  _globals['_AGENTGATEWAY']._serialized_end=3760
+  _globals['_HEADENDMESSAGE']._serialized_end=717
+  _globals['_ASSETINFO']._serialized_start=720
+  _globals['_ASSETINFO']._serialized_end=888
+  _globals['_HELLO']._serialized_start=890
+  _globals['_HELLO']._serialized_end=1017
+  _globals['_WELCOME']._serialized_start=1019
+  _globals['_WELCOME']._serialized_end=1127
+  _globals['_HEARTBEAT']._serialized_start=1130
+  _globals['_HEARTBEAT']._serialized_end=1283
+  _globals['_TELEMETRYSAMPLE']._serialized_start=1286
+  _globals['_TELEMETRYSAMPLE']._serialized_end=1731
+  _globals['_TELEMETRYBATCH']._serialized_start=1733
+  _globals['_TELEMETRYBATCH']._serialized_end=1816
+  _globals['_TELEMETRYACK']._serialized_start=1818
+  _globals['_TELEMETRYACK']._serialized_end=1907
+  _globals['_SETPOINT']._serialized_start=1910
+  _globals['_SETPOINT']._serialized_end=2253
+  _globals['_SETPOINT_TRACECONTEXTENTRY']._serialized_start=2173
+  _globals['_SETPOINT_TRACECONTEXTENTRY']._serialized_end=2224
+  _globals['_RELEASE']._serialized_start=2255
+  _globals['_RELEASE']._serialized_end=2345
+  _globals['_DISPATCHACK']._serialized_start=2348
+  _globals['_DISPATCHACK']._serialized_end=2704
+  _globals['_DISPATCHACK_TRACECONTEXTENTRY']._serialized_start=2173
+  _globals['_DISPATCHACK_TRACECONTEXTENTRY']._serialized_end=2224
+  _globals['_DISPATCHACKRECEIVED']._serialized_start=2707
+  _globals['_DISPATCHACKRECEIVED']._serialized_end=2847
+  _globals['_LOCALDISPATCH']._serialized_start=2850
+  _globals['_LOCALDISPATCH']._serialized_end=3034
+  _globals['_LOCALDISPATCHRECORDED']._serialized_start=3036
+  _globals['_LOCALDISPATCHRECORDED']._serialized_end=3097
+  _globals['_AGENTGATEWAY']._serialized_start=3884
+  _globals['_AGENTGATEWAY']._serialized_end=3971
 # @@protoc_insertion_point(module_scope)

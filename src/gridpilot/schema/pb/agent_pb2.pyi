@@ -87,18 +87,20 @@ class AgentMessage(_message.Message):
     def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., telemetry: _Optional[_Union[TelemetryBatch, _Mapping]] = ..., dispatch_ack: _Optional[_Union[DispatchAck, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., local_dispatch: _Optional[_Union[LocalDispatch, _Mapping]] = ...) -> None: ...
 
 class HeadendMessage(_message.Message):
-    __slots__ = ("welcome", "setpoint", "release", "telemetry_ack", "local_dispatch_recorded")
+    __slots__ = ("welcome", "setpoint", "release", "telemetry_ack", "local_dispatch_recorded", "dispatch_ack_received")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     SETPOINT_FIELD_NUMBER: _ClassVar[int]
     RELEASE_FIELD_NUMBER: _ClassVar[int]
     TELEMETRY_ACK_FIELD_NUMBER: _ClassVar[int]
     LOCAL_DISPATCH_RECORDED_FIELD_NUMBER: _ClassVar[int]
+    DISPATCH_ACK_RECEIVED_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     setpoint: Setpoint
     release: Release
     telemetry_ack: TelemetryAck
     local_dispatch_recorded: LocalDispatchRecorded
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., setpoint: _Optional[_Union[Setpoint, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., telemetry_ack: _Optional[_Union[TelemetryAck, _Mapping]] = ..., local_dispatch_recorded: _Optional[_Union[LocalDispatchRecorded, _Mapping]] = ...) -> None: ...
+    dispatch_ack_received: DispatchAckReceived
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., setpoint: _Optional[_Union[Setpoint, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., telemetry_ack: _Optional[_Union[TelemetryAck, _Mapping]] = ..., local_dispatch_recorded: _Optional[_Union[LocalDispatchRecorded, _Mapping]] = ..., dispatch_ack_received: _Optional[_Union[DispatchAckReceived, _Mapping]] = ...) -> None: ...
 
 class AssetInfo(_message.Message):
     __slots__ = ("asset_id", "name", "asset_type", "p_min_kw", "p_max_kw", "capacity_kwh", "default_p_kw")
@@ -265,6 +267,18 @@ class DispatchAck(_message.Message):
     trace_context: _containers.ScalarMap[str, str]
     applied_p_kw: float
     def __init__(self, dispatch_id: _Optional[str] = ..., state: _Optional[_Union[AckState, str]] = ..., reason: _Optional[_Union[ReasonCode, str]] = ..., detail: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., asset_id: _Optional[str] = ..., trace_context: _Optional[_Mapping[str, str]] = ..., applied_p_kw: _Optional[float] = ...) -> None: ...
+
+class DispatchAckReceived(_message.Message):
+    __slots__ = ("dispatch_id", "state", "time", "refused")
+    DISPATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    dispatch_id: str
+    state: AckState
+    time: _timestamp_pb2.Timestamp
+    refused: str
+    def __init__(self, dispatch_id: _Optional[str] = ..., state: _Optional[_Union[AckState, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., refused: _Optional[str] = ...) -> None: ...
 
 class LocalDispatch(_message.Message):
     __slots__ = ("dispatch_id", "asset_id", "p_kw", "start", "end", "actor", "channel")
