@@ -367,9 +367,7 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         except DB_DOWN:
             # Not taken, not confirmed: end the stream, so the agent writes it
             # again on its next session (once the database answers again).
-            log.warning(
-                "ack_not_taken", gateway=session.gateway_id, reason="database unavailable"
-            )
+            log.warning("ack_not_taken", gateway=session.gateway_id, reason="database unavailable")
             session.close("database_unavailable")
             raise SessionClosed("database unavailable") from None
         owner = target.asset_id if target is not None else None
