@@ -283,6 +283,30 @@ async def dispatch_in_state(api: httpx.AsyncClient, dispatch_id: str, state: str
     return r.status_code == 200 and r.json()["state"] == state
 
 
+async def dispatch_up_to(
+    api: httpx.AsyncClient,
+    agent: ScriptedAgent,
+    state: str = "active",
+    p_kw: float = 20,
+    duration_s: int = 600,
+) -> tuple[str, Any]:
+    """Submit a dispatch for bess-1 and play the agent's acks until the record
+    says ``state`` ("acked" or "active"): (its id, the Setpoint the agent got)."""
+    from gridpilot.schema.pb import agent_pb2 as pb
+
+    r = await api.post(
+        "/api/v1/dispatches", json={"asset_id": "bess-1", "p_kw": p_kw, "duration_s": duration_s}
+    )
+    assert r.status_code == 201, r.text
+    dispatch_id = r.json()["id"]
+    sp = await wait_for(lambda: agent.first("setpoint"))
+    await agent.send(agent_ack(sp, pb.ACK_STATE_ACCEPTED))
+    if state == "active":
+        await agent.send(agent_ack(sp, pb.ACK_STATE_APPLIED, applied_p_kw=p_kw))
+    await wait_for(lambda: dispatch_in_state(api, dispatch_id, state))
+    return dispatch_id, sp
+
+
 async def create_token(database_url: str, role: str = "admin", name: str | None = None) -> str:
     """An API token straight in the database (as `gridpilot token create` does)."""
     from gridpilot.schema import db

@@ -11,6 +11,7 @@ from gp_testing import (
     agent_ack,
     demo_assets,
     dispatch_in_state,
+    dispatch_up_to,
     wait_for,
 )
 
@@ -160,14 +161,7 @@ async def test_cancel_releases_the_asset_and_is_idempotent(
     headend: RunningHeadend, scripted_agent: ScriptedAgent
 ) -> None:
     await scripted_agent.connect(demo_assets())
-    r = await headend.api.post(
-        "/api/v1/dispatches", json={"asset_id": "bess-1", "p_kw": 20, "duration_s": 600}
-    )
-    dispatch_id = r.json()["id"]
-    sp = await wait_for(lambda: scripted_agent.first("setpoint"))
-    await scripted_agent.send(agent_ack(sp, pb.ACK_STATE_ACCEPTED))
-    await scripted_agent.send(agent_ack(sp, pb.ACK_STATE_APPLIED, applied_p_kw=20))
-    await wait_for(lambda: dispatch_in_state(headend.api, dispatch_id, "active"))
+    dispatch_id, _ = await dispatch_up_to(headend.api, scripted_agent)
     c = await headend.api.post(f"/api/v1/dispatches/{dispatch_id}/cancel", json={})
     assert c.status_code == 202
     release = await wait_for(lambda: scripted_agent.first("release"))
@@ -222,14 +216,7 @@ async def test_what_the_agent_says_after_the_end_is_kept_as_late_acks(
     headend: RunningHeadend, scripted_agent: ScriptedAgent
 ) -> None:
     await scripted_agent.connect(demo_assets())
-    r = await headend.api.post(
-        "/api/v1/dispatches", json={"asset_id": "bess-1", "p_kw": 20, "duration_s": 600}
-    )
-    dispatch_id = r.json()["id"]
-    sp = await wait_for(lambda: scripted_agent.first("setpoint"))
-    await scripted_agent.send(agent_ack(sp, pb.ACK_STATE_ACCEPTED))
-    await scripted_agent.send(agent_ack(sp, pb.ACK_STATE_APPLIED, applied_p_kw=20))
-    await wait_for(lambda: dispatch_in_state(headend.api, dispatch_id, "active"))
+    dispatch_id, sp = await dispatch_up_to(headend.api, scripted_agent)
     await headend.api.post(f"/api/v1/dispatches/{dispatch_id}/cancel", json={})
     await wait_for(lambda: scripted_agent.first("release"))
     await scripted_agent.send(
@@ -267,13 +254,7 @@ async def test_an_agent_that_reverted_while_the_headend_ended_the_dispatch_says_
     # dispatch complete at end_at (+ grace). What the agent reports when it is
     # back, that the fail-safe had returned the asset to its default, is kept.
     await scripted_agent.connect(demo_assets())
-    r = await headend.api.post(
-        "/api/v1/dispatches", json={"asset_id": "bess-1", "p_kw": 20, "duration_s": 2}
-    )
-    dispatch_id = r.json()["id"]
-    sp = await wait_for(lambda: scripted_agent.first("setpoint"))
-    await scripted_agent.send(agent_ack(sp, pb.ACK_STATE_ACCEPTED))
-    await scripted_agent.send(agent_ack(sp, pb.ACK_STATE_APPLIED, applied_p_kw=20))
+    dispatch_id, sp = await dispatch_up_to(headend.api, scripted_agent, duration_s=2)
     await wait_for(lambda: dispatch_in_state(headend.api, dispatch_id, "complete"), timeout=30)
     assert (await transitions(headend, dispatch_id))[-1] == ("complete", None)
 

@@ -14,7 +14,7 @@ from gp_testing import (
     TestPki,
     agent_ack,
     demo_assets,
-    dispatch_in_state,
+    dispatch_up_to,
     now_pb,
     running_headend,
     wait_for,
@@ -56,14 +56,7 @@ async def test_dispatch_survives_a_headend_restart(
     headend: RunningHeadend, scripted_agent: ScriptedAgent
 ) -> None:
     await scripted_agent.connect(demo_assets())
-    r = await headend.api.post(
-        "/api/v1/dispatches", json={"asset_id": "bess-1", "p_kw": 30, "duration_s": 60}
-    )
-    dispatch_id = r.json()["id"]
-    sp = await wait_for(lambda: scripted_agent.first("setpoint"))
-    await scripted_agent.send(agent_ack(sp, pb.ACK_STATE_ACCEPTED))
-    await scripted_agent.send(agent_ack(sp, pb.ACK_STATE_APPLIED, applied_p_kw=30))
-    await wait_for(lambda: dispatch_in_state(headend.api, dispatch_id, "active"))
+    dispatch_id, sp = await dispatch_up_to(headend.api, scripted_agent, p_kw=30, duration_s=60)
 
     # Stop the whole headend (gRPC, API, workers) while the dispatch is active.
     headend.headend.stop()
@@ -151,13 +144,7 @@ async def test_acks_sent_while_temporal_is_down_wait_and_reach_the_workflow(
         async with running_headend(database_url, temporal.address, task_queue, test_pki) as h:
             agent = h.agent()
             await agent.connect(demo_assets())
-            r = await h.api.post(
-                "/api/v1/dispatches", json={"asset_id": "bess-1", "p_kw": 20, "duration_s": 300}
-            )
-            dispatch_id = r.json()["id"]
-            sp = await wait_for(lambda: agent.first("setpoint"))
-            await agent.send(agent_ack(sp, pb.ACK_STATE_ACCEPTED))
-            await wait_for(lambda: dispatch_in_state(h.api, dispatch_id, "acked"))
+            dispatch_id, sp = await dispatch_up_to(h.api, agent, "acked", duration_s=300)
 
             temporal.stop()
             await agent.send(agent_ack(sp, pb.ACK_STATE_APPLIED, applied_p_kw=20))
