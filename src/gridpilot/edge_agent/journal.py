@@ -3,14 +3,16 @@
 An accepted lease (cloud or local) is written before its ACCEPTED ack leaves
 and deleted when its end is acked (COMPLETED, RELEASED, FAILED); a local
 dispatch report is written before it is queued and deleted when the headend
-confirms it. Both live in the telemetry buffer's SQLite file (its lock keeps
-one agent per file), each write its own ``synchronous=FULL`` transaction, so
-what was written survives a kill -9 of the agent.
+confirms it; so is every ack (until DispatchAckReceived). All live in the
+telemetry buffer's SQLite file (its lock keeps one agent per file), each
+write its own ``synchronous=FULL`` transaction, so what was written
+survives a kill -9 of the agent.
 
 On start the agent reads it back (:meth:`EdgeAgent.run`): an unexpired lease
 is applied again, through the rails, instead of the asset staying at its
 default while the cloud believes it runs; a cloud lease only if the headend
-link was seen within the fail-safe timeout. Pending reports are sent again.
+link was seen within the fail-safe timeout. Pending reports and acks are
+sent again, in the order they were made.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from typing import Any
 
 import structlog
 
-from .acks import LocalReport
+from gridpilot.core.lifecycle import ReasonCode
+
+from .acks import Ack, AckState, LocalReport
 from .commands import Lease
 from .local_control import Source
 
@@ -33,6 +37,8 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS control_reports ("
     " dispatch_id TEXT PRIMARY KEY, added INTEGER NOT NULL, body TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS control_marks (name TEXT PRIMARY KEY, at REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS control_acks ("
+    " key TEXT PRIMARY KEY, added INTEGER NOT NULL, body TEXT NOT NULL)",
 )
 LINK_SEEN = "link_seen"
 log = structlog.get_logger(__name__)
@@ -61,7 +67,8 @@ class ControlJournal:
         for ddl in SCHEMA:
             self._db.execute(ddl)
         self._added = self._db.execute(
-            "SELECT coalesce(max(added), 0) FROM control_reports"
+            "SELECT max(coalesce((SELECT max(added) FROM control_reports), 0),"
+            " coalesce((SELECT max(added) FROM control_acks), 0))"
         ).fetchone()[0]
 
     # -------------------------------------------------------------- leases
@@ -97,6 +104,27 @@ class ControlJournal:
         """Unconfirmed local reports, in the order they were made."""
         rows = self._db.execute("SELECT body FROM control_reports ORDER BY added").fetchall()
         return [_report_from(json.loads(body)) for (body,) in rows]
+
+    # ---------------------------------------------------------------- acks
+
+    def ack_made(self, ack: Ack) -> None:
+        self._added += 1
+        self._write(
+            "INSERT OR REPLACE INTO control_acks (key, added, body) VALUES (?, ?, ?)",
+            (_ack_key(ack.dispatch_id, ack.state, ack.time), self._added, _ack_json(ack)),
+        )
+
+    def ack_done(self, dispatch_id: str, state: AckState, time: datetime) -> None:
+        self._write("DELETE FROM control_acks WHERE key = ?", (_ack_key(dispatch_id, state, time),))
+
+    def acks(self, newest: int = 10_000) -> list[Ack]:
+        """Unconfirmed acks, in the order they were made (at most the newest N)."""
+        rows = self._db.execute(
+            "SELECT body FROM (SELECT added, body FROM control_acks ORDER BY added DESC LIMIT ?)"
+            " ORDER BY added",
+            (newest,),
+        ).fetchall()
+        return [_ack_from(json.loads(body)) for (body,) in rows]
 
     # --------------------------------------------------------------- marks
 
@@ -148,6 +176,28 @@ def _lease_from(dispatch_id: str, body: dict[str, Any]) -> Lease:
         ramp_kw_per_s=body["ramp_kw_per_s"],
         source=Source(body["source"]),
         actor=body["actor"],
+    )
+
+
+def _ack_key(dispatch_id: str, state: AckState, time: datetime) -> str:
+    return f"{dispatch_id}|{state}|{time.isoformat()}"
+
+
+def _ack_json(ack: Ack) -> str:
+    body = asdict(ack)
+    body.update(time=ack.time.isoformat(), trace_context=dict(ack.trace_context))
+    return json.dumps(body)
+
+
+def _ack_from(body: dict[str, Any]) -> Ack:
+    reason = body["reason"]
+    return Ack(
+        **{
+            **body,
+            "state": AckState(body["state"]),
+            "time": datetime.fromisoformat(body["time"]),
+            "reason": ReasonCode(reason) if reason else None,
+        }
     )
 
 

@@ -71,7 +71,7 @@ class EdgeAgent:
     names. The telemetry buffer is the config's ``buffer.path``, else
     ``<state_dir>/<gateway_id>.telemetry.sqlite3``, else (no state_dir: tests,
     embedding) in memory; the control journal (:mod:`.journal`: held leases,
-    unconfirmed local reports) lives in the same file. On stop every lease is released
+    unconfirmed local reports and acks) lives in the same file. On stop every lease is released
     (``RELEASED AGENT_OFFLINE``), every asset returns to its default, pending
     acks get a moment to leave, and the channel is closed.
     """
@@ -123,6 +123,8 @@ class EdgeAgent:
             Arbitration(surface.arbitration) if surface is not None else Arbitration.CLOUD_PRIORITY
         )
         self.unconfirmed = UnconfirmedAcks()
+        for made in self.journal.acks():  # unconfirmed when the agent last stopped or died
+            self.acks.put(made)
         self.outbound = AgentOutbound(self.acks, self.buffer, self.local_reports, self.unconfirmed)
         self.local = LocalDesk(
             outbox=self.acks,
@@ -327,6 +329,7 @@ class EdgeAgent:
         return resume
 
     def _emit(self, ack: Ack) -> None:
+        self.journal.ack_made(ack)  # on disk until the headend confirms it
         self.acks.put(ack)
         self.outbound.notify()
         self.local.on_ack(ack)
@@ -351,6 +354,8 @@ class EdgeAgent:
             received = message.dispatch_ack_received
             key = convert.ack_key_from_pb(received)
             ack = self.unconfirmed.confirmed(*key) if key is not None else None
+            if key is not None:
+                self.journal.ack_done(*key)
             if ack is not None and received.refused:
                 self._log.warning(
                     "headend refused a dispatch ack",

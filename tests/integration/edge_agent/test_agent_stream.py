@@ -21,7 +21,7 @@ import pytest
 from gridpilot import __version__
 from gridpilot.core.lifecycle import ReasonCode
 from gridpilot.edge_agent import EdgeAgent, SiteConfig
-from gridpilot.edge_agent.acks import LocalReport
+from gridpilot.edge_agent.acks import Ack, AckState, LocalReport
 from gridpilot.edge_agent.adapters import DeviceAdapter, DeviceWriteFailed, build_adapter
 from gridpilot.edge_agent.adapters.simulated import SimulatedBattery
 from gridpilot.edge_agent.clock import SystemClock
@@ -752,3 +752,31 @@ async def test_a_cloud_lease_is_not_resumed_when_the_link_was_lost_past_the_fail
     assert battery(run).setpoint_kw == 0
     # a local operator's setpoint does not depend on the cloud link
     assert run.agent.adapters["pv"].setpoint_kw == 50  # type: ignore[attr-defined]
+
+
+async def test_acks_never_confirmed_before_a_crash_are_sent_first_after_the_restart(
+    gateway: Gateway, start_agent: StartAgent, tmp_path: Path
+) -> None:
+    server, port = gateway
+    config = site_config(port)
+    t = datetime.now(UTC) - timedelta(seconds=30)
+    journal = _journal(config, tmp_path)
+    journal.ack_made(Ack("d-was", "bess", AckState.APPLIED, t, applied_p_kw=42.0))
+    journal.ack_made(
+        Ack("d-was", "bess", AckState.COMPLETED, t + timedelta(seconds=20), ReasonCode.LEASE_ENDED)
+    )
+    journal.close()
+
+    start_agent(config, state_dir=tmp_path)
+    await eventually(lambda: len(server.acks("d-was")) == 2)
+    assert server.acks("d-was") == [
+        ("APPLIED", "REASON_CODE_UNSPECIFIED"),
+        ("COMPLETED", "REASON_CODE_LEASE_ENDED"),
+    ]
+    first = server.of("dispatch_ack")[0]
+    assert first.applied_p_kw == 42.0 and first.time.ToDatetime(tzinfo=UTC) == t  # as made
+    after = _journal(config, tmp_path)
+    try:  # the headend confirmed both: the journal lets them go
+        await eventually(lambda: after.acks() == [])
+    finally:
+        after.close()

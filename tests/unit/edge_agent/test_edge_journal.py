@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from gridpilot.edge_agent.acks import LocalReport, PendingReports
+from gridpilot.core.lifecycle import ReasonCode
+from gridpilot.edge_agent.acks import Ack, AckState, LocalReport, PendingReports
 from gridpilot.edge_agent.commands import Lease, SetpointCommand
 from gridpilot.edge_agent.journal import ControlJournal
 from gridpilot.edge_agent.local_control import Source
@@ -76,3 +77,22 @@ def test_a_resumed_lease_starts_now_unless_it_starts_later() -> None:
     assert scheduled.start == T0 + timedelta(seconds=600)
     local = SetpointCommand.resuming("pv", _lease("loc-1", source=Source.LOCAL, actor="a"), T0)
     assert (local.source, local.actor) == (Source.LOCAL, "a")
+
+
+def test_acks_are_kept_in_the_order_made_until_confirmed(tmp_path: Path) -> None:
+    path = str(tmp_path / "agent.sqlite3")
+    journal = ControlJournal(path)
+    accepted = Ack("d-1", "bess", AckState.ACCEPTED, T0, trace_context={"traceparent": "00-y"})
+    applied = Ack("d-1", "bess", AckState.APPLIED, T0 + timedelta(seconds=1), applied_p_kw=42.5)
+    released = Ack(
+        "d-1", "bess", AckState.RELEASED, T0 + timedelta(seconds=2), ReasonCode.SUPERSEDED, "by d-2"
+    )
+    for ack in (accepted, applied, released):
+        journal.ack_made(ack)
+    journal.report_added(_report("loc-1"))  # one numbering for reports and acks
+    journal.ack_done("d-1", AckState.APPLIED, T0 + timedelta(seconds=1))
+    journal.close()
+
+    again = ControlJournal(path)
+    assert again.acks() == [accepted, released]
+    assert again.acks(newest=1) == [released]
