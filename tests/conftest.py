@@ -20,6 +20,10 @@ from uuid import uuid4
 import pytest
 import pytest_asyncio
 
+# Before anything loads gRPC (see gridpilot/__init__.py): the tests fork-exec
+# servers from a process full of gRPC threads.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+
 if TYPE_CHECKING:
     from gp_testing import TestPki
     from temporalio.client import Client

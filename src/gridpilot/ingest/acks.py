@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
@@ -31,6 +32,9 @@ log = structlog.get_logger(__name__)
 Done = Callable[[], None]
 MAX_WAITING = 10_000
 RETRY_MAX_S = 10.0
+# How long an ack whose workflow Temporal says it cannot find is tried again
+# before it is kept as late (see _deliver).
+NOT_FOUND_GIVE_UP_S = 120.0
 # Temporal not (yet) answering: worth another try. Anything else is final.
 TRANSIENT = frozenset(
     {
@@ -52,11 +56,13 @@ class TemporalAckSink:
         *,
         max_waiting: int = MAX_WAITING,
         retry_max_s: float = RETRY_MAX_S,
+        give_up_s: float = NOT_FOUND_GIVE_UP_S,
     ) -> None:
         self._client = client
         self._on_late = on_late
         self._max = max_waiting
         self._retry_max_s = retry_max_s
+        self._give_up_s = give_up_s
         self._waiting: deque[tuple[AgentAck, Done]] = deque()
         self._wake = asyncio.Event()
         self.dropped = 0  # acks dropped because the queue was full (oldest first)
@@ -84,13 +90,16 @@ class TemporalAckSink:
     async def run(self) -> None:
         """Signal what waits, oldest first, until it is all delivered; forever."""
         attempt = 0
+        head_since = time.monotonic()
         while True:
             await self._wake.wait()
             while self._waiting:
                 head = self._waiting[0]
                 ack, done = head
                 try:
-                    await self._deliver(ack)
+                    await self._deliver(
+                        ack, give_up=time.monotonic() - head_since > self._give_up_s
+                    )
                     done()
                 except RPCError as exc:
                     self._unavailable(exc)
@@ -107,10 +116,16 @@ class TemporalAckSink:
                     self.temporal_available = True
                     log.info("temporal_reachable_again", acks_waiting=len(self._waiting))
                 attempt = 0
+                head_since = time.monotonic()
             self._wake.clear()
 
-    async def _deliver(self, ack: AgentAck) -> None:
-        """Signal the ack; raises RPCError only when worth trying again."""
+    async def _deliver(self, ack: AgentAck, give_up: bool = False) -> None:
+        """Signal the ack; raises RPCError only when worth trying again.
+
+        NOT_FOUND means a closed workflow (a late ack) only when Temporal says
+        so: a Temporal that has just restarted answers NOT_FOUND for its
+        namespace, or even the workflow, for a while. Those are tried again,
+        until ``give_up`` (the workflow is really gone: kept as late)."""
         handle = self._client.get_workflow_handle(ack.dispatch_id)
         try:
             await handle.signal(SIGNAL_AGENT_ACK, ack)
@@ -118,6 +133,17 @@ class TemporalAckSink:
             if exc.status in TRANSIENT:
                 raise
             if exc.status == RPCStatusCode.NOT_FOUND:
+                if not give_up and "already completed" not in exc.message:
+                    log.info(
+                        "dispatch_ack_workflow_not_found_yet",
+                        dispatch_id=ack.dispatch_id,
+                        error=exc.message,
+                        note="e.g. Temporal just restarted; tried again",
+                    )
+                    raise
+                log.info(
+                    "dispatch_ack_workflow_closed", dispatch_id=ack.dispatch_id, error=exc.message
+                )
                 await self._on_late(ack)  # closed: the agent spoke after the end
                 return
             log.error(
