@@ -83,11 +83,12 @@ class RunningHeadend:
 
 @contextlib.asynccontextmanager
 async def running_headend(
-    database_url: str, temporal_address: str, task_queue: str, pki: TestPki
+    database_url: str, temporal_address: str, task_queue: str, pki: TestPki, **settings_: Any
 ) -> AsyncIterator[RunningHeadend]:
     """A whole headend (gRPC + API + worker) on free ports, secure as in
     production: mTLS on gRPC (``.agent()`` has a certificate) and bearer tokens
-    on REST (``.api`` sends an admin token; ``.token(role)``)."""
+    on REST (``.api`` sends an admin token; ``.token(role)``). Keyword
+    arguments replace its settings."""
     from uuid import uuid4
 
     from gridpilot.ops.embedded import free_port
@@ -109,7 +110,7 @@ async def running_headend(
         grpc_tls_key_file=pki.headend.key_file,
         grpc_client_ca_file=pki.pki.ca_file,
         revocation_check_s=0.5,
-    )
+    ).model_copy(update=settings_)
     h = Headend(settings)
     task = asyncio.create_task(h.run())
     base = f"http://127.0.0.1:{settings.api_port}"

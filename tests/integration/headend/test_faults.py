@@ -141,7 +141,11 @@ async def test_acks_sent_while_temporal_is_down_wait_and_reach_the_workflow(
     temporal.start(timeout=60)
     try:
         await temporal.wait_ready(timeout=60)
-        async with running_headend(database_url, temporal.address, task_queue, test_pki) as h:
+        # The dispatch's ack window is longer than the outage: an ack that Temporal
+        # only gets after the window would end it expired (and be kept as late).
+        async with running_headend(
+            database_url, temporal.address, task_queue, test_pki, ack_timeout_s=300
+        ) as h:
             agent = h.agent()
             await agent.connect(demo_assets())
             dispatch_id, sp = await dispatch_up_to(h.api, agent, "acked", duration_s=300)
