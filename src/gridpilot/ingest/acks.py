@@ -90,18 +90,25 @@ class TemporalAckSink:
     async def run(self) -> None:
         """Signal what waits, oldest first, until it is all delivered; forever."""
         attempt = 0
-        head_since = time.monotonic()
+        not_found_since: float | None = None  # the head's first "not found"
+        last_head: tuple[AgentAck, Done] | None = None
         while True:
             await self._wake.wait()
             while self._waiting:
                 head = self._waiting[0]
+                if head is not last_head:  # (a full queue may drop the head meanwhile)
+                    last_head, not_found_since = head, None
                 ack, done = head
+                give_up = (
+                    not_found_since is not None
+                    and time.monotonic() - not_found_since > self._give_up_s
+                )
                 try:
-                    await self._deliver(
-                        ack, give_up=time.monotonic() - head_since > self._give_up_s
-                    )
+                    await self._deliver(ack, give_up=give_up)
                     done()
                 except RPCError as exc:
+                    if exc.status == RPCStatusCode.NOT_FOUND and not_found_since is None:
+                        not_found_since = time.monotonic()
                     self._unavailable(exc)
                     attempt += 1
                     await asyncio.sleep(
@@ -116,7 +123,6 @@ class TemporalAckSink:
                     self.temporal_available = True
                     log.info("temporal_reachable_again", acks_waiting=len(self._waiting))
                 attempt = 0
-                head_since = time.monotonic()
             self._wake.clear()
 
     async def _deliver(self, ack: AgentAck, give_up: bool = False) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +183,41 @@ async def test_acks_sent_while_temporal_is_down_wait_and_reach_the_workflow(
 
 async def _ready(headend: RunningHeadend) -> bool:
     return (await headend.api.get("/readyz")).status_code == 200
+
+
+async def test_acks_waiting_for_temporal_are_bounded_and_a_vanished_workflow_ends_late(
+    tmp_path: Path,
+) -> None:
+    """The waiting queue keeps its bound (the oldest dropped, counted) while
+    Temporal is down; once it is back, an ack whose workflow Temporal does not
+    know is tried again for the give-up time, then kept as late."""
+    from gridpilot.ingest.acks import TemporalAckSink
+    from gridpilot.workflows.models import AgentAck
+
+    temporal = TemporalDevServer(port=free_port(), ui_port=None, db_file=tmp_path / "t.db")
+    temporal.start(timeout=60)
+    try:
+        await temporal.wait_ready(timeout=60)
+        client = await connect(temporal.address, "default", wait_s=20)
+        late: list[str] = []
+        done: list[str] = []
+
+        async def on_late(ack: AgentAck) -> None:
+            late.append(ack.dispatch_id)
+
+        sink = TemporalAckSink(client, on_late, max_waiting=2, retry_max_s=1, give_up_s=2)
+        runner = asyncio.create_task(sink.run())
+        temporal.stop()
+        now = datetime.now(UTC)
+        for i in range(4):
+            ack = AgentAck(dispatch_id=f"gone-{i}", state="applied", at=now)
+            await sink(ack, lambda i=i: done.append(f"gone-{i}"))  # type: ignore[misc]
+        assert (sink.waiting, sink.dropped, sink.temporal_available) == (2, 2, False)
+
+        temporal.start(timeout=60)
+        await wait_for(lambda: not sink.waiting, timeout=60)
+        assert late == done == ["gone-2", "gone-3"]  # the two newest, in order
+        assert sink.temporal_available
+        runner.cancel()
+    finally:
+        temporal.stop()
