@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,6 +34,21 @@ def rule_error(problems: list[tuple[Loc, str]]) -> PydanticCustomError:
     return PydanticCustomError(
         "config_rule", "{summary}", {"summary": summary, "problems": problems}
     )
+
+
+def duplicate_problems(
+    values: Iterable[str], field: str, attr: str, noun: str
+) -> list[tuple[Loc, str]]:
+    """One problem per value seen before in the list ``field``, naming where it came first."""
+    first: dict[str, int] = {}
+    problems: list[tuple[Loc, str]] = []
+    for i, value in enumerate(values):
+        if value in first:
+            problems.append(
+                ((field, i, attr), f"duplicate {noun} {value!r} (first at {field}[{first[value]}])")
+            )
+        first.setdefault(value, i)
+    return problems
 
 
 class Strict(BaseModel):

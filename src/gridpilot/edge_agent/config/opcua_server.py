@@ -20,7 +20,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from gridpilot.security.passwords import parse_password_hash
 
 from ..local_control import Arbitration
-from .base import Loc, Strict, rule_error
+from .base import Loc, Strict, duplicate_problems, rule_error
 from .points import ExistingFile
 
 SecurityPolicyName = Literal[
@@ -162,16 +162,7 @@ class OpcuaServerConfig(Strict):
         if (self.certificate is None) != (self.private_key is None):
             missing = "private_key" if self.private_key is None else "certificate"
             problems.append(((missing,), "give both certificate and private_key, or neither"))
-        names: dict[str, int] = {}
-        for i, user in enumerate(self.users):
-            if user.name in names:
-                problems.append(
-                    (
-                        ("users", i, "name"),
-                        f"duplicate user {user.name!r} (first at users[{names[user.name]}])",
-                    )
-                )
-            names.setdefault(user.name, i)
+        problems += duplicate_problems((u.name for u in self.users), "users", "name", "user")
         if not self.users and not self.anonymous:
             problems.append((("users",), "nobody could log in: add users (or anonymous: true)"))
         if self.users and not any(p in SECURE_POLICIES for p in self.security_policies):

@@ -11,7 +11,15 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from gridpilot.core.assets import Asset, AssetType, PowerLimits
 
-from .base import FiniteFloat, Identifier, Loc, PositiveFloat, Strict, rule_error
+from .base import (
+    FiniteFloat,
+    Identifier,
+    Loc,
+    PositiveFloat,
+    Strict,
+    duplicate_problems,
+    rule_error,
+)
 from .devices import BessDevice, EvDevice, PvDevice, WindDevice
 from .opcua_server import OpcuaServerConfig
 from .protocols import MqttPublish, point_field_problems
@@ -235,17 +243,7 @@ class SiteConfig(Strict):
 
     @model_validator(mode="after")
     def _unique_ids(self) -> SiteConfig:
-        first: dict[str, int] = {}
-        problems: list[tuple[Loc, str]] = []
-        for i, asset in enumerate(self.assets):
-            if asset.id in first:
-                problems.append(
-                    (
-                        ("assets", i, "id"),
-                        f"duplicate asset id {asset.id!r} (first at assets[{first[asset.id]}])",
-                    )
-                )
-            first.setdefault(asset.id, i)
+        problems = duplicate_problems((a.id for a in self.assets), "assets", "id", "asset id")
         if problems:
             raise rule_error(problems)
         return self
