@@ -279,6 +279,12 @@ def agent_ack(sp: Any, state: int, **kw: Any) -> Any:
     )
 
 
+async def agents_connected(api: httpx.AsyncClient, connected: bool) -> bool:
+    """Every agent the headend knows is (or is not) connected, and there is one."""
+    agents = (await api.get("/api/v1/agents")).json()
+    return bool(agents) and all(a["connected"] is connected for a in agents)
+
+
 async def dispatch_in_state(api: httpx.AsyncClient, dispatch_id: str, state: str) -> bool:
     r = await api.get(f"/api/v1/dispatches/{dispatch_id}")
     return r.status_code == 200 and r.json()["state"] == state

@@ -9,6 +9,7 @@ from gp_testing import (
     RunningHeadend,
     ScriptedAgent,
     agent_ack,
+    agents_connected,
     demo_assets,
     dispatch_in_state,
     dispatch_up_to,
@@ -177,7 +178,7 @@ async def test_agent_offline_expires_with_agent_offline(headend: RunningHeadend)
     agent = headend.agent()
     await agent.connect(demo_assets())
     await agent.close()
-    await wait_for(lambda: _agents_connected(headend, False), timeout=10)
+    await wait_for(lambda: agents_connected(headend.api, False), timeout=10)
     r = await headend.api.post(
         "/api/v1/dispatches",
         json={"asset_id": "bess-1", "p_kw": 5, "duration_s": 3},
@@ -188,11 +189,6 @@ async def test_agent_offline_expires_with_agent_offline(headend: RunningHeadend)
         ("submitted", None),
         ("expired", "AGENT_OFFLINE"),
     ]
-
-
-async def _agents_connected(headend: RunningHeadend, connected: bool) -> bool:
-    agents = (await headend.api.get("/api/v1/agents")).json()
-    return bool(agents) and all(a["connected"] is connected for a in agents)
 
 
 async def test_idempotency_key_returns_the_same_dispatch(

@@ -5,7 +5,14 @@ from __future__ import annotations
 import grpc
 import psycopg
 import pytest
-from gp_testing import RunningHeadend, ScriptedAgent, demo_assets, now_pb, wait_for
+from gp_testing import (
+    RunningHeadend,
+    ScriptedAgent,
+    agents_connected,
+    demo_assets,
+    now_pb,
+    wait_for,
+)
 
 from gridpilot.schema.pb import agent_pb2 as pb
 
@@ -126,12 +133,7 @@ async def test_an_agent_that_closes_at_once_is_never_left_shown_connected(
         agent = headend.agent()
         await agent.connect(demo_assets())
         await agent.close()
-        await wait_for(lambda: _all_disconnected(headend), timeout=10)
-
-
-async def _all_disconnected(headend: RunningHeadend) -> bool:
-    agents = (await headend.api.get("/api/v1/agents")).json()
-    return bool(agents) and not any(a["connected"] for a in agents)
+        await wait_for(lambda: agents_connected(headend.api, False), timeout=10)
 
 
 async def test_hello_with_bad_limits_is_refused_naming_the_field(
