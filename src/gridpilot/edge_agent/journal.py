@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -76,7 +77,7 @@ class ControlJournal:
     def hold(self, asset_id: str, lease: Lease) -> None:
         self._write(
             "INSERT OR REPLACE INTO control_leases (dispatch_id, asset_id, body) VALUES (?, ?, ?)",
-            (lease.dispatch_id, asset_id, json.dumps(_lease_json(lease))),
+            (lease.dispatch_id, asset_id, _dump(lease)),
         )
 
     def drop(self, dispatch_id: str) -> None:
@@ -84,8 +85,8 @@ class ControlJournal:
 
     def leases(self) -> list[HeldLease]:
         """Every lease held, oldest start first."""
-        rows = self._db.execute("SELECT dispatch_id, asset_id, body FROM control_leases")
-        held = [HeldLease(asset, _lease_from(key, json.loads(body))) for key, asset, body in rows]
+        rows = self._db.execute("SELECT asset_id, body FROM control_leases")
+        held = [HeldLease(asset_id, _lease_from(json.loads(body))) for asset_id, body in rows]
         return sorted(held, key=lambda h: h.lease.start)
 
     # ------------------------------------------------------------- reports
@@ -94,7 +95,7 @@ class ControlJournal:
         self._added += 1
         self._write(
             "INSERT OR REPLACE INTO control_reports (dispatch_id, added, body) VALUES (?, ?, ?)",
-            (report.dispatch_id, self._added, json.dumps(_report_json(report))),
+            (report.dispatch_id, self._added, _dump(report)),
         )
 
     def report_done(self, dispatch_id: str) -> None:
@@ -111,7 +112,7 @@ class ControlJournal:
         self._added += 1
         self._write(
             "INSERT OR REPLACE INTO control_acks (key, added, body) VALUES (?, ?, ?)",
-            (_ack_key(ack.dispatch_id, ack.state, ack.time), self._added, _ack_json(ack)),
+            (_ack_key(ack.dispatch_id, ack.state, ack.time), self._added, _dump(ack)),
         )
 
     def ack_done(self, dispatch_id: str, state: AckState, time: datetime) -> None:
@@ -154,39 +155,32 @@ class ControlJournal:
             )
 
 
-def _lease_json(lease: Lease) -> dict[str, Any]:
-    return {
-        "p_kw": lease.p_kw,
-        "start": lease.start.isoformat(),
-        "end": lease.end.isoformat(),
-        "trace_context": dict(lease.trace_context),
-        "ramp_kw_per_s": lease.ramp_kw_per_s,
-        "source": lease.source.value,
-        "actor": lease.actor,
-    }
+def _dump(record: Lease | LocalReport | Ack) -> str:
+    """A journal row's body: the dataclass's fields, times in ISO 8601."""
+    return json.dumps(asdict(record), default=_encode)
 
 
-def _lease_from(dispatch_id: str, body: dict[str, Any]) -> Lease:
+def _encode(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):  # e.g. a trace context that is not a dict
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} does not go in the control journal")
+
+
+def _lease_from(body: dict[str, Any]) -> Lease:
     return Lease(
-        dispatch_id=dispatch_id,
-        p_kw=body["p_kw"],
-        start=datetime.fromisoformat(body["start"]),
-        end=datetime.fromisoformat(body["end"]),
-        trace_context=body["trace_context"],
-        ramp_kw_per_s=body["ramp_kw_per_s"],
-        source=Source(body["source"]),
-        actor=body["actor"],
+        **{
+            **body,
+            "start": datetime.fromisoformat(body["start"]),
+            "end": datetime.fromisoformat(body["end"]),
+            "source": Source(body["source"]),
+        }
     )
 
 
 def _ack_key(dispatch_id: str, state: AckState, time: datetime) -> str:
     return f"{dispatch_id}|{state}|{time.isoformat()}"
-
-
-def _ack_json(ack: Ack) -> str:
-    body = asdict(ack)
-    body.update(time=ack.time.isoformat(), trace_context=dict(ack.trace_context))
-    return json.dumps(body)
 
 
 def _ack_from(body: dict[str, Any]) -> Ack:
@@ -199,11 +193,6 @@ def _ack_from(body: dict[str, Any]) -> Ack:
             "reason": ReasonCode(reason) if reason else None,
         }
     )
-
-
-def _report_json(report: LocalReport) -> dict[str, Any]:
-    body = asdict(report)
-    return {**body, "start": report.start.isoformat(), "end": report.end.isoformat()}
 
 
 def _report_from(body: dict[str, Any]) -> LocalReport:

@@ -112,7 +112,7 @@ class EdgeAgent:
             max_age_s=config.buffer.max_age_s,
             policy=DropPolicy(config.buffer.policy),
         )
-        # Leases and unconfirmed local reports, in the same file (its lock).
+        # Held leases, unconfirmed local reports and acks: in the same file (its lock).
         self.journal = ControlJournal(str(where))
         self.history = AckHistory()
         self.acks = AckOutbox()
