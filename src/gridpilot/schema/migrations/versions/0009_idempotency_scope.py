@@ -1,0 +1,21 @@
+"""idempotency keys scoped to the caller (reserved: filled in by the change that needs it; a no-op until then)
+
+Revision ID: 0009
+Revises: 0008
+Create Date: 2026-12-05 09:00:00
+"""
+
+from __future__ import annotations
+
+revision = "0009"
+down_revision = "0008"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
