@@ -1,4 +1,6 @@
-"""supersede order: a dispatch's submission sequence (reserved: filled in by the change that needs it; a no-op until then)
+"""supersede order: a dispatch's submission sequence
+
+Reserved: filled in by the change that needs it; a no-op until then.
 
 Revision ID: 0006
 Revises: 0005

@@ -1,4 +1,6 @@
-"""site enrollment: the gateways an admin enrolled for a site (reserved: filled in by the change that needs it; a no-op until then)
+"""site enrollment: the gateways an admin enrolled for a site
+
+Reserved: filled in by the change that needs it; a no-op until then.
 
 Revision ID: 0007
 Revises: 0006

@@ -1,4 +1,6 @@
-"""audit: the app role that does not own the audit table (reserved: filled in by the change that needs it; a no-op until then)
+"""audit: the app role that does not own the audit table
+
+Reserved: filled in by the change that needs it; a no-op until then.
 
 Revision ID: 0008
 Revises: 0007

@@ -1,4 +1,6 @@
-"""idempotency keys scoped to the caller (reserved: filled in by the change that needs it; a no-op until then)
+"""idempotency keys scoped to the caller
+
+Reserved: filled in by the change that needs it; a no-op until then.
 
 Revision ID: 0009
 Revises: 0008
