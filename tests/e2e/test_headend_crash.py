@@ -19,6 +19,7 @@ from gp_testing import (
     TestPki,
     agent_ack,
     create_token,
+    db_enroller,
     demo_assets,
     tls_env,
     wait_for,
@@ -81,8 +82,8 @@ async def _ready(api: str) -> bool:
         return False
 
 
-async def _connect(address: str, pki: TestPki) -> ScriptedAgent | None:
-    agent = ScriptedAgent(address, pki=pki)
+async def _connect(address: str, pki: TestPki, database_url: str) -> ScriptedAgent | None:
+    agent = ScriptedAgent(address, pki=pki, enroll=db_enroller(database_url))
     await agent.connect(demo_assets())
     if agent.error is None:
         return agent
@@ -108,7 +109,10 @@ async def test_killed_headend_dispatch_still_completes_at_its_end(
     agents: list[ScriptedAgent] = []
     try:
         await wait_for(lambda: _ready(api), timeout=60)
-        agent = await wait_for(lambda: _connect(grpc_address, test_pki), timeout=20)
+        agent = await wait_for(
+            lambda: _connect(grpc_address, test_pki, headend_env["GRIDPILOT_DATABASE_URL"]),
+            timeout=20,
+        )
         agents.append(agent)
         token = await create_token(headend_env["GRIDPILOT_DATABASE_URL"])
         auth = {"Authorization": f"Bearer {token}"}
@@ -128,7 +132,10 @@ async def test_killed_headend_dispatch_still_completes_at_its_end(
 
         headend.start()
         await wait_for(lambda: _ready(api), timeout=60)
-        again = await wait_for(lambda: _connect(grpc_address, test_pki), timeout=20)
+        again = await wait_for(
+            lambda: _connect(grpc_address, test_pki, headend_env["GRIDPILOT_DATABASE_URL"]),
+            timeout=20,
+        )
         agents.append(again)
         # The agent never confirms the end: the workflow ends it at end_at and
         # tells the agent (on its new stream) to release.

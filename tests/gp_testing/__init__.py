@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from gridpilot.ops.headend import Headend
     from gridpilot.ops.settings import Settings
     from gridpilot.security.pki import Issued, Pki
+
+
+TEST_MAX_ASSET_KW = 1000.0  # the enrollment bound of test agents (demo assets fit)
 
 
 class TestPki:
@@ -63,9 +66,20 @@ class RunningHeadend:
     pki: TestPki | None = None
     admin_token: str = ""
 
-    def agent(self, **kw: Any) -> ScriptedAgent:
-        """A scripted agent with a client certificate for its gateway id."""
-        return ScriptedAgent(self.grpc_address, pki=self.pki, **kw)
+    def agent(self, enroll: bool = True, **kw: Any) -> ScriptedAgent:
+        """A scripted agent with a client certificate for its gateway id,
+        enrolled for its site (bound TEST_MAX_ASSET_KW) before it connects
+        unless ``enroll=False``."""
+        return ScriptedAgent(
+            self.grpc_address, pki=self.pki, enroll=self.enroll if enroll else None, **kw
+        )
+
+    async def enroll(
+        self, gateway_id: str, site_id: str, max_asset_kw: float | None = TEST_MAX_ASSET_KW
+    ) -> None:
+        from gridpilot.security.audit import Actor
+
+        await self.headend.enrollment.enroll(site_id, gateway_id, max_asset_kw, Actor("test"))
 
     async def token(self, role: str, name: str | None = None) -> str:
         from gridpilot.security.audit import Actor
@@ -164,10 +178,15 @@ class ScriptedAgent:
     error: grpc.RpcError | None = None
     pki: TestPki | None = None  # issues this gateway's client certificate
     credentials: grpc.ChannelCredentials | None = None  # or exactly these (TLS)
+    # Called with (gateway_id, site_id) before the Hello: enrolls the gateway.
+    enroll: Callable[[str, str], Awaitable[None]] | None = None
 
     async def connect(self, assets: list[Any]) -> Any:
         from gridpilot.schema.pb import agent_pb2 as pb
         from gridpilot.schema.pb import agent_pb2_grpc as pb_grpc
+
+        if self.enroll is not None:
+            await self.enroll(self.gateway_id, self.site_id)
 
         credentials = self.credentials
         if credentials is None and self.pki is not None:
@@ -336,3 +355,24 @@ def tls_env(pki: TestPki) -> dict[str, str]:
         "GRIDPILOT_GRPC_TLS_KEY_FILE": str(pki.headend.key_file),
         "GRIDPILOT_GRPC_CLIENT_CA_FILE": str(pki.pki.ca_file),
     }
+
+
+def db_enroller(
+    database_url: str, max_asset_kw: float | None = TEST_MAX_ASSET_KW
+) -> Callable[[str, str], Awaitable[None]]:
+    """A ScriptedAgent ``enroll`` hook for a headend in another process: enrolls
+    the gateway for its site straight in the database."""
+
+    async def enroll(gateway_id: str, site_id: str) -> None:
+        from gridpilot.ingest.enrollment import EnrollmentStore
+        from gridpilot.schema import db
+        from gridpilot.security.audit import Actor, AuditLog
+
+        engine = db.async_engine(database_url)
+        try:
+            store = EnrollmentStore(engine, AuditLog(engine))
+            await store.enroll(site_id, gateway_id, max_asset_kw, Actor("test"))
+        finally:
+            await engine.dispose()
+
+    return enroll

@@ -199,7 +199,8 @@ async def load_split_inputs(engine: AsyncEngine, site_id: str, now: datetime) ->
                 latest.c.available_discharge_kw,
             )
             .select_from(a.outerjoin(latest, latest.c.asset_id == a.c.id))
-            .where(a.c.site_id == site_id)
+            # held assets (waiting for an admin's approval) are never split over
+            .where(a.c.site_id == site_id, a.c.held_reason.is_(None))
             .order_by(a.c.id)
         )
         assets = []

@@ -16,6 +16,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gridpilot.ingest.enrollment import EnrollmentStore
 from gridpilot.ingest.registry import GatewayStore
 from gridpilot.security.audit import Actor, AuditEvent, AuditLog
 from gridpilot.security.certs import CertificateRegistry
@@ -33,6 +34,7 @@ class SecurityDeps:
     tokens: TokenStore
     certs: CertificateRegistry
     gateways: GatewayStore
+    enrollment: EnrollmentStore
 
 
 def _deps(request: Request) -> SecurityDeps:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import gridpilot
 
-from . import admin, errors, reads
+from . import admin, enrollment, errors, reads
 from .admin import SecurityDeps
 from .auth import AuthMiddleware, AuthSettings, principal_of, require_rule
 from .dispatches import DispatchService
@@ -93,6 +93,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.include_router(reads.router)
     app.include_router(write)
     app.include_router(admin.router)
+    app.include_router(enrollment.router)
     # Outermost of ours: every request is authenticated, authorized and logged
     # before any route runs (see auth.RULES).
     app.add_middleware(AuthMiddleware, settings=deps.auth)

@@ -60,6 +60,13 @@ RULES: dict[tuple[str, str], Permission] = {
     ("GET", "/api/v1/gateways/{gateway_id}/certificates"): P.ADMIN,
     ("POST", "/api/v1/gateways/{gateway_id}/revoke"): P.ADMIN,
     ("PUT", "/api/v1/assets/{asset_id}/gateway"): P.ADMIN,
+    # site enrollment (api/enrollment.py)
+    ("GET", "/api/v1/gateways"): P.ADMIN,
+    ("GET", "/api/v1/sites/{site_id}/gateways"): P.ADMIN,
+    ("POST", "/api/v1/sites/{site_id}/gateways"): P.ADMIN,
+    ("DELETE", "/api/v1/sites/{site_id}/gateways/{gateway_id}"): P.ADMIN,
+    ("GET", "/api/v1/sites/{site_id}/held-assets"): P.ADMIN,
+    ("POST", "/api/v1/assets/{asset_id}/approve"): P.ADMIN,
 }
 # What a request that matches no route (404/405) needs: any credential, so an
 # anonymous caller cannot map the API.

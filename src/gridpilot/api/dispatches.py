@@ -355,6 +355,11 @@ class DispatchService:
             row = (await conn.execute(select(t.assets).where(t.assets.c.id == asset_id))).first()
         if row is None:
             raise ValidationFailed(f"asset {asset_id} does not exist", field="asset_id")
+        if row.held_reason is not None:
+            raise Conflict(
+                f"asset {asset_id} is held until an admin approves it ({row.held_reason})",
+                field="asset_id",
+            )
         return Asset(
             asset_id=row.id,
             site_id=row.site_id,

@@ -80,7 +80,10 @@ async def list_sites(request: Request) -> list[dict[str, Any]]:
             func.coalesce(func.sum(a.c.p_min_kw), 0).label("p_min_kw"),
             func.coalesce(func.sum(a.c.p_max_kw), 0).label("p_max_kw"),
         )
-        .select_from(t.sites.outerjoin(a, a.c.site_id == t.sites.c.id))
+        .select_from(
+            # held assets (waiting for an admin's approval) are not the site's yet
+            t.sites.outerjoin(a, and_(a.c.site_id == t.sites.c.id, a.c.held_reason.is_(None)))
+        )
         .group_by(t.sites.c.id)
         .order_by(t.sites.c.id)
     )

@@ -160,6 +160,11 @@ class AssetView(BaseModel):
     p_max_kw: float
     capacity_kwh: float
     default_p_kw: float
+    held_reason: str | None = Field(
+        None,
+        description="set while the asset waits for an admin's approval "
+        "(POST /assets/{id}/approve); a held asset is not dispatched to or counted",
+    )
 
 
 class SampleView(BaseModel):

@@ -13,6 +13,7 @@ from gridpilot.ops.settings import load_settings
 
 from .agent import agent_app
 from .dispatch import dispatch_app
+from .gateway import gateway_app
 from .security import audit_app, pki_app, token_app
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(agent_app, name="agent")
 app.add_typer(dispatch_app, name="dispatch")
 app.add_typer(pki_app, name="pki")
+app.add_typer(gateway_app, name="gateway")
 app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
 

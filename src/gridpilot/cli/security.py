@@ -24,7 +24,7 @@ from gridpilot.ops.settings import load_settings
 from gridpilot.schema import db
 from gridpilot.security.audit import Actor, AuditLog
 from gridpilot.security.certs import CertificateRegistry
-from gridpilot.security.identity import fingerprint
+from gridpilot.security.identity import fingerprint, gateway_uri
 from gridpilot.security.pki import (
     GATEWAY_DAYS,
     HEADEND_DAYS,
@@ -129,18 +129,27 @@ def pki_issue_headend(
 def pki_issue_gateway(
     gateway_id: Annotated[str, typer.Argument(help="the gateway id of the site's agent")],
     days: Annotated[int, typer.Option(help="validity in days (max 397)")] = GATEWAY_DAYS,
+    site: Annotated[
+        str | None,
+        typer.Option(
+            "--site",
+            help="name the site in the certificate (spiffe://<domain>/site/<site>/gateway/<id>):"
+            " it then counts as the gateway's enrollment for that site",
+        ),
+    ] = None,
     root: PkiDir = Path("pki"),
 ) -> None:
-    """Issue a gateway's client certificate: one URI SAN naming the gateway, clientAuth."""
+    """Issue a gateway's client certificate: one URI SAN naming the gateway (and with
+    --site its site), clientAuth."""
     pki = _open(root)
     try:
-        issued = pki.issue_gateway(gateway_id, days)
+        issued = pki.issue_gateway(gateway_id, days, site)
     except PkiError as exc:
         raise _fail(str(exc)) from None
     cert = issued.cert
     typer.echo(
         f"gateway {gateway_id}: {issued.cert_file} (key {issued.key_file}, 0600)\n"
-        f"  identity     spiffe://{pki.trust_domain}/gateway/{gateway_id}\n"
+        f"  identity     {gateway_uri(pki.trust_domain, gateway_id, site)}\n"
         f"  valid until  {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC\n"
         f"  fingerprint  {fingerprint(cert)}\n"
         "site YAML:\n"

@@ -15,6 +15,8 @@ from gridpilot.core.lifecycle import DispatchState
 from gridpilot.schema import tables as t
 from gridpilot.workflows.models import AgentAck
 
+from .enrollment import OPEN, Admission
+
 
 class DispatchTarget(NamedTuple):
     asset_id: str | None
@@ -32,21 +34,28 @@ class GatewayStore:
         site_name: str,
         agent_version: str,
         assets: Sequence[Asset],
-    ) -> None:
+        admission: Admission = OPEN,
+    ) -> list[str]:
         """Upsert the site, the gateway and its assets in one transaction.
+        Returns the ids of the assets held for an admin's approval.
 
         The first registration binds an asset to its gateway; another gateway
-        claiming it is refused (Conflict) and nothing is written."""
+        claiming it is refused (Conflict) and nothing is written. A Hello never
+        renames a site: the name is the first one given. An asset declared for
+        the first time, or with changed limits, beyond the admission's bound is
+        held (not dispatched to or counted) until an admin approves it."""
+        a_ = t.assets
         async with self._engine.begin() as conn:
             bound = await conn.execute(
-                select(t.assets.c.id, t.assets.c.gateway_id).where(
-                    t.assets.c.id.in_([a.asset_id for a in assets])
-                )
+                select(a_.c.id, a_.c.gateway_id, a_.c.p_min_kw, a_.c.p_max_kw, a_.c.held_reason)
+                .where(a_.c.id.in_([a.asset_id for a in assets]))
+                .with_for_update()
             )
-            for asset_id, owner in bound:
-                if owner != gateway_id:
+            known = {r.id: r for r in bound}
+            for asset_id, row in known.items():
+                if row.gateway_id != gateway_id:
                     raise Conflict(
-                        f"asset {asset_id} is bound to gateway {owner}",
+                        f"asset {asset_id} is bound to gateway {row.gateway_id}",
                         field="hello.assets.asset_id",
                     )
             owner_row = await conn.execute(
@@ -57,12 +66,8 @@ class GatewayStore:
                 raise Conflict(
                     f"gateway {gateway_id} belongs to site {owner_site}", field="hello.site_id"
                 )
-            stmt = insert(t.sites).values(id=site_id, name=site_name)
             await conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[t.sites.c.id],
-                    set_={"name": stmt.excluded.name, "updated_at": func.now()},
-                )
+                insert(t.sites).values(id=site_id, name=site_name).on_conflict_do_nothing()
             )
             gw = insert(t.gateways).values(
                 id=gateway_id, site_id=site_id, agent_version=agent_version
@@ -73,8 +78,21 @@ class GatewayStore:
                     set_={"agent_version": gw.excluded.agent_version, "last_seen": func.now()},
                 )
             )
+            held = []
             for a in assets:
-                row = insert(t.assets).values(
+                prior = known.get(a.asset_id)
+                unchanged = prior is not None and (prior.p_min_kw, prior.p_max_kw) == (
+                    a.limits.p_min_kw,
+                    a.limits.p_max_kw,
+                )
+                held_reason = (
+                    prior.held_reason
+                    if prior is not None and unchanged
+                    else admission.hold_reason(a)
+                )
+                if held_reason is not None:
+                    held.append(a.asset_id)
+                upsert = insert(t.assets).values(
                     id=a.asset_id,
                     site_id=site_id,
                     gateway_id=gateway_id,
@@ -84,10 +102,11 @@ class GatewayStore:
                     p_max_kw=a.limits.p_max_kw,
                     capacity_kwh=a.capacity_kwh,
                     default_p_kw=a.default_p_kw,
+                    held_reason=held_reason,
                 )
-                ex = row.excluded
+                ex = upsert.excluded
                 await conn.execute(
-                    row.on_conflict_do_update(
+                    upsert.on_conflict_do_update(
                         index_elements=[t.assets.c.id],
                         set_={
                             "name": ex.name,
@@ -96,10 +115,12 @@ class GatewayStore:
                             "p_max_kw": ex.p_max_kw,
                             "capacity_kwh": ex.capacity_kwh,
                             "default_p_kw": ex.default_p_kw,
+                            "held_reason": ex.held_reason,
                             "updated_at": func.now(),
                         },
                     )
                 )
+        return held
 
     async def open_session(
         self,
@@ -226,8 +247,9 @@ class GatewayStore:
     ) -> str:
         """Bind an asset to another gateway of its site (an admin action;
         ``record(conn, old_gateway)`` audits it in the same transaction). A
-        gateway that never connected is created on the asset's site, so its
-        first Hello can claim the asset. Returns the old gateway id."""
+        gateway that never connected must be enrolled for the asset's site; it
+        is then created there, so its first Hello can claim the asset. An
+        unknown gateway is NotFound. Returns the old gateway id."""
         async with self._engine.begin() as conn:
             row = (
                 await conn.execute(
@@ -245,6 +267,20 @@ class GatewayStore:
                 )
             ).scalar()
             if gw_site is None:
+                e = t.gateway_enrollments
+                enrolled = (
+                    await conn.execute(
+                        select(e.c.gateway_id).where(
+                            and_(e.c.site_id == site_id, e.c.gateway_id == gateway_id)
+                        )
+                    )
+                ).first()
+                if enrolled is None:
+                    raise NotFound(
+                        f"gateway {gateway_id} does not exist and is not enrolled for site "
+                        f"{site_id}",
+                        field="gateway_id",
+                    )
                 await conn.execute(insert(t.gateways).values(id=gateway_id, site_id=site_id))
             elif gw_site != site_id:
                 raise Conflict(

@@ -22,6 +22,7 @@ from gridpilot.workflows.models import AgentAck, DispatchInput
 from .convert import ACK_STATE_FROM_PB, asset_from_pb, reason_from_pb, ts_to_pb
 from .copyrows import CopyRows, EncodedBatch, encode_batch
 from .edge_reports import EdgeBufferReports
+from .enrollment import OPEN, Admission, EnrollmentStore
 from .guard import GatewayAuthority, Refusal, gateway_actor
 from .local_dispatches import LocalDispatchRefused, local_dispatch_input
 from .pipeline import IngestBatch, TelemetryPipeline
@@ -56,8 +57,10 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         max_future_skew: timedelta = timedelta(minutes=5),
         authority: GatewayAuthority | None = None,
         local_sink: LocalSink | None = None,
+        enrollment: EnrollmentStore | None = None,
     ) -> None:
         self._store = store
+        self._enrollment = enrollment
         self._local_sink = local_sink
         self._sessions = sessions
         self._pipeline = pipeline
@@ -166,17 +169,19 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             )
             await self._refuse(ident.gateway_id, "gateway.id_mismatch", hello.gateway_id, message)
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
+        admission = await self._admit(ident, hello, context)
         try:
             assets = [asset_from_pb(a, hello.site_id, i) for i, a in enumerate(hello.assets)]
             ids = [a.asset_id for a in assets]
             if len(set(ids)) != len(ids):
                 raise ValidationFailed("hello.assets has duplicate asset_id values")
-            await self._store.register(
+            held = await self._store.register(
                 hello.gateway_id,
                 hello.site_id,
                 hello.site_name or hello.site_id,
                 hello.agent_version,
                 assets,
+                admission,
             )
         except ValidationFailed as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
@@ -188,6 +193,14 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
                 exc.message,
             )
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, exc.message)
+        if held:
+            await self._refuse(
+                hello.gateway_id,
+                "asset.held",
+                ",".join(held),
+                "held for an admin's approval (POST /api/v1/assets/{id}/approve): "
+                "beyond the gateway's max_asset_kw for this site, or none is set",
+            )
         session = AgentSession(
             session_id=str(uuid.uuid4()),
             gateway_id=hello.gateway_id,
@@ -217,6 +230,23 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             superseded=ended,
         )
         return session
+
+    async def _admit(
+        self, ident: GatewayIdentity | None, hello: pb.Hello, context: grpc.aio.ServicerContext
+    ) -> Admission:
+        """A site belongs to the gateways enrolled for it or whose certificate
+        names it; a Hello for any other site is refused (and audited). In
+        plain-text dev mode there is no certificate and no check."""
+        if ident is None or self._enrollment is None:
+            return OPEN
+        admission = await self._enrollment.admission(hello.gateway_id, hello.site_id, ident.site_id)
+        if not admission.enrolled:
+            message = f"gateway {hello.gateway_id!r} is not enrolled for site {hello.site_id!r}"
+            if ident.site_id is not None:
+                message += f" (its certificate names site {ident.site_id!r})"
+            await self._refuse(hello.gateway_id, "gateway.site_refused", hello.site_id, message)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
+        return admission
 
     async def _identify(self, context: grpc.aio.ServicerContext) -> GatewayIdentity | None:
         """The gateway named by the client certificate (None in plain-text dev mode)."""

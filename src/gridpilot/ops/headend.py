@@ -21,6 +21,7 @@ from gridpilot.api.app import ApiDeps, create_app
 from gridpilot.api.auth import AuthSettings
 from gridpilot.api.dispatches import DispatchOptions, DispatchService
 from gridpilot.ingest.acks import TemporalAckSink
+from gridpilot.ingest.enrollment import EnrollmentStore
 from gridpilot.ingest.guard import GatewayAuthority, SessionGuard
 from gridpilot.ingest.metrics import IngestCollector
 from gridpilot.ingest.pipeline import IngestBatch, TelemetryPipeline
@@ -154,6 +155,7 @@ class Headend:
         self.audit = AuditLog(self.engine)
         self.certs = CertificateRegistry(self.engine, self.audit)
         self.tokens = TokenStore(self.engine, self.audit)
+        self.enrollment = EnrollmentStore(self.engine, self.audit)
         self.client: Client | None = None
         self.acks: TemporalAckSink | None = None
         self._stop = asyncio.Event()
@@ -220,6 +222,7 @@ class Headend:
                     self.certs, self.audit, None if credentials is None else s.trust_domain
                 ),
                 local_sink=service.record_local,
+                enrollment=self.enrollment,
             )
             pb_grpc.add_AgentGatewayServicer_to_server(self.servicer, grpc_server)
             if credentials is None:
@@ -247,7 +250,9 @@ class Headend:
                 ApiDeps(
                     engine=self.engine,
                     dispatches=service,
-                    security=SecurityDeps(self.audit, self.tokens, self.certs, self.store),
+                    security=SecurityDeps(
+                        self.audit, self.tokens, self.certs, self.store, self.enrollment
+                    ),
                     auth=AuthSettings(
                         Authenticator(self.tokens, jwt_verifier(s)), self.audit, s.metrics_public
                     ),

@@ -35,7 +35,12 @@ from .embedded import (
     free_port,
     stack_lock,
 )
-from .up_security import ensure_admin_token, ensure_demo_opcua, ensure_demo_tls
+from .up_security import (
+    ensure_admin_token,
+    ensure_demo_enrollment,
+    ensure_demo_opcua,
+    ensure_demo_tls,
+)
 
 DEMO_CONFIG = Path(__file__).parent / "demo" / "demo-site.yaml"
 DATABASE = "gridpilot"
@@ -183,7 +188,8 @@ def _run_locked(opts: UpOptions, data_dir: Path) -> int:
         config = yaml.safe_load(DEMO_CONFIG.read_text())
         tls = ensure_demo_tls(data_dir / "pki", config["gateway_id"])
         token_file = data_dir / "admin-token"
-        token = ensure_admin_token(database_url, token_file)
+        token = ensure_admin_token(database_url, token_file)  # migrates the database
+        ensure_demo_enrollment(database_url, config["site"]["id"], config["gateway_id"])
         opcua = ensure_demo_opcua(data_dir, config["gateway_id"], opts.opcua_port)
         auth = {"Authorization": f"Bearer {token}"}
         temporal.start(timeout=60)

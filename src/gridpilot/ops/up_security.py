@@ -1,5 +1,6 @@
 """What makes ``gridpilot up`` secure by default: a dev CA with the headend's
-and the demo agent's certificates in the data dir, an admin API token, and
+and the demo agent's certificates in the data dir, the demo gateway's
+enrollment for its site, an admin API token, and
 for the agent's OPC UA surface an operator login and a trusted demo client
 certificate."""
 
@@ -17,6 +18,7 @@ from pathlib import Path
 from cryptography import x509
 
 from gridpilot.core.errors import NotFound
+from gridpilot.ingest.enrollment import EnrollmentStore
 from gridpilot.ops.logging import configure_logging
 from gridpilot.schema import db
 from gridpilot.security.audit import Actor, AuditLog
@@ -27,6 +29,7 @@ from gridpilot.security.tokens import TokenStore
 RENEW_BEFORE = timedelta(days=30)
 ADMIN_TOKEN_NAME = "demo-admin"
 UP_ACTOR = Actor("cli:gridpilot-up", "admin", "cli")
+DEMO_MAX_ASSET_KW = 300.0
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,24 @@ def ensure_admin_token(database_url: str, token_file: Path) -> str:
     if secret != existing:
         _write_secret(token_file, secret)
     return secret
+
+
+def ensure_demo_enrollment(
+    database_url: str, site_id: str, gateway_id: str, max_asset_kw: float = DEMO_MAX_ASSET_KW
+) -> None:
+    """Enroll the demo gateway for the demo site (once), so its Hello is
+    accepted and its assets (up to 300 kW each) count without approval."""
+    asyncio.run(_enroll(database_url, site_id, gateway_id, max_asset_kw))
+
+
+async def _enroll(database_url: str, site_id: str, gateway_id: str, max_asset_kw: float) -> None:
+    engine = db.async_engine(database_url)
+    try:
+        store = EnrollmentStore(engine, AuditLog(engine))
+        if not await store.list_enrollments(site_id=site_id, gateway_id=gateway_id):
+            await store.enroll(site_id, gateway_id, max_asset_kw, UP_ACTOR)
+    finally:
+        await engine.dispose()
 
 
 async def _admin_token(database_url: str, existing: str | None) -> str:

@@ -99,6 +99,25 @@ assets = Table(
     Column("default_p_kw", Float, nullable=False, server_default="0"),
     _ts("created_at", now=True),
     _ts("updated_at", now=True),
+    # Set while the asset waits for an admin's approval (migration 0007): a
+    # held asset is not dispatched to, split over or counted in a site.
+    Column("held_reason", Text, nullable=True),
+)
+
+# The gateways an admin enrolled for a site (migration 0007). No foreign keys:
+# a gateway is enrolled before its first Hello creates the site or gateway.
+gateway_enrollments = Table(
+    "gateway_enrollments",
+    metadata,
+    Column("site_id", Text, nullable=False),
+    Column("gateway_id", Text, nullable=False, index=True),
+    _tenant(),
+    Column("enrolled_by", Text, nullable=False),
+    _ts("enrolled_at", now=True),
+    # Bound on |p_min_kw| and |p_max_kw| of assets this gateway declares for
+    # the first time; beyond it (or with none set) they are held for approval.
+    Column("max_asset_kw", Float, nullable=True),
+    PrimaryKeyConstraint("site_id", "gateway_id"),
 )
 
 agent_sessions = Table(

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .identity import check_trust_domain, gateway_uri
+from .identity import IdentityError, check_trust_domain, gateway_uri, parse_gateway_uri
 
 DEFAULT_TRUST_DOMAIN = "gridpilot"
 CA_DAYS, MAX_CA_DAYS = 3650, 7300
@@ -243,9 +243,13 @@ class Pki:
         )
         return self._save(self.root / "headend", cert, key)
 
-    def issue_gateway(self, gateway_id: str, days: int = GATEWAY_DAYS) -> Issued:
+    def issue_gateway(
+        self, gateway_id: str, days: int = GATEWAY_DAYS, site_id: str | None = None
+    ) -> Issued:
+        """A gateway's client certificate; with ``site_id`` it names the site
+        too, which counts as the gateway's enrollment for that site."""
         try:
-            uri = gateway_uri(self.trust_domain, gateway_id)
+            uri = gateway_uri(self.trust_domain, gateway_id, site_id)
         except ValueError as exc:
             raise PkiError(str(exc)) from None
         start, end = self._window(days, MAX_GATEWAY_DAYS, "gateway certificate")
@@ -262,7 +266,7 @@ class Pki:
 
     def issued_for(self, gateway_id: str) -> list[x509.Certificate]:
         """Every certificate this CA issued to the gateway (current and older)."""
-        uri = gateway_uri(self.trust_domain, gateway_id)
+        gateway_uri(self.trust_domain, gateway_id)  # a valid id, or ValueError
         found = []
         for path in sorted((self.root / "issued").glob("*.pem")):
             cert = x509.load_pem_x509_certificate(path.read_bytes())
@@ -270,6 +274,12 @@ class Pki:
                 san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
             except x509.ExtensionNotFound:
                 continue
-            if uri in san.value.get_values_for_type(x509.UniformResourceIdentifier):
-                found.append(cert)
+            for uri in san.value.get_values_for_type(x509.UniformResourceIdentifier):
+                try:
+                    named, _ = parse_gateway_uri(uri, self.trust_domain)
+                except IdentityError:
+                    continue
+                if named == gateway_id:
+                    found.append(cert)
+                    break
         return found

@@ -21,6 +21,7 @@ from gridpilot.api.admin import SecurityDeps
 from gridpilot.api.app import ApiDeps, create_app
 from gridpilot.api.auth import RULES, AuthSettings
 from gridpilot.api.dispatches import DispatchOptions, DispatchService
+from gridpilot.ingest.enrollment import EnrollmentStore
 from gridpilot.ingest.registry import GatewayStore
 from gridpilot.schema import db
 from gridpilot.security.audit import Actor, AuditLog
@@ -59,7 +60,11 @@ async def api(database_url: str) -> AsyncIterator[Api]:
             engine=engine,
             dispatches=DispatchService(engine, None, DispatchOptions(task_queue="none"), audit),
             security=SecurityDeps(
-                audit, tokens, CertificateRegistry(engine, audit), GatewayStore(engine)
+                audit,
+                tokens,
+                CertificateRegistry(engine, audit),
+                GatewayStore(engine),
+                EnrollmentStore(engine, audit),
             ),
             auth=AuthSettings(Authenticator(tokens), audit),
         )

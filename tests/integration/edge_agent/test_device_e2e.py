@@ -102,6 +102,7 @@ async def test_device_values_reach_rest_and_rest_dispatches_reach_the_devices(
     await mb.set("holding", 0, encode(-425, "int16") + [655, 981])
     ua_peer = OpcUaPeer(free_port())
     await ua_peer.start()
+    await headend.enroll("e2e-gw", "e2e-site")
     agent = EdgeAgent(site(headend, mb.port, ua_peer.url), device_timeout_s=5)
     run = asyncio.create_task(agent.run())
     try:

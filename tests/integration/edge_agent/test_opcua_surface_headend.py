@@ -95,6 +95,7 @@ class Scada:
 async def scada(
     headend: RunningHeadend, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[Scada]:
+    await headend.enroll("sh-gw", "sh-site")
     agent = EdgeAgent(config(headend, request.param), state_dir=tmp_path / "state")
     assert agent.opcua is not None
     cert, key = await make_client_cert(tmp_path / "client", "scada")

@@ -16,6 +16,7 @@ from gp_testing import (
     RunningHeadend,
     ScriptedAgent,
     TestPki,
+    db_enroller,
     demo_assets,
     dispatch_in_state,
     wait_for,
@@ -27,6 +28,7 @@ from gridpilot.ingest.convert import ts_to_pb
 from gridpilot.ops.embedded import EmbeddedPostgres, free_port
 from gridpilot.ops.headend import Headend
 from gridpilot.ops.settings import Settings
+from gridpilot.schema import db
 from gridpilot.schema.pb import agent_pb2 as pb
 
 if TYPE_CHECKING:
@@ -212,6 +214,8 @@ async def test_a_local_dispatch_made_while_the_headend_database_is_down_is_recor
         grpc_tls_key_file=test_pki.headend.key_file,
         grpc_client_ca_file=test_pki.pki.ca_file,
     )
+    db.upgrade(settings.database_url)
+    await db_enroller(settings.database_url)("lf-gw", "lf-gw-site")
     headend = Headend(settings)
     served = asyncio.create_task(headend.run())
     agent = EdgeAgent(real_site(settings.grpc_listen, test_pki, "lf-gw"))

@@ -1,0 +1,209 @@
+"""Site enrollment: which gateways may speak for a site, and which of their
+assets count.
+
+A site belongs to the gateways an admin enrolled for it (REST
+``/sites/{id}/gateways``, CLI ``gridpilot gateway enroll``), or whose
+certificate names it (``spiffe://<domain>/site/<site>/gateway/<id>``). A Hello
+for any other site is refused. Assets a Hello declares for the first time (or
+with changed limits) beyond the enrollment's ``max_asset_kw``, or when no bound
+is set, are *held*: stored, but not dispatched to, split over or counted in the
+site until an admin approves them. Every change here is audited in the
+transaction that makes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gridpilot.core.assets import Asset
+from gridpilot.core.errors import Conflict, NotFound
+from gridpilot.schema import tables as t
+from gridpilot.security.audit import Actor, AuditEvent, AuditLog
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What a gateway's Hello for a site may do. ``enforce`` is False only in
+    insecure dev mode (no certificate: nothing to bind an enrollment to)."""
+
+    enrolled: bool
+    max_asset_kw: float | None = None
+    enforce: bool = True
+
+    def hold_reason(self, asset: Asset) -> str | None:
+        """Why a newly declared asset waits for approval (None: it counts)."""
+        if not self.enforce:
+            return None
+        size = max(abs(asset.limits.p_min_kw), abs(asset.limits.p_max_kw))
+        if self.max_asset_kw is None:
+            return "new asset: no max_asset_kw is set for this gateway's enrollment"
+        if size > self.max_asset_kw:
+            return f"new asset of {size:g} kW is beyond the enrollment's {self.max_asset_kw:g} kW"
+        return None
+
+
+OPEN = Admission(enrolled=True, enforce=False)
+
+
+class EnrollmentStore:
+    def __init__(self, engine: AsyncEngine, audit: AuditLog) -> None:
+        self._engine = engine
+        self._audit = audit
+
+    async def admission(
+        self, gateway_id: str, site_id: str, cert_site: str | None = None
+    ) -> Admission:
+        """Whether the gateway may speak for the site, and the bound on the
+        assets it declares. A certificate naming the site enrolls it (with no
+        bound, unless an admin's enrollment sets one)."""
+        e = t.gateway_enrollments
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(e.c.max_asset_kw).where(
+                        and_(e.c.site_id == site_id, e.c.gateway_id == gateway_id)
+                    )
+                )
+            ).first()
+        if row is not None:
+            return Admission(enrolled=True, max_asset_kw=row.max_asset_kw)
+        return Admission(enrolled=cert_site is not None and cert_site == site_id)
+
+    async def enroll(
+        self, site_id: str, gateway_id: str, max_asset_kw: float | None, actor: Actor
+    ) -> dict[str, Any]:
+        """Enroll (or re-enroll with a new bound) a gateway for a site. A
+        gateway that already belongs to another site is refused (Conflict)."""
+        e = t.gateway_enrollments
+        async with self._engine.begin() as conn:
+            owner = (
+                await conn.execute(
+                    select(t.gateways.c.site_id).where(t.gateways.c.id == gateway_id)
+                )
+            ).scalar()
+            if owner is not None and owner != site_id:
+                raise Conflict(f"gateway {gateway_id} belongs to site {owner}", field="gateway_id")
+            stmt = insert(e).values(
+                site_id=site_id,
+                gateway_id=gateway_id,
+                enrolled_by=actor.name,
+                max_asset_kw=max_asset_kw,
+            )
+            row = (
+                (
+                    await conn.execute(
+                        stmt.on_conflict_do_update(
+                            index_elements=[e.c.site_id, e.c.gateway_id],
+                            set_={
+                                "max_asset_kw": stmt.excluded.max_asset_kw,
+                                "enrolled_by": stmt.excluded.enrolled_by,
+                                "enrolled_at": func.now(),
+                            },
+                        ).returning(*e.c)
+                    )
+                )
+                .mappings()
+                .one()
+            )
+            await self._audit.append(
+                AuditEvent(
+                    actor,
+                    "gateway.enroll",
+                    gateway_id,
+                    "ok",
+                    {"site_id": site_id, "max_asset_kw": max_asset_kw},
+                ),
+                conn,
+            )
+        return dict(row)
+
+    async def list_enrollments(
+        self, site_id: str | None = None, gateway_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        e = t.gateway_enrollments
+        q = select(e).order_by(e.c.site_id, e.c.gateway_id)
+        if site_id is not None:
+            q = q.where(e.c.site_id == site_id)
+        if gateway_id is not None:
+            q = q.where(e.c.gateway_id == gateway_id)
+        async with self._engine.connect() as conn:
+            return [dict(r) for r in (await conn.execute(q)).mappings().all()]
+
+    async def remove(self, site_id: str, gateway_id: str, actor: Actor) -> None:
+        """Withdraw an enrollment: the gateway's next Hello for the site is
+        refused (unless its certificate names the site)."""
+        e = t.gateway_enrollments
+        async with self._engine.begin() as conn:
+            gone = await conn.execute(
+                delete(e)
+                .where(and_(e.c.site_id == site_id, e.c.gateway_id == gateway_id))
+                .returning(e.c.gateway_id)
+            )
+            if gone.first() is None:
+                raise NotFound(
+                    f"gateway {gateway_id} is not enrolled for site {site_id}", field="gateway_id"
+                )
+            await self._audit.append(
+                AuditEvent(actor, "gateway.unenroll", gateway_id, "ok", {"site_id": site_id}),
+                conn,
+            )
+
+    async def held(self, site_id: str) -> list[dict[str, Any]]:
+        a = t.assets
+        q = (
+            select(a)
+            .where(and_(a.c.site_id == site_id, a.c.held_reason.is_not(None)))
+            .order_by(a.c.id)
+        )
+        async with self._engine.connect() as conn:
+            return [dict(r) for r in (await conn.execute(q)).mappings().all()]
+
+    async def approve(self, asset_id: str, actor: Actor, reason: str = "") -> dict[str, Any]:
+        """Count a held asset from now on (dispatch, split, site capacity)."""
+        a = t.assets
+        async with self._engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    select(a.c.held_reason, a.c.p_min_kw, a.c.p_max_kw, a.c.gateway_id)
+                    .where(a.c.id == asset_id)
+                    .with_for_update()
+                )
+            ).first()
+            if row is None:
+                raise NotFound(f"asset {asset_id} does not exist", field="asset_id")
+            if row.held_reason is None:
+                raise Conflict(f"asset {asset_id} is not held", field="asset_id")
+            updated = (
+                (
+                    await conn.execute(
+                        update(a)
+                        .where(a.c.id == asset_id)
+                        .values(held_reason=None, updated_at=func.now())
+                        .returning(*a.c)
+                    )
+                )
+                .mappings()
+                .one()
+            )
+            await self._audit.append(
+                AuditEvent(
+                    actor,
+                    "asset.approve",
+                    asset_id,
+                    "ok",
+                    {
+                        "gateway_id": row.gateway_id,
+                        "p_min_kw": row.p_min_kw,
+                        "p_max_kw": row.p_max_kw,
+                        "held_reason": row.held_reason,
+                        "reason": reason,
+                    },
+                ),
+                conn,
+            )
+        return dict(updated)
