@@ -178,6 +178,7 @@ class ScriptedAgent:
     error: grpc.RpcError | None = None
     pki: TestPki | None = None  # issues this gateway's client certificate
     credentials: grpc.ChannelCredentials | None = None  # or exactly these (TLS)
+    site_name: str = ""  # the Hello's site_name (default: the site id, title-cased)
     # Called with (gateway_id, site_id) before the Hello: enrolls the gateway.
     enroll: Callable[[str, str], Awaitable[None]] | None = None
 
@@ -202,7 +203,7 @@ class ScriptedAgent:
                 hello=pb.Hello(
                     gateway_id=self.gateway_id,
                     site_id=self.site_id,
-                    site_name=self.site_id.title(),
+                    site_name=self.site_name or self.site_id.title(),
                     agent_version="test",
                     assets=assets,
                 )
