@@ -34,6 +34,7 @@ class Admission:
     enrolled: bool
     max_asset_kw: float | None = None
     enforce: bool = True
+    by_admin_only: bool = False  # enrolled by an admin, and the certificate names no site
 
     def hold_reason(self, asset: Asset) -> str | None:
         """Why a newly declared asset waits for approval (None: it counts)."""
@@ -70,9 +71,10 @@ class EnrollmentStore:
                     )
                 )
             ).first()
+        named = cert_site is not None and cert_site == site_id
         if row is not None:
-            return Admission(enrolled=True, max_asset_kw=row.max_asset_kw)
-        return Admission(enrolled=cert_site is not None and cert_site == site_id)
+            return Admission(True, row.max_asset_kw, by_admin_only=not named)
+        return Admission(enrolled=named)
 
     async def enroll(
         self, site_id: str, gateway_id: str, max_asset_kw: float | None, actor: Actor
@@ -135,8 +137,9 @@ class EnrollmentStore:
             return [dict(r) for r in (await conn.execute(q)).mappings().all()]
 
     async def remove(self, site_id: str, gateway_id: str, actor: Actor) -> None:
-        """Withdraw an enrollment: the gateway's next Hello for the site is
-        refused (unless its certificate names the site)."""
+        """Withdraw an enrollment: the gateway's live session for the site is
+        ended within a guard interval and its next Hello refused (unless its
+        certificate names the site)."""
         e = t.gateway_enrollments
         async with self._engine.begin() as conn:
             gone = await conn.execute(

@@ -4,8 +4,8 @@ watch over live streams.
 grpcio checks certificates only during the TLS handshake; a stream that is
 already open keeps working after its certificate is revoked. The
 :class:`SessionGuard` therefore re-checks every live session every few seconds:
-a revoked certificate closes the stream, and an asset re-bound to another
-gateway leaves this session's set at once.
+a revoked certificate closes the stream, so does a withdrawn site enrollment,
+and an asset re-bound to another gateway leaves this session's set at once.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from dataclasses import dataclass
 import grpc
 import structlog
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gridpilot.schema import tables as t
 from gridpilot.security.audit import Actor, AuditEvent, AuditLog
 from gridpilot.security.certs import CertificateRegistry
 from gridpilot.security.identity import GatewayIdentity, IdentityError, identity_from_auth_context
 
-from .sessions import SessionRegistry
+from .sessions import AgentSession, SessionRegistry
 
 log = structlog.get_logger(__name__)
 
@@ -139,6 +139,7 @@ class SessionGuard:
                 s.close("revoked")
         bound: dict[str, set[str]] = {s.gateway_id: set() for s in live}
         async with self._engine.connect() as conn:
+            await self._check_enrolled(conn, [s for s in live if s.enrolled_only])
             rows = await conn.execute(
                 select(t.assets.c.id, t.assets.c.gateway_id).where(
                     t.assets.c.gateway_id.in_(list(bound))
@@ -155,3 +156,20 @@ class SessionGuard:
                     removed=sorted(s.asset_ids - now_bound),
                 )
                 s.asset_ids = now_bound
+
+    async def _check_enrolled(self, conn: AsyncConnection, watched: list[AgentSession]) -> None:
+        """End the sessions whose site rested on an enrollment an admin has
+        since withdrawn (the withdrawal itself is audited)."""
+        if not watched:
+            return
+        e = t.gateway_enrollments
+        rows = await conn.execute(
+            select(e.c.site_id, e.c.gateway_id).where(
+                e.c.gateway_id.in_({s.gateway_id for s in watched})
+            )
+        )
+        enrolled = {(r.site_id, r.gateway_id) for r in rows}
+        for s in watched:
+            if (s.site_id, s.gateway_id) not in enrolled:
+                log.warning("agent_unenrolled", gateway=s.gateway_id, site=s.site_id)
+                s.close("unenrolled")

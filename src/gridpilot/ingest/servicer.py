@@ -108,6 +108,11 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
                 await context.abort(
                     grpc.StatusCode.UNAUTHENTICATED, "client certificate has been revoked"
                 )
+            if session.close_reason == "unenrolled":
+                await context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"gateway is no longer enrolled for site {session.site_id!r}",
+                )
         finally:
             # Shielded: a cancel (the agent's channel closing) must not stop
             # the session being closed in the database half-way.
@@ -208,6 +213,7 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             peer=context.peer() or "",
             asset_ids=frozenset(a.asset_id for a in assets),
             fingerprint=ident.fingerprint if ident is not None else None,
+            enrolled_only=admission.by_admin_only,
         )
         ended = await self._store.open_session(
             session.session_id,

@@ -30,6 +30,9 @@ class AgentSession:
     outbox: asyncio.Queue[pb.HeadendMessage | None] = field(default_factory=asyncio.Queue)
     close_reason: str | None = None
     fingerprint: str | None = None  # the client certificate's (None: plain-text dev mode)
+    # Its site rests on an admin's enrollment alone (not on its certificate):
+    # withdrawing the enrollment ends the session (ingest.guard).
+    enrolled_only: bool = False
     hello_asset_ids: frozenset[str] = frozenset()
     foreign_audited: set[str] = field(default_factory=set)
     reader: asyncio.Task[None] | None = field(default=None, repr=False)  # reads the agent

@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 import pytest
-from gp_testing import RunningHeadend, ScriptedAgent, demo_assets
+from gp_testing import RunningHeadend, ScriptedAgent, demo_assets, wait_for
 
 from gridpilot.schema.pb import agent_pb2 as pb
 
@@ -210,11 +210,18 @@ async def test_enroll_list_remove_are_admin_only_audited_and_removal_refuses_the
     everywhere = (await headend.api.get("/api/v1/gateways", params={"gateway_id": "gw-r"})).json()
     assert [e["site_id"] for e in everywhere] == ["site-r"]
     asset = pb.AssetInfo(asset_id="pv-r", asset_type=pb.ASSET_TYPE_PV, p_min_kw=0, p_max_kw=10)
-    agent = headend.agent(enroll=False, gateway_id="gw-r", site_id="site-r")
-    assert await _connect(agent, [asset]) is None
-
-    r = await headend.api.delete("/api/v1/sites/site-r/gateways/gw-r")
-    assert r.status_code == 204, r.text
+    live = headend.agent(enroll=False, gateway_id="gw-r", site_id="site-r")
+    try:
+        await live.connect([asset])
+        assert live.error is None
+        r = await headend.api.delete("/api/v1/sites/site-r/gateways/gw-r")
+        assert r.status_code == 204, r.text
+        # The live stream is ended within a guard interval (0.5 s here).
+        await wait_for(lambda: live.ended, timeout=10)
+        assert live.error is not None
+        assert live.error.code() == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        await live.close()
     error = await _connect(
         headend.agent(enroll=False, gateway_id="gw-r", site_id="site-r"), [asset]
     )
