@@ -16,7 +16,7 @@ from gridpilot.core.errors import Conflict, ValidationFailed
 from gridpilot.schema.pb import agent_pb2 as pb
 from gridpilot.schema.pb import agent_pb2_grpc as pb_grpc
 from gridpilot.security.audit import Actor
-from gridpilot.security.identity import GatewayIdentity
+from gridpilot.security.identity import ID_PATTERN, GatewayIdentity
 from gridpilot.workflows.models import AgentAck, DispatchInput
 
 from .convert import ACK_STATE_FROM_PB, asset_from_pb, reason_from_pb, ts_to_pb
@@ -245,11 +245,23 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         plain-text dev mode there is no certificate and no check."""
         if ident is None or self._enrollment is None:
             return OPEN
+        if not ID_PATTERN.match(hello.site_id):
+            # Enrollments only ever name such ids; this also keeps the
+            # refusal's audit row small.
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "hello.site_id is not a site id (1-64 letters, digits, '.', '_' or '-')",
+            )
         admission = await self._enrollment.admission(hello.gateway_id, hello.site_id, ident.site_id)
         if not admission.enrolled:
             message = f"gateway {hello.gateway_id!r} is not enrolled for site {hello.site_id!r}"
             if ident.site_id is not None:
                 message += f" (its certificate names site {ident.site_id!r})"
+            else:
+                message += (
+                    f"; an admin enrolls it: gridpilot gateway enroll {hello.gateway_id} "
+                    f"--site {hello.site_id}"
+                )
             await self._refuse(hello.gateway_id, "gateway.site_refused", hello.site_id, message)
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
         return admission

@@ -60,6 +60,12 @@ async def test_hello_for_a_site_the_gateway_is_not_enrolled_for_is_refused_and_a
     error = await _connect(headend.agent(enroll=False, gateway_id="gw-evil"), [PHANTOM])
     assert error is not None and error.code() == grpc.StatusCode.PERMISSION_DENIED
 
+    # A site id no enrollment can name is bad input, not a refusal to audit.
+    odd = headend.agent(enroll=False, gateway_id="gw-evil", site_id="x" * 5000)
+    error = await _connect(odd, [PHANTOM])
+    assert error is not None and error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "hello.site_id" in (error.details() or "")
+
     [refused] = await _audit(headend, "gateway.site_refused")  # one row a minute per cause
     assert (refused["actor"], refused["target"], refused["outcome"]) == (
         "gateway:gw-evil",
