@@ -218,7 +218,10 @@ def _run_locked(opts: UpOptions, data_dir: Path) -> int:
         def write_up_json(restarted: Child | None = None) -> None:
             if restarted is not None:
                 pids[restarted.name] = restarted.proc.pid
-            up_json.write_text(json.dumps(info, indent=2))
+            # Atomic: the CLI and scripts may read it at any moment.
+            tmp = up_json.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(info, indent=2))
+            tmp.replace(up_json)
 
         write_up_json()
         print(
