@@ -190,3 +190,48 @@ async def _scada_writes_a_setpoint(opcua: dict[str, Any], p_kw: float) -> str:
         dispatch_id = await active.read_value()
         assert dispatch_id.startswith("loc-")
         return str(dispatch_id)
+
+
+def test_up_restarts_a_killed_agent_and_headend_and_says_why(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    log = tmp_path / "up.log"
+    ports = {
+        "api-port": free_port(),
+        "grpc-port": free_port(),
+        "temporal-port": free_port(),
+        "ui-port": free_port(),
+        "opcua-port": free_port(),
+    }
+    proc = _start(data_dir, ports, log)
+    up_json = data_dir / "up.json"
+    try:
+        info = _wait(lambda: json.loads(up_json.read_text()), 120, proc, log)
+        api = info["api_url"]
+        auth = {"Authorization": f"Bearer {Path(info['admin_token_file']).read_text().strip()}"}
+
+        def connected() -> bool:
+            agents = httpx.get(f"{api}/agents", headers=auth, timeout=5).json()
+            return [(a["gateway_id"], a["connected"]) for a in agents] == [("demo-gw", True)]
+
+        for name in ("agent", "headend"):
+            old_pid = json.loads(up_json.read_text())["pids"][name]
+            os.kill(old_pid, signal.SIGKILL)
+            new_pid = _wait(
+                lambda name=name, old_pid=old_pid: (
+                    (pid := json.loads(up_json.read_text())["pids"][name]) != old_pid and pid
+                ),
+                60,
+                proc,
+                log,
+            )
+            assert _alive(new_pid)
+            # The stack works again: the (new) agent reaches the (new) headend.
+            _wait(connected, 90, proc, log)
+            assert f"{name} exited (killed by SIGKILL); restarting in 1 s" in log.read_text()
+            assert f"{name} restarted (pid {new_pid})" in log.read_text()
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(60)
+    assert code == 0, log.read_text()[-3000:]
+    assert "gridpilot up: stopped" in log.read_text()

@@ -23,11 +23,14 @@ class ModbusPeer:
         registers: int = 2000,
         holding: dict[int, list[int]] | None = None,
         holding_start: int = 0,
+        silent_units: tuple[int, ...] = (),
     ) -> None:
         self.port = port
         self.unit_ids = unit_ids
         self.registers = registers
         self.holding_start = holding_start
+        # Unit ids never answered, as a Modbus gateway whose sub-device is off (a timeout).
+        self.silent_units = silent_units
         self._initial = holding or {}
         self.server: ModbusTcpServer | None = None
         self._state: dict[tuple[int, int], dict[int, Any]] = {}  # kept across restarts
@@ -51,7 +54,9 @@ class ModbusPeer:
     async def start(self) -> None:
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
         server = ModbusTcpServer(
-            [self._device(u) for u in self.unit_ids], address=("127.0.0.1", self.port)
+            [self._device(u) for u in self.unit_ids],
+            address=("127.0.0.1", self.port),
+            trace_packet=self._drop_silent_answers,
         )
         await server.serve_forever(background=True)
         self.server = server
@@ -60,6 +65,12 @@ class ModbusPeer:
         for (unit, fc), values in self._state.items():  # what was written before a restart
             for address, value in values.items():
                 await server.async_setValues(unit, fc, address, [value])
+
+    def _drop_silent_answers(self, sending: bool, packet: bytes) -> bytes:
+        # MBAP header: transaction (2), protocol (2), length (2), unit id (1).
+        if sending and len(packet) > 6 and packet[6] in self.silent_units:
+            return b""
+        return packet
 
     async def stop(self) -> None:
         if self.server is not None:

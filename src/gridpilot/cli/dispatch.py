@@ -3,40 +3,64 @@
 from __future__ import annotations
 
 import json
-import os
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import httpx
 import typer
+from rich.console import Console
+from rich.table import Table
 
-dispatch_app = typer.Typer(help="Dispatches through the REST API.", no_args_is_help=True)
+from .endpoint import API_ENV, TOKEN_ENV, Endpoint, resolve
+
+dispatch_app = typer.Typer(
+    help=(
+        "Dispatches through the REST API. The API is --api / "
+        f"{API_ENV}, else the local running `gridpilot up` (its up.json), else "
+        f"http://127.0.0.1:8080; the bearer token is {TOKEN_ENV}, else that local "
+        "`up`'s admin token."
+    ),
+    no_args_is_help=True,
+)
 
 ApiOpt = Annotated[
-    str,
-    typer.Option(envvar="GRIDPILOT_API_URL", help="base URL of the REST API"),
+    str | None,
+    typer.Option(
+        envvar=API_ENV,
+        help="base URL of the REST API (default: the local `gridpilot up`, else :8080)",
+        show_default=False,
+    ),
 ]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print the raw JSON")]
 
 
 def _call(
     method: str,
-    api: str,
+    api: str | None,
     path: str,
     body: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
 ) -> Any:
+    ep: Endpoint = resolve(api)
     headers = dict(headers or {})
-    token = os.environ.get("GRIDPILOT_TOKEN")
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
+    if ep.token:
+        headers["Authorization"] = f"Bearer {ep.token}"
     try:
-        r = httpx.request(method, api.rstrip("/") + path, json=body, headers=headers, timeout=30)
+        r = httpx.request(
+            method, ep.api + path, json=body, headers=headers, params=params, timeout=30
+        )
     except httpx.HTTPError as exc:
-        typer.echo(f"gridpilot: cannot reach {api}: {exc}", err=True)
+        typer.echo(f"gridpilot: cannot reach {ep.api}: {exc} {ep.hint()}", err=True)
         raise typer.Exit(1) from None
-    data = r.json() if r.content else None
+    try:
+        data = r.json() if r.content else None
+    except ValueError:
+        data = None
     if r.status_code >= 400:
         msg = data.get("message") if isinstance(data, dict) else r.text
-        typer.echo(f"gridpilot: {r.status_code} {msg}", err=True)
+        hint = f" {ep.hint()}" if r.status_code == 401 else ""
+        typer.echo(f"gridpilot: {r.status_code} {msg}{hint}", err=True)
         raise typer.Exit(1)
     return data
 
@@ -57,9 +81,10 @@ def submit(
     ramp_kw_per_s: Annotated[
         float | None, typer.Option(help="ramp limit; the agent steps toward p_kw")
     ] = None,
-    api: ApiOpt = "http://127.0.0.1:8080",
+    as_json: JsonOpt = False,
+    api: ApiOpt = None,
 ) -> None:
-    """Submit a dispatch to an asset or a site."""
+    """Submit a dispatch to an asset or a site; prints the same summary as `show`."""
     body = {
         "asset_id": asset,
         "site_id": site,
@@ -71,7 +96,12 @@ def submit(
     }
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
     payload = {k: v for k, v in body.items() if v is not None}
-    _print(_call("POST", api, "/api/v1/dispatches", payload, headers))
+    created = _call("POST", api, "/api/v1/dispatches", payload, headers)
+    if as_json:
+        _print(created)
+        return
+    # The same summary as `show` (its timeline so far).
+    typer.echo(timeline(_call("GET", api, f"/api/v1/dispatches/{created['id']}")))
 
 
 @dispatch_app.command("list")
@@ -80,24 +110,64 @@ def list_(
     asset: Annotated[str | None, typer.Option(help="only this asset")] = None,
     site: Annotated[str | None, typer.Option(help="only this site")] = None,
     since: Annotated[str | None, typer.Option(help="created at or after (ISO 8601)")] = None,
-    api: ApiOpt = "http://127.0.0.1:8080",
+    as_json: JsonOpt = False,
+    api: ApiOpt = None,
 ) -> None:
     """List recent dispatches, newest first."""
     params = {"state": state, "asset_id": asset, "site_id": site, "since": since}
-    query = "&".join(f"{k}={v}" for k, v in params.items() if v)
-    rows = _call("GET", api, "/api/v1/dispatches" + (f"?{query}" if query else ""))
+    rows = _call("GET", api, "/api/v1/dispatches", params={k: v for k, v in params.items() if v})
+    if as_json:
+        _print(rows)
+        return
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = 1000  # piped: every column whole (a terminal gets what fits)
+    console.print(dispatch_table(rows))
+
+
+def _time(value: str | None) -> str:
+    """An API time as an operator reads it: UTC, to the second."""
+    if not value:
+        return ""
+    try:
+        return datetime.fromisoformat(value).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    except ValueError:
+        return value
+
+
+def dispatch_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name, justify in (
+        ("ID", "left"),
+        ("STATE", "left"),
+        ("P_KW", "right"),
+        ("TARGET", "left"),
+        ("PRIO", "right"),
+        ("START (UTC)", "left"),
+        ("END (UTC)", "left"),
+        ("REASON", "left"),
+    ):
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for d in rows:
-        target = d["asset_id"] or d["site_id"]
-        typer.echo(
-            f"{d['id']}  {d['state']:<10} {d['p_kw']:>9.1f} kW  {target}  {d['reason'] or ''}"
+        target = f"asset {d['asset_id']}" if d["asset_id"] else f"site {d['site_id']}"
+        table.add_row(
+            d["id"],
+            d["state"],
+            f"{d['p_kw']:.1f}",
+            target,
+            str(d.get("priority", 0)),
+            _time(d.get("start_at")),
+            _time(d.get("end_at")),
+            d.get("reason") or "",
         )
+    return table
 
 
 @dispatch_app.command("show")
 def show(
     dispatch_id: str,
-    as_json: Annotated[bool, typer.Option("--json", help="print the raw JSON")] = False,
-    api: ApiOpt = "http://127.0.0.1:8080",
+    as_json: JsonOpt = False,
+    api: ApiOpt = None,
 ) -> None:
     """Show one dispatch: its timeline, why it ended, and the evidence from telemetry."""
     d = _call("GET", api, f"/api/v1/dispatches/{dispatch_id}")
@@ -171,6 +241,6 @@ def timeline(d: dict[str, Any]) -> str:
 
 
 @dispatch_app.command("cancel")
-def cancel(dispatch_id: str, api: ApiOpt = "http://127.0.0.1:8080") -> None:
+def cancel(dispatch_id: str, api: ApiOpt = None) -> None:
     """Cancel a dispatch (idempotent); the agent is told to release the asset."""
     _print(_call("POST", api, f"/api/v1/dispatches/{dispatch_id}/cancel", {}))

@@ -48,6 +48,15 @@ TRANSIENT = frozenset(
 )
 
 
+def retry_delay(attempt: int, max_s: float, rng: random.Random | None = None) -> float:
+    """Seconds before the waiting head is signalled again: jittered, doubling
+    from 0.5 s to ``max_s``. The exponent is capped: ``attempt`` counts every
+    failure of an outage, and past ~1000 (an hour or so with the 10 s cap)
+    ``2**attempt`` no longer fits a float, which would end the ack task and
+    with it the headend."""
+    return (rng or random).uniform(0.5, min(max_s, 0.5 * 2 ** min(attempt, 16)))
+
+
 class TemporalAckSink:
     def __init__(
         self,
@@ -111,9 +120,7 @@ class TemporalAckSink:
                         not_found_since = time.monotonic()
                     self._unavailable(exc)
                     attempt += 1
-                    await asyncio.sleep(
-                        random.uniform(0.5, min(self._retry_max_s, 0.5 * 2**attempt))
-                    )
+                    await asyncio.sleep(retry_delay(attempt, self._retry_max_s))
                     continue
                 except Exception:  # a bug (e.g. the ack cannot be encoded): show it, go on
                     log.exception("dispatch_ack_not_delivered", dispatch_id=ack.dispatch_id)

@@ -10,6 +10,8 @@ from datetime import timedelta
 from typing import Any
 
 import grpc
+import psycopg
+import sqlalchemy.exc
 import structlog
 import uvicorn
 from prometheus_client import CollectorRegistry, Gauge
@@ -88,6 +90,25 @@ def jwt_verifier(settings: Settings) -> JwtVerifier | None:
 
 
 def prepare_database(settings: Settings) -> None:
+    """Migrate (or reset) the schema; an unreachable database is one HeadendError
+    line naming the setting and the server tried, not a driver traceback."""
+    try:
+        _prepare_database(settings)
+    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
+        raise _database_error(settings, exc.orig or exc) from None
+    except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
+        raise _database_error(settings, exc) from None
+
+
+def _database_error(settings: Settings, exc: BaseException) -> HeadendError:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    why = lines[0] if lines else type(exc).__name__
+    return HeadendError(
+        f"cannot use the database at GRIDPILOT_DATABASE_URL={_redact(settings.database_url)}: {why}"
+    )
+
+
+def _prepare_database(settings: Settings) -> None:
     if settings.reset_db:
         if settings.environment is Environment.PRODUCTION:
             raise HeadendError(
@@ -180,7 +201,9 @@ class Headend:
         credentials = grpc_credentials(s) if s.has_role("grpc") else None
         await asyncio.to_thread(prepare_database, s)
         await self.store.close_headend_sessions(s.headend_id, "headend_restarted")
-        self.client = await temporal.connect(s.temporal_address, s.temporal_namespace)
+        self.client = await temporal.connect(
+            s.temporal_address, s.temporal_namespace, s.temporal_connect_timeout_s
+        )
         # Agents' dispatch acks → workflows; they wait (in order) while Temporal is down.
         self.acks = acks = TemporalAckSink(self.client, late_ack_recorder(self.store))
         tasks: list[asyncio.Task[Any]] = []

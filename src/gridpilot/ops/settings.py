@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     )
     temporal_address: str = Field("127.0.0.1:7233", description="host:port of Temporal")
     temporal_namespace: str = "default"
+    temporal_connect_timeout_s: float = Field(
+        30.0, gt=0, description="how long a starting headend retries an unreachable Temporal"
+    )
     task_queue: str = Field("gridpilot-dispatch", description="shared workflow task queue")
     headend_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()}-{__import__('os').getpid()}",

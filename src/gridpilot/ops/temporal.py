@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from datetime import timedelta
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -17,22 +19,65 @@ from gridpilot.ingest.sessions import SessionRegistry
 from gridpilot.workflows.dispatch import DispatchWorkflow
 from gridpilot.workflows.site import SiteDispatchWorkflow
 
+log = structlog.get_logger(__name__)
+
 WORKFLOWS = [DispatchWorkflow, SiteDispatchWorkflow]
+_TRY_TIMEOUT_S = 5.0
+_MAX_DELAY_S = 5.0
 _GRACE = timedelta(seconds=5)
 
 
-async def connect(address: str, namespace: str, wait_s: float = 60.0) -> Client:
-    """Connect, retrying while Temporal starts; raises ConnectionError after wait_s."""
-    deadline = time.monotonic() + wait_s
+async def connect(
+    address: str,
+    namespace: str,
+    wait_s: float = 30.0,
+    *,
+    setting: str = "GRIDPILOT_TEMPORAL_ADDRESS",
+) -> Client:
+    """Connect, retrying (with backoff, one log line per failed try) while
+    Temporal starts; after wait_s a ConnectionError in one line that names the
+    setting and what was tried."""
+    started = time.monotonic()
+    attempt = 0
     while True:
+        attempt += 1
+        left = wait_s - (time.monotonic() - started)
         try:
-            return await Client.connect(
-                address, namespace=namespace, data_converter=pydantic_data_converter
+            # A black-holed address must not hang one try past the whole wait.
+            return await asyncio.wait_for(
+                Client.connect(
+                    address, namespace=namespace, data_converter=pydantic_data_converter
+                ),
+                timeout=max(min(_TRY_TIMEOUT_S, left), 1.0),
             )
         except Exception as exc:
-            if time.monotonic() > deadline:
-                raise ConnectionError(f"Temporal at {address} is not reachable: {exc}") from exc
-            await asyncio.sleep(1.0)
+            error = "no answer" if isinstance(exc, TimeoutError) else _short(exc)
+            left = wait_s - (time.monotonic() - started)
+            if left <= 0:
+                raise ConnectionError(
+                    f"Temporal is not reachable at {setting}={address} (namespace {namespace}): "
+                    f"{error}; tried {attempt} times in {wait_s:g} s"
+                ) from None
+            delay = min(2.0 ** (attempt - 1), _MAX_DELAY_S, left)
+            log.warning(
+                "temporal_unreachable",
+                setting=setting,
+                address=address,
+                attempt=attempt,
+                error=error,
+                retry_in_s=round(delay, 1),
+            )
+            await asyncio.sleep(delay)
+
+
+def _short(exc: BaseException) -> str:
+    """The gist of a connect error (the SDK's is a nested transport dump)."""
+    text = str(exc)
+    found = re.findall(r'message: "([^"]+)"', text)
+    if found:
+        return found[-1]
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if len(line) <= 160 else line[:157] + "..."
 
 
 def dispatch_worker(client: Client, task_queue: str, engine: AsyncEngine) -> Worker:

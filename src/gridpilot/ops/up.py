@@ -3,22 +3,22 @@
 Starts, in order: embedded PostgreSQL, the Temporal dev server with its UI,
 a headend and a simulated site's edge agent (each a child process), waits
 until the agent is connected and telemetry flows, writes ``up.json`` and
-prints the URLs. Ctrl-C (or SIGTERM) stops everything in reverse order.
+prints the URLs. Then it supervises the headend and the agent (a child that
+exits is restarted with backoff, see supervise.py). Ctrl-C (or SIGTERM) stops
+everything in reverse order; so does a crash loop, saying so.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import platformdirs
@@ -35,6 +35,7 @@ from .embedded import (
     free_port,
     stack_lock,
 )
+from .supervise import Child, CrashLoop, Supervisor
 from .up_security import (
     ensure_admin_token,
     ensure_demo_enrollment,
@@ -64,47 +65,6 @@ class UpError(Exception):
 
 def default_data_dir() -> Path:
     return platformdirs.user_data_path("gridpilot") / "demo"
-
-
-def _die_with_parent() -> None:
-    """Linux: a child gets SIGTERM when `up` dies, even by kill -9 (no orphans)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-class Child:
-    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.name = name
-        self.log_path = log_path
-        self._log: IO[bytes] = open(log_path, "ab")
-        self.proc = subprocess.Popen(
-            cmd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self, timeout: float = 15) -> None:
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
-
-    def tail(self, size: int = 2000) -> str:
-        with contextlib.suppress(OSError), open(self.log_path, "rb") as f:
-            f.seek(max(f.seek(0, 2) - size, 0))
-            return f.read().decode(errors="replace")
-        return ""
 
 
 def _ensure_database(pg: EmbeddedPostgres) -> str:
@@ -259,7 +219,17 @@ def _run_locked(opts: UpOptions, data_dir: Path) -> int:
             },
             "ready_after_s": round(time.monotonic() - started, 1),
         }
-        up_json.write_text(json.dumps(info, indent=2))
+        pids: dict[str, int | None] = info["pids"]
+
+        def write_up_json(restarted: Child | None = None) -> None:
+            if restarted is not None:
+                pids[restarted.name] = restarted.proc.pid
+            # Atomic: the CLI and scripts may read it at any moment.
+            tmp = up_json.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(info, indent=2))
+            tmp.replace(up_json)
+
+        write_up_json()
         print(
             "\nGridPilot is up "
             f"({info['ready_after_s']} s)\n"
@@ -275,11 +245,16 @@ def _run_locked(opts: UpOptions, data_dir: Path) -> int:
             "Press Ctrl-C to stop.",
             flush=True,
         )
-        while all(c.alive() for c in children):
-            time.sleep(0.5)
-        dead = next(c for c in children if not c.alive())
-        print(f"gridpilot up: {dead.name} exited:\n{dead.tail()}", file=sys.stderr)
-        return 1
+        # A child that exits is restarted (an outage can be rehearsed); only
+        # Ctrl-C or a crash loop stops the stack.
+        supervisor = Supervisor(children, on_restart=write_up_json)
+        try:
+            while True:
+                supervisor.tick()
+                time.sleep(0.5)
+        except CrashLoop as exc:
+            print(f"gridpilot up: {exc}", file=sys.stderr, flush=True)
+            return 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop
         print("gridpilot up: stopping", file=sys.stderr, flush=True)

@@ -185,6 +185,49 @@ async def test_write_to_a_coil_and_a_refused_block_are_reported(peer: ModbusPeer
     await a.close()
 
 
+async def test_a_block_without_answer_marks_only_its_points_bad() -> None:
+    # A gateway in front of two units: unit 1 answers, unit 3 is silent (timeouts).
+    peer = ModbusPeer(free_port(), unit_ids=(1, 3), silent_units=(3,))
+    await peer.start()
+    await peer.set("holding", 0, [42, 77])
+    cfg = device(
+        peer.port,
+        [
+            {"field": "p_kw", "address": 0, "type": "int16"},
+            {"field": "soc_pct", "address": 1, "type": "uint16"},
+            {"field": "voltage_v", "address": 0, "type": "uint16", "unit_id": 3},
+        ],
+        timeout_s=0.3,
+        recycle_after_timeouts=2,
+    )
+    a = adapter(cfg)
+    await a.connect()
+    try:
+        for _ in range(3):  # a silent block never recycles a connection that answers
+            s = await a.read()
+            assert (s.p_kw, s.soc_pct, s.voltage_v) == (42.0, 77.0, None)
+            assert s.details["quality"] == {"voltage_v": "bad"}
+            assert a.transport.connected
+            assert a.transport.link.up is True  # not logged lost/recovered on every poll
+    finally:
+        await a.close()
+        await peer.stop()
+
+
+async def test_no_block_answering_makes_the_device_unavailable() -> None:
+    peer = ModbusPeer(free_port(), unit_ids=(1, 3), silent_units=(3,))
+    await peer.start()
+    cfg = device(peer.port, [{"field": "p_kw", "address": 0, "unit_id": 3}], timeout_s=0.2)
+    a = adapter(cfg)
+    await a.connect()
+    try:
+        with pytest.raises(DeviceUnavailable, match="no answer"):
+            await a.read()
+    finally:
+        await a.close()
+        await peer.stop()
+
+
 async def test_server_restart_reconnects(peer: ModbusPeer) -> None:
     await peer.set("holding", 0, [42])
     a = adapter(device(peer.port, [{"field": "p_kw", "address": 0}], reconnect_backoff_max_s=0.2))

@@ -172,6 +172,7 @@ async def test_acks_sent_while_temporal_is_down_wait_and_reach_the_workflow(
             assert _db_state(h, dispatch_id) == "acked"  # nothing recorded yet
 
             temporal.start(timeout=60)
+            await temporal.wait_ready(timeout=60)  # serving, not only listening
             await wait_for(lambda: _db_state(h, dispatch_id) == "active", timeout=60)
             assert _db_transitions(h, dispatch_id) == ["submitted", "sent", "acked", "active"]
             await wait_for(lambda: _ready(h), timeout=30)  # the waiting queue is empty again
@@ -215,6 +216,9 @@ async def test_acks_waiting_for_temporal_are_bounded_and_a_vanished_workflow_end
         assert (sink.waiting, sink.dropped, sink.temporal_available) == (2, 2, False)
 
         temporal.start(timeout=60)
+        # The restarted server's own start (slow on a busy machine) is not the
+        # drain's deadline: start() returns once the port is open, not serving.
+        await temporal.wait_ready(timeout=60)
         await wait_for(lambda: not sink.waiting, timeout=60)
         assert late == done == ["gone-2", "gone-3"]  # the two newest, in order
         assert sink.temporal_available

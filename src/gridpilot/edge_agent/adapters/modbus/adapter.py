@@ -13,8 +13,8 @@ from ...config import ModbusDevice, ModbusPoint
 from ..base import DeviceReadOnly, DeviceWriteFailed
 from ..common import make_sample, normalize, raw_for, tidy
 from . import codec
-from .plan import plan_reads
-from .transport import ModbusRefused, ModbusTransport
+from .plan import Block, plan_reads
+from .transport import ModbusNoAnswer, ModbusRefused, ModbusTransport
 
 
 class ModbusAdapter:
@@ -46,6 +46,7 @@ class ModbusAdapter:
         )
         self._setpoint = next((p for p in cfg.points if p.writable), None)
         self._refused: set[int] = set()  # blocks the device refuses now (logged once)
+        self._unanswered: set[int] = set()  # blocks the device does not answer now (logged once)
 
     # ------------------------------------------------------------ interface
 
@@ -69,6 +70,10 @@ class ModbusAdapter:
     # ------------------------------------------------------------ points
 
     async def read_points(self, values: dict[str, Any], quality: dict[str, Quality]) -> None:
+        """Read every block; a block the device refuses or does not answer makes
+        only its own points bad (telemetry-model.md, Quality). The device is
+        unavailable only when the connection is lost or no block answers."""
+        unanswered: list[str] = []
         for i, block in enumerate(self._blocks):
             try:
                 words = await self.transport.read(
@@ -76,19 +81,37 @@ class ModbusAdapter:
                 )
             except ModbusRefused as exc:  # the link is fine, this part of the map is not
                 if i not in self._refused:
-                    self.transport.link.warning(
-                        "device refuses a register block; its points are bad (check the map)",
-                        error=str(exc),
-                        fields=",".join(p.field for p in block.points),
-                    )
+                    self._warn_block(block, "device refuses a register block", exc)
                     self._refused.add(i)
-                for p in block.points:
-                    quality[p.field] = Quality.BAD
-                    values[p.field] = None
+                self._mark_bad(block, values, quality)
+                continue
+            except ModbusNoAnswer as exc:  # the connection stands; this block is silent
+                unanswered.append(str(exc))
+                if len(unanswered) == len(self._blocks):
+                    self.transport.link.lost(unanswered[0])
+                    raise
+                if i not in self._unanswered:
+                    self._warn_block(block, "device does not answer a register block", exc)
+                    self._unanswered.add(i)
+                self._mark_bad(block, values, quality)
                 continue
             self._refused.discard(i)
+            self._unanswered.discard(i)
             for p in block.points:
                 values[p.field], quality[p.field] = self.decode_point(p, block.words(words, p))
+
+    def _warn_block(self, block: Block, event: str, exc: Exception) -> None:
+        self.transport.link.warning(
+            f"{event}; its points are bad (check the map)",
+            error=str(exc),
+            fields=",".join(p.field for p in block.points),
+        )
+
+    @staticmethod
+    def _mark_bad(block: Block, values: dict[str, Any], quality: dict[str, Quality]) -> None:
+        for p in block.points:
+            quality[p.field] = Quality.BAD
+            values[p.field] = None
 
     def decode_point(self, p: ModbusPoint, words: list[Any]) -> tuple[Any, Quality]:
         if p.is_bit:

@@ -36,6 +36,12 @@ class ModbusRefused(DeviceError):
         super().__init__(f"{what}: device answered {name}")
 
 
+class ModbusNoAnswer(DeviceUnavailable):
+    """A request timed out while the connection still stands (a gateway whose
+    sub-device is silent, a slow block): the caller decides whether the whole
+    device is unavailable or only this request's points are."""
+
+
 class ModbusTransport:
     def __init__(
         self,
@@ -149,9 +155,14 @@ class ModbusTransport:
         except ModbusIOException:
             self._timeouts += 1
             error = f"no answer from {self.endpoint} within {self._timeout_s:g} s ({what})"
-            if self._timeouts >= self._recycle_after:
-                self.link.info("recreating the connection", timeouts=self._timeouts)
-                self.drop()
+            if self._timeouts < self._recycle_after:
+                # Not logged as a lost link here: the device may still answer its
+                # other blocks (the adapter marks only this one bad), and logging
+                # lost/recovered on every poll would hide a real outage.
+                self.link.last_error = error
+                raise ModbusNoAnswer(error) from None
+            self.link.info("recreating the connection", timeouts=self._timeouts)
+            self.drop()
             self.link.lost(error)
             raise DeviceUnavailable(error) from None
         except (ConnectionException, OSError) as exc:
