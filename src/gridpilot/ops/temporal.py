@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
@@ -19,6 +20,7 @@ from gridpilot.workflows.site import SiteDispatchWorkflow
 
 WORKFLOWS = [DispatchWorkflow, SiteDispatchWorkflow]
 _GRACE = timedelta(seconds=5)
+PROBE_TIMEOUT = timedelta(seconds=2)
 
 
 async def connect(address: str, namespace: str, wait_s: float = 60.0) -> Client:
@@ -33,6 +35,24 @@ async def connect(address: str, namespace: str, wait_s: float = 60.0) -> Client:
             if time.monotonic() > deadline:
                 raise ConnectionError(f"Temporal at {address} is not reachable: {exc}") from exc
             await asyncio.sleep(1.0)
+
+
+async def probe(client: Client, within: timedelta = PROBE_TIMEOUT) -> str:
+    """``"ok"`` when the Temporal frontend answers a cheap call within
+    ``within``, else why not (for /readyz). A connected client says nothing
+    about now: its channel outlives the server, and calls wait for it."""
+    try:
+        await asyncio.wait_for(
+            client.workflow_service.get_system_info(
+                GetSystemInfoRequest(), retry=False, timeout=within
+            ),
+            within.total_seconds() + 0.5,
+        )
+    except TimeoutError:
+        return f"unreachable: no answer in {within.total_seconds():g} s"
+    except Exception as exc:
+        return f"unreachable: {type(exc).__name__}: {getattr(exc, 'message', '') or exc}"
+    return "ok"
 
 
 def dispatch_worker(client: Client, task_queue: str, engine: AsyncEngine) -> Worker:
