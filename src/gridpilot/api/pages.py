@@ -82,9 +82,10 @@ def install(app: FastAPI) -> None:
         swagger_js_url=f"{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
         swagger_css_url=f"{DOCS_ASSETS_URL}/swagger-ui.css",
         swagger_favicon_url=f"{DOCS_ASSETS_URL}/favicon.png",
-        # Keep the token given to "Authorize" across reloads of the page; no
-        # badge from validator.swagger.io (a call out, blocked by the CSP anyway).
-        swagger_ui_parameters={"persistAuthorization": True, "validatorUrl": None},
+        # No badge from validator.swagger.io (a call out, blocked by the CSP
+        # anyway). The token given to "Authorize" is not persisted (no
+        # localStorage), like the console's, which keeps it for the tab only.
+        swagger_ui_parameters={"validatorUrl": None},
     ).body
     docs = bytes(docs_html).decode()
 

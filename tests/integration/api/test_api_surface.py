@@ -294,3 +294,25 @@ async def test_database_outage_is_503_with_one_log_line_per_request(tmp_path: Pa
         if engine is not None:
             await engine.dispose()
         pg.stop()
+
+
+async def test_up_replaces_a_stale_admin_token_even_when_it_is_the_last(
+    database_url: str,
+) -> None:
+    """`gridpilot up` with a token file that no longer works (here: the only
+    admin token is live but the file lost it): a new token replaces it."""
+    from gridpilot.ops.up_security import ADMIN_TOKEN_NAME, _admin_token
+
+    db.upgrade(database_url)
+    first = await _admin_token(database_url, None)
+    assert await _admin_token(database_url, first) == first  # reused while live
+    second = await _admin_token(database_url, "gp_lost")
+    assert second != first
+    engine = db.async_engine(database_url)
+    try:
+        tokens = TokenStore(engine, AuditLog(engine))
+        assert await tokens.authenticate(first) is None
+        assert await tokens.authenticate(second) is not None
+        assert [(t.name, t.role) for t in await tokens.list()] == [(ADMIN_TOKEN_NAME, "admin")]
+    finally:
+        await engine.dispose()
