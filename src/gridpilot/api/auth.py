@@ -140,13 +140,13 @@ class AuthMiddleware:
         state["request_id"] = request_id
         principal: Principal = ANONYMOUS
         status = 500  # what ServerErrorMiddleware sends if an exception gets out
-        started = False
+        answered = False
         error: dict[str, str] = {}
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status, started
+            nonlocal status, answered
             if message["type"] == "http.response.start":
-                status, started = message["status"], True
+                status, answered = message["status"], True
                 message.setdefault("headers", [])
                 message["headers"] = [
                     *message["headers"],
@@ -177,7 +177,7 @@ class AuthMiddleware:
             state["principal"] = principal
             await self.app(scope, receive, send_with_id)
         except DATABASE_DOWN as exc:
-            if started:
+            if answered:
                 raise  # mid-answer: nothing else can be sent
             error["error"] = f"database_unavailable: {type(exc).__name__}"
             await _reply(

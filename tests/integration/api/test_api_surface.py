@@ -290,6 +290,7 @@ async def test_database_outage_is_503_with_one_log_line_per_request(tmp_path: Pa
         assert lines[0]["event"] == "http_request" and lines[0]["status"] == 503
         assert lines[0]["error"].startswith("database_unavailable")
         assert "exc_info" not in lines[0]
+        assert 0 <= lines[0]["duration_ms"] < 60_000  # the request's own time, not a clock value
     finally:
         if engine is not None:
             await engine.dispose()
