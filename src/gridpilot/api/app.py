@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import gridpilot
+from gridpilot.core.errors import NotFound
 
-from . import admin, enrollment, errors, reads
+from . import admin, enrollment, errors, openapi, pages, reads
 from .admin import SecurityDeps
 from .auth import AuthMiddleware, AuthSettings, principal_of, require_rule
 from .dispatches import DispatchService
 from .schemas import CancelBody, DispatchCreate, DispatchView, SplitPreview
 
-CONSOLE = Path(__file__).parent / "console"
 HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
+DATABASE_CHECK_S = 2.0
+
+
+class ReadinessView(BaseModel):
+    status: str = Field(description="ready or degraded")
+    checks: dict[str, str] = Field(description="each dependency: ok, or why not")
+    not_ready: list[str] = Field(description="the checks that are not ok (e.g. temporal)")
 
 
 @dataclass
@@ -78,9 +86,26 @@ async def cancel_dispatch(
     return await reads.dispatch_view(request.app.state.engine, dispatch_id)
 
 
+async def _database_check(engine: AsyncEngine) -> str:
+    try:
+        async with asyncio.timeout(DATABASE_CHECK_S):
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        return f"unavailable: {type(exc).__name__}"
+    return "ok"
+
+
+async def _no_checks() -> dict[str, Any]:
+    return {}
+
+
 def create_app(deps: ApiDeps) -> FastAPI:
     app = FastAPI(
         dependencies=[Depends(require_rule)],
+        # /docs is ours (pages.py): Swagger UI from the package, not a CDN.
+        docs_url=None,
+        redoc_url=None,
         title="GridPilot",
         version=gridpilot.__version__,
         description="Dispatch control plane for distributed energy resources. "
@@ -90,43 +115,53 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.state.engine = deps.engine
     app.state.security = deps.security
     errors.install(app)
+    openapi.install(app)
     app.include_router(reads.router)
     app.include_router(write)
     app.include_router(admin.router)
     app.include_router(enrollment.router)
-    # Outermost of ours: every request is authenticated, authorized and logged
-    # before any route runs (see auth.RULES).
+    pages.install(app)
+    # Every request is authenticated, authorized and logged before any route
+    # runs (see auth.RULES); outermost, every answer gets the security headers.
     app.add_middleware(AuthMiddleware, settings=deps.auth)
+    app.add_middleware(pages.SecurityHeaders)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        response_model=ReadinessView,
+        responses={503: {"model": ReadinessView, "description": "Not ready: see `not_ready`."}},
+    )
     async def readyz() -> JSONResponse:
-        checks: dict[str, Any] = {}
-        try:
-            async with deps.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-            checks["database"] = "ok"
-        except Exception as exc:
-            checks["database"] = f"unavailable: {type(exc).__name__}"
-        if deps.readiness is not None:
-            checks.update(await deps.readiness())
-        ok = all(v == "ok" for v in checks.values())
+        """Ready when the database and Temporal each answer within 2 s (and,
+        on a headend, the telemetry writer reaches the database)."""
+        database, others = await asyncio.gather(
+            _database_check(deps.engine), (deps.readiness or _no_checks)()
+        )
+        checks: dict[str, Any] = {"database": database, **others}
+        not_ready = sorted(k for k, v in checks.items() if v != "ok")
         return JSONResponse(
-            status_code=200 if ok else 503,
-            content={"status": "ready" if ok else "degraded", "checks": checks},
+            status_code=503 if not_ready else 200,
+            content={
+                "status": "degraded" if not_ready else "ready",
+                "checks": checks,
+                "not_ready": not_ready,
+            },
         )
 
-    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        response_class=PlainTextResponse,
+        responses={404: {"description": "This process has no metrics registry."}},
+    )
     async def metrics() -> Response:
         if deps.metrics is None:
-            return Response(status_code=404)
+            raise NotFound("this process has no metrics registry")
         return Response(generate_latest(deps.metrics), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/", include_in_schema=False)
-    async def console() -> FileResponse:
-        return FileResponse(CONSOLE / "index.html")
 
     return app

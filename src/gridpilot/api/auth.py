@@ -7,7 +7,9 @@ know needs a valid credential in the middleware and is then refused by
 :func:`require_rule`, a dependency of every API route (fail closed);
 ``tests/integration/api/test_auth.py`` checks that every route has a rule.
 Each request is logged as one line with the principal, role, method, path,
-status and duration, never with the credential.
+the status actually sent and duration, never with the credential. A database
+outage (the token check, or a route) is answered 503 here and logged in that
+same line, without a traceback per request.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from gridpilot.security.audit import AuditEvent, AuditLog
 from gridpilot.security.authn import Authenticator
 from gridpilot.security.principal import ANONYMOUS, AuthError, Permission, Principal
 
+from .errors import DATABASE_DOWN
+
 log = structlog.get_logger("gridpilot.api.access")
 
 P = Permission
@@ -39,8 +43,7 @@ RULES: dict[tuple[str, str], Permission] = {
     ("GET", "/"): P.PUBLIC,
     ("GET", "/openapi.json"): P.PUBLIC,
     ("GET", "/docs"): P.PUBLIC,
-    ("GET", "/docs/oauth2-redirect"): P.PUBLIC,
-    ("GET", "/redoc"): P.PUBLIC,
+    ("GET", "/docs/assets/{name}"): P.PUBLIC,
     ("GET", "/api/v1/me"): P.AUTHENTICATED,
     ("GET", "/api/v1/agents"): P.READ,
     ("GET", "/api/v1/sites"): P.READ,
@@ -143,12 +146,14 @@ class AuthMiddleware:
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         principal: Principal = ANONYMOUS
-        status = 500
+        status = 500  # what ServerErrorMiddleware sends if an exception gets out
+        answered = False
+        error: dict[str, str] = {}
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, answered = message["status"], True
                 message.setdefault("headers", [])
                 message["headers"] = [
                     *message["headers"],
@@ -178,8 +183,19 @@ class AuthMiddleware:
                     return
             state["principal"] = principal
             await self.app(scope, receive, send_with_id)
+        except DATABASE_DOWN as exc:
+            if answered:
+                raise  # mid-answer: nothing else can be sent
+            error["error"] = f"database_unavailable: {type(exc).__name__}"
+            await _reply(
+                send_with_id,
+                503,
+                "database_unavailable",
+                "the database is not reachable; retry shortly",
+                retry_after=True,
+            )
         finally:
-            log.info(
+            (log.warning if error else log.info)(
                 "http_request",
                 principal=principal.name,
                 role=principal.role_label,
@@ -190,6 +206,7 @@ class AuthMiddleware:
                 status=status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
                 request_id=request_id,
+                **error,
             )
 
     async def _denied(
@@ -211,7 +228,14 @@ class AuthMiddleware:
             log.error("audit_write_failed", action="http.forbidden", error=str(exc))
 
 
-async def _reply(send: Send, status: int, code: str, message: str, bearer: bool = False) -> None:
+async def _reply(
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    bearer: bool = False,
+    retry_after: bool = False,
+) -> None:
     body = json.dumps({"code": code, "message": message}).encode()
     headers: list[tuple[bytes, bytes]] = [
         (b"content-type", b"application/json"),
@@ -219,6 +243,8 @@ async def _reply(send: Send, status: int, code: str, message: str, bearer: bool 
     ]
     if bearer:
         headers.append((b"www-authenticate", b'Bearer realm="gridpilot"'))
+    if retry_after:
+        headers.append((b"retry-after", b"5"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

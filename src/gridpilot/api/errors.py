@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from gridpilot.core.errors import Conflict, DomainError, NotFound, OutOfLimits
 
@@ -39,6 +40,20 @@ DATABASE_DOWN = (
     psycopg.OperationalError,
     TimeoutError,
 )
+
+
+HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods some route answers at this request's path (asked of the
+    routes themselves, so included routers count too)."""
+    found = []
+    for method in HTTP_METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.routes):
+            found.append(method)
+    return found
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -93,14 +108,23 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {
             401: "unauthenticated",
             403: "forbidden",
             404: "not_found",
             405: "method_not_allowed",
         }.get(exc.status_code, "http_error")
-        return JSONResponse(status_code=exc.status_code, content=error_body(code, str(exc.detail)))
+        headers = dict(exc.headers or {})
+        message = str(exc.detail)
+        if exc.status_code == 405:
+            # Every method the path has (Starlette names only the first route's).
+            allowed = allowed_methods(request)
+            headers["Allow"] = ", ".join(allowed)
+            message = f"{request.method} is not allowed here; use {' or '.join(allowed)}"
+        return JSONResponse(
+            status_code=exc.status_code, content=error_body(code, message), headers=headers
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

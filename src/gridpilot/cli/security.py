@@ -242,7 +242,8 @@ def token_list(
 def token_revoke(
     token: Annotated[str, typer.Argument(help="token id (tok_…) or the name of a live token")],
 ) -> None:
-    """Revoke a token; requests with it get 401 from then on."""
+    """Revoke a token; requests with it get 401 from then on. The last live
+    admin token is refused: create another admin token first."""
 
     async def work(audit: AuditLog) -> str:
         return (await TokenStore(audit.engine, audit).revoke(token, cli_actor())).id

@@ -186,11 +186,17 @@ class Headend:
 
     async def _readiness(self) -> dict[str, Any]:
         acks = self.acks
-        temporal_state = "ok"
-        if self.client is None:
-            temporal_state = "not connected"
-        elif acks is not None and not acks.temporal_available:
-            temporal_state = f"unreachable: {acks.waiting} agent acks waiting"
+        temporal_state = "not connected"
+        if self.client is not None:
+            # Asked on every /readyz: submits and cancels need Temporal now.
+            temporal_state = await temporal.probe(self.client)
+        if acks is not None and not acks.temporal_available:
+            waiting = f"{acks.waiting} agent acks waiting"
+            temporal_state = (
+                f"unreachable: {waiting}"
+                if temporal_state == "ok"
+                else f"{temporal_state}; {waiting}"
+            )
         return {
             "temporal": temporal_state,
             "telemetry_writer": "ok" if self.pipeline.stats.db_available else "retrying",

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
@@ -25,6 +26,7 @@ WORKFLOWS = [DispatchWorkflow, SiteDispatchWorkflow]
 _TRY_TIMEOUT_S = 5.0
 _MAX_DELAY_S = 5.0
 _GRACE = timedelta(seconds=5)
+PROBE_TIMEOUT = timedelta(seconds=2)
 
 
 async def connect(
@@ -78,6 +80,24 @@ def _short(exc: BaseException) -> str:
         return found[-1]
     line = text.splitlines()[0] if text else type(exc).__name__
     return line if len(line) <= 160 else line[:157] + "..."
+
+
+async def probe(client: Client, within: timedelta = PROBE_TIMEOUT) -> str:
+    """``"ok"`` when the Temporal frontend answers a cheap call within
+    ``within``, else why not (for /readyz). A connected client says nothing
+    about now: its channel outlives the server, and calls wait for it."""
+    try:
+        await asyncio.wait_for(
+            client.workflow_service.get_system_info(
+                GetSystemInfoRequest(), retry=False, timeout=within
+            ),
+            within.total_seconds() + 0.5,
+        )
+    except TimeoutError:
+        return f"unreachable: no answer in {within.total_seconds():g} s"
+    except Exception as exc:
+        return f"unreachable: {type(exc).__name__}: {getattr(exc, 'message', '') or exc}"
+    return "ok"
 
 
 def dispatch_worker(client: Client, task_queue: str, engine: AsyncEngine) -> Worker:

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from cryptography import x509
 
-from gridpilot.core.errors import NotFound
 from gridpilot.ingest.enrollment import EnrollmentStore
 from gridpilot.ops.logging import configure_logging
 from gridpilot.schema import db
@@ -110,11 +109,8 @@ async def _admin_token(database_url: str, existing: str | None) -> str:
         tokens = TokenStore(engine, AuditLog(engine))
         if existing and await tokens.authenticate(existing) is not None:
             return existing
-        try:
-            await tokens.revoke(ADMIN_TOKEN_NAME, UP_ACTOR)
-        except NotFound:
-            pass
-        return (await tokens.create(ADMIN_TOKEN_NAME, "admin", UP_ACTOR))[1]
+        # One step: revoking first would be refused when it is the last admin token.
+        return (await tokens.rotate(ADMIN_TOKEN_NAME, "admin", UP_ACTOR))[1]
     finally:
         await engine.dispose()
 

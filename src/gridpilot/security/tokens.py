@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gridpilot.core.errors import Conflict, NotFound, ValidationFailed
 from gridpilot.schema import tables as t
@@ -62,36 +62,51 @@ class TokenStore:
         self, name: str, role: str, by: Actor, expires_at: datetime | None = None
     ) -> tuple[TokenInfo, str]:
         """Returns the token's record and the token itself (never stored)."""
-        if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
-            raise ValidationFailed("name: 1-64 letters, digits, '-' or '_'", field="name")
-        try:
-            role = Role(role).value
-        except ValueError:
-            roles = ", ".join(r.value for r in Role)
-            raise ValidationFailed(f"role must be one of {roles}", field="role") from None
-        if expires_at is not None and expires_at <= datetime.now(UTC):
-            raise ValidationFailed("expires_at is in the past", field="expires_at")
-        secret = new_token()
-        token_id = f"tok_{uuid.uuid4().hex[:12]}"
-        row = {
-            "id": token_id,
-            "name": name,
-            "role": role,
-            "token_hash": hash_token(secret),
-            "prefix": secret[: len(TOKEN_PREFIX) + 6],
-            "created_by": by.name,
-            "expires_at": expires_at,
-        }
+        row = _new_row(name, role, by, expires_at)
         try:
             async with self._engine.begin() as conn:
-                await conn.execute(t.api_tokens.insert().values(**row))
-                await self._audit.append(
-                    AuditEvent(by, "token.create", token_id, "ok", {"name": name, "role": role}),
-                    conn,
-                )
+                await self._insert(conn, row, by)
         except IntegrityError:
             raise Conflict(f"a live token named {name!r} exists", field="name") from None
-        return await self.get(token_id), secret
+        return await self.get(row["id"]), row["secret"]
+
+    async def rotate(self, name: str, role: str, by: Actor) -> tuple[TokenInfo, str]:
+        """Replace the live token named ``name`` (if any) by a new one, in one
+        transaction: the last admin token can be rotated, never left out."""
+        row = _new_row(name, role, by, None)
+        tok = t.api_tokens
+        async with self._engine.begin() as conn:
+            await _lock_live_admins(conn)
+            old = (
+                await conn.execute(
+                    select(tok.c.id).where(tok.c.name == name, tok.c.revoked_at.is_(None))
+                )
+            ).scalar()
+            if old is not None:
+                await self._revoke_row(conn, old, name, by)
+            await self._insert(conn, row, by)
+        return await self.get(row["id"]), row["secret"]
+
+    async def _insert(self, conn: AsyncConnection, row: dict[str, Any], by: Actor) -> None:
+        values = {k: v for k, v in row.items() if k != "secret"}
+        await conn.execute(t.api_tokens.insert().values(**values))
+        await self._audit.append(
+            AuditEvent(
+                by, "token.create", row["id"], "ok", {"name": row["name"], "role": row["role"]}
+            ),
+            conn,
+        )
+
+    async def _revoke_row(self, conn: AsyncConnection, token_id: str, name: str, by: Actor) -> None:
+        tok = t.api_tokens
+        await conn.execute(
+            update(tok)
+            .where(tok.c.id == token_id)
+            .values(revoked_at=datetime.now(UTC), revoked_by=by.name)
+        )
+        await self._audit.append(
+            AuditEvent(by, "token.revoke", token_id, "ok", {"name": name}), conn
+        )
 
     async def get(self, token_id: str) -> TokenInfo:
         async with self._engine.connect() as conn:
@@ -112,7 +127,9 @@ class TokenStore:
             return [TokenInfo.from_row(r) for r in (await conn.execute(q)).mappings().all()]
 
     async def revoke(self, id_or_name: str, by: Actor) -> TokenInfo:
-        """Revoke by id (``tok_…``) or by the name of a live token. Idempotent."""
+        """Revoke by id (``tok_…``) or by the name of a live token. Idempotent.
+        The last live admin token is refused (Conflict): without one, only
+        the database could grant admin again."""
         tok = t.api_tokens
         where = (
             tok.c.id == id_or_name
@@ -120,20 +137,20 @@ class TokenStore:
             else and_(tok.c.name == id_or_name, tok.c.revoked_at.is_(None))
         )
         async with self._engine.begin() as conn:
+            admins = await _lock_live_admins(conn)
             row = (
                 (await conn.execute(select(tok).where(where).with_for_update())).mappings().first()
             )
             if row is None:
                 raise NotFound(f"no live token {id_or_name!r}", field="token_id")
             if row["revoked_at"] is None:
-                await conn.execute(
-                    update(tok)
-                    .where(tok.c.id == row["id"])
-                    .values(revoked_at=datetime.now(UTC), revoked_by=by.name)
-                )
-                await self._audit.append(
-                    AuditEvent(by, "token.revoke", row["id"], "ok", {"name": row["name"]}), conn
-                )
+                if admins == [row["id"]]:
+                    raise Conflict(
+                        f"token {row['id']} ({row['name']}) is the last live admin token; "
+                        "create another admin token first",
+                        field="token_id",
+                    )
+                await self._revoke_row(conn, row["id"], row["name"], by)
         return await self.get(row["id"])
 
     async def authenticate(self, secret: str) -> Principal | None:
@@ -164,3 +181,45 @@ class TokenStore:
             method="token",
             token_id=row["id"],
         )
+
+
+def _new_row(name: str, role: str, by: Actor, expires_at: datetime | None) -> dict[str, Any]:
+    """A token's row (with its ``secret``, which is never stored), or ValidationFailed."""
+    if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
+        raise ValidationFailed("name: 1-64 letters, digits, '-' or '_'", field="name")
+    try:
+        role = Role(role).value
+    except ValueError:
+        roles = ", ".join(r.value for r in Role)
+        raise ValidationFailed(f"role must be one of {roles}", field="role") from None
+    if expires_at is not None and expires_at <= datetime.now(UTC):
+        raise ValidationFailed("expires_at is in the past", field="expires_at")
+    secret = new_token()
+    return {
+        "id": f"tok_{uuid.uuid4().hex[:12]}",
+        "name": name,
+        "role": role,
+        "token_hash": hash_token(secret),
+        "prefix": secret[: len(TOKEN_PREFIX) + 6],
+        "created_by": by.name,
+        "expires_at": expires_at,
+        "secret": secret,
+    }
+
+
+async def _lock_live_admins(conn: AsyncConnection) -> list[str]:
+    """Lock the live admin tokens (in id order, so two revokes cannot
+    deadlock) and return their ids: two admins revoking each other's tokens
+    at once leave one, not none."""
+    tok = t.api_tokens
+    rows = await conn.execute(
+        select(tok.c.id)
+        .where(
+            tok.c.role == Role.ADMIN.value,
+            tok.c.revoked_at.is_(None),
+            or_(tok.c.expires_at.is_(None), tok.c.expires_at > func.now()),
+        )
+        .order_by(tok.c.id)
+        .with_for_update()
+    )
+    return [r.id for r in rows]

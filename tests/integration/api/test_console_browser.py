@@ -88,3 +88,54 @@ async def test_operator_signs_in_sees_the_site_and_dispatches_it(
             await page.screenshot(path=str(tmp_path / "console.png"), full_page=True)
         finally:
             await browser.close()
+
+
+async def test_api_docs_work_offline_and_authorize_with_a_token(
+    headend: RunningHeadend, chromium: str
+) -> None:
+    """/docs and the console load with every request outside the headend
+    refused (an OT network), break no rule of their CSP, and the docs'
+    Authorize button takes a bearer token that "Try it out" then sends."""
+    from playwright.async_api import Route, async_playwright, expect
+
+    token = await headend.token("viewer", name="docs-reader")
+    base = str(headend.api.base_url).rstrip("/")
+    outside: list[str] = []
+    problems: list[str] = []
+
+    async def only_local(route: Route) -> None:
+        if route.request.url.startswith(base + "/"):
+            await route.continue_()
+        else:
+            outside.append(route.request.url)
+            await route.abort()
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=chromium, args=ARGS)
+        try:
+            page = await browser.new_page()
+            await page.route("**/*", only_local)
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+
+            await page.goto(f"{base}/")
+            await expect(page.locator("#login")).to_be_visible()
+
+            await page.goto(f"{base}/docs")
+            await expect(page.locator(".swagger-ui .info .title")).to_contain_text("GridPilot")
+            await page.click(".swagger-ui .auth-wrapper .authorize")
+            await page.fill(".modal-ux input", token)
+            await page.click(".modal-ux .auth-btn-wrapper .authorize")
+            await page.click(".modal-ux .btn-done")
+            me = page.locator('.opblock:has(.opblock-summary-path[data-path="/api/v1/me"])')
+            await me.locator(".opblock-summary").click()
+            await me.locator(".try-out__btn").click()
+            await me.locator(".execute").click()
+            await expect(
+                me.locator(".live-responses-table tbody .response-col_status")
+            ).to_contain_text("200")
+            await expect(me.locator(".live-responses-table")).to_contain_text("token:docs-reader")
+        finally:
+            await browser.close()
+    assert outside == []
+    assert problems == []

@@ -1,0 +1,133 @@
+"""The HTML pages (console, API docs) and the security headers of every response.
+
+Pages are served whole from the package, so they work on a network without
+internet (OT networks): the API docs use the Swagger UI files shipped in the
+``fastapi-offline`` wheel, under ``/docs/assets``. Each page gets a Content
+Security Policy that allows only this origin plus the SHA-256 of each of its
+own inline ``<script>``/``<style>`` blocks; every other response gets
+``default-src 'none'``. All responses say ``nosniff``, ``no-referrer`` and
+may not be framed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from pathlib import Path
+
+import fastapi_offline
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gridpilot.core.errors import NotFound
+
+CONSOLE = Path(__file__).parent / "console" / "index.html"
+DOCS_ASSETS_URL = "/docs/assets"
+_DOCS_FILES = Path(fastapi_offline.__file__).parent / "static"
+# Only these files are served: no path ever reaches the filesystem.
+DOCS_ASSETS = {
+    "swagger-ui-bundle.js": "text/javascript",
+    "swagger-ui.css": "text/css",
+    "favicon.png": "image/png",
+}
+
+BASELINE_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+    # A JSON answer loads nothing; a page sets its own policy (page_csp).
+    "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
+}
+_INLINE = re.compile(r"<(script|style)(?:\s[^>]*)?>(.*?)</\1>", re.DOTALL | re.IGNORECASE)
+
+
+def _sha256(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def page_csp(html: str) -> str:
+    """A policy for this page: same-origin files, plus its own inline blocks by hash."""
+    inline: dict[str, list[str]] = {"script": [], "style": []}
+    for tag, body in _INLINE.findall(html):
+        if body.strip():  # <script src=...></script> has no body to allow
+            inline[tag.lower()].append(_sha256(body))
+    return "; ".join(
+        [
+            "default-src 'none'",
+            " ".join(["script-src 'self'", *inline["script"]]),
+            " ".join(["style-src 'self'", *inline["style"]]),
+            "img-src 'self' data:",
+            "font-src 'self'",
+            "connect-src 'self'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
+def html_page(html: str) -> HTMLResponse:
+    return HTMLResponse(html, headers={"content-security-policy": page_csp(html)})
+
+
+def install(app: FastAPI) -> None:
+    """The console at ``/`` and Swagger UI at ``/docs``, both offline."""
+    console = CONSOLE.read_text()
+    docs_html = get_swagger_ui_html(
+        openapi_url=app.openapi_url or "/openapi.json",
+        title=f"{app.title} API",
+        swagger_js_url=f"{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+        swagger_css_url=f"{DOCS_ASSETS_URL}/swagger-ui.css",
+        swagger_favicon_url=f"{DOCS_ASSETS_URL}/favicon.png",
+        # No badge from validator.swagger.io (a call out, blocked by the CSP
+        # anyway). The token given to "Authorize" is not persisted (no
+        # localStorage), like the console's, which keeps it for the tab only.
+        swagger_ui_parameters={"validatorUrl": None},
+    ).body
+    docs = bytes(docs_html).decode()
+
+    @app.get("/", include_in_schema=False)
+    async def console_page() -> HTMLResponse:
+        return html_page(console)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs_page() -> HTMLResponse:
+        return html_page(docs)
+
+    @app.get(DOCS_ASSETS_URL + "/{name}", include_in_schema=False)
+    async def docs_asset(name: str) -> FileResponse:
+        media_type = DOCS_ASSETS.get(name)
+        if media_type is None:
+            raise NotFound(f"no docs asset {name!r}", field="name")
+        return FileResponse(
+            _DOCS_FILES / name,
+            media_type=media_type,
+            headers={"cache-control": "public, max-age=86400"},
+        )
+
+
+class SecurityHeaders:
+    """Adds :data:`BASELINE_HEADERS` to every HTTP response that does not set
+    its own (a page's CSP wins over the baseline)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._headers = [(k.encode(), v.encode()) for k, v in BASELINE_HEADERS.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in headers}
+                headers += [(k, v) for k, v in self._headers if k not in present]
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

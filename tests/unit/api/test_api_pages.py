@@ -1,0 +1,35 @@
+"""Page CSPs allow exactly the page's own inline blocks, by hash."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from gridpilot.api.pages import page_csp
+
+
+def _sha(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def _directives(csp: str) -> dict[str, list[str]]:
+    parts = [d.split() for d in csp.split(";")]
+    return {p[0]: p[1:] for p in parts}
+
+
+def test_page_csp_hashes_each_inline_script_and_style_and_nothing_else() -> None:
+    html = (
+        "<html><head><style>\nbody{margin:0}\n</style>"
+        '<script src="/a.js"></script></head>'
+        "<body><script>\nconst x = 1;\n</script><SCRIPT type='module'>go()</SCRIPT></body></html>"
+    )
+    d = _directives(page_csp(html))
+    assert d["script-src"] == ["'self'", _sha("\nconst x = 1;\n"), _sha("go()")]
+    assert d["style-src"] == ["'self'", _sha("\nbody{margin:0}\n")]
+    assert d["default-src"] == ["'none'"] and d["frame-ancestors"] == ["'none'"]
+    assert d["connect-src"] == ["'self'"]
+
+
+def test_page_without_inline_code_allows_only_its_origin() -> None:
+    d = _directives(page_csp('<script src="/x.js"></script>'))
+    assert d["script-src"] == ["'self'"] and d["style-src"] == ["'self'"]
