@@ -125,15 +125,16 @@ class TokenStore:
             )
             if row is None:
                 raise NotFound(f"no live token {id_or_name!r}", field="token_id")
+            detail = {"name": row["name"]}
             if row["revoked_at"] is None:
                 await conn.execute(
                     update(tok)
                     .where(tok.c.id == row["id"])
                     .values(revoked_at=datetime.now(UTC), revoked_by=by.name)
                 )
-                await self._audit.append(
-                    AuditEvent(by, "token.revoke", row["id"], "ok", {"name": row["name"]}), conn
-                )
+            else:
+                detail["already_revoked_at"] = row["revoked_at"].isoformat()
+            await self._audit.append(AuditEvent(by, "token.revoke", row["id"], "ok", detail), conn)
         return await self.get(row["id"])
 
     async def authenticate(self, secret: str) -> Principal | None:
