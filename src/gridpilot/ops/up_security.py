@@ -13,12 +13,15 @@ import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 from cryptography import x509
 
 from gridpilot.core.errors import NotFound
 from gridpilot.ops.logging import configure_logging
 from gridpilot.schema import db
+from gridpilot.schema.roles import check_role_name
 from gridpilot.security.audit import Actor, AuditLog
 from gridpilot.security.passwords import hash_password
 from gridpilot.security.pki import Pki
@@ -81,6 +84,22 @@ def ensure_admin_token(database_url: str, token_file: Path) -> str:
     if secret != existing:
         _write_secret(token_file, secret)
     return secret
+
+
+def ensure_app_login(database_url: str, role: str, password_file: Path) -> str:
+    """The URL the demo headend uses: the app role (which may not rewrite the
+    audit log), given LOGIN and a password kept in ``password_file`` (0600).
+    ``database_url`` is the owner's: it migrated the database and makes the
+    telemetry partitions."""
+    if not password_file.is_file():
+        _write_secret(password_file, secrets.token_urlsafe(24))
+    password = password_file.read_text().strip()  # url-safe: no quote to escape
+    db.maintain_partitions(database_url)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"ALTER ROLE {check_role_name(role)} LOGIN PASSWORD '{password}'")
+    parts = urlsplit(database_url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{role}:{password}@{host}"))
 
 
 async def _admin_token(database_url: str, existing: str | None) -> str:

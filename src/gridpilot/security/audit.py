@@ -216,7 +216,11 @@ class AuditLog:
                 return
             after_id = page[-1]["id"]
 
-    async def verify(self) -> VerifyResult:
+    async def verify(self, expect_head: tuple[int, str] | None = None) -> VerifyResult:
+        """Walk the chain from the start. ``expect_head`` (id, hash), a head
+        recorded elsewhere (the headend's ``audit_head`` log line, an earlier
+        verify): that row must still be in the chain with that hash, so deleting
+        the newest rows, which leaves a valid shorter chain, is found too."""
         prev, count, expected_id = GENESIS, 0, 1
         async for row in self.rows():
             if row["id"] != expected_id:
@@ -229,8 +233,34 @@ class AuditLog:
                 return VerifyResult(
                     False, count, prev, row["id"], "row content does not match its hash"
                 )
+            if expect_head is not None and row["id"] == expect_head[0]:
+                if row["hash"] != expect_head[1]:
+                    return VerifyResult(
+                        False, count, prev, row["id"], "row differs from the expected head"
+                    )
             prev, count, expected_id = row["hash"], count + 1, expected_id + 1
+        if expect_head is not None and expect_head[0] >= expected_id:
+            return VerifyResult(
+                False,
+                count,
+                prev,
+                expect_head[0],
+                f"the chain ends at id {expected_id - 1}, before the expected head "
+                f"{expect_head[0]}: newer rows were removed",
+            )
         return VerifyResult(True, count, prev)
+
+    async def head(self) -> tuple[int, str] | None:
+        """The newest row's (id, hash), to record elsewhere (``audit_head``)."""
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(t.audit_log.c.id, t.audit_log.c.hash)
+                    .order_by(t.audit_log.c.id.desc())
+                    .limit(1)
+                )
+            ).first()
+        return None if row is None else (int(row[0]), str(row[1]))
 
     async def query(
         self,

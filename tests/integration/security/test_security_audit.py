@@ -61,7 +61,7 @@ async def test_concurrent_appends_make_one_chain_that_verifies(
     assert result.ok and result.count == 50, result
     r = await asyncio.to_thread(gridpilot, "audit", "verify", GRIDPILOT_DATABASE_URL=database_url)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == f"audit log ok: 50 events, head {result.head_hash}"
+    assert r.stdout.strip() == f"audit log ok: 50 events, head 50:{result.head_hash}"
 
 
 async def test_the_app_cannot_update_or_delete_and_tampering_is_detected(
