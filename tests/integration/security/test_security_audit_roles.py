@@ -138,3 +138,18 @@ def _day(offset: int) -> str:
     from datetime import UTC, datetime, timedelta
 
     return f"{datetime.now(UTC).date() + timedelta(days=offset):%Y%m%d}"
+
+
+def test_migration_0008_downgrades_and_upgrades_again(app_url: str, database_url: str) -> None:
+    from alembic import command
+
+    cfg = db._alembic_config(database_url)
+    command.downgrade(cfg, "0007")
+    with psycopg.connect(app_url, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT count(*) FROM audit_log")
+    db.upgrade(database_url)
+    with psycopg.connect(app_url, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM audit_log").fetchone() == (0,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM audit_log")
