@@ -99,7 +99,10 @@ def db_upgrade() -> None:
     from gridpilot.schema import db
 
     settings = load_settings()
-    db.upgrade(settings.database_url, app_role=settings.db_app_role)
+    try:
+        db.upgrade(settings.database_url, app_role=settings.db_app_role)
+    except (PermissionError, ValueError) as exc:
+        raise SystemExit(f"gridpilot: {exc}") from None
     db.maintain_partitions(settings.database_url)
     typer.echo(f"database at revision {db.current_revision(settings.database_url)}")
 

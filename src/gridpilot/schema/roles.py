@@ -35,8 +35,20 @@ def ensure_app_role(conn: Connection, role: str = APP_ROLE) -> bool:
     role may (else a DBA creates it: ``CREATE ROLE gridpilot_app LOGIN``) and
     grant it what the app needs. Returns False, with a warning, when the role
     does not exist and could not be created (the app then runs as the owner).
-    Refuses a role that could bypass the audit triggers."""
+    Refuses a role that could bypass the audit triggers (ValueError), and a
+    connection that is not the tables' owner (PermissionError)."""
     role = check_role_name(role)
+    owner = conn.execute(
+        text(
+            "SELECT current_user, pg_has_role(current_user, tableowner, 'USAGE') FROM pg_tables "
+            "WHERE schemaname = current_schema() AND tablename = 'audit_log'"
+        )
+    ).first()
+    if owner is not None and not owner[1]:
+        raise PermissionError(
+            f"database role {owner[0]} does not own the tables; run `gridpilot db upgrade` "
+            "as their owner (GRIDPILOT_DATABASE_URL of the owner)"
+        )
     for trigger in AUDIT_TRIGGERS:
         conn.execute(text(f"ALTER TABLE audit_log ENABLE ALWAYS TRIGGER {trigger}"))
     conn.execute(

@@ -153,3 +153,22 @@ def test_migration_0008_downgrades_and_upgrades_again(app_url: str, database_url
         assert conn.execute("SELECT count(*) FROM audit_log").fetchone() == (0,)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("DELETE FROM audit_log")
+
+
+def test_db_upgrade_as_the_app_role_says_to_run_it_as_the_owner(app_url: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-m", "gridpilot", "db", "upgrade"],
+        env={**os.environ, "GRIDPILOT_DATABASE_URL": app_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [
+        f"gridpilot: database role {APP_ROLE} does not own the tables; run `gridpilot db "
+        "upgrade` as their owner (GRIDPILOT_DATABASE_URL of the owner)"
+    ]
