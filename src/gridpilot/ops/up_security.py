@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -91,9 +92,10 @@ def ensure_app_login(database_url: str, role: str, password_file: Path) -> str:
     audit log), given LOGIN and a password kept in ``password_file`` (0600).
     ``database_url`` is the owner's: it migrated the database and makes the
     telemetry partitions."""
-    if not password_file.is_file():
-        _write_secret(password_file, secrets.token_urlsafe(24))
-    password = password_file.read_text().strip()  # url-safe: no quote to escape
+    password = password_file.read_text().strip() if password_file.is_file() else ""
+    if not re.fullmatch(r"[A-Za-z0-9_-]{16,}", password):  # url-safe: nothing to escape
+        password = secrets.token_urlsafe(24)
+        _write_secret(password_file, password)
     db.maintain_partitions(database_url)
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(f"ALTER ROLE {check_role_name(role)} LOGIN PASSWORD '{password}'")
