@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from asyncua import Client, ua
 
@@ -83,6 +84,15 @@ def test_up_runs_the_demo_dispatches_a_site_and_stops_cleanly(tmp_path: Path) ->
         assert sorted(info["asset_ids"]) == ["demo-bess", "demo-ev", "demo-pv"]
         assert "GridPilot is up" in log.read_text()
         assert httpx.get(info["temporal_ui_url"]).status_code == 200
+        # Migrated as the owner; the headend runs as the app role, which may not
+        # rewrite the audit log.
+        with psycopg.connect(info["database_url"]) as conn:
+            users = conn.execute(
+                "SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+            ).fetchall()
+        assert users == [("gridpilot_app",)]
+        assert "gridpilot_app" in info["app_database_url"]
 
         agents = httpx.get(f"{api}/agents", headers=auth).json()
         assert [(a["gateway_id"], a["connected"]) for a in agents] == [("demo-gw", True)]

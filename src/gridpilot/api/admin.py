@@ -139,15 +139,17 @@ async def list_tokens(request: Request, include_revoked: bool = False) -> list[d
 
 @router.post("/tokens", response_model=TokenCreated, status_code=201, tags=["security"])
 async def create_token(request: Request, body: TokenCreate) -> dict[str, Any]:
-    info, secret = await _deps(request).tokens.create(
-        body.name, body.role.value, actor(request), body.expires_at
-    )
+    deps, who = _deps(request), actor(request)
+    async with deps.audit.action(who, "token.create", body.name, recorded=True):
+        info, secret = await deps.tokens.create(body.name, body.role.value, who, body.expires_at)
     return {**asdict(info), "token": secret}
 
 
 @router.post("/tokens/{token_id}/revoke", response_model=TokenView, tags=["security"])
 async def revoke_token(request: Request, token_id: str) -> dict[str, Any]:
-    return asdict(await _deps(request).tokens.revoke(token_id, actor(request)))
+    deps, who = _deps(request), actor(request)
+    async with deps.audit.action(who, "token.revoke", token_id, recorded=True):
+        return asdict(await deps.tokens.revoke(token_id, who))
 
 
 @router.get(
@@ -164,9 +166,9 @@ async def revoke_gateway(
     """Revoke every certificate of the gateway the headend has seen; its live
     stream is closed within seconds. (Certificates it never presented:
     ``gridpilot pki revoke``.)"""
-    fps = await _deps(request).certs.revoke_gateway(
-        gateway_id, actor(request), body.reason if body else ""
-    )
+    deps, who = _deps(request), actor(request)
+    async with deps.audit.action(who, "gateway.revoke", gateway_id, recorded=True):
+        fps = await deps.certs.revoke_gateway(gateway_id, who, body.reason if body else "")
     return RevokedView(gateway_id=gateway_id, revoked_fingerprints=fps)
 
 
@@ -189,7 +191,8 @@ async def rebind_asset(request: Request, asset_id: str, body: Rebind) -> RebindV
             conn,
         )
 
-    old = await deps.gateways.rebind(asset_id, body.gateway_id, record)
+    async with deps.audit.action(who, "asset.rebind", asset_id, recorded=True):
+        old = await deps.gateways.rebind(asset_id, body.gateway_id, record)
     return RebindView(asset_id=asset_id, gateway_id=body.gateway_id, previous_gateway_id=old)
 
 

@@ -9,7 +9,10 @@ know needs a valid credential in the middleware and is then refused by
 Each request is logged as one line with the principal, role, method, path,
 the status actually sent and duration, never with the credential. A database
 outage (the token check, or a route) is answered 503 here and logged in that
-same line, without a traceback per request.
+same line, without a traceback per request. Refusals that matter are
+audited with their route: a 403, and a 401 for a token-shaped credential (an
+API token or a JWT that did not authenticate); each distinct cause once per
+window (:class:`~gridpilot.security.refusals.RefusalLimiter`).
 """
 
 from __future__ import annotations
@@ -18,16 +21,17 @@ import json
 import re
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 from fastapi import HTTPException, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gridpilot.security.audit import AuditEvent, AuditLog
+from gridpilot.security.audit import Actor, AuditEvent, AuditLog
 from gridpilot.security.authn import Authenticator
 from gridpilot.security.principal import ANONYMOUS, AuthError, Permission, Principal
+from gridpilot.security.refusals import RefusalLimiter, credential_hint
 
 from .errors import DATABASE_DOWN
 
@@ -122,6 +126,7 @@ class AuthSettings:
     authenticator: Authenticator
     audit: AuditLog
     metrics_public: bool = False
+    refusals: RefusalLimiter = field(default_factory=RefusalLimiter)
 
 
 class AuthMiddleware:
@@ -169,6 +174,7 @@ class AuthMiddleware:
                         headers.get("authorization")
                     )
                 except AuthError as exc:
+                    await self._unauthenticated(headers, scope["method"], template, exc, request_id)
                     await _reply(send_with_id, 401, "unauthenticated", str(exc), bearer=True)
                     return
                 if rule is not None and not principal.can(rule):
@@ -210,22 +216,51 @@ class AuthMiddleware:
             )
 
     async def _denied(
-        self, principal: Principal, method: str, path: str, rule: Permission, request_id: str
+        self, principal: Principal, method: str, route: str, rule: Permission, request_id: str
     ) -> None:
-        if method in ("GET", "HEAD", "OPTIONS"):
-            return  # reads are in the request log; the audit log holds attempted actions
+        await self._refused(
+            principal.actor(request_id),
+            "http.forbidden",
+            method,
+            route,
+            403,
+            {"needs": rule.value},
+        )
+
+    async def _unauthenticated(
+        self, headers: dict[str, str], method: str, route: str, exc: AuthError, request_id: str
+    ) -> None:
+        hint = credential_hint(headers.get("authorization"))
+        if hint is None:
+            return  # no credential, or none shaped like one: the request log has it
+        who = Actor(hint, method="bearer", request_id=request_id)
+        await self._refused(who, "http.unauthenticated", method, route, 401, {"reason": str(exc)})
+
+    async def _refused(
+        self,
+        who: Actor,
+        action: str,
+        method: str,
+        route: str,
+        status: int,
+        detail: dict[str, Any],
+    ) -> None:
+        target = f"{method} {route or '(no such route)'}"
+        skipped = self._cfg.refusals.admit((who.name, target, status))
+        if skipped is None:
+            return  # this cause is already in the audit log for this window
         try:
             await self._cfg.audit.append(
                 AuditEvent(
-                    principal.actor(request_id),
-                    "http.forbidden",
-                    f"{method} {path}",
+                    who,
+                    action,
+                    target,
                     "refused",
-                    {"needs": rule.value},
+                    {**detail, "status": status, "unrecorded_before": skipped},
                 )
             )
         except Exception as exc:
-            log.error("audit_write_failed", action="http.forbidden", error=str(exc))
+            log.error("audit_write_failed", action=action, error=str(exc))
 
 
 async def _reply(

@@ -37,7 +37,7 @@ from gridpilot.core.dispatch import (
 from gridpilot.core.errors import Conflict, NotFound, ValidationFailed
 from gridpilot.core.split import Available, split
 from gridpilot.schema import tables as t
-from gridpilot.security.audit import Actor, AuditEvent, AuditLog
+from gridpilot.security.audit import Action, Actor, AuditLog
 from gridpilot.workflows.constants import (
     SA_ASSET_ID,
     SA_DISPATCH_KIND,
@@ -132,19 +132,18 @@ class DispatchService:
             request_hash=request_hash,
             priority=body.priority,
         )
-        # Audit first (fail closed: no record, no dispatch), then Temporal: if
-        # it is down nothing else is written (503, retry). The row is written
-        # here and again, idempotently, by the workflow.
-        audit_detail = {"p_kw": body.p_kw, "duration_s": body.duration_s, "site_id": site_id}
-        await self._record(actor or Actor(principal), "dispatch.submit", inp, "ok", audit_detail)
-        try:
+        # Audit the attempt first (fail closed: no record, no dispatch), then
+        # Temporal, then the outcome: `failed` if Temporal is down (503, retry),
+        # `ok` once the workflow runs. The row is written here and again,
+        # idempotently, by the workflow.
+        audit_detail = {
+            "p_kw": body.p_kw,
+            "duration_s": body.duration_s,
+            "asset_id": inp.asset_id,
+            "site_id": site_id,
+        }
+        async with self._action(actor or Actor(principal), "dispatch.submit", inp, audit_detail):
             await self._start(inp)
-        except Unavailable as exc:
-            with contextlib.suppress(Exception):
-                await self._record(
-                    actor or Actor(principal), "dispatch.submit", inp, "failed", {"error": str(exc)}
-                )
-            raise
         async with self._engine.begin() as conn:
             await conn.execute(
                 insert(t.dispatches)
@@ -158,20 +157,15 @@ class DispatchService:
         row, then its workflow, which records what the agent's acks say.
         Idempotent: the agent re-sends a report until it is confirmed. The row
         comes first so the acks that follow the report find their dispatch."""
-        await self._record(
-            actor,
-            "dispatch.local",
-            inp,
-            "ok",
-            {"p_kw": inp.p_kw, "asset_id": inp.asset_id, "by": inp.submitted_by},
-        )
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                insert(t.dispatches)
-                .values(**dispatch_row(inp, "submitted"))
-                .on_conflict_do_nothing(index_elements=[t.dispatches.c.id])
-            )
-        await self._start(inp)
+        detail = {"p_kw": inp.p_kw, "asset_id": inp.asset_id, "by": inp.submitted_by}
+        async with self._action(actor, "dispatch.local", inp, detail):
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    insert(t.dispatches)
+                    .values(**dispatch_row(inp, "submitted"))
+                    .on_conflict_do_nothing(index_elements=[t.dispatches.c.id])
+                )
+            await self._start(inp)
 
     async def _start(self, inp: DispatchInput) -> None:
         client = self._require_client()
@@ -256,12 +250,24 @@ class DispatchService:
     async def cancel(
         self, dispatch_id: str, principal: str, detail: str, actor: Actor | None = None
     ) -> None:
+        """Audited as ``attempt``, then ``ok``, ``refused`` (unknown or local
+        dispatch) or ``failed`` (Temporal down: 503)."""
+        who = actor or Actor(principal)
+        async with self._audited(who, "dispatch.cancel", dispatch_id, {"detail": detail}) as act:
+            await self._cancel(dispatch_id, principal, detail, act.detail)
+
+    async def _cancel(
+        self, dispatch_id: str, principal: str, detail: str, audit_detail: dict[str, Any]
+    ) -> None:
         async with self._engine.connect() as conn:
             row = (
                 await conn.execute(
-                    select(t.dispatches.c.state, t.dispatches.c.source).where(
-                        t.dispatches.c.id == dispatch_id
-                    )
+                    select(
+                        t.dispatches.c.state,
+                        t.dispatches.c.source,
+                        t.dispatches.c.asset_id,
+                        t.dispatches.c.site_id,
+                    ).where(t.dispatches.c.id == dispatch_id)
                 )
             ).first()
         if row is None:
@@ -274,16 +280,7 @@ class DispatchService:
                 "(the site's arbitration policy decides)",
                 field="dispatch_id",
             )
-        if self._audit is not None:
-            await self._audit.append(
-                AuditEvent(
-                    actor or Actor(principal),
-                    "dispatch.cancel",
-                    dispatch_id,
-                    "ok",
-                    {"state": state, "detail": detail},
-                )
-            )
+        audit_detail.update(state=state, asset_id=row.asset_id, site_id=row.site_id)
         if state in ("complete", "expired", "failed", "cancelled"):
             return  # idempotent: nothing left to cancel
         handle: WorkflowHandle[Any, Any] = self._require_client().get_workflow_handle(dispatch_id)
@@ -297,11 +294,17 @@ class DispatchService:
             raise Unavailable("temporal", f"Temporal is not reachable: {exc.message}") from exc
 
     # ------------------------------------------------------------ helpers
-    async def _record(
-        self, actor: Actor, action: str, inp: DispatchInput, outcome: str, detail: dict[str, Any]
-    ) -> None:
-        if self._audit is not None:
-            await self._audit.append(AuditEvent(actor, action, inp.dispatch_id, outcome, detail))
+    def _action(
+        self, actor: Actor, action: str, inp: DispatchInput, detail: dict[str, Any]
+    ) -> contextlib.AbstractAsyncContextManager[Action]:
+        return self._audited(actor, action, inp.dispatch_id, detail)
+
+    def _audited(
+        self, actor: Actor, action: str, target: str, detail: dict[str, Any]
+    ) -> contextlib.AbstractAsyncContextManager[Action]:
+        if self._audit is None:
+            return contextlib.nullcontext(Action(detail, target))
+        return self._audit.action(actor, action, target, detail)
 
     async def _check_priority(
         self, asset_id: str, priority: int, start: datetime, end: datetime

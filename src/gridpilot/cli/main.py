@@ -95,11 +95,16 @@ def up(
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Migrate the database at GRIDPILOT_DATABASE_URL to the newest schema."""
+    """Migrate the database at GRIDPILOT_DATABASE_URL to the newest schema, as
+    the owner of its tables; grants the app role (GRIDPILOT_DB_APP_ROLE) what
+    the headend needs, and creates the coming days' telemetry partitions."""
     from gridpilot.schema import db
 
     settings = load_settings()
-    db.upgrade(settings.database_url)
+    try:
+        db.upgrade(settings.database_url, app_role=settings.db_app_role)
+    except (PermissionError, ValueError) as exc:
+        raise SystemExit(f"gridpilot: {exc}") from None
     db.maintain_partitions(settings.database_url)
     typer.echo(f"database at revision {db.current_revision(settings.database_url)}")
 

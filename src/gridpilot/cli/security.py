@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -253,14 +254,26 @@ def token_revoke(
 
 # ---------------------------------------------------------------- audit
 @audit_app.command("verify")
-def audit_verify() -> None:
+def audit_verify(
+    expect_head: Annotated[
+        str | None,
+        typer.Option(
+            "--expect-head",
+            metavar="ID:HASH",
+            help="a head recorded elsewhere (the headend's `audit_head` log line, or the "
+            "head an earlier verify printed): that row must still be in the chain with this "
+            "hash, so removing the newest rows is found too",
+        ),
+    ] = None,
+) -> None:
     """Check the audit log's hash chain; exit 1 and name the first bad row if
     any row was changed or removed."""
+    expected = _parse_head(expect_head) if expect_head else None
 
     async def work(audit: AuditLog) -> tuple[bool, str]:
-        r = await audit.verify()
+        r = await audit.verify(expected)
         if r.ok:
-            return True, f"audit log ok: {r.count} events, head {r.head_hash}"
+            return True, f"audit log ok: {r.count} events, head {r.count}:{r.head_hash}"
         return False, (
             f"audit log TAMPERED at id {r.bad_id}: {r.problem} "
             f"({r.count} events verified before it)"
@@ -270,3 +283,12 @@ def audit_verify() -> None:
     if not ok:
         raise _fail(line)
     typer.echo(line)
+
+
+def _parse_head(value: str) -> tuple[int, str]:
+    id_, _, hash_ = value.partition(":")
+    if not (id_.isdigit() and int(id_) > 0 and re.fullmatch(r"[0-9a-f]{64}", hash_)):
+        raise typer.BadParameter(
+            "expected ID:HASH, e.g. 42:<64 hex digits>", param_hint="--expect-head"
+        )
+    return int(id_), hash_

@@ -116,9 +116,24 @@ def _prepare_database(settings: Settings) -> None:
             )
         log.warning("database_reset", url=_redact(settings.database_url))
         db.reset(settings.database_url)
-    else:
-        db.upgrade(settings.database_url)
-    db.maintain_partitions(settings.database_url)
+    elif db.current_revision(settings.database_url) != db.head_revision():
+        # At head there is nothing to do, so the app role (which may not
+        # migrate) starts; behind it, this must be the owner.
+        db.upgrade(settings.database_url, app_role=settings.db_app_role)
+    if db.maintain_partitions(settings.database_url) is None:
+        log.warning(
+            "telemetry_partitions_not_owner",
+            note="this database role may not create telemetry partitions; new days go to the "
+            "DEFAULT partition until the owner runs `gridpilot db upgrade` (run it daily)",
+        )
+    problem = db.audit_bypass(settings.database_url)
+    if problem is not None:
+        log.warning(
+            "db_role_can_rewrite_audit",
+            problem=problem,
+            note=f"run the headend as {settings.db_app_role} (GRIDPILOT_DATABASE_URL) and "
+            "migrations as the owner; see docs/security.md",
+        )
 
 
 def _redact(url: str) -> str:
@@ -305,6 +320,8 @@ class Headend:
             api_task = tasks[-1]
             log.info("api_listening", url=f"http://{s.api_host}:{s.api_port}")
         spawn(self._partition_maintenance(), "partitions")
+        if s.audit_head_log_s > 0:
+            spawn(self._audit_head_log(s.audit_head_log_s), "audit-head")
         log.info("headend_ready", headend_id=s.headend_id, roles=s.roles)
         stopper = asyncio.create_task(self._stop.wait())
         done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -341,6 +358,21 @@ class Headend:
             await self.store.close_headend_sessions(self.settings.headend_id, "headend_stopped")
         await self.engine.dispose()
         log.info("headend_stopped")
+
+    async def _audit_head_log(self, every_s: float) -> None:
+        """Log the audit chain's head when it moved, so a copy lives outside the
+        database: ``gridpilot audit verify --expect-head ID:HASH`` then finds
+        newest rows removed (which leaves a shorter chain that verifies)."""
+        last: tuple[int, str] | None = None
+        while True:
+            try:
+                head = await self.audit.head()
+                if head is not None and head != last:
+                    log.info("audit_head", head=f"{head[0]}:{head[1]}", id=head[0])
+                    last = head
+            except Exception as exc:
+                log.warning("audit_head_failed", error=str(exc))
+            await asyncio.sleep(every_s)
 
     async def _partition_maintenance(self) -> None:
         while True:

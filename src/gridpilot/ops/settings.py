@@ -33,6 +33,18 @@ class Settings(BaseSettings):
         "postgresql://postgres@127.0.0.1:5432/gridpilot",
         description="libpq URL of the PostgreSQL database",
     )
+    db_app_role: str = Field(
+        "gridpilot_app",
+        description="the database role the app should run as (migrations grant it what the "
+        "app needs, SELECT/INSERT only on the audit log); database_url should log in as it, "
+        "and migrations run as the owner (`gridpilot db upgrade`)",
+    )
+    audit_head_log_s: float = Field(
+        300.0,
+        ge=0,
+        description="how often the headend logs the audit chain's head (`audit_head`, id:hash) "
+        "for `gridpilot audit verify --expect-head`; 0 = never",
+    )
     reset_db: bool = Field(
         False, description="drop and re-create the schema at headend start (dev only)"
     )
@@ -107,6 +119,13 @@ class Settings(BaseSettings):
         if not v.startswith(("postgresql://", "postgres://")):
             raise ValueError("expected a postgresql:// URL")
         return v
+
+    @field_validator("db_app_role")
+    @classmethod
+    def _app_role(cls, v: str) -> str:
+        from gridpilot.schema.roles import check_role_name
+
+        return check_role_name(v)
 
     @field_validator("trust_domain")
     @classmethod

@@ -25,6 +25,7 @@ import platformdirs
 import psycopg
 import yaml
 
+from gridpilot.schema.roles import APP_ROLE
 from gridpilot.workflows.constants import SEARCH_ATTRIBUTES
 
 from .embedded import (
@@ -38,6 +39,7 @@ from .embedded import (
 from .supervise import Child, CrashLoop, Supervisor
 from .up_security import (
     ensure_admin_token,
+    ensure_app_login,
     ensure_demo_enrollment,
     ensure_demo_opcua,
     ensure_demo_tls,
@@ -150,12 +152,16 @@ def _run_locked(opts: UpOptions, data_dir: Path) -> int:
         token_file = data_dir / "admin-token"
         token = ensure_admin_token(database_url, token_file)  # migrates the database
         ensure_demo_enrollment(database_url, config["site"]["id"], config["gateway_id"])
+        # Migrated as the owner; the headend runs as the app role, which may
+        # not change or remove audit rows (docs/security.md).
+        app_database_url = ensure_app_login(database_url, APP_ROLE, data_dir / "db-app-password")
         opcua = ensure_demo_opcua(data_dir, config["gateway_id"], opts.opcua_port)
         auth = {"Authorization": f"Bearer {token}"}
         temporal.start(timeout=60)
         env = {
             **os.environ,
-            "GRIDPILOT_DATABASE_URL": database_url,
+            "GRIDPILOT_DATABASE_URL": app_database_url,
+            "GRIDPILOT_DB_APP_ROLE": APP_ROLE,
             "GRIDPILOT_TEMPORAL_ADDRESS": temporal.address,
             "GRIDPILOT_API_PORT": str(opts.api_port),
             "GRIDPILOT_GRPC_LISTEN": f"127.0.0.1:{opts.grpc_port}",
@@ -204,6 +210,7 @@ def _run_locked(opts: UpOptions, data_dir: Path) -> int:
             "temporal_address": temporal.address,
             "grpc_address": f"127.0.0.1:{opts.grpc_port}",
             "database_url": database_url,
+            "app_database_url": app_database_url,
             "data_dir": str(data_dir),
             "logs_dir": str(logs),
             "admin_token_file": str(token_file),

@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import shutil
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 from cryptography import x509
 
 from gridpilot.ingest.enrollment import EnrollmentStore
 from gridpilot.ops.logging import configure_logging
 from gridpilot.schema import db
+from gridpilot.schema.roles import check_role_name
 from gridpilot.security.audit import Actor, AuditLog
 from gridpilot.security.passwords import hash_password
 from gridpilot.security.pki import Pki
@@ -101,6 +105,23 @@ async def _enroll(database_url: str, site_id: str, gateway_id: str, max_asset_kw
             await store.enroll(site_id, gateway_id, max_asset_kw, UP_ACTOR)
     finally:
         await engine.dispose()
+
+
+def ensure_app_login(database_url: str, role: str, password_file: Path) -> str:
+    """The URL the demo headend uses: the app role (which may not rewrite the
+    audit log), given LOGIN and a password kept in ``password_file`` (0600).
+    ``database_url`` is the owner's: it migrated the database and makes the
+    telemetry partitions."""
+    password = password_file.read_text().strip() if password_file.is_file() else ""
+    if not re.fullmatch(r"[A-Za-z0-9_-]{16,}", password):  # url-safe: nothing to escape
+        password = secrets.token_urlsafe(24)
+        _write_secret(password_file, password)
+    db.maintain_partitions(database_url)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"ALTER ROLE {check_role_name(role)} LOGIN PASSWORD '{password}'")
+    parts = urlsplit(database_url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{role}:{password}@{host}"))
 
 
 async def _admin_token(database_url: str, existing: str | None) -> str:

@@ -5,13 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import structlog
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from .roles import APP_ROLE, can_rewrite_audit, ensure_app_role
 from .telemetry_ddl import ensure_partitions
 
+log = structlog.get_logger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -38,15 +43,29 @@ def async_engine(url: str, pool_size: int = 5) -> AsyncEngine:
     )
 
 
-def _alembic_config(url: str) -> Config:
+def _alembic_config(url: str, app_role: str = APP_ROLE) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", sqlalchemy_url(url).replace("%", "%%"))
+    cfg.set_main_option("gridpilot_app_role", app_role)
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    command.upgrade(_alembic_config(url), revision)
+def upgrade(url: str, revision: str = "head", app_role: str = APP_ROLE) -> None:
+    """Migrate, as the owner. At head, the app role's grants are applied
+    again (idempotent), so tables of every revision are covered."""
+    command.upgrade(_alembic_config(url, app_role), revision)
+    if revision == "head":
+        engine = sync_engine(url)
+        try:
+            with engine.begin() as conn:
+                ensure_app_role(conn, app_role)
+        finally:
+            engine.dispose()
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(_alembic_config("postgresql://")).get_current_head()
 
 
 def current_revision(url: str) -> str | None:
@@ -73,10 +92,27 @@ def reset(url: str) -> None:
     upgrade(url)
 
 
-def maintain_partitions(url: str) -> list[str]:
+def maintain_partitions(url: str) -> list[str] | None:
+    """The telemetry partitions created; None when this role may not create
+    them (the app role does not own the table): rows then go to the DEFAULT
+    partition until the owner runs ``gridpilot db upgrade`` (daily, say)."""
     engine = sync_engine(url)
     try:
         with engine.begin() as conn:
             return ensure_partitions(conn, datetime.now(UTC).date())
+    except ProgrammingError as exc:
+        if getattr(exc.orig, "sqlstate", None) != "42501":  # insufficient_privilege
+            raise
+        return None
+    finally:
+        engine.dispose()
+
+
+def audit_bypass(url: str) -> str | None:
+    """Why the role of ``url`` could rewrite the audit log (None: it cannot)."""
+    engine = sync_engine(url)
+    try:
+        with engine.connect() as conn:
+            return can_rewrite_audit(conn)
     finally:
         engine.dispose()

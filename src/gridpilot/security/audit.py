@@ -6,10 +6,17 @@ transaction-level advisory lock, so concurrent writers (API, gRPC, CLI, other
 replicas) still make one linear chain. Database triggers refuse UPDATE,
 DELETE and TRUNCATE; :meth:`AuditLog.verify` finds any row changed or removed
 behind their back.
+
+A mutating action is written as ``attempt`` before it runs and as ``ok``,
+``refused`` (the request was wrong: a domain error) or ``failed`` (it could not
+be carried out: a dependency was down) after it, so a row never claims more than
+happened (:meth:`AuditLog.action`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 from collections.abc import AsyncIterator, Mapping
@@ -21,6 +28,7 @@ import structlog
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gridpilot.core.errors import DomainError
 from gridpilot.schema import tables as t
 
 log = structlog.get_logger(__name__)
@@ -62,8 +70,19 @@ class AuditEvent:
     actor: Actor
     action: str  # e.g. dispatch.submit, token.create, gateway.identity_refused
     target: str
-    outcome: str  # ok | refused | failed
+    outcome: str  # attempt | ok | refused | failed
     detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Action:
+    """An action being audited: the route may add to ``detail`` what it learns
+    (the outcome row carries it), or set ``recorded`` when the action wrote its
+    own ``ok`` row in its transaction (so no second one is written)."""
+
+    detail: dict[str, Any]
+    target: str
+    recorded: bool = False
 
 
 @dataclass(frozen=True)
@@ -139,6 +158,42 @@ class AuditLog:
         )
         return int(row["id"])
 
+    @contextlib.asynccontextmanager
+    async def action(
+        self,
+        actor: Actor,
+        action: str,
+        target: str,
+        detail: Mapping[str, Any] | None = None,
+        *,
+        recorded: bool = False,
+    ) -> AsyncIterator[Action]:
+        """Audit a mutating action: ``attempt`` before it runs (fail closed: if
+        that cannot be written, the action does not run), then its outcome after:
+        ``ok``, ``refused`` (a :class:`DomainError`: 4xx) or ``failed`` (anything
+        else, e.g. Temporal down: 503). ``recorded=True``: the action writes its
+        own ``ok`` row in the transaction that does it. A failed outcome write is
+        logged, never raised over the action's own result."""
+        act = Action(dict(detail or {}), target, recorded)
+        await self.append(AuditEvent(actor, action, target, "attempt", act.detail))
+        try:
+            yield act
+        except BaseException as exc:
+            outcome = "refused" if isinstance(exc, DomainError) else "failed"
+            why = {"error": type(exc).__name__, "message": str(exc)[:500]}
+            await self._outcome(AuditEvent(actor, action, act.target, outcome, why))
+            raise
+        if not act.recorded:
+            await self._outcome(AuditEvent(actor, action, act.target, "ok", act.detail))
+
+    async def _outcome(self, event: AuditEvent) -> None:
+        try:
+            await asyncio.shield(self.append(event))
+        except Exception as exc:
+            log.error(
+                "audit_write_failed", action=event.action, outcome=event.outcome, error=str(exc)
+            )
+
     async def rows(self, after_id: int = 0, batch: int = 1000) -> AsyncIterator[dict[str, Any]]:
         """Every row in id order, read in batches."""
         while True:
@@ -161,7 +216,11 @@ class AuditLog:
                 return
             after_id = page[-1]["id"]
 
-    async def verify(self) -> VerifyResult:
+    async def verify(self, expect_head: tuple[int, str] | None = None) -> VerifyResult:
+        """Walk the chain from the start. ``expect_head`` (id, hash), a head
+        recorded elsewhere (the headend's ``audit_head`` log line, an earlier
+        verify): that row must still be in the chain with that hash, so deleting
+        the newest rows, which leaves a valid shorter chain, is found too."""
         prev, count, expected_id = GENESIS, 0, 1
         async for row in self.rows():
             if row["id"] != expected_id:
@@ -174,8 +233,34 @@ class AuditLog:
                 return VerifyResult(
                     False, count, prev, row["id"], "row content does not match its hash"
                 )
+            if expect_head is not None and row["id"] == expect_head[0]:
+                if row["hash"] != expect_head[1]:
+                    return VerifyResult(
+                        False, count, prev, row["id"], "row differs from the expected head"
+                    )
             prev, count, expected_id = row["hash"], count + 1, expected_id + 1
+        if expect_head is not None and expect_head[0] >= expected_id:
+            return VerifyResult(
+                False,
+                count,
+                prev,
+                expect_head[0],
+                f"the chain ends at id {expected_id - 1}, before the expected head "
+                f"{expect_head[0]}: newer rows were removed",
+            )
         return VerifyResult(True, count, prev)
+
+    async def head(self) -> tuple[int, str] | None:
+        """The newest row's (id, hash), to record elsewhere (``audit_head``)."""
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(t.audit_log.c.id, t.audit_log.c.hash)
+                    .order_by(t.audit_log.c.id.desc())
+                    .limit(1)
+                )
+            ).first()
+        return None if row is None else (int(row[0]), str(row[1]))
 
     async def query(
         self,

@@ -143,6 +143,7 @@ class TokenStore:
             )
             if row is None:
                 raise NotFound(f"no live token {id_or_name!r}", field="token_id")
+            detail = {"name": row["name"]}
             if row["revoked_at"] is None:
                 if admins == [row["id"]]:
                     raise Conflict(
@@ -151,6 +152,11 @@ class TokenStore:
                         field="token_id",
                     )
                 await self._revoke_row(conn, row["id"], row["name"], by)
+            else:
+                detail["already_revoked_at"] = row["revoked_at"].isoformat()
+                await self._audit.append(
+                    AuditEvent(by, "token.revoke", row["id"], "ok", detail), conn
+                )
         return await self.get(row["id"])
 
     async def authenticate(self, secret: str) -> Principal | None:

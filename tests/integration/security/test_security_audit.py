@@ -61,7 +61,7 @@ async def test_concurrent_appends_make_one_chain_that_verifies(
     assert result.ok and result.count == 50, result
     r = await asyncio.to_thread(gridpilot, "audit", "verify", GRIDPILOT_DATABASE_URL=database_url)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == f"audit log ok: 50 events, head {result.head_hash}"
+    assert r.stdout.strip() == f"audit log ok: 50 events, head 50:{result.head_hash}"
 
 
 async def test_the_app_cannot_update_or_delete_and_tampering_is_detected(
@@ -127,10 +127,13 @@ async def test_dispatch_records_its_principal_in_the_row_the_memo_and_the_audit(
         jsonl = await auditor.get("/api/v1/audit", params={"format": "jsonl"})
         csv = await auditor.get("/api/v1/audit", params={"format": "csv"})
     assert [(x["action"], x["actor"], x["actor_role"], x["outcome"]) for x in rows] == [
+        ("dispatch.submit", "token:alice", "operator", "attempt"),
         ("dispatch.submit", "token:alice", "operator", "ok"),
+        ("dispatch.cancel", "token:alice", "operator", "attempt"),
         ("dispatch.cancel", "token:alice", "operator", "ok"),
     ]
-    assert rows[0]["request_id"] == "req-alice-1"
+    assert rows[0]["request_id"] == rows[1]["request_id"] == "req-alice-1"
+    assert rows[1]["detail"]["asset_id"] == "bess-1"
     lines = [json.loads(x) for x in jsonl.text.splitlines()]
     assert jsonl.headers["content-type"].startswith("application/x-ndjson")
     assert {x["action"] for x in lines} >= {"token.create", "dispatch.submit", "dispatch.cancel"}

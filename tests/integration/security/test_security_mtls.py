@@ -224,7 +224,8 @@ async def test_asset_claim_by_another_gateway_is_audited_and_admin_can_rebind(
     )
     assert r.status_code == 200, r.text
     assert r.json() == {"asset_id": "bess-1", "gateway_id": "gw-new", "previous_gateway_id": "gw-1"}
-    [rebind] = await _audit(headend, "asset.rebind")
+    attempt, rebind = await _audit(headend, "asset.rebind")
+    assert (attempt["outcome"], rebind["outcome"]) == ("attempt", "ok")
     assert rebind["actor"] == "token:test-admin"
     assert rebind["detail"] == {"from": "gw-1", "to": "gw-new", "reason": "swap"}
 
@@ -270,7 +271,8 @@ async def test_revoked_gateway_is_cut_off_live_and_refused_on_connect(
         assert again.error.code() == grpc.StatusCode.UNAUTHENTICATED
     finally:
         await again.close()
-    [revoke] = await _audit(headend, "gateway.revoke")
+    attempt, revoke = await _audit(headend, "gateway.revoke")
+    assert (attempt["outcome"], revoke["outcome"]) == ("attempt", "ok")
     assert (
         revoke["actor"] == "token:test-admin" and revoke["detail"]["fingerprints"] == fingerprints
     )  # type: ignore[index]
