@@ -1,6 +1,7 @@
 """Site enrollment (admin): which gateways may speak for a site, and the
 approval of assets a gateway declared beyond its enrollment's bound.
-Every change is audited in the transaction that makes it (ingest/enrollment.py)."""
+Every change is audited: ``attempt`` first, then ``refused``/``failed`` here or
+``ok`` in the transaction that makes it (ingest/enrollment.py)."""
 
 from __future__ import annotations
 
@@ -23,9 +24,13 @@ SiteId = Annotated[str, Path(pattern=ID, description="the site's id")]
 GatewayId = Annotated[str, Path(pattern=ID, description="the gateway's id")]
 
 
-def _store(request: Request) -> EnrollmentStore:
+def _deps(request: Request) -> SecurityDeps:
     deps: SecurityDeps = request.app.state.security
-    return deps.enrollment
+    return deps
+
+
+def _store(request: Request) -> EnrollmentStore:
+    return _deps(request).enrollment
 
 
 class EnrollGateway(Strict):
@@ -73,13 +78,17 @@ async def enroll_gateway(request: Request, site_id: SiteId, body: EnrollGateway)
     """Enroll a gateway for a site (again: replaces its max_asset_kw). Only an
     enrolled gateway's Hello for the site is accepted (or one whose
     certificate names the site)."""
-    return await _store(request).enroll(site_id, body.gateway_id, body.max_asset_kw, actor(request))
+    deps, who = _deps(request), actor(request)
+    async with deps.audit.action(who, "gateway.enroll", body.gateway_id, recorded=True):
+        return await deps.enrollment.enroll(site_id, body.gateway_id, body.max_asset_kw, who)
 
 
 @router.delete("/sites/{site_id}/gateways/{gateway_id}", status_code=204)
 async def unenroll_gateway(request: Request, site_id: SiteId, gateway_id: GatewayId) -> Response:
     """Withdraw the enrollment: the gateway's next Hello for the site is refused."""
-    await _store(request).remove(site_id, gateway_id, actor(request))
+    deps, who = _deps(request), actor(request)
+    async with deps.audit.action(who, "gateway.unenroll", gateway_id, recorded=True):
+        await deps.enrollment.remove(site_id, gateway_id, who)
     return Response(status_code=204)
 
 
@@ -94,4 +103,6 @@ async def approve_asset(
     request: Request, asset_id: str, body: Approve | None = None
 ) -> dict[str, Any]:
     """Count a held asset from now on: dispatch, site split, site capacity."""
-    return await _store(request).approve(asset_id, actor(request), body.reason if body else "")
+    deps, who = _deps(request), actor(request)
+    async with deps.audit.action(who, "asset.approve", asset_id, recorded=True):
+        return await deps.enrollment.approve(asset_id, who, body.reason if body else "")

@@ -21,12 +21,9 @@ from gridpilot.api.admin import SecurityDeps
 from gridpilot.api.app import ApiDeps, create_app
 from gridpilot.api.auth import RULES, AuthSettings
 from gridpilot.api.dispatches import DispatchOptions, DispatchService
-from gridpilot.ingest.enrollment import EnrollmentStore
-from gridpilot.ingest.registry import GatewayStore
 from gridpilot.schema import db
 from gridpilot.security.audit import Actor, AuditLog
 from gridpilot.security.authn import Authenticator
-from gridpilot.security.certs import CertificateRegistry
 from gridpilot.security.principal import GRANTS, Permission, Role
 from gridpilot.security.tokens import TokenStore
 
@@ -59,13 +56,7 @@ async def api(database_url: str) -> AsyncIterator[Api]:
         ApiDeps(
             engine=engine,
             dispatches=DispatchService(engine, None, DispatchOptions(task_queue="none"), audit),
-            security=SecurityDeps(
-                audit,
-                tokens,
-                CertificateRegistry(engine, audit),
-                GatewayStore(engine),
-                EnrollmentStore(engine, audit),
-            ),
+            security=SecurityDeps.on(engine, audit, tokens),
             auth=AuthSettings(Authenticator(tokens), audit),
         )
     )

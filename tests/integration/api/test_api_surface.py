@@ -28,12 +28,10 @@ from gridpilot.api.app import ApiDeps, create_app
 from gridpilot.api.auth import RULES, AuthSettings
 from gridpilot.api.dispatches import DispatchOptions, DispatchService
 from gridpilot.core.errors import Conflict
-from gridpilot.ingest.registry import GatewayStore
 from gridpilot.ops.embedded import EmbeddedPostgres, free_port
 from gridpilot.schema import db
 from gridpilot.security.audit import Actor, AuditLog
 from gridpilot.security.authn import Authenticator
-from gridpilot.security.certs import CertificateRegistry
 from gridpilot.security.principal import Permission, Role
 from gridpilot.security.tokens import TokenStore
 
@@ -63,9 +61,7 @@ def _app(database_url: str) -> tuple[FastAPI, TokenStore, Any]:
         ApiDeps(
             engine=engine,
             dispatches=DispatchService(engine, None, DispatchOptions(task_queue="none"), audit),
-            security=SecurityDeps(
-                audit, tokens, CertificateRegistry(engine, audit), GatewayStore(engine)
-            ),
+            security=SecurityDeps.on(engine, audit, tokens),
             auth=AuthSettings(Authenticator(tokens), audit),
         )
     )

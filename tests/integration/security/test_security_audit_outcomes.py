@@ -42,7 +42,7 @@ def _app_on(headend: RunningHeadend, client: Client) -> FastAPI:
             dispatches=DispatchService(
                 h.engine, client, DispatchOptions(task_queue=headend.settings.task_queue), h.audit
             ),
-            security=SecurityDeps(h.audit, h.tokens, h.certs, h.store),
+            security=SecurityDeps(h.audit, h.tokens, h.certs, h.store, h.enrollment),
             auth=AuthSettings(Authenticator(h.tokens), h.audit),
         )
     )

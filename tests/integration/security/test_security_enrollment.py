@@ -26,11 +26,10 @@ PHANTOM = pb.AssetInfo(
 )
 
 
-async def _audit(headend: RunningHeadend, action: str) -> list[dict[str, Any]]:
+async def _audit(headend: RunningHeadend, action: str, outcome: str = "ok") -> list[dict[str, Any]]:
     r = await headend.api.get("/api/v1/audit", params={"action": action})
     assert r.status_code == 200, r.text
-    rows: list[dict[str, Any]] = r.json()
-    return rows
+    return [row for row in r.json() if row["outcome"] == outcome]
 
 
 async def _site(headend: RunningHeadend, site_id: str) -> dict[str, Any]:
@@ -66,7 +65,7 @@ async def test_hello_for_a_site_the_gateway_is_not_enrolled_for_is_refused_and_a
     assert error is not None and error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "hello.site_id" in (error.details() or "")
 
-    [refused] = await _audit(headend, "gateway.site_refused")  # one row a minute per cause
+    [refused] = await _audit(headend, "gateway.site_refused", "refused")  # one a minute per cause
     assert (refused["actor"], refused["target"], refused["outcome"]) == (
         "gateway:gw-evil",
         "site-1",
@@ -108,7 +107,7 @@ async def test_phantom_asset_is_held_out_of_the_split_until_an_admin_approves_it
         held = (await headend.api.get("/api/v1/sites/site-1/held-assets")).json()
         assert [a["id"] for a in held] == ["phantom-1"]
         assert "beyond the enrollment's 500 kW" in held[0]["held_reason"]
-        [audit] = await _audit(headend, "asset.held")
+        [audit] = await _audit(headend, "asset.held", "refused")
         assert (audit["actor"], audit["target"]) == ("gateway:gw-2", "phantom-1")
 
         site = await _site(headend, "site-1")
@@ -138,6 +137,8 @@ async def test_phantom_asset_is_held_out_of_the_split_until_an_admin_approves_it
         assert "phantom-1" in (await _site(headend, "site-1"))["asset_ids"]
         again = await headend.api.post("/api/v1/assets/phantom-1/approve")
         assert again.status_code == 409
+        [refused] = await _audit(headend, "asset.approve", "refused")
+        assert refused["target"] == "phantom-1"
         unknown = await headend.api.post("/api/v1/assets/nope/approve")
         assert unknown.status_code == 404 and unknown.json()["field"] == "asset_id"
     finally:
