@@ -42,6 +42,7 @@ from temporalio.worker import Worker
 from gridpilot.core.lifecycle import DispatchState, ReasonCode
 from gridpilot.core.supersede import ClaimKey, Verdict, resolve_claim
 from gridpilot.workflows.constants import (
+    ERROR_SUPERSEDED,
     SA_ASSET_ID,
     SA_DISPATCH_KIND,
     SA_DISPATCH_STATE,
@@ -193,6 +194,14 @@ class FakeBackend:
     @activity.defn(name="deliver_setpoint")
     async def deliver_setpoint(self, cmd: SetpointCommand) -> None:
         self._called("deliver_setpoint", cmd)
+        winner = self.superseded_by.get(cmd.dispatch_id)
+        if winner is not None:  # as the real one, under the claim lock: never sent
+            raise ApplicationError(
+                f"superseded by {winner} before delivery",
+                winner,
+                type=ERROR_SUPERSEDED,
+                non_retryable=True,
+            )
         if self.deliver_failures > 0:
             self.deliver_failures -= 1
             raise ApplicationError(
