@@ -7,18 +7,24 @@ or dropped) they fail without retry and the workflow resolves the route again.
 
 from __future__ import annotations
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from gridpilot.activities.records import lock_asset
 from gridpilot.ingest.convert import reason_to_pb, ts_to_pb
 from gridpilot.ingest.sessions import SessionClosed, SessionRegistry
+from gridpilot.schema import tables as t
 from gridpilot.schema.pb import agent_pb2 as pb
+from gridpilot.workflows.constants import ERROR_SUPERSEDED
 from gridpilot.workflows.models import ReleaseCommand, SetpointCommand
 
 
 class DeliveryActivities:
-    def __init__(self, sessions: SessionRegistry) -> None:
+    def __init__(self, sessions: SessionRegistry, engine: AsyncEngine) -> None:
         self._sessions = sessions
+        self._engine = engine
 
     def _send(self, gateway_id: str, msg: pb.HeadendMessage) -> None:
         session = self._sessions.get(gateway_id)
@@ -46,7 +52,22 @@ class DeliveryActivities:
             sp.q_kvar = cmd.q_kvar
         if cmd.ramp_kw_per_s is not None:
             sp.ramp_kw_per_s = cmd.ramp_kw_per_s
-        self._send(cmd.gateway_id, pb.HeadendMessage(setpoint=sp))
+        d = t.dispatches
+        # Under the asset's claim lock: a dispatch superseded by a claim that came
+        # first is never sent; one sent first is handed over at the agent.
+        async with self._engine.begin() as conn:
+            await lock_asset(conn, cmd.asset_id)
+            winner = (
+                await conn.execute(select(d.c.superseded_by).where(d.c.id == cmd.dispatch_id))
+            ).scalar()
+            if winner is not None:
+                raise ApplicationError(
+                    f"superseded by {winner} before delivery",
+                    winner,
+                    type=ERROR_SUPERSEDED,
+                    non_retryable=True,
+                )
+            self._send(cmd.gateway_id, pb.HeadendMessage(setpoint=sp))
 
     @activity.defn(name="deliver_release")
     async def deliver_release(self, cmd: ReleaseCommand) -> None:

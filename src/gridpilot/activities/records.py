@@ -6,9 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 
+from gridpilot.core.supersede import ClaimKey, Verdict, resolve_claim
 from gridpilot.schema import tables as t
 from gridpilot.workflows.models import (
     AllocationRecord,
@@ -46,7 +47,14 @@ def dispatch_row(inp: DispatchInput, state: str) -> dict[str, object]:
         "submitted_by": inp.submitted_by,
         "priority": inp.priority,
         "source": inp.source,
+        "submit_seq": inp.submit_seq or None,
     }
+
+
+async def lock_asset(conn: AsyncConnection, asset_id: str) -> None:
+    """The per-asset lock (until the transaction ends) that orders claims and
+    deliveries: a dispatch superseded at a claim cannot be sent after it."""
+    await conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"asset:{asset_id}"))))
 
 
 class RecordActivities:
@@ -141,19 +149,28 @@ class RecordActivities:
 
     @activity.defn(name="claim_asset")
     async def claim_asset(self, req: ClaimRequest) -> ClaimResult:
-        """At most one live dispatch per asset. Serialized per asset by an
-        advisory lock; idempotent on retry (it only marks superseded_by).
+        """At most one live dispatch per asset, in the supersede order of
+        ``core.supersede`` (priority, then submission), whichever claims first.
+        Serialized per asset by an advisory lock (``lock_asset``; delivery takes it
+        too); idempotent on retry (it only marks superseded_by).
 
         A dispatch already superseded is still live, and counted, until it ends:
         a sent one runs at the agent until the new one takes over there."""
         d = t.dispatches
         async with self._engine.begin() as conn:
-            await conn.execute(
-                select(func.pg_advisory_xact_lock(func.hashtext(f"asset:{req.asset_id}")))
+            await lock_asset(conn, req.asset_id)
+            mine = (
+                await conn.execute(select(d.c.superseded_by).where(d.c.id == req.dispatch_id))
+            ).first()
+            claimant = ClaimKey(
+                req.dispatch_id,
+                req.priority,
+                req.submit_seq,
+                superseded=mine is not None and mine.superseded_by is not None,
             )
             live = (
                 await conn.execute(
-                    select(d.c.id, d.c.priority)
+                    select(d.c.id, d.c.priority, d.c.submit_seq)
                     .where(
                         d.c.kind == "asset",
                         d.c.asset_id == req.asset_id,
@@ -168,10 +185,23 @@ class RecordActivities:
                     .order_by(d.c.priority.desc(), d.c.created_at)
                 )
             ).all()
-            higher = [r for r in live if r.priority > req.priority]
-            if higher:
-                return ClaimResult(refused_by=higher[0].id, refused_priority=higher[0].priority)
-            ids = [r.id for r in live]
+            holders = [ClaimKey(r.id, r.priority, r.submit_seq or 0) for r in live]
+            decision = resolve_claim(claimant, holders)
+            winner = decision.winner
+            if decision.verdict is Verdict.REFUSED:
+                assert winner is not None
+                return ClaimResult(refused_by=winner.dispatch_id, refused_priority=winner.priority)
+            if decision.verdict is Verdict.SUPERSEDED:
+                if winner is None:  # superseded before its claim: by the one it names
+                    assert mine is not None
+                    return ClaimResult(superseded_by=mine.superseded_by)
+                await conn.execute(
+                    update(d)
+                    .where(d.c.id == req.dispatch_id)
+                    .values(superseded_by=winner.dispatch_id)
+                )
+                return ClaimResult(superseded_by=winner.dispatch_id)
+            ids = list(decision.superseded)
             if ids:
                 await conn.execute(
                     update(d).where(d.c.id.in_(ids)).values(superseded_by=req.dispatch_id)

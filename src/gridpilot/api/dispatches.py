@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client, WorkflowHandle
@@ -131,6 +131,7 @@ class DispatchService:
             idempotency_key=idempotency_key,
             request_hash=request_hash,
             priority=body.priority,
+            submit_seq=await self._next_submit_seq(),
         )
         # Audit the attempt first (fail closed: no record, no dispatch), then
         # Temporal, then the outcome: `failed` if Temporal is down (503, retry),
@@ -336,6 +337,15 @@ class DispatchService:
                 f"{holder.priority}; use priority >= {holder.priority} to supersede it",
                 field="priority",
             )
+
+    async def _next_submit_seq(self) -> int:
+        """The submission order (core.supersede), fixed before the 201: of two
+        submits, the one answered first has the lower number. (A sequence is
+        never rolled back, so a failed submit leaves a gap, which is harmless.)"""
+        async with self._engine.begin() as conn:
+            seq = (await conn.execute(select(func.nextval("dispatch_submit_seq")))).scalar()
+        assert seq is not None
+        return int(seq)
 
     def _require_client(self) -> Client:
         if self._client is None:

@@ -90,6 +90,11 @@ class DispatchView(BaseModel):
     updated_at: datetime
     priority: int = 0
     superseded_by: str | None = None
+    submit_seq: int | None = Field(
+        default=None,
+        description="submission order: at equal priority the higher one supersedes; "
+        "a site's children carry their parent's",
+    )
     # cloud: submitted through this API; local: written on site (the agent's OPC UA
     # surface) and reported by the agent, which applied it.
     source: str = "cloud"

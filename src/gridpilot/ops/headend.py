@@ -249,7 +249,9 @@ class Headend:
             workers.append(temporal.dispatch_worker(self.client, s.task_queue, self.engine))
         if s.has_role("grpc"):
             workers.append(
-                temporal.delivery_worker(self.client, s.headend_task_queue, self.sessions)
+                temporal.delivery_worker(
+                    self.client, s.headend_task_queue, self.sessions, self.engine
+                )
             )
             spawn(self.pipeline.run(), "telemetry-writer")
             spawn(acks.run(), "dispatch-acks")

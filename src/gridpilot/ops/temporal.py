@@ -119,9 +119,11 @@ def dispatch_worker(client: Client, task_queue: str, engine: AsyncEngine) -> Wor
     )
 
 
-def delivery_worker(client: Client, task_queue: str, sessions: SessionRegistry) -> Worker:
+def delivery_worker(
+    client: Client, task_queue: str, sessions: SessionRegistry, engine: AsyncEngine
+) -> Worker:
     """Delivery activities, on this replica's own task queue."""
-    delivery = DeliveryActivities(sessions)
+    delivery = DeliveryActivities(sessions, engine)
     return Worker(
         client,
         task_queue=task_queue,

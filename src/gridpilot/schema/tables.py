@@ -174,6 +174,8 @@ dispatches = Table(
     # Higher wins: a new dispatch with priority >= the live one supersedes it.
     Column("priority", Integer, nullable=False, server_default="0"),
     Column("superseded_by", Text, nullable=True),
+    # The submission order (core.supersede; migration 0006): NULL before it was recorded.
+    Column("submit_seq", BigInteger, nullable=True),
     # cloud (the API) | local (written on site, reported by the agent; migration 0004)
     Column("source", Text, nullable=False, server_default="cloud"),
     UniqueConstraint("tenant_id", "idempotency_key"),

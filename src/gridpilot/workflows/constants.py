@@ -16,3 +16,7 @@ SIGNAL_AGENT_ACK = "agent_ack"
 SIGNAL_CANCEL = "cancel"
 SIGNAL_CHILD_STATE = "child_state"
 QUERY_STATUS = "status"
+
+# The error type of a setpoint refused at delivery because a newer dispatch claimed
+# the asset first (core.supersede); its details carry the winner's id.
+ERROR_SUPERSEDED = "SUPERSEDED"

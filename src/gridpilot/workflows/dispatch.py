@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
     from .constants import (
+        ERROR_SUPERSEDED,
         SA_DISPATCH_STATE,
         SIGNAL_AGENT_ACK,
         SIGNAL_CANCEL,
@@ -58,6 +59,10 @@ START_LEAD = timedelta(seconds=30)
 # A sent dispatch that is superseded ends when the agent hands over to the new one
 # (its RELEASED / SUPERSEDED ack), not at the new one's claim.
 PATCH_SUPERSEDE_AT_HANDOVER = "supersede-at-handover"
+# A setpoint refused at delivery because a newer dispatch claimed the asset first
+# (core.supersede) ends this one SUPERSEDED at once, instead of resolving the
+# route again until the winner's cancel signal comes.
+PATCH_CANCEL_BEFORE_DELIVERY = "cancel-before-delivery"
 
 
 @workflow.defn
@@ -160,6 +165,7 @@ class DispatchWorkflow:
                 priority=inp.priority,
                 start_at=inp.start_at,
                 end_at=inp.end_at,
+                submit_seq=inp.submit_seq,
             ),
             result_type=ClaimResult,
             **DB_ACTIVITY,
@@ -170,6 +176,10 @@ class DispatchWorkflow:
                 ReasonCode.PRIORITY_CONFLICT,
                 f"asset held by {claim.refused_by} (priority {claim.refused_priority})",
             )
+        if claim.superseded_by is not None:
+            # A newer dispatch (or a higher priority one) keeps the asset: this one
+            # lost before it was sent. (No recorded history has this field set.)
+            return await self._end_superseded(claim.superseded_by)
         for other in claim.superseded:
             try:
                 await workflow.get_external_workflow_handle(other).signal(
@@ -243,8 +253,11 @@ class DispatchWorkflow:
                     )
                     await self._to(S.SENT, detail=f"gateway {route.gateway_id}")
                     return None
-                except ActivityError:
-                    pass  # replica gone or agent just dropped: resolve again
+                except ActivityError as err:
+                    winner = _superseded_by(err)
+                    if winner is not None and workflow.patched(PATCH_CANCEL_BEFORE_DELIVERY):
+                        return await self._end_superseded(winner)
+                    # replica gone or agent just dropped: resolve again
             left = (inp.deliver_by - workflow.now()).total_seconds()
             if left <= 0:
                 return await self._end(
@@ -351,6 +364,12 @@ class DispatchWorkflow:
             await self._release(req.reason)
         return await self._end(S.CANCELLED, req.reason, req.detail, actor=req.actor)
 
+    async def _end_superseded(self, winner: str) -> DispatchResult:
+        """Superseded before it was sent: nothing to release at the agent."""
+        self.superseded_by = winner
+        detail = f"superseded by {winner}"
+        return await self._end(S.CANCELLED, ReasonCode.SUPERSEDED, detail, f"dispatch {winner}")
+
     async def _release(self, reason: ReasonCode) -> None:
         """Best effort: a lost Release is covered by the agent's own lease end."""
         if self.inp.asset_id is None:
@@ -438,3 +457,11 @@ class DispatchWorkflow:
                 )
             except Exception:  # parent already closed: nothing to tell
                 workflow.logger.info("parent %s not reachable", self.inp.parent_id)
+
+
+def _superseded_by(err: ActivityError) -> str | None:
+    """The winner's id, if the delivery was refused because this one was superseded."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.type == ERROR_SUPERSEDED and cause.details:
+        return str(cause.details[0])
+    return None

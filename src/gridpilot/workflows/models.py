@@ -32,6 +32,9 @@ class DispatchInput(BaseModel):
     # "cloud" (the API) or "local": written on site and reported by the agent, which
     # already applied it; the workflow only records what the agent reports.
     source: str = "cloud"
+    # The submission order (core.supersede), taken in the API submit; a site's
+    # children carry their parent's. 0: submitted before it was recorded.
+    submit_seq: int = 0
 
 
 class AgentAck(BaseModel):
@@ -60,14 +63,17 @@ class ClaimRequest(BaseModel):
     priority: int
     start_at: datetime
     end_at: datetime
+    submit_seq: int = 0
 
 
 class ClaimResult(BaseModel):
     """refused_by: the live dispatch of higher priority that keeps the asset;
+    superseded_by: the newer one that keeps it (this one ends SUPERSEDED);
     superseded: the live dispatches this one replaces."""
 
     refused_by: str | None = None
     refused_priority: int | None = None
+    superseded_by: str | None = None
     superseded: list[str] = Field(default_factory=list)
 
 

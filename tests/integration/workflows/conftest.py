@@ -40,7 +40,9 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from gridpilot.core.lifecycle import DispatchState, ReasonCode
+from gridpilot.core.supersede import ClaimKey, Verdict, resolve_claim
 from gridpilot.workflows.constants import (
+    ERROR_SUPERSEDED,
     SA_ASSET_ID,
     SA_DISPATCH_KIND,
     SA_DISPATCH_STATE,
@@ -166,13 +168,24 @@ class FakeBackend:
             and c.start_at < req.end_at
             and c.end_at > req.start_at
         ]
-        higher = sorted((c for c in live if c.priority > req.priority), key=lambda c: -c.priority)
-        if higher:
-            top = higher[0]
-            return ClaimResult(refused_by=top.dispatch_id, refused_priority=top.priority)
-        for c in live:
-            self.superseded_by[c.dispatch_id] = req.dispatch_id
-        return ClaimResult(superseded=[c.dispatch_id for c in live])
+        # The same rule as the real activity (core.supersede).
+        mine = self.superseded_by.get(req.dispatch_id)
+        decision = resolve_claim(
+            ClaimKey(req.dispatch_id, req.priority, req.submit_seq, superseded=mine is not None),
+            [ClaimKey(c.dispatch_id, c.priority, c.submit_seq) for c in live],
+        )
+        winner = decision.winner
+        if decision.verdict is Verdict.REFUSED:
+            assert winner is not None
+            return ClaimResult(refused_by=winner.dispatch_id, refused_priority=winner.priority)
+        if decision.verdict is Verdict.SUPERSEDED:
+            won = mine if winner is None else winner.dispatch_id
+            assert won is not None
+            self.superseded_by[req.dispatch_id] = won
+            return ClaimResult(superseded_by=won)
+        for c in decision.superseded:
+            self.superseded_by[c] = req.dispatch_id
+        return ClaimResult(superseded=list(decision.superseded))
 
     def _ended(self, dispatch_id: str) -> bool:
         recorded = self.transitions.get(dispatch_id, [])
@@ -181,6 +194,14 @@ class FakeBackend:
     @activity.defn(name="deliver_setpoint")
     async def deliver_setpoint(self, cmd: SetpointCommand) -> None:
         self._called("deliver_setpoint", cmd)
+        winner = self.superseded_by.get(cmd.dispatch_id)
+        if winner is not None:  # as the real one, under the claim lock: never sent
+            raise ApplicationError(
+                f"superseded by {winner} before delivery",
+                winner,
+                type=ERROR_SUPERSEDED,
+                non_retryable=True,
+            )
         if self.deliver_failures > 0:
             self.deliver_failures -= 1
             raise ApplicationError(

@@ -156,6 +156,64 @@ async def test_lower_priority_dispatch_is_refused_naming_the_holder_and_delivers
     await record_histories(priority_conflict=refused)
 
 
+async def test_older_dispatch_claiming_after_a_newer_one_ends_superseded_by_it(
+    dev, record_histories
+):
+    # Submitted in this order (submit_seq 1, 2), the newer one's workflow claims first.
+    b = dev.backend
+    b.online(ASSET)
+    older_inp = _with(await dev.dispatch_input(duration_s=30, p_kw=10.0), submit_seq=1)
+    newer_inp = _with(await dev.dispatch_input(duration_s=30, p_kw=20.0), submit_seq=2)
+    newer = await dev.start(newer_inp)
+    await _to_active(dev, newer.id, p_kw=20.0)
+
+    older = await dev.start(older_inp)
+    result = await dev.result(older)
+
+    # the older one never takes the asset back: it ends at its claim, naming the newer
+    assert (result.state, result.reason) == (S.CANCELLED, ReasonCode.SUPERSEDED)
+    assert result.detail == f"superseded by {newer.id}"
+    assert b.states(older.id) == [S.SUBMITTED, S.CANCELLED]
+    assert b.transitions[older.id][-1].actor == f"dispatch {newer.id}"
+    assert (await _status(dev, older.id)).superseded_by == newer.id
+    (claim,) = b.called("claim_asset", older.id)
+    assert claim.arg.submit_seq == 1
+    assert b.called("deliver_setpoint", older.id) == []
+    assert b.superseded_by == {older.id: newer.id}  # one-way: the newer is not marked
+    status = await _status(dev, newer.id)
+    assert (status.state, status.superseded_by) == (S.ACTIVE, None)
+    await b.ack(newer.id, "completed", asset_id=ASSET, applied_p_kw=20.0)
+    assert (await dev.result(newer)).state is S.COMPLETE
+    await record_histories(superseded_at_claim=older)
+
+
+async def test_dispatch_superseded_after_its_claim_is_refused_at_delivery_and_ends_superseded(
+    dev, record_histories
+):
+    # Its claim passed while the agent was offline; then a newer one claimed the asset
+    # (marked here directly, as if that one's cancel signal had not arrived yet).
+    b = dev.backend
+    b.offline(ASSET)
+    inp = _with(await dev.dispatch_input(duration_s=30, deliver_s=20.0), submit_seq=1)
+    handle = await dev.start(inp)
+    await b.wait_until(
+        "its claim and a route lookup",
+        lambda: bool(b.called("claim_asset", handle.id) and b.called("resolve_route")),
+    )
+    b.superseded_by[handle.id] = "dsp-newer"
+    b.online(ASSET)
+    result = await dev.result(handle)
+
+    assert (result.state, result.reason) == (S.CANCELLED, ReasonCode.SUPERSEDED)
+    assert result.detail == "superseded by dsp-newer"
+    assert b.states(handle.id) == [S.SUBMITTED, S.CANCELLED]  # never sent
+    assert len(b.called("deliver_setpoint", handle.id)) == 1  # refused under the lock
+    assert b.agent_active == {}
+    assert b.called("deliver_release") == []
+    assert (await _status(dev, handle.id)).superseded_by == "dsp-newer"
+    await record_histories(superseded_at_delivery=handle)
+
+
 @pytest.mark.parametrize("gap_s", [0, 5], ids=["touching", "apart"])
 async def test_dispatches_for_same_asset_with_non_overlapping_windows_do_not_compete(dev, gap_s):
     b = dev.backend

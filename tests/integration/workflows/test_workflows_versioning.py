@@ -53,6 +53,10 @@ REQUIRED = (
     # (superseded.json above is the pre-patch path: ended at the new one's claim)
     "superseded_at_handover",
     "superseded_never_taken_over",
+    # supersede order (core.supersede): an older one loses at its claim; patch
+    # "cancel-before-delivery": one superseded after its claim is refused at delivery
+    "superseded_at_claim",
+    "superseded_at_delivery",
 )
 NAMES = sorted(set(REQUIRED) | {p.stem for p in HISTORIES_DIR.glob("*.json")})
 

@@ -1,6 +1,9 @@
 """supersede order: a dispatch's submission sequence
 
-Reserved: filled in by the change that needs it; a no-op until then.
+Among overlapping dispatches of one asset at equal priority the newest
+submitted wins (core.supersede). The order is taken at submit from one
+sequence, not from which workflow claims first. Rows before this have NULL
+(older than every numbered one).
 
 Revision ID: 0006
 Revises: 0005
@@ -9,6 +12,9 @@ Create Date: 2026-12-05 09:00:00
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+from alembic import op
+
 revision = "0006"
 down_revision = "0005"
 branch_labels = None
@@ -16,8 +22,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.execute(sa.schema.CreateSequence(sa.Sequence("dispatch_submit_seq")))
+    op.add_column("dispatches", sa.Column("submit_seq", sa.BigInteger(), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    op.drop_column("dispatches", "submit_seq")
+    op.execute(sa.schema.DropSequence(sa.Sequence("dispatch_submit_seq")))
