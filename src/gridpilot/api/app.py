@@ -19,6 +19,7 @@ from . import admin, errors, reads
 from .admin import SecurityDeps
 from .auth import AuthMiddleware, AuthSettings, principal_of, require_rule
 from .dispatches import DispatchService
+from .inputs import DEFAULT_MAX_BODY_BYTES, BodyLimit, check_parameters
 from .schemas import CancelBody, DispatchCreate, DispatchView, SplitPreview
 
 CONSOLE = Path(__file__).parent / "console"
@@ -34,6 +35,7 @@ class ApiDeps:
     readiness: HealthCheck | None = None
     metrics: CollectorRegistry | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
 
 def _principal(request: Request) -> str:
@@ -49,7 +51,14 @@ async def submit_dispatch(
     request: Request,
     response: Response,
     body: DispatchCreate,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=200,
+            pattern=r"^[\x20-\x7e]+$",
+            description="retry-safe key (printable ASCII), scoped to the caller",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     service: DispatchService = request.app.state.deps.dispatches
     dispatch_id, created = await service.submit(
@@ -80,7 +89,8 @@ async def cancel_dispatch(
 
 def create_app(deps: ApiDeps) -> FastAPI:
     app = FastAPI(
-        dependencies=[Depends(require_rule)],
+        # Authorization first, then no parameter PostgreSQL cannot hold (inputs.py).
+        dependencies=[Depends(require_rule), Depends(check_parameters)],
         title="GridPilot",
         version=gridpilot.__version__,
         description="Dispatch control plane for distributed energy resources. "
@@ -93,6 +103,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.include_router(reads.router)
     app.include_router(write)
     app.include_router(admin.router)
+    # Inside auth: an unauthenticated caller gets 401 whatever it sends.
+    app.add_middleware(BodyLimit, max_bytes=deps.max_body_bytes)
     # Outermost of ours: every request is authenticated, authorized and logged
     # before any route runs (see auth.RULES).
     app.add_middleware(AuthMiddleware, settings=deps.auth)
