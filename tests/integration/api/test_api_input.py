@@ -250,3 +250,45 @@ async def test_a_body_over_the_limit_is_a_413(api: httpx.AsyncClient) -> None:
     # Under the limit the route runs (the dispatch does not exist).
     r = await api.post("/api/v1/dispatches/d-1/cancel", json={"detail": "x" * 400})
     assert r.status_code == 404, r.text
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 30_000 + b"]" * 30_000,  # nesting past Python's recursion limit
+        b'{"asset_id": "\xff\xfe", "p_kw": 1, "duration_s": 10}',  # not UTF-8
+        b'{"asset_id": "a", "p_kw": 1e999, "duration_s": 10}',  # inf
+        b'{"asset_id": "a", "p_kw": 1, "duration_s": 1000000000000000000000000000000}',
+        b'{"asset_id": "a", "p_kw": 1, "duration_s": 10, "priority": 1e400}',
+        b'"just a string"',
+        b"",
+    ],
+)
+async def test_odd_json_bodies_are_4xx(api: httpx.AsyncClient, raw: bytes) -> None:
+    r = await api.post(
+        "/api/v1/dispatches", content=raw, headers={"Content-Type": "application/json"}
+    )
+    assert 400 <= r.status_code < 500, r.text
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"/api/v1/dispatches?limit={10**30}",
+        "/api/v1/telemetry?asset_id=a&limit=-1",
+        "/api/v1/telemetry?asset_id=a&bucket=%ff",
+        "/api/v1/assets/%ff%fe",
+        "/api/v1/audit?format=xml",
+        "/api/v1/tokens?include_revoked=maybe",
+    ],
+)
+async def test_odd_parameters_are_4xx(api: httpx.AsyncClient, url: str) -> None:
+    r = await api.get(url)
+    assert 400 <= r.status_code < 500, r.text
+
+
+async def test_an_idempotency_key_must_be_printable_ascii(api: httpx.AsyncClient) -> None:
+    r = await api.post(
+        "/api/v1/dispatches", json=DISPATCH, headers={"Idempotency-Key": "caf\u00e9".encode()}
+    )
+    _refused(r, "idempotency-key")
