@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gridpilot.ingest.enrollment import EnrollmentStore
@@ -24,6 +24,7 @@ from gridpilot.security.principal import Role
 from gridpilot.security.tokens import TokenStore
 
 from .auth import principal_of
+from .inputs import INT64_MAX, Instant, RequestBody
 
 router = APIRouter(prefix="/api/v1")
 
@@ -57,20 +58,16 @@ def actor(request: Request) -> Actor:
     return principal_of(request.state).actor(getattr(request.state, "request_id", ""))
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 class MeView(BaseModel):
     principal: str
     roles: list[str]
     auth: str
 
 
-class TokenCreate(Strict):
+class TokenCreate(RequestBody):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     role: Role
-    expires_at: datetime | None = None
+    expires_at: Instant | None = None
 
 
 class TokenView(BaseModel):
@@ -89,7 +86,7 @@ class TokenCreated(TokenView):
     token: str = Field(description="the bearer token; shown once, not stored")
 
 
-class Rebind(Strict):
+class Rebind(RequestBody):
     gateway_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     reason: str = Field("", max_length=500)
 
@@ -100,7 +97,7 @@ class RebindView(BaseModel):
     previous_gateway_id: str
 
 
-class RevokeGateway(Strict):
+class RevokeGateway(RequestBody):
     reason: str = Field("", max_length=500)
 
 
@@ -218,9 +215,11 @@ AUDIT_FIELDS = list(AuditView.model_fields)
 )
 async def audit_log(
     request: Request,
-    after_id: Annotated[int, Query(ge=0, description="rows with a greater id (paging)")] = 0,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    after_id: Annotated[
+        int, Query(ge=0, le=INT64_MAX, description="rows with a greater id (paging)")
+    ] = 0,
+    since: Instant | None = None,
+    until: Instant | None = None,
     action: str | None = None,
     actor_name: Annotated[str | None, Query(alias="actor")] = None,
     target: str | None = None,

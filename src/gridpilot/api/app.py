@@ -21,6 +21,7 @@ from . import admin, enrollment, errors, openapi, pages, reads
 from .admin import SecurityDeps
 from .auth import AuthMiddleware, AuthSettings, principal_of, require_rule
 from .dispatches import DispatchService
+from .inputs import DEFAULT_MAX_BODY_BYTES, BodyLimit, check_parameters
 from .schemas import CancelBody, DispatchCreate, DispatchView, SplitPreview
 
 HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
@@ -42,6 +43,7 @@ class ApiDeps:
     readiness: HealthCheck | None = None
     metrics: CollectorRegistry | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
 
 def _principal(request: Request) -> str:
@@ -57,7 +59,14 @@ async def submit_dispatch(
     request: Request,
     response: Response,
     body: DispatchCreate,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=200,
+            pattern=r"^[\x20-\x7e]+$",
+            description="retry-safe key (printable ASCII), scoped to the caller",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     service: DispatchService = request.app.state.deps.dispatches
     dispatch_id, created = await service.submit(
@@ -102,7 +111,8 @@ async def _no_checks() -> dict[str, Any]:
 
 def create_app(deps: ApiDeps) -> FastAPI:
     app = FastAPI(
-        dependencies=[Depends(require_rule)],
+        # Authorization first, then no parameter PostgreSQL cannot hold (inputs.py).
+        dependencies=[Depends(require_rule), Depends(check_parameters)],
         # /docs is ours (pages.py): Swagger UI from the package, not a CDN.
         docs_url=None,
         redoc_url=None,
@@ -121,6 +131,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(enrollment.router)
     pages.install(app)
+    # Inside auth: an unauthenticated caller gets 401 whatever it sends.
+    app.add_middleware(BodyLimit, max_bytes=deps.max_body_bytes)
     # Every request is authenticated, authorized and logged before any route
     # runs (see auth.RULES); outermost, every answer gets the security headers.
     app.add_middleware(AuthMiddleware, settings=deps.auth)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
 import uuid
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -73,6 +75,11 @@ class DispatchService:
         self._client = client
         self._opts = opts
         self._audit = audit
+        # One waiter per (principal, key) in this process holds a connection
+        # for the advisory lock; the others wait here, not in the pool.
+        self._key_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     # ------------------------------------------------------------ submit
     async def submit(
@@ -82,15 +89,34 @@ class DispatchService:
         principal: str,
         actor: Actor | None = None,
     ) -> tuple[str, bool]:
-        """Returns (dispatch_id, created). A repeated Idempotency-Key returns
-        the first dispatch; the same key with another body is a conflict."""
+        """Returns (dispatch_id, created). An Idempotency-Key belongs to its
+        caller: the same caller's repeat returns the first dispatch (the same
+        key with another body is a conflict); another caller's same key is
+        another dispatch. Submits with one key run one at a time (an advisory
+        lock held in a transaction across replicas), so concurrent ones create
+        one dispatch, write one audit row, and the others return it."""
+        if not idempotency_key:
+            return await self._submit(body, None, principal, actor)
+        lock = self._key_locks.setdefault((principal, idempotency_key), asyncio.Lock())
+        async with lock, self._engine.begin() as conn:
+            scope = "idempotency\n" + _key_scope(principal, idempotency_key)
+            await conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(scope, 0))))
+            return await self._submit(body, idempotency_key, principal, actor)
+
+    async def _submit(
+        self,
+        body: DispatchCreate,
+        idempotency_key: str | None,
+        principal: str,
+        actor: Actor | None,
+    ) -> tuple[str, bool]:
         target, warnings = resolve_target(body.asset_id, body.site_id)
         check_power(body.p_kw)
         check_duration(body.duration_s, self._opts.bounds)
         now = datetime.now(UTC)
         request_hash = _hash(body)
         if idempotency_key:
-            existing = await self._by_idempotency_key(idempotency_key)
+            existing = await self._by_idempotency_key(principal, idempotency_key)
             if existing is not None:
                 if existing[1] != request_hash:
                     raise Conflict(
@@ -109,7 +135,7 @@ class DispatchService:
         else:
             await self._site_assets(target.id)
         dispatch_id = (
-            f"dsp-{uuid.uuid5(ID_NAMESPACE, idempotency_key)}"
+            f"dsp-{uuid.uuid5(ID_NAMESPACE, _key_scope(principal, idempotency_key))}"
             if idempotency_key
             else f"dsp-{uuid.uuid4()}"
         )
@@ -352,12 +378,13 @@ class DispatchService:
             raise Unavailable("temporal", "Temporal is not connected yet; retry shortly")
         return self._client
 
-    async def _by_idempotency_key(self, key: str) -> tuple[str, str | None] | None:
+    async def _by_idempotency_key(self, principal: str, key: str) -> tuple[str, str | None] | None:
+        d = t.dispatches
         async with self._engine.connect() as conn:
             row = (
                 await conn.execute(
-                    select(t.dispatches.c.id, t.dispatches.c.request_hash).where(
-                        t.dispatches.c.idempotency_key == key
+                    select(d.c.id, d.c.request_hash).where(
+                        d.c.submitted_by == principal, d.c.idempotency_key == key
                     )
                 )
             ).first()
@@ -403,6 +430,11 @@ class DispatchService:
             for a in loaded.assets
         }
         return assets, available
+
+
+def _key_scope(principal: str, idempotency_key: str) -> str:
+    """An Idempotency-Key means something only together with its caller."""
+    return f"{principal}\n{idempotency_key}"
 
 
 def _hash(body: DispatchCreate) -> str:

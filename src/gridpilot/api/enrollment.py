@@ -14,7 +14,8 @@ from pydantic import BaseModel, Field
 from gridpilot.ingest.enrollment import EnrollmentStore
 from gridpilot.security.identity import GATEWAY_ID_PATTERN
 
-from .admin import SecurityDeps, Strict, actor
+from .admin import SecurityDeps, actor
+from .inputs import RequestBody
 from .schemas import AssetView
 
 router = APIRouter(prefix="/api/v1", tags=["enrollment"])
@@ -33,7 +34,7 @@ def _store(request: Request) -> EnrollmentStore:
     return _deps(request).enrollment
 
 
-class EnrollGateway(Strict):
+class EnrollGateway(RequestBody):
     gateway_id: str = Field(pattern=ID, description="the gateway (its certificate's id)")
     max_asset_kw: float | None = Field(
         None,
@@ -54,7 +55,7 @@ class EnrollmentView(BaseModel):
     max_asset_kw: float | None
 
 
-class Approve(Strict):
+class Approve(RequestBody):
     reason: str = Field("", max_length=500)
 
 

@@ -114,6 +114,7 @@ def install(app: FastAPI) -> None:
             403: "forbidden",
             404: "not_found",
             405: "method_not_allowed",
+            413: "payload_too_large",
         }.get(exc.status_code, "http_error")
         headers = dict(exc.headers or {})
         message = str(exc.detail)

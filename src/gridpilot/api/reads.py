@@ -10,8 +10,10 @@ from sqlalchemy import and_, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gridpilot.core.errors import NotFound, ValidationFailed
+from gridpilot.core.lifecycle import DispatchState
 from gridpilot.schema import tables as t
 
+from .inputs import Instant
 from .schemas import (
     AgentView,
     AssetView,
@@ -133,8 +135,8 @@ async def telemetry(
     request: Request,
     asset_id: str | None = None,
     site_id: str | None = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: Instant | None = None,
+    end: Instant | None = None,
     bucket: Annotated[str | None, Query(description="1m, 5m, 15m or 1h")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_ROWS)] = 1000,
 ) -> list[dict[str, Any]]:
@@ -143,8 +145,6 @@ async def telemetry(
     now = datetime.now(UTC)
     end = end or now
     start = start or end - timedelta(hours=1)
-    if start.tzinfo is None or end.tzinfo is None:
-        raise ValidationFailed("start and end need a time zone", field="start")
     if start >= end:
         raise ValidationFailed("start must be before end", field="start")
     tel = t.telemetry
@@ -185,10 +185,10 @@ async def telemetry(
 @router.get("/dispatches", response_model=list[DispatchView], tags=["dispatches"])
 async def list_dispatches(
     request: Request,
-    state: str | None = None,
+    state: DispatchState | None = None,
     asset_id: str | None = None,
     site_id: str | None = None,
-    since: Annotated[datetime | None, Query(description="created at or after")] = None,
+    since: Annotated[Instant | None, Query(description="created at or after")] = None,
     source: Annotated[
         Literal["cloud", "local"] | None,
         Query(description="cloud (this API) or local (written on site)"),
@@ -198,11 +198,9 @@ async def list_dispatches(
     d = t.dispatches
     q = select(d).order_by(d.c.created_at.desc()).limit(limit)
     if since is not None:
-        if since.tzinfo is None:
-            raise ValidationFailed("since needs a time zone", field="since")
         q = q.where(d.c.created_at >= since)
     if state:
-        q = q.where(d.c.state == state)
+        q = q.where(d.c.state == state.value)
     if asset_id:
         q = q.where(d.c.asset_id == asset_id)
     if site_id:

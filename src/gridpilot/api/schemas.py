@@ -5,25 +5,28 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from .inputs import MAX_KW, Instant, Kw, RequestBody
 
 Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:-]+$")]
-Kw = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
 
-class DispatchCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class DispatchCreate(RequestBody):
     asset_id: Id | None = Field(None, description="target asset; wins over site_id")
     site_id: Id | None = Field(None, description="target site, split over its assets")
     p_kw: Kw = Field(description="active power, kW; > 0 exports, < 0 imports")
     duration_s: Annotated[int, Field(strict=True, description="how long the setpoint holds")]
     q_kvar: Kw | None = None
-    start_at: AwareDatetime | None = Field(None, description="scheduled start; default now")
-    deliver_by: AwareDatetime | None = Field(
+    start_at: Instant | None = Field(
+        None, description="scheduled start; default now; at most 366 days ahead"
+    )
+    deliver_by: Instant | None = Field(
         None, description="expire if not delivered by then; default start + 60 s"
     )
-    ramp_kw_per_s: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)] | None = None
+    ramp_kw_per_s: (
+        Annotated[float, Field(strict=True, gt=0, le=MAX_KW, allow_inf_nan=False)] | None
+    ) = None
     priority: Annotated[int, Field(strict=True, ge=0, le=100)] = Field(
         0, description="higher wins: >= the asset's live dispatch supersedes it, lower is 409"
     )
@@ -129,8 +132,7 @@ class SplitPreview(BaseModel):
     warnings: list[str]
 
 
-class CancelBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CancelBody(RequestBody):
     detail: str = Field("", max_length=500)
 
 

@@ -13,6 +13,8 @@ from .errors import OutOfLimits, ValidationFailed
 # A dispatch written on site (a local operator, reported by the agent) has an
 # agent-made id with this prefix; the API's own ids start with "dsp-".
 LOCAL_DISPATCH_PREFIX = "loc-"
+# A dispatch may be scheduled at most this far ahead (a year and a day).
+MAX_START_AHEAD = timedelta(days=366)
 BOTH_TARGETS_WARNING = (
     "both asset_id and site_id given: asset_id wins, dispatched to the asset only"
 )
@@ -77,10 +79,15 @@ def check_window(
     deliver_by: datetime | None,
     past_tolerance: timedelta = timedelta(seconds=30),
 ) -> tuple[datetime, datetime]:
-    """Returns (start, end). A start in the past beyond the tolerance is refused."""
+    """Returns (start, end). A start in the past beyond the tolerance, or more
+    than MAX_START_AHEAD ahead, is refused."""
     start = start_at or now
     if start_at is not None and start_at < now - past_tolerance:
         raise ValidationFailed("start_at is in the past", field="start_at")
+    if start_at is not None and start_at > now + MAX_START_AHEAD:
+        raise ValidationFailed(
+            f"start_at is more than {MAX_START_AHEAD.days} days ahead", field="start_at"
+        )
     end = start + timedelta(seconds=duration_s)
     if deliver_by is not None and deliver_by <= now:
         raise ValidationFailed("deliver_by is in the past", field="deliver_by")

@@ -309,6 +309,7 @@ class Headend:
                         IngestCollector(self.pipeline, lambda: self.servicer),
                         acks,
                     ),
+                    max_body_bytes=s.api_max_body_bytes,
                 )
             )
             api_server = uvicorn.Server(

@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     )
     api_host: str = "127.0.0.1"
     api_port: int = Field(8080, ge=1, le=65535)
+    api_max_body_bytes: int = Field(
+        64 * 1024, ge=1024, description="larger REST request bodies are refused with 413"
+    )
     telemetry_queue_bytes: int = Field(
         16 * 1024 * 1024,
         ge=64 * 1024,

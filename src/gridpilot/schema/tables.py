@@ -178,7 +178,8 @@ dispatches = Table(
     Column("submit_seq", BigInteger, nullable=True),
     # cloud (the API) | local (written on site, reported by the agent; migration 0004)
     Column("source", Text, nullable=False, server_default="cloud"),
-    UniqueConstraint("tenant_id", "idempotency_key"),
+    # An Idempotency-Key is the caller's own (migration 0009).
+    UniqueConstraint("tenant_id", "submitted_by", "idempotency_key"),
     Index("ix_dispatches_created_at", "created_at"),
     Index(
         "ix_dispatches_live_asset",

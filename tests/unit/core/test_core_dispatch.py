@@ -10,6 +10,7 @@ import pytest
 from gridpilot.core.assets import Asset, AssetType, PowerLimits
 from gridpilot.core.dispatch import (
     BOTH_TARGETS_WARNING,
+    MAX_START_AHEAD,
     DispatchKind,
     DurationBounds,
     Target,
@@ -176,6 +177,14 @@ def test_past_start_exactly_at_tolerance_is_accepted():
 def test_past_start_beyond_tolerance_is_refused_naming_start_at():
     with pytest.raises(ValidationFailed) as exc:
         check_window(NOW, NOW - timedelta(seconds=31), 60, None)
+
+    assert exc.value.field == "start_at"
+
+
+def test_start_up_to_max_ahead_is_accepted_beyond_it_refused_naming_start_at():
+    assert check_window(NOW, NOW + MAX_START_AHEAD, 60, None)[0] == NOW + MAX_START_AHEAD
+    with pytest.raises(ValidationFailed) as exc:
+        check_window(NOW, NOW + MAX_START_AHEAD + timedelta(seconds=1), 60, None)
 
     assert exc.value.field == "start_at"
 
