@@ -11,8 +11,10 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import sqlalchemy.exc
 import structlog
+from google.protobuf.message import DecodeError
 
 from gridpilot.core.errors import Conflict, ValidationFailed
+from gridpilot.core.sessions import EndReason
 from gridpilot.schema.pb import agent_pb2 as pb
 from gridpilot.schema.pb import agent_pb2_grpc as pb_grpc
 from gridpilot.security.audit import Actor
@@ -31,6 +33,7 @@ from .sessions import AgentSession, SessionClosed, SessionRegistry
 log = structlog.get_logger(__name__)
 
 HELLO_TIMEOUT_S = 10.0
+INTERNAL_MESSAGE = "internal error in the headend (logged there); retry later"
 MAX_SAMPLES_PER_BATCH = 5000
 # Signals an ack to its dispatch workflow, then calls back (acks.TemporalAckSink).
 AckSink = Callable[[AgentAck, Callable[[], None]], Awaitable[None]]
@@ -42,6 +45,20 @@ DB_DOWN = (
     sqlalchemy.exc.TimeoutError,
     TimeoutError,
 )
+# The status a stream ends with, by the reason the headend ended it (the
+# others end with OK: superseded, closed, or nobody left to tell).
+END_STATUS: dict[EndReason, tuple[grpc.StatusCode, str]] = {
+    EndReason.REVOKED: (grpc.StatusCode.UNAUTHENTICATED, "client certificate has been revoked"),
+    EndReason.INVALID_MESSAGE: (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "message: not a valid gridpilot.v1.AgentMessage (undecodable protobuf)",
+    ),
+    EndReason.UNRESPONSIVE: (
+        grpc.StatusCode.UNAVAILABLE,
+        "no message (heartbeat, telemetry or ack) from the agent in time; reconnect",
+    ),
+    EndReason.HEADEND_ERROR: (grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE),
+}
 
 
 class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
@@ -56,8 +73,10 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         max_future_skew: timedelta = timedelta(minutes=5),
         authority: GatewayAuthority | None = None,
         local_sink: LocalSink | None = None,
+        silence_s: float = 25.0,
     ) -> None:
         self._store = store
+        self._silence_s = silence_s  # GRIDPILOT_AGENT_SILENCE_S
         self._local_sink = local_sink
         self._sessions = sessions
         self._pipeline = pipeline
@@ -80,9 +99,16 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         self.streams_started += 1
         try:
             session = await self._handshake(request_iterator, context)
+        except grpc.aio.AbortError:
+            raise
         except DB_DOWN:
             # The agent keeps buffering and retries with backoff.
             await context.abort(grpc.StatusCode.UNAVAILABLE, "headend database unavailable")
+            raise AssertionError("unreachable") from None
+        except Exception:
+            # Never an exception's text (SQL, paths) to the client: the log has it.
+            log.exception("agent_handshake_failed", peer=context.peer())
+            await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
             raise AssertionError("unreachable") from None
         try:
             last_seq = 0
@@ -101,10 +127,11 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
                 if msg is None:
                     break
                 yield msg
-            if session.close_reason == "revoked":
-                await context.abort(
-                    grpc.StatusCode.UNAUTHENTICATED, "client certificate has been revoked"
-                )
+            if session.close_reason in END_STATUS:
+                await context.abort(*END_STATUS[session.close_reason])
+        except asyncio.CancelledError:
+            session.cut = True  # grpc cancels the handler when the call is cut
+            raise
         finally:
             # Shielded: a cancel (the agent's channel closing) must not stop
             # the session being closed in the database half-way.
@@ -129,16 +156,22 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             session.reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await session.reader
-        session.close(session.close_reason or "stream_ended")
+        reason = session.end_reason
+        session.close(reason)
         self._sessions.detach(session)
         with contextlib.suppress(Exception):
-            await self._store.close_session(session.session_id, session.close_reason or "")
+            await self._store.close_session(session.session_id, reason)
         log.info(
             "agent_disconnected",
             gateway=session.gateway_id,
             session=session.session_id,
-            reason=session.close_reason,
+            reason=reason.value,
         )
+
+    def _rpc_done(self, session: AgentSession, context: grpc.aio.ServicerContext) -> None:
+        if not context.done():  # ended without a status sent: the call was cut
+            session.cut = True
+        self._end(session)
 
     async def _handshake(
         self,
@@ -150,6 +183,12 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             first = await asyncio.wait_for(anext(request_iterator), HELLO_TIMEOUT_S)
         except (TimeoutError, StopAsyncIteration):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "hello: expected Hello first")
+            raise AssertionError("unreachable") from None
+        except DecodeError:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "hello: the first message is not a valid gridpilot.v1.AgentMessage",
+            )
             raise AssertionError("unreachable") from None
         if first.WhichOneof("body") != "hello":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "hello: expected Hello first")
@@ -164,7 +203,13 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
                 f"hello.gateway_id {hello.gateway_id!r} is not this certificate's gateway "
                 f"{ident.gateway_id!r}"
             )
-            await self._refuse(ident.gateway_id, "gateway.id_mismatch", hello.gateway_id, message)
+            await self._refuse(
+                ident.gateway_id,
+                "gateway.id_mismatch",
+                hello.gateway_id,
+                message,
+                ident.fingerprint,
+            )
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
         try:
             assets = [asset_from_pb(a, hello.site_id, i) for i, a in enumerate(hello.assets)]
@@ -196,17 +241,18 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             asset_ids=frozenset(a.asset_id for a in assets),
             fingerprint=ident.fingerprint if ident is not None else None,
         )
-        ended = await self._store.open_session(
-            session.session_id,
-            session.gateway_id,
-            session.site_id,
-            self._headend_id,
-            self._task_queue,
-            session.peer,
-            hello.agent_version,
-        )
-        self._sessions.attach(session)
-        context.add_done_callback(lambda _: self._end(session))
+        async with self._sessions.opening(session.gateway_id):
+            ended = await self._store.open_session(
+                session.session_id,
+                session.gateway_id,
+                session.site_id,
+                self._headend_id,
+                self._task_queue,
+                session.peer,
+                hello.agent_version,
+            )
+            self._sessions.attach(session)
+        context.add_done_callback(lambda ctx: self._rpc_done(session, ctx))
         log.info(
             "agent_connected",
             gateway=session.gateway_id,
@@ -228,17 +274,39 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             raise AssertionError("unreachable")
         return found
 
-    async def _refuse(self, gateway_id: str, action: str, target: str, reason: str) -> None:
+    async def _refuse(
+        self, gateway_id: str, action: str, target: str, reason: str, fingerprint: str = ""
+    ) -> None:
         if self._authority is not None:
-            await self._authority.refuse(gateway_actor(gateway_id), action, target, reason)
+            await self._authority.refuse(
+                gateway_actor(gateway_id), action, target, reason, fingerprint
+            )
         else:
             log.warning(action, gateway=gateway_id, target=target, reason=reason)
 
     async def _read(
         self, request_iterator: AsyncIterator[pb.AgentMessage], session: AgentSession
     ) -> None:
+        messages = aiter(request_iterator)
         try:
-            async for msg in request_iterator:
+            while True:
+                try:
+                    # Only the wait for the agent counts as its silence, not
+                    # the time its messages wait for the ingest queue.
+                    async with asyncio.timeout(self._silence_s):
+                        msg = await anext(messages)
+                except StopAsyncIteration:
+                    session.close(EndReason.CLOSED)
+                    return
+                except TimeoutError:
+                    log.warning(
+                        "agent_unresponsive",
+                        gateway=session.gateway_id,
+                        session=session.session_id,
+                        silent_s=self._silence_s,
+                    )
+                    session.close(EndReason.UNRESPONSIVE)
+                    return
                 kind = msg.WhichOneof("body")
                 if kind == "telemetry":
                     await self._on_telemetry(session, msg.telemetry)
@@ -246,19 +314,23 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
                     await self._on_ack(session, msg.dispatch_ack)
                 elif kind == "local_dispatch":
                     if not await self._on_local_dispatch(session, msg.local_dispatch):
-                        session.close("local_dispatch_unrecorded")
+                        session.close(EndReason.LOCAL_DISPATCH_UNRECORDED)
                         return
                 elif kind == "heartbeat":
                     self.edge_reports.update(session.gateway_id, msg.heartbeat)
                     if not await self._touch(session):
-                        session.close("superseded")
+                        session.close(EndReason.SUPERSEDED)
                         return
         except SessionClosed:
             pass
-        except Exception as exc:
-            log.warning("agent_stream_error", gateway=session.gateway_id, error=str(exc))
+        except DecodeError:
+            log.warning("agent_message_invalid", gateway=session.gateway_id)
+            session.close(EndReason.INVALID_MESSAGE)
+        except Exception:
+            log.exception("agent_stream_error", gateway=session.gateway_id)
+            session.close(EndReason.HEADEND_ERROR)
         finally:
-            session.close(session.close_reason or "agent_closed")
+            session.close(session.close_reason or EndReason.CLOSED)
 
     async def _on_telemetry(self, session: AgentSession, batch: pb.TelemetryBatch) -> None:
         received = datetime.now(UTC)  # the checks below use the time of receipt
@@ -368,7 +440,7 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             # Not taken, not confirmed: end the stream, so the agent writes it
             # again on its next session (once the database answers again).
             log.warning("ack_not_taken", gateway=session.gateway_id, reason="database unavailable")
-            session.close("database_unavailable")
+            session.close(EndReason.DATABASE_UNAVAILABLE)
             raise SessionClosed("database unavailable") from None
         owner = target.asset_id if target is not None else None
         if owner not in session.asset_ids or (raw.asset_id and raw.asset_id != owner):

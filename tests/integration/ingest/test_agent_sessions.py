@@ -1,0 +1,221 @@
+"""Agent sessions end for their true reason, and bad streams get a clean status.
+
+A hung agent is ended `unresponsive` within GRIDPILOT_AGENT_SILENCE_S, an agent
+ending its stream is `closed`, a cut connection `network`; concurrent Hellos
+of one gateway leave the newest live and the others `superseded`; bytes that
+are no AgentMessage are INVALID_ARGUMENT; and no exception text reaches a
+client (real headend, PostgreSQL, Temporal and mTLS gRPC)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import psycopg
+import pytest
+from gp_testing import (
+    RunningHeadend,
+    ScriptedAgent,
+    TestPki,
+    demo_assets,
+    running_headend,
+    wait_for,
+)
+
+from gridpilot.schema.pb import agent_pb2 as pb
+
+pytestmark = pytest.mark.integration
+
+SILENCE_S = 1.0
+
+
+@pytest.fixture
+async def quick(
+    database_url: str, temporal_env: Any, task_queue: str, test_pki: TestPki
+) -> AsyncIterator[RunningHeadend]:
+    """A headend that ends a silent agent after SILENCE_S."""
+    address = temporal_env.client.service_client.config.target_host
+    async with running_headend(
+        database_url, address, task_queue, test_pki, agent_silence_s=SILENCE_S
+    ) as running:
+        yield running
+
+
+async def _agent_view(h: RunningHeadend, gateway_id: str = "gw-1") -> dict[str, Any]:
+    agents = (await h.api.get("/api/v1/agents")).json()
+    return next(a for a in agents if a["gateway_id"] == gateway_id)
+
+
+async def _ended(h: RunningHeadend, reason: str) -> dict[str, Any] | None:
+    view = await _agent_view(h)
+    return view if not view["connected"] and view["last_end_reason"] == reason else None
+
+
+def _sessions(h: RunningHeadend) -> list[tuple[str, str | None]]:
+    with psycopg.connect(h.settings.database_url) as conn:
+        rows = conn.execute(
+            "SELECT id, end_reason FROM agent_sessions ORDER BY connected_at"
+        ).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+async def _disconnected(h: RunningHeadend) -> bool:
+    return not (await _agent_view(h))["connected"]
+
+
+async def test_a_hung_agent_is_ended_unresponsive_within_the_silence_setting(
+    quick: RunningHeadend,
+) -> None:
+    agent = quick.agent()  # says Hello, then nothing: alive, but silent
+    try:
+        welcome = await agent.connect(demo_assets())
+        started = time.monotonic()
+        assert (await _agent_view(quick))["connected"] is True
+        view = await wait_for(lambda: _ended(quick, "unresponsive"), timeout=15)
+        silent_for = time.monotonic() - started
+        await wait_for(lambda: agent.ended, timeout=5)
+    finally:
+        await agent.close()
+    assert view["session_id"] is None and view["last_ended_at"]
+    assert silent_for >= SILENCE_S * 0.9  # not before the setting
+    assert _sessions(quick) == [(welcome.session_id, "unresponsive")]
+    assert agent.error is not None and agent.error.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_an_agent_that_heartbeats_stays_and_ending_its_stream_is_closed(
+    quick: RunningHeadend,
+) -> None:
+    agent = quick.agent()
+    try:
+        welcome = await agent.connect(demo_assets())
+        # Heartbeats every 0.3 s for 3x the silence setting: never unresponsive.
+        deadline = time.monotonic() + 3 * SILENCE_S
+        while time.monotonic() < deadline:
+            await agent.send(pb.AgentMessage(heartbeat=pb.Heartbeat()))
+            await asyncio.sleep(0.3)
+        view = await _agent_view(quick)
+        assert view["connected"] is True and view["session_id"] == welcome.session_id
+        await agent.send(None)  # the agent ends its stream (half-close)
+        await wait_for(lambda: _ended(quick, "closed"))
+        await wait_for(lambda: agent.ended, timeout=5)
+        assert agent.error is None  # ended with OK
+    finally:
+        await agent.close()
+    assert _sessions(quick) == [(welcome.session_id, "closed")]
+
+
+async def test_a_cut_connection_is_recorded_as_network(headend: RunningHeadend) -> None:
+    agent = headend.agent()
+    try:
+        welcome = await agent.connect(demo_assets())
+        await agent.cut()
+        await wait_for(lambda: _ended(headend, "network"))
+    finally:
+        await agent.close()
+    assert _sessions(headend) == [(welcome.session_id, "network")]
+
+
+async def test_concurrent_hellos_of_one_gateway_leave_the_newest_live_the_others_superseded(
+    headend: RunningHeadend,
+) -> None:
+    await _register(headend)
+    for _ in range(3):
+        agents = [headend.agent() for _ in range(6)]
+        try:
+            await asyncio.gather(*(a.connect(demo_assets()) for a in agents))
+            assert [a.error for a in agents] == [None] * 6  # each one was welcomed
+            ids = {a.first("welcome").session_id for a in agents}
+            sessions = {sid: reason for sid, reason in _sessions(headend) if sid in ids}
+            assert len(sessions) == 6
+            live = [sid for sid, reason in sessions.items() if reason is None]
+            assert len(live) == 1, sessions
+            assert set(sessions.values()) == {None, "superseded"}
+            # The live one in the database is the one the headend routes to,
+            # and the only stream left open.
+            view = await _agent_view(headend)
+            assert view["connected"] and view["session_id"] == live[0]
+            [survivor] = [a for a in agents if a.first("welcome").session_id == live[0]]
+            others = [a for a in agents if a is not survivor]
+            await wait_for(lambda: all(a.ended for a in others))  # noqa: B023
+            assert not survivor.ended
+            assert [a.error for a in agents] == [None] * 6  # no UNKNOWN, no SQL
+        finally:
+            await asyncio.gather(*(a.close() for a in agents))
+        await wait_for(lambda: _disconnected(headend))
+
+
+async def _register(h: RunningHeadend) -> None:
+    """A first session, so the gateway and site rows exist (the usual case)."""
+    first = h.agent()
+    try:
+        await first.connect(demo_assets())
+    finally:
+        await first.close()
+    await wait_for(lambda: _disconnected(h))
+
+
+def _raw_call(h: RunningHeadend) -> tuple[grpc.aio.Channel, Any]:
+    """A Connect call that writes bytes as given (a non-Python or broken client)."""
+    assert h.pki is not None
+    channel = grpc.aio.secure_channel(h.grpc_address, h.pki.credentials("gw-1"))
+    call = channel.stream_stream(
+        "/gridpilot.v1.AgentGateway/Connect",
+        request_serializer=lambda b: b,
+        response_deserializer=pb.HeadendMessage.FromString,
+    )()
+    return channel, call
+
+
+async def _status(call: Any) -> tuple[grpc.StatusCode, str]:
+    """How the headend ended the call (after any messages it still sent)."""
+    try:
+        while await call.read() is not grpc.aio.EOF:
+            pass
+    except grpc.aio.AioRpcError as exc:
+        return exc.code(), exc.details() or ""
+    return await call.code(), await call.details()
+
+
+async def test_garbage_as_the_first_message_is_invalid_argument(headend: RunningHeadend) -> None:
+    channel, call = _raw_call(headend)
+    try:
+        await call.write(b"\xff\xff\xff\xff not a protobuf")
+        code, details = await _status(call)
+    finally:
+        await channel.close()
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert details.startswith("hello:") and "Error parsing" not in details
+    assert _sessions(headend) == []
+
+
+async def test_garbage_after_hello_ends_the_session_invalid_message(
+    headend: RunningHeadend,
+) -> None:
+    channel, call = _raw_call(headend)
+    try:
+        hello = pb.Hello(gateway_id="gw-1", site_id="site-1", assets=demo_assets())
+        await call.write(pb.AgentMessage(hello=hello).SerializeToString())
+        assert (await call.read()).WhichOneof("body") == "welcome"
+        await call.write(b"\xff\xff\xff\xff not a protobuf")
+        code, details = await _status(call)
+    finally:
+        await channel.close()
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "AgentMessage" in details
+    await wait_for(lambda: _ended(headend, "invalid_message"))
+
+
+async def test_an_unexpected_error_is_internal_with_a_plain_message(
+    headend: RunningHeadend, scripted_agent: ScriptedAgent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*_: Any, **__: Any) -> None:
+        raise RuntimeError('SELECT secret FROM "gateways" -- internal detail')
+
+    monkeypatch.setattr(headend.headend.store, "register", broken)
+    await scripted_agent.connect(demo_assets())
+    assert scripted_agent.error is not None
+    assert scripted_agent.error.code() == grpc.StatusCode.INTERNAL
+    details = scripted_agent.error.details() or ""
+    assert "SELECT" not in details and "RuntimeError" not in details and "log" in details
