@@ -123,28 +123,43 @@ async def test_concurrent_hellos_of_one_gateway_leave_the_newest_live_the_others
 ) -> None:
     await _register(headend)
     for _ in range(3):
-        agents = [headend.agent() for _ in range(6)]
+        # Connections ready (TLS done) first, so the Hellos arrive together.
+        calls = [_raw_call(headend) for _ in range(8)]
         try:
-            await asyncio.gather(*(a.connect(demo_assets()) for a in agents))
-            assert [a.error for a in agents] == [None] * 6  # each one was welcomed
-            ids = {a.first("welcome").session_id for a in agents}
+            await asyncio.gather(*(channel.channel_ready() for channel, _ in calls))
+            hello = pb.AgentMessage(
+                hello=pb.Hello(gateway_id="gw-1", site_id="site-1", assets=demo_assets())
+            ).SerializeToString()
+            await asyncio.gather(*(call.write(hello) for _, call in calls))
+            welcomes = await asyncio.gather(*(_welcome(call) for _, call in calls))
+            assert all(isinstance(w, pb.Welcome) for w in welcomes), welcomes  # no UNKNOWN
+            ids = {w.session_id for w in welcomes}
             sessions = {sid: reason for sid, reason in _sessions(headend) if sid in ids}
-            assert len(sessions) == 6
             live = [sid for sid, reason in sessions.items() if reason is None]
-            assert len(live) == 1, sessions
+            assert len(sessions) == 8 and len(live) == 1, sessions
             assert set(sessions.values()) == {None, "superseded"}
             # The live one in the database is the one the headend routes to,
             # and the only stream left open.
             view = await _agent_view(headend)
             assert view["connected"] and view["session_id"] == live[0]
-            [survivor] = [a for a in agents if a.first("welcome").session_id == live[0]]
-            others = [a for a in agents if a is not survivor]
-            await wait_for(lambda: all(a.ended for a in others))  # noqa: B023
-            assert not survivor.ended
-            assert [a.error for a in agents] == [None] * 6  # no UNKNOWN, no SQL
+            ends = [
+                await _status(call)
+                for (_, call), w in zip(calls, welcomes, strict=True)
+                if w.session_id != live[0]
+            ]
+            assert ends == [(grpc.StatusCode.OK, "")] * 7
         finally:
-            await asyncio.gather(*(a.close() for a in agents))
+            await asyncio.gather(*(channel.close() for channel, _ in calls))
         await wait_for(lambda: _disconnected(headend))
+
+
+async def _welcome(call: Any) -> pb.Welcome | tuple[grpc.StatusCode, str]:
+    """The Welcome, or the status the call ended with instead."""
+    try:
+        first = await call.read()
+    except grpc.aio.AioRpcError as exc:
+        return exc.code(), exc.details() or ""
+    return first.welcome
 
 
 async def _register(h: RunningHeadend) -> None:
