@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -25,6 +27,7 @@ from gp_testing import (
     wait_for,
 )
 
+from gridpilot.edge_agent import EdgeAgent, SiteConfig
 from gridpilot.schema.pb import agent_pb2 as pb
 
 pytestmark = pytest.mark.integration
@@ -49,8 +52,8 @@ async def _agent_view(h: RunningHeadend, gateway_id: str = "gw-1") -> dict[str, 
     return next(a for a in agents if a["gateway_id"] == gateway_id)
 
 
-async def _ended(h: RunningHeadend, reason: str) -> dict[str, Any] | None:
-    view = await _agent_view(h)
+async def _ended(h: RunningHeadend, reason: str, gateway_id: str = "gw-1") -> dict[str, Any] | None:
+    view = await _agent_view(h, gateway_id)
     return view if not view["connected"] and view["last_end_reason"] == reason else None
 
 
@@ -234,3 +237,62 @@ async def test_an_unexpected_error_is_internal_with_a_plain_message(
     assert scripted_agent.error.code() == grpc.StatusCode.INTERNAL
     details = scripted_agent.error.details() or ""
     assert "SELECT" not in details and "RuntimeError" not in details and "log" in details
+
+
+async def test_a_real_agent_heartbeats_through_and_its_stop_is_recorded_closed(
+    quick: RunningHeadend, tmp_path: Path
+) -> None:
+    assert quick.pki is not None
+    agent = EdgeAgent(_site(quick.grpc_address, quick.pki, tmp_path))
+    running = asyncio.create_task(agent.run())
+    try:
+        await wait_for(lambda: agent.connected, timeout=30)
+        first = await _agent_view(quick, "gw-real")
+        # Its session lives past 3x the silence setting, on its heartbeats.
+        view = await wait_for(lambda: _lived(quick, "gw-real", 3 * SILENCE_S), timeout=30)
+        assert view["session_id"] == first["session_id"]
+    finally:
+        agent.stop()
+        await asyncio.wait_for(running, 20)
+    view = await wait_for(lambda: _ended(quick, "closed", "gw-real"))
+    assert view["last_ended_at"]
+
+
+async def _lived(h: RunningHeadend, gateway_id: str, seconds: float) -> dict[str, Any] | None:
+    """The agent's view once its live session was last heard ``seconds`` after it began."""
+    view = await _agent_view(h, gateway_id)
+    if not view["connected"]:
+        return None
+    lived = datetime.fromisoformat(view["last_seen"]) - datetime.fromisoformat(view["connected_at"])
+    return view if lived.total_seconds() >= seconds else None
+
+
+def _site(address: str, pki: TestPki, tmp_path: Path) -> SiteConfig:
+    """A real agent with one simulated battery, heartbeating every 0.3 s."""
+    issued = pki.gateway("gw-real")
+    return SiteConfig.model_validate(
+        {
+            "version": 1,
+            "gateway_id": "gw-real",
+            "site": {"id": "site-real", "timezone": "UTC"},
+            "headend": {
+                "address": address,
+                "ca_file": str(pki.pki.ca_file),
+                "cert_file": str(issued.cert_file),
+                "key_file": str(issued.key_file),
+            },
+            "telemetry_interval_s": 5,
+            "heartbeat_interval_s": 0.3,
+            "buffer": {"path": str(tmp_path / "buffer.sqlite3")},
+            "assets": [
+                {
+                    "id": "real-bess",
+                    "type": "bess",
+                    "limits": {"p_min_kw": -10, "p_max_kw": 10},
+                    "capacity_kwh": 20,
+                    "default_p_kw": 0,
+                    "device": {"kind": "simulated"},
+                }
+            ],
+        }
+    )
