@@ -21,7 +21,15 @@ from gridpilot.security.audit import Actor
 from gridpilot.security.identity import GatewayIdentity
 from gridpilot.workflows.models import AgentAck, DispatchInput
 
-from .convert import ACK_STATE_FROM_PB, asset_from_pb, reason_from_pb, ts_to_pb
+from .convert import (
+    ACK_STATE_FROM_PB,
+    ack_problem,
+    asset_from_pb,
+    check_hello_text,
+    clean_text,
+    reason_from_pb,
+    ts_to_pb,
+)
 from .copyrows import CopyRows, EncodedBatch, encode_batch
 from .edge_reports import EdgeBufferReports
 from .guard import GatewayAuthority, Refusal, gateway_actor
@@ -196,6 +204,10 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         for name in ("gateway_id", "site_id"):
             if not getattr(hello, name):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"hello.{name} is empty")
+        try:
+            check_hello_text(hello)  # NUL or overlong: a clean refusal, not a database error
+        except ValidationFailed as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
         if ident is not None and hello.gateway_id != ident.gateway_id:
             # Identity comes from the certificate only; a Hello naming another
             # gateway is an impersonation attempt.
@@ -390,9 +402,8 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         try:
             inp = local_dispatch_input(raw, session.gateway_id, session.site_id, session.asset_ids)
         except LocalDispatchRefused as exc:
-            await self._refuse(
-                session.gateway_id, "dispatch.local_refused", raw.dispatch_id, exc.message
-            )
+            target = clean_text(raw.dispatch_id, 200)  # the audit row must be storable
+            await self._refuse(session.gateway_id, "dispatch.local_refused", target, exc.message)
             _confirm(session, raw.dispatch_id, refused=exc.message)
             return True
         if self._local_sink is None:
@@ -432,6 +443,10 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         """Take the agent's ack: signal it to its workflow (or keep it as a late
         ack), then confirm it (DispatchAckReceived), so the agent stops
         re-sending it. With the database down the stream ends unconfirmed."""
+        if (problem := ack_problem(raw)) is not None:  # refused, or it is re-sent forever
+            log.warning("bad_ack_ignored", gateway=session.gateway_id, problem=problem)
+            _received(session, raw, refused=problem)
+            return
         # The dispatch's asset (from the database, not the message) must be
         # one this gateway speaks for; otherwise nothing reaches the workflow.
         try:
@@ -468,7 +483,7 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             if raw.HasField("time")
             else datetime.now(UTC),
             reason=reason_from_pb(raw.reason),
-            detail=raw.detail,
+            detail=clean_text(raw.detail, 1000),
             asset_id=raw.asset_id,
             applied_p_kw=raw.applied_p_kw if raw.HasField("applied_p_kw") else None,
             gateway_id=session.gateway_id,
