@@ -140,6 +140,12 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         except asyncio.CancelledError:
             session.cut = True  # grpc cancels the handler when the call is cut
             raise
+        except grpc.aio.AbortError:
+            raise
+        except Exception:
+            log.exception("agent_stream_failed", gateway=session.gateway_id)
+            session.close(EndReason.HEADEND_ERROR)
+            await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
         finally:
             # Shielded: a cancel (the agent's channel closing) must not stop
             # the session being closed in the database half-way.
@@ -355,7 +361,7 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             await self._refuse(
                 session.gateway_id,
                 "telemetry.foreign_asset_refused",
-                asset_id,
+                clean_text(asset_id, 200),  # the audit row must be storable
                 f"telemetry for asset {asset_id!r}, which is not bound to this gateway",
             )
         done: list[EncodedBatch] = []

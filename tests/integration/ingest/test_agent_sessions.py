@@ -229,13 +229,17 @@ async def test_garbage_after_hello_ends_the_session_invalid_message(
     await wait_for(lambda: _ended(headend, "invalid_message"))
 
 
+@pytest.mark.parametrize("step", ["register", "last_batch_seq"])  # in the handshake, after it
 async def test_an_unexpected_error_is_internal_with_a_plain_message(
-    headend: RunningHeadend, scripted_agent: ScriptedAgent, monkeypatch: pytest.MonkeyPatch
+    headend: RunningHeadend,
+    scripted_agent: ScriptedAgent,
+    monkeypatch: pytest.MonkeyPatch,
+    step: str,
 ) -> None:
     async def broken(*_: Any, **__: Any) -> None:
         raise RuntimeError('SELECT secret FROM "gateways" -- internal detail')
 
-    monkeypatch.setattr(headend.headend.store, "register", broken)
+    monkeypatch.setattr(headend.headend.store, step, broken)
     await scripted_agent.connect(demo_assets())
     assert scripted_agent.error is not None
     assert scripted_agent.error.code() == grpc.StatusCode.INTERNAL
