@@ -34,7 +34,7 @@ from gridpilot.schema.pb import agent_pb2 as pb
 
 pytestmark = pytest.mark.integration
 
-SILENCE_S = 1.0
+SILENCE_S = 2.0
 
 
 @pytest.fixture
