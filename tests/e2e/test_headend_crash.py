@@ -69,6 +69,7 @@ def headend_env(
         "GRIDPILOT_TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
         "GRIDPILOT_TASK_QUEUE": task_queue,
         "GRIDPILOT_HEADEND_ID": "crash-test",
+        "GRIDPILOT_AGENT_SILENCE_S": "3600",  # its scripted agents send no heartbeats
         "GRIDPILOT_API_PORT": str(free_port()),
         "GRIDPILOT_GRPC_LISTEN": f"127.0.0.1:{free_port()}",
     }

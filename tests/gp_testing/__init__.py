@@ -124,6 +124,7 @@ async def running_headend(
         grpc_tls_key_file=pki.headend.key_file,
         grpc_client_ca_file=pki.pki.ca_file,
         revocation_check_s=0.5,
+        agent_silence_s=3600,  # ScriptedAgent sends no heartbeats; silence tests set it small
     ).model_copy(update=settings_)
     h = Headend(settings)
     task = asyncio.create_task(h.run())
@@ -241,6 +242,11 @@ class ScriptedAgent:
     @property
     def ended(self) -> bool:
         return self._reader is not None and self._reader.done()
+
+    async def cut(self) -> None:
+        """Drop the connection without ending the stream, as a dead network does."""
+        if self._channel is not None:
+            await self._channel.close()
 
     async def close(self) -> None:
         await self._queue.put(None)

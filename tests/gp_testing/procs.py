@@ -118,6 +118,7 @@ class HeadendProcess:
             "GRIDPILOT_ENVIRONMENT": "dev",
             "GRIDPILOT_GRPC_INSECURE": "true",  # these tests are about data, not identity
             "GRIDPILOT_METRICS_PUBLIC": "true",
+            "GRIDPILOT_AGENT_SILENCE_S": "3600",  # a SIGSTOPped headend must not end agents
             **self.extra_env,
         }
         cmd = [sys.executable, "-m", "gridpilot", "headend"]

@@ -37,6 +37,19 @@ def _engine(request: Request) -> AsyncEngine:
 @router.get("/agents", response_model=list[AgentView], tags=["agents"])
 async def list_agents(request: Request) -> list[dict[str, Any]]:
     g, s, live = t.gateways, t.sites, t.agent_sessions.alias("live")
+    ended = t.agent_sessions.alias("ended")
+    last = (  # each gateway's ended sessions, newest first (nth == 1)
+        select(
+            ended.c.gateway_id,
+            ended.c.ended_at,
+            ended.c.end_reason,
+            func.row_number()
+            .over(partition_by=ended.c.gateway_id, order_by=ended.c.ended_at.desc())
+            .label("nth"),
+        )
+        .where(ended.c.ended_at.is_not(None))
+        .subquery("last")
+    )
     q = (
         select(
             g.c.id.label("gateway_id"),
@@ -49,11 +62,13 @@ async def list_agents(request: Request) -> list[dict[str, Any]]:
             live.c.headend_id,
             live.c.connected_at,
             live.c.last_seen.label("session_last_seen"),
+            last.c.end_reason.label("last_end_reason"),
+            last.c.ended_at.label("last_ended_at"),
         )
         .select_from(
-            g.join(s, s.c.id == g.c.site_id).outerjoin(
-                live, and_(live.c.gateway_id == g.c.id, live.c.ended_at.is_(None))
-            )
+            g.join(s, s.c.id == g.c.site_id)
+            .outerjoin(live, and_(live.c.gateway_id == g.c.id, live.c.ended_at.is_(None)))
+            .outerjoin(last, and_(last.c.gateway_id == g.c.id, last.c.nth == 1))
         )
         .order_by(g.c.id)
     )

@@ -147,6 +147,13 @@ class AgentView(BaseModel):
     connected_at: datetime | None
     last_seen: datetime
     agent_version: str
+    # A str, not the enum: rows written before these reasons existed are shown as they are.
+    last_end_reason: str | None = Field(
+        None,
+        description="why the gateway's last session ended: closed, network, unresponsive, "
+        "revoked, superseded, invalid_message, ... (docs/guarantees.md)",
+    )
+    last_ended_at: datetime | None = None
 
 
 class SiteView(BaseModel):

@@ -113,12 +113,20 @@ class HeadendLink:
         self.sessions = 0  # established sessions since start
         self._down_since = time.monotonic()
         self._log = log.bind(headend=config.address)
+        self._closing = asyncio.Event()
+
+    def close(self) -> None:
+        """End the stream cleanly, then let ``run()`` return: the agent
+        half-closes and the headend ends the stream, recording the session
+        ``closed`` (a cancelled call looks to it like a cut connection)."""
+        self._closing.set()
+        self._outbound.wakeup.set()
 
     async def run(self) -> None:
-        """Connect, stream, reconnect; returns only by cancellation."""
+        """Connect, stream, reconnect; returns by cancellation or after close()."""
         attempt = 0
         warned = False
-        while True:
+        while not self._closing.is_set():
             established_before = self.sessions
             try:
                 await self._session()
@@ -128,6 +136,9 @@ class HeadendLink:
             except Exception as exc:  # a bug, not a network problem: show it, keep going
                 reason = describe(exc)
                 self._log.exception("headend link error")
+            if self._closing.is_set():
+                self._log.info("headend link closed", reason=reason)
+                return
             if self.sessions > established_before:
                 attempt, warned = 0, False
                 self._went_down(reason)
@@ -138,7 +149,8 @@ class HeadendLink:
             else:
                 self._log.debug("connect attempt failed", error=reason, attempt=attempt)
             attempt += 1
-            await asyncio.sleep(backoff_delay(attempt, self._rng))
+            with contextlib.suppress(TimeoutError):  # close() ends the wait
+                await asyncio.wait_for(self._closing.wait(), backoff_delay(attempt, self._rng))
 
     # ------------------------------------------------------------ session
 
@@ -191,6 +203,9 @@ class HeadendLink:
         next_heartbeat = time.monotonic() + self._heartbeat_s
         while True:
             out.wakeup.clear()
+            if self._closing.is_set():
+                await call.done_writing()
+                await asyncio.Future()  # the reader ends when the headend ends the stream
             now = time.monotonic()
             if now >= next_heartbeat:
                 await call.write(out.heartbeat(self._clock.now()))

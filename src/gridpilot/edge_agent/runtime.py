@@ -516,6 +516,8 @@ class EdgeAgent:
         # let the last acks (RELEASED AGENT_OFFLINE) leave while the link is up
         while len(self.acks) and self.link.up and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
+        self.link.close()  # half-close, so the headend records the session closed
+        await asyncio.wait([link], timeout=1.0)
         link.cancel()
         await self._ended([link], "link")
         for device in self._devices.values():

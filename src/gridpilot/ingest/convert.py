@@ -23,6 +23,9 @@ ASSET_TYPE_FROM_PB = {
 ASSET_TYPE_TO_PB = {v: k for k, v in ASSET_TYPE_FROM_PB.items()}
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# What google.protobuf.Timestamp may hold (0001-01-01 to 9999-12-31), and Python too.
+_TS_SECONDS = range(-62_135_596_800, 253_402_300_800)
+MAX_ID_CHARS = 200  # ids and names an agent declares (site, gateway, asset)
 
 ACK_STATE_FROM_PB = {
     pb.ACK_STATE_ACCEPTED: "accepted",
@@ -32,6 +35,46 @@ ACK_STATE_FROM_PB = {
     pb.ACK_STATE_FAILED: "failed",
     pb.ACK_STATE_RELEASED: "released",
 }
+
+
+def check_text(field: str, value: str, limit: int = MAX_ID_CHARS) -> None:
+    """Text PostgreSQL can store (no NUL) of a sane length; ValidationFailed names the field."""
+    if "\x00" in value:
+        raise ValidationFailed(f"{field} contains a NUL character", field=field)
+    if len(value) > limit:
+        raise ValidationFailed(f"{field} is longer than {limit} characters", field=field)
+
+
+def check_hello_text(hello: pb.Hello) -> None:
+    """Every text field of a Hello (they name rows in the database)."""
+    for name in ("gateway_id", "site_id", "site_name", "agent_version"):
+        check_text(f"hello.{name}", getattr(hello, name))
+    for i, a in enumerate(hello.assets):
+        check_text(f"hello.assets[{i}].asset_id", a.asset_id)
+        check_text(f"hello.assets[{i}].name", a.name)
+
+
+def clean_text(value: str, limit: int) -> str:
+    """Free text from an agent (a detail, an actor), storable: NUL replaced, cut to limit."""
+    return value.replace("\x00", "\ufffd")[:limit]
+
+
+def ts_problem(ts: timestamp_pb2.Timestamp) -> str | None:
+    """Why this Timestamp is no time (None: it is one)."""
+    if ts.seconds not in _TS_SECONDS or not 0 <= ts.nanos < 1_000_000_000:
+        return "is outside 0001-01-01..9999-12-31"
+    return None
+
+
+def ack_problem(raw: pb.DispatchAck) -> str | None:
+    """Why a DispatchAck cannot be taken as it is (None: it can)."""
+    if "\x00" in raw.dispatch_id or len(raw.dispatch_id) > MAX_ID_CHARS:
+        return "dispatch_ack.dispatch_id is not a dispatch id"
+    if raw.reason not in pb.ReasonCode.values():
+        return f"dispatch_ack.reason {raw.reason} is not a known reason code"
+    if raw.HasField("time") and (why := ts_problem(raw.time)):
+        return f"dispatch_ack.time {why}"
+    return None
 
 
 def reason_from_pb(value: int) -> ReasonCode | None:

@@ -11,25 +11,30 @@ and an asset re-bound to another gateway leaves this session's set at once.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import grpc
 import structlog
+from cryptography import x509
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gridpilot.core.sessions import EndReason
 from gridpilot.schema import tables as t
 from gridpilot.security.audit import Actor, AuditEvent, AuditLog
 from gridpilot.security.certs import CertificateRegistry
-from gridpilot.security.identity import GatewayIdentity, IdentityError, identity_from_auth_context
+from gridpilot.security.identity import (
+    GatewayIdentity,
+    IdentityError,
+    fingerprint,
+    identity_from_auth_context,
+)
 
+from .refusals import Cause, RefusalLimiter
 from .sessions import AgentSession, SessionRegistry
 
 log = structlog.get_logger(__name__)
-
-AUDIT_REPEAT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -43,12 +48,16 @@ class GatewayAuthority:
     plain-text (insecure dev mode), where Hello is taken at its word."""
 
     def __init__(
-        self, certs: CertificateRegistry, audit: AuditLog, trust_domain: str | None
+        self,
+        certs: CertificateRegistry,
+        audit: AuditLog,
+        trust_domain: str | None,
+        limiter: RefusalLimiter | None = None,
     ) -> None:
         self.certs = certs
         self.audit = audit
         self.trust_domain = trust_domain
-        self._last_audited: dict[tuple[str, str, str], float] = {}
+        self._limiter = limiter or RefusalLimiter()
 
     @property
     def mtls(self) -> bool:
@@ -68,6 +77,7 @@ class GatewayAuthority:
                 "gateway.identity_refused",
                 "",
                 str(exc),
+                fingerprint=peer_fingerprint(auth_context),
                 peer=peer,
             )
             return Refusal(grpc.StatusCode.UNAUTHENTICATED, f"client certificate refused: {exc}")
@@ -83,18 +93,22 @@ class GatewayAuthority:
         return ident
 
     async def refuse(
-        self, actor: Actor, action: str, target: str, reason: str, **detail: object
+        self,
+        actor: Actor,
+        action: str,
+        target: str,
+        reason: str,
+        fingerprint: str = "",
+        **detail: object,
     ) -> None:
+        """Log every refusal; audit it once per distinct cause a minute
+        (ingest.refusals): retries repeat it, another certificate or reason
+        does not."""
         log.warning(action, actor=actor.name, target=target, reason=reason)
-        # An agent retrying with backoff repeats the same refusal: one audit
-        # row per actor, action and target a minute is the record; the log
-        # line above has every attempt.
-        key, now = (action, actor.name, target), time.monotonic()
-        if now - self._last_audited.get(key, -AUDIT_REPEAT_S) < AUDIT_REPEAT_S:
+        if not self._limiter.admit(Cause(action, actor.name, target, fingerprint, reason)):
             return
-        if len(self._last_audited) > 10_000:
-            self._last_audited.clear()
-        self._last_audited[key] = now
+        if fingerprint:
+            detail["fingerprint"] = fingerprint
         try:
             await self.audit.append(
                 AuditEvent(actor, action, target, "refused", {"reason": reason, **detail})
@@ -105,6 +119,16 @@ class GatewayAuthority:
 
 def gateway_actor(gateway_id: str) -> Actor:
     return Actor(f"gateway:{gateway_id}", "gateway", "mtls")
+
+
+def peer_fingerprint(auth_context: Mapping[str, list[bytes]]) -> str:
+    """SHA-256 of the peer's client certificate ("" when it sent none or it
+    cannot be read): what tells one refused certificate from another."""
+    pems = auth_context.get("x509_pem_cert") or []
+    try:
+        return fingerprint(x509.load_pem_x509_certificate(pems[0])) if pems else ""
+    except ValueError:
+        return ""
 
 
 class SessionGuard:
@@ -136,7 +160,7 @@ class SessionGuard:
         for s in live:
             if s.fingerprint in revoked:
                 log.warning("agent_certificate_revoked", gateway=s.gateway_id, session=s.session_id)
-                s.close("revoked")
+                s.close(EndReason.REVOKED)
         bound: dict[str, set[str]] = {s.gateway_id: set() for s in live}
         async with self._engine.connect() as conn:
             await self._check_enrolled(conn, [s for s in live if s.enrolled_only])
@@ -172,4 +196,4 @@ class SessionGuard:
         for s in watched:
             if (s.site_id, s.gateway_id) not in enrolled:
                 log.warning("agent_unenrolled", gateway=s.gateway_id, site=s.site_id)
-                s.close("unenrolled")
+                s.close(EndReason.UNENROLLED)

@@ -12,6 +12,8 @@ from gridpilot.core.errors import DomainError
 from gridpilot.schema.pb import agent_pb2 as pb
 from gridpilot.workflows.models import DispatchInput
 
+from .convert import clean_text, ts_problem
+
 MAX_ID_LEN = 100
 MAX_LEASE = timedelta(days=7)
 
@@ -28,9 +30,14 @@ def local_dispatch_input(
     def refuse(field: str, why: str) -> LocalDispatchRefused:
         return LocalDispatchRefused(f"local_dispatch.{field}: {why}", field=field)
 
-    if not raw.dispatch_id.startswith(LOCAL_DISPATCH_PREFIX) or len(raw.dispatch_id) > MAX_ID_LEN:
+    if (
+        not raw.dispatch_id.startswith(LOCAL_DISPATCH_PREFIX)
+        or len(raw.dispatch_id) > MAX_ID_LEN
+        or "\x00" in raw.dispatch_id
+    ):
         raise refuse(
-            "dispatch_id", f"must start with {LOCAL_DISPATCH_PREFIX!r}, at most {MAX_ID_LEN} chars"
+            "dispatch_id",
+            f"must start with {LOCAL_DISPATCH_PREFIX!r}, at most {MAX_ID_LEN} chars, no NUL",
         )
     if raw.asset_id not in asset_ids:
         raise refuse("asset_id", f"{raw.asset_id!r} is not one of this gateway's assets")
@@ -38,11 +45,14 @@ def local_dispatch_input(
         raise refuse("p_kw", "must be a finite number")
     if not raw.HasField("start") or not raw.HasField("end"):
         raise refuse("end" if raw.HasField("start") else "start", "is required")
+    for name in ("start", "end"):
+        if why := ts_problem(getattr(raw, name)):
+            raise refuse(name, why)
     start = raw.start.ToDatetime(tzinfo=UTC)
     end = raw.end.ToDatetime(tzinfo=UTC)
     if not timedelta(0) < end - start <= MAX_LEASE:
         raise refuse("end", f"must be after start, by at most {MAX_LEASE.days} days")
-    actor = raw.actor.strip()[:200] or "local"
+    actor = clean_text(raw.actor.strip(), 200) or "local"
     return DispatchInput(
         dispatch_id=raw.dispatch_id,
         kind="asset",

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from gridpilot.core.assets import Asset
 from gridpilot.core.errors import Conflict, NotFound
 from gridpilot.core.lifecycle import DispatchState
+from gridpilot.core.sessions import EndReason
 from gridpilot.schema import tables as t
 from gridpilot.workflows.models import AgentAck
 
@@ -133,8 +134,16 @@ class GatewayStore:
         agent_version: str,
     ) -> list[str]:
         """Record a live session, ending the gateway's older one (superseded).
-        Returns the ids of the sessions it ended."""
+        Returns the ids of the sessions it ended.
+
+        The gateway's row (written by ``register``) is locked first, so two
+        Hellos of one gateway, here or on two replicas, take turns: the later
+        one ends the earlier's session instead of both finding none live and
+        one failing on the one-live-session index."""
         async with self._engine.begin() as conn:
+            await conn.execute(
+                select(t.gateways.c.id).where(t.gateways.c.id == gateway_id).with_for_update()
+            )
             ended = await conn.execute(
                 update(t.agent_sessions)
                 .where(
@@ -143,7 +152,7 @@ class GatewayStore:
                         t.agent_sessions.c.ended_at.is_(None),
                     )
                 )
-                .values(ended_at=func.now(), end_reason="superseded")
+                .values(ended_at=func.now(), end_reason=EndReason.SUPERSEDED.value)
                 .returning(t.agent_sessions.c.id)
             )
             ended_ids = [r[0] for r in ended]
@@ -163,34 +172,35 @@ class GatewayStore:
     async def touch(self, session_id: str) -> bool:
         """Update last_seen; False when the session was ended elsewhere
         (e.g. superseded through another headend replica)."""
+        s = t.agent_sessions
+        live = and_(s.c.id == session_id, s.c.ended_at.is_(None))
         async with self._engine.begin() as conn:
+            # The gateway's row before the session's, in open_session's order:
+            # the other order can deadlock with a new Hello of this gateway.
             res = await conn.execute(
-                update(t.agent_sessions)
-                .where(
-                    and_(t.agent_sessions.c.id == session_id, t.agent_sessions.c.ended_at.is_(None))
-                )
+                update(t.gateways)
+                .where(t.gateways.c.id == select(s.c.gateway_id).where(live).scalar_subquery())
                 .values(last_seen=func.now())
-                .returning(t.agent_sessions.c.gateway_id)
+                .returning(t.gateways.c.id)
             )
-            gateway_id = res.scalar()
-            if gateway_id is None:
+            if res.scalar() is None:
                 return False
-            await conn.execute(
-                update(t.gateways).where(t.gateways.c.id == gateway_id).values(last_seen=func.now())
+            res = await conn.execute(
+                update(s).where(live).values(last_seen=func.now()).returning(s.c.id)
             )
-            return True
+            return res.scalar() is not None
 
-    async def close_session(self, session_id: str, reason: str) -> None:
+    async def close_session(self, session_id: str, reason: EndReason) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(
                 update(t.agent_sessions)
                 .where(
                     and_(t.agent_sessions.c.id == session_id, t.agent_sessions.c.ended_at.is_(None))
                 )
-                .values(ended_at=func.now(), end_reason=reason)
+                .values(ended_at=func.now(), end_reason=reason.value)
             )
 
-    async def close_headend_sessions(self, headend_id: str, reason: str) -> None:
+    async def close_headend_sessions(self, headend_id: str, reason: EndReason) -> None:
         """At start-up and shutdown: sessions this replica held are gone."""
         async with self._engine.begin() as conn:
             await conn.execute(
@@ -201,7 +211,7 @@ class GatewayStore:
                         t.agent_sessions.c.ended_at.is_(None),
                     )
                 )
-                .values(ended_at=func.now(), end_reason=reason)
+                .values(ended_at=func.now(), end_reason=reason.value)
             )
 
     async def last_batch_seq(self, gateway_id: str) -> int:

@@ -11,15 +11,25 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import sqlalchemy.exc
 import structlog
+from google.protobuf.message import DecodeError
 
 from gridpilot.core.errors import Conflict, ValidationFailed
+from gridpilot.core.sessions import EndReason
 from gridpilot.schema.pb import agent_pb2 as pb
 from gridpilot.schema.pb import agent_pb2_grpc as pb_grpc
 from gridpilot.security.audit import Actor
 from gridpilot.security.identity import ID_PATTERN, GatewayIdentity
 from gridpilot.workflows.models import AgentAck, DispatchInput
 
-from .convert import ACK_STATE_FROM_PB, asset_from_pb, reason_from_pb, ts_to_pb
+from .convert import (
+    ACK_STATE_FROM_PB,
+    ack_problem,
+    asset_from_pb,
+    check_hello_text,
+    clean_text,
+    reason_from_pb,
+    ts_to_pb,
+)
 from .copyrows import CopyRows, EncodedBatch, encode_batch
 from .edge_reports import EdgeBufferReports
 from .enrollment import OPEN, Admission, EnrollmentStore
@@ -32,6 +42,7 @@ from .sessions import AgentSession, SessionClosed, SessionRegistry
 log = structlog.get_logger(__name__)
 
 HELLO_TIMEOUT_S = 10.0
+INTERNAL_MESSAGE = "internal error in the headend (logged there); retry later"
 MAX_SAMPLES_PER_BATCH = 5000
 # Signals an ack to its dispatch workflow, then calls back (acks.TemporalAckSink).
 AckSink = Callable[[AgentAck, Callable[[], None]], Awaitable[None]]
@@ -43,6 +54,24 @@ DB_DOWN = (
     sqlalchemy.exc.TimeoutError,
     TimeoutError,
 )
+# The status a stream ends with, by the reason the headend ended it (the
+# others end with OK: superseded, closed, or nobody left to tell).
+END_STATUS: dict[EndReason, tuple[grpc.StatusCode, str]] = {
+    EndReason.REVOKED: (grpc.StatusCode.UNAUTHENTICATED, "client certificate has been revoked"),
+    EndReason.UNENROLLED: (
+        grpc.StatusCode.PERMISSION_DENIED,
+        "gateway is no longer enrolled for this site; see: gridpilot gateway enroll",
+    ),
+    EndReason.INVALID_MESSAGE: (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "message: not a valid gridpilot.v1.AgentMessage (undecodable protobuf)",
+    ),
+    EndReason.UNRESPONSIVE: (
+        grpc.StatusCode.UNAVAILABLE,
+        "no message (heartbeat, telemetry or ack) from the agent in time; reconnect",
+    ),
+    EndReason.HEADEND_ERROR: (grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE),
+}
 
 
 class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
@@ -58,9 +87,11 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         authority: GatewayAuthority | None = None,
         local_sink: LocalSink | None = None,
         enrollment: EnrollmentStore | None = None,
+        silence_s: float = 25.0,
     ) -> None:
         self._store = store
         self._enrollment = enrollment
+        self._silence_s = silence_s  # GRIDPILOT_AGENT_SILENCE_S
         self._local_sink = local_sink
         self._sessions = sessions
         self._pipeline = pipeline
@@ -83,9 +114,16 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         self.streams_started += 1
         try:
             session = await self._handshake(request_iterator, context)
+        except grpc.aio.AbortError:
+            raise
         except DB_DOWN:
             # The agent keeps buffering and retries with backoff.
             await context.abort(grpc.StatusCode.UNAVAILABLE, "headend database unavailable")
+            raise AssertionError("unreachable") from None
+        except Exception:
+            # Never an exception's text (SQL, paths) to the client: the log has it.
+            log.exception("agent_handshake_failed", peer=context.peer())
+            await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
             raise AssertionError("unreachable") from None
         try:
             last_seq = 0
@@ -104,15 +142,17 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
                 if msg is None:
                     break
                 yield msg
-            if session.close_reason == "revoked":
-                await context.abort(
-                    grpc.StatusCode.UNAUTHENTICATED, "client certificate has been revoked"
-                )
-            if session.close_reason == "unenrolled":
-                await context.abort(
-                    grpc.StatusCode.PERMISSION_DENIED,
-                    f"gateway is no longer enrolled for site {session.site_id!r}",
-                )
+            if session.close_reason in END_STATUS:
+                await context.abort(*END_STATUS[session.close_reason])
+        except asyncio.CancelledError:
+            session.cut = True  # grpc cancels the handler when the call is cut
+            raise
+        except grpc.aio.AbortError:
+            raise
+        except Exception:
+            log.exception("agent_stream_failed", gateway=session.gateway_id)
+            session.close(EndReason.HEADEND_ERROR)
+            await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
         finally:
             # Shielded: a cancel (the agent's channel closing) must not stop
             # the session being closed in the database half-way.
@@ -137,16 +177,22 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             session.reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await session.reader
-        session.close(session.close_reason or "stream_ended")
+        reason = session.end_reason
+        session.close(reason)
         self._sessions.detach(session)
         with contextlib.suppress(Exception):
-            await self._store.close_session(session.session_id, session.close_reason or "")
+            await self._store.close_session(session.session_id, reason)
         log.info(
             "agent_disconnected",
             gateway=session.gateway_id,
             session=session.session_id,
-            reason=session.close_reason,
+            reason=reason.value,
         )
+
+    def _rpc_done(self, session: AgentSession, context: grpc.aio.ServicerContext) -> None:
+        if not context.done():  # ended without a status sent: the call was cut
+            session.cut = True
+        self._end(session)
 
     async def _handshake(
         self,
@@ -159,12 +205,22 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         except (TimeoutError, StopAsyncIteration):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "hello: expected Hello first")
             raise AssertionError("unreachable") from None
+        except DecodeError:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "hello: the first message is not a valid gridpilot.v1.AgentMessage",
+            )
+            raise AssertionError("unreachable") from None
         if first.WhichOneof("body") != "hello":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "hello: expected Hello first")
         hello = first.hello
         for name in ("gateway_id", "site_id"):
             if not getattr(hello, name):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"hello.{name} is empty")
+        try:
+            check_hello_text(hello)  # NUL or overlong: a clean refusal, not a database error
+        except ValidationFailed as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
         if ident is not None and hello.gateway_id != ident.gateway_id:
             # Identity comes from the certificate only; a Hello naming another
             # gateway is an impersonation attempt.
@@ -172,7 +228,13 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
                 f"hello.gateway_id {hello.gateway_id!r} is not this certificate's gateway "
                 f"{ident.gateway_id!r}"
             )
-            await self._refuse(ident.gateway_id, "gateway.id_mismatch", hello.gateway_id, message)
+            await self._refuse(
+                ident.gateway_id,
+                "gateway.id_mismatch",
+                hello.gateway_id,
+                message,
+                ident.fingerprint,
+            )
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
         admission = await self._admit(ident, hello, context)
         try:
@@ -215,17 +277,18 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             fingerprint=ident.fingerprint if ident is not None else None,
             enrolled_only=admission.by_admin_only,
         )
-        ended = await self._store.open_session(
-            session.session_id,
-            session.gateway_id,
-            session.site_id,
-            self._headend_id,
-            self._task_queue,
-            session.peer,
-            hello.agent_version,
-        )
-        self._sessions.attach(session)
-        context.add_done_callback(lambda _: self._end(session))
+        async with self._sessions.opening(session.gateway_id):
+            ended = await self._store.open_session(
+                session.session_id,
+                session.gateway_id,
+                session.site_id,
+                self._headend_id,
+                self._task_queue,
+                session.peer,
+                hello.agent_version,
+            )
+            self._sessions.attach(session)
+        context.add_done_callback(lambda ctx: self._rpc_done(session, ctx))
         log.info(
             "agent_connected",
             gateway=session.gateway_id,
@@ -276,17 +339,39 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             raise AssertionError("unreachable")
         return found
 
-    async def _refuse(self, gateway_id: str, action: str, target: str, reason: str) -> None:
+    async def _refuse(
+        self, gateway_id: str, action: str, target: str, reason: str, fingerprint: str = ""
+    ) -> None:
         if self._authority is not None:
-            await self._authority.refuse(gateway_actor(gateway_id), action, target, reason)
+            await self._authority.refuse(
+                gateway_actor(gateway_id), action, target, reason, fingerprint
+            )
         else:
             log.warning(action, gateway=gateway_id, target=target, reason=reason)
 
     async def _read(
         self, request_iterator: AsyncIterator[pb.AgentMessage], session: AgentSession
     ) -> None:
+        messages = aiter(request_iterator)
         try:
-            async for msg in request_iterator:
+            while True:
+                try:
+                    # Only the wait for the agent counts as its silence, not
+                    # the time its messages wait for the ingest queue.
+                    async with asyncio.timeout(self._silence_s):
+                        msg = await anext(messages)
+                except StopAsyncIteration:
+                    session.close(EndReason.CLOSED)
+                    return
+                except TimeoutError:
+                    log.warning(
+                        "agent_unresponsive",
+                        gateway=session.gateway_id,
+                        session=session.session_id,
+                        silent_s=self._silence_s,
+                    )
+                    session.close(EndReason.UNRESPONSIVE)
+                    return
                 kind = msg.WhichOneof("body")
                 if kind == "telemetry":
                     await self._on_telemetry(session, msg.telemetry)
@@ -294,19 +379,23 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
                     await self._on_ack(session, msg.dispatch_ack)
                 elif kind == "local_dispatch":
                     if not await self._on_local_dispatch(session, msg.local_dispatch):
-                        session.close("local_dispatch_unrecorded")
+                        session.close(EndReason.LOCAL_DISPATCH_UNRECORDED)
                         return
                 elif kind == "heartbeat":
                     self.edge_reports.update(session.gateway_id, msg.heartbeat)
                     if not await self._touch(session):
-                        session.close("superseded")
+                        session.close(EndReason.SUPERSEDED)
                         return
         except SessionClosed:
             pass
-        except Exception as exc:
-            log.warning("agent_stream_error", gateway=session.gateway_id, error=str(exc))
+        except DecodeError:
+            log.warning("agent_message_invalid", gateway=session.gateway_id)
+            session.close(EndReason.INVALID_MESSAGE)
+        except Exception:
+            log.exception("agent_stream_error", gateway=session.gateway_id)
+            session.close(EndReason.HEADEND_ERROR)
         finally:
-            session.close(session.close_reason or "agent_closed")
+            session.close(session.close_reason or EndReason.CLOSED)
 
     async def _on_telemetry(self, session: AgentSession, batch: pb.TelemetryBatch) -> None:
         received = datetime.now(UTC)  # the checks below use the time of receipt
@@ -319,7 +408,7 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             await self._refuse(
                 session.gateway_id,
                 "telemetry.foreign_asset_refused",
-                asset_id,
+                clean_text(asset_id, 200),  # the audit row must be storable
                 f"telemetry for asset {asset_id!r}, which is not bound to this gateway",
             )
         done: list[EncodedBatch] = []
@@ -366,9 +455,8 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         try:
             inp = local_dispatch_input(raw, session.gateway_id, session.site_id, session.asset_ids)
         except LocalDispatchRefused as exc:
-            await self._refuse(
-                session.gateway_id, "dispatch.local_refused", raw.dispatch_id, exc.message
-            )
+            target = clean_text(raw.dispatch_id, 200)  # the audit row must be storable
+            await self._refuse(session.gateway_id, "dispatch.local_refused", target, exc.message)
             _confirm(session, raw.dispatch_id, refused=exc.message)
             return True
         if self._local_sink is None:
@@ -408,6 +496,10 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         """Take the agent's ack: signal it to its workflow (or keep it as a late
         ack), then confirm it (DispatchAckReceived), so the agent stops
         re-sending it. With the database down the stream ends unconfirmed."""
+        if (problem := ack_problem(raw)) is not None:  # refused, or it is re-sent forever
+            log.warning("bad_ack_ignored", gateway=session.gateway_id, problem=problem)
+            _received(session, raw, refused=problem)
+            return
         # The dispatch's asset (from the database, not the message) must be
         # one this gateway speaks for; otherwise nothing reaches the workflow.
         try:
@@ -416,7 +508,7 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             # Not taken, not confirmed: end the stream, so the agent writes it
             # again on its next session (once the database answers again).
             log.warning("ack_not_taken", gateway=session.gateway_id, reason="database unavailable")
-            session.close("database_unavailable")
+            session.close(EndReason.DATABASE_UNAVAILABLE)
             raise SessionClosed("database unavailable") from None
         owner = target.asset_id if target is not None else None
         if owner not in session.asset_ids or (raw.asset_id and raw.asset_id != owner):
@@ -444,7 +536,7 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             if raw.HasField("time")
             else datetime.now(UTC),
             reason=reason_from_pb(raw.reason),
-            detail=raw.detail,
+            detail=clean_text(raw.detail, 1000),
             asset_id=raw.asset_id,
             applied_p_kw=raw.applied_p_kw if raw.HasField("applied_p_kw") else None,
             gateway_id=session.gateway_id,

@@ -22,6 +22,7 @@ from gridpilot.api.admin import SecurityDeps
 from gridpilot.api.app import ApiDeps, create_app
 from gridpilot.api.auth import AuthSettings
 from gridpilot.api.dispatches import DispatchOptions, DispatchService
+from gridpilot.core.sessions import EndReason
 from gridpilot.ingest.acks import TemporalAckSink
 from gridpilot.ingest.enrollment import EnrollmentStore
 from gridpilot.ingest.guard import GatewayAuthority, SessionGuard
@@ -221,7 +222,7 @@ class Headend:
         s = self.settings
         credentials = grpc_credentials(s) if s.has_role("grpc") else None
         await asyncio.to_thread(prepare_database, s)
-        await self.store.close_headend_sessions(s.headend_id, "headend_restarted")
+        await self.store.close_headend_sessions(s.headend_id, EndReason.HEADEND_RESTARTED)
         self.client = await temporal.connect(
             s.temporal_address, s.temporal_namespace, s.temporal_connect_timeout_s
         )
@@ -264,6 +265,7 @@ class Headend:
                 s.headend_id,
                 s.headend_task_queue,
                 timedelta(seconds=s.max_future_skew_s),
+                silence_s=s.agent_silence_s,
                 authority=GatewayAuthority(
                     self.certs, self.audit, None if credentials is None else s.trust_domain
                 ),
@@ -348,7 +350,7 @@ class Headend:
             # Let uvicorn close its socket, so a restart can bind the port again.
             api_server.should_exit = True
             await asyncio.wait([api_task], timeout=5)
-        self.sessions.close_all("headend_stopping")
+        self.sessions.close_all(EndReason.HEADEND_STOPPING)
         if grpc_server is not None:
             await grpc_server.stop(grace=2)
         for w in workers:
@@ -358,7 +360,9 @@ class Headend:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
-            await self.store.close_headend_sessions(self.settings.headend_id, "headend_stopped")
+            await self.store.close_headend_sessions(
+                self.settings.headend_id, EndReason.HEADEND_STOPPING
+            )
         await self.engine.dispose()
         log.info("headend_stopped")
 

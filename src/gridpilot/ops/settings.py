@@ -79,6 +79,13 @@ class Settings(BaseSettings):
     revocation_check_s: float = Field(
         2.0, gt=0, le=60, description="how often live agent streams are re-checked for revocation"
     )
+    agent_silence_s: float = Field(
+        25.0,
+        gt=0,
+        le=86_400,
+        description="an agent stream with no message (heartbeat, telemetry, ack) for this long "
+        "is ended as unresponsive; keep it above 2x the agents' heartbeat_interval_s (10 s)",
+    )
     metrics_public: bool = Field(
         False, description="serve /metrics without a bearer token (else any role may read it)"
     )

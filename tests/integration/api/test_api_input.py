@@ -23,11 +23,9 @@ from gridpilot.api.app import ApiDeps, create_app
 from gridpilot.api.auth import AuthSettings
 from gridpilot.api.dispatches import DispatchOptions, DispatchService
 from gridpilot.api.inputs import DEFAULT_MAX_BODY_BYTES, RequestBody
-from gridpilot.ingest.registry import GatewayStore
 from gridpilot.schema import db
 from gridpilot.security.audit import Actor, AuditLog
 from gridpilot.security.authn import Authenticator
-from gridpilot.security.certs import CertificateRegistry
 from gridpilot.security.tokens import TokenStore
 
 pytestmark = pytest.mark.integration
@@ -44,9 +42,7 @@ async def app(database_url: str) -> AsyncIterator[tuple[FastAPI, str]]:
         ApiDeps(
             engine=engine,
             dispatches=DispatchService(engine, None, DispatchOptions(task_queue="none"), audit),
-            security=SecurityDeps(
-                audit, tokens, CertificateRegistry(engine, audit), GatewayStore(engine)
-            ),
+            security=SecurityDeps.on(engine, audit, tokens),
             auth=AuthSettings(Authenticator(tokens), audit),
         )
     )
