@@ -216,6 +216,7 @@ async def test_garbage_as_the_first_message_is_invalid_argument(headend: Running
 async def test_garbage_after_hello_ends_the_session_invalid_message(
     headend: RunningHeadend,
 ) -> None:
+    await headend.enroll("gw-1", "site-1")
     channel, call = _raw_call(headend)
     try:
         hello = pb.Hello(gateway_id="gw-1", site_id="site-1", assets=demo_assets())
@@ -251,6 +252,7 @@ async def test_a_real_agent_heartbeats_through_and_its_stop_is_recorded_closed(
     quick: RunningHeadend, tmp_path: Path
 ) -> None:
     assert quick.pki is not None
+    await quick.enroll("gw-real", "site-real")
     agent = EdgeAgent(_site(quick.grpc_address, quick.pki, tmp_path))
     running = asyncio.create_task(agent.run())
     try:
@@ -309,7 +311,7 @@ def _site(address: str, pki: TestPki, tmp_path: Path) -> SiteConfig:
 async def test_a_hello_the_database_cannot_store_is_invalid_argument_naming_the_field(
     headend: RunningHeadend,
 ) -> None:
-    agent = headend.agent(site_id="site\x00one")
+    agent = headend.agent(enroll=False, site_id="site\x00one")  # no enrollment names it
     try:
         await agent.connect(demo_assets())
     finally:

@@ -81,6 +81,7 @@ async def test_each_revoked_certificate_of_a_gateway_is_audited(
     headend: RunningHeadend,
 ) -> None:
     assert headend.pki is not None
+    await headend.enroll("gw-1", "site-1")
     creds = []
     for _ in range(2):  # two certificates of gw-1 (issuing rewrites its files)
         issued = headend.pki.pki.issue_gateway("gw-1")
