@@ -57,6 +57,9 @@ def submit(
     ramp_kw_per_s: Annotated[
         float | None, typer.Option(help="ramp limit; the agent steps toward p_kw")
     ] = None,
+    accept_partial: Annotated[
+        bool, typer.Option(help="site target beyond its capacity: dispatch what it can")
+    ] = False,
     api: ApiOpt = "http://127.0.0.1:8080",
 ) -> None:
     """Submit a dispatch to an asset or a site."""
@@ -68,6 +71,7 @@ def submit(
         "priority": priority,
         "start_at": start_at,
         "ramp_kw_per_s": ramp_kw_per_s,
+        "accept_partial": accept_partial or None,
     }
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
     payload = {k: v for k, v in body.items() if v is not None}
