@@ -171,3 +171,10 @@ class DispatchStatus(BaseModel):
     late_acks: list[AgentAck] = Field(default_factory=list)
     # The dispatch that superseded this one after it was sent (see DispatchWorkflow).
     superseded_by: str | None = None
+
+
+class OwnCancel(BaseModel):
+    """A dispatch that ended cancelled asks Temporal to cancel its own execution."""
+
+    workflow_id: str
+    run_id: str

@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         DispatchResult,
         SplitInputs,
     )
+    from .outcome import child_result, close
 
 S = DispatchState
 # A re-spread child may wait this long for its agent (within the window).
@@ -63,11 +64,13 @@ class SiteDispatchWorkflow(DispatchWorkflow):
         self.available: dict[str, Available] = {}
         self.child_results: dict[str, DispatchResult] = {}
         self.allocation: AllocationRecord | None = None
+        self.child_last: dict[str, ChildState] = {}  # by child dispatch id
 
     @workflow.signal(name=SIGNAL_CHILD_STATE)
     def child_state(self, msg: ChildState) -> None:
         self.children[msg.asset_id] = msg.state
         self.child_states[msg.dispatch_id] = msg.state
+        self.child_last[msg.dispatch_id] = msg
 
     @workflow.run
     async def run(self, inp: DispatchInput) -> DispatchResult:
@@ -78,7 +81,9 @@ class SiteDispatchWorkflow(DispatchWorkflow):
             "load_split_inputs", inp.site_id, result_type=SplitInputs, **DB_ACTIVITY
         )  # type: ignore[call-overload]
         if not loaded.assets:
-            return await self._end(S.FAILED, ReasonCode.UNKNOWN_ASSET, "the site has no assets")
+            end = await self._end(S.FAILED, ReasonCode.UNKNOWN_ASSET, "the site has no assets")
+            self.outcome = end
+            return await close(end, self.cancel_requested)
         self.assets = [
             Asset(
                 asset_id=a.asset_id,
@@ -98,15 +103,20 @@ class SiteDispatchWorkflow(DispatchWorkflow):
             following = asyncio.ensure_future(self._follow_children())
             while True:
                 try:
-                    return await asyncio.shield(following)
+                    end = await asyncio.shield(following)
+                    break
                 except asyncio.CancelledError:
                     # Cancelled through Temporal (the UI, the CLI): end it the way an
                     # operator cancel does, so the children are cancelled and it is recorded.
+                    self.cancel_requested = True
                     if self.cancel_request is None:
                         self.cancel_request = CancelRequest(
                             actor="temporal", detail="workflow cancellation requested"
                         )
-        return await self._follow_children_v1()
+        else:
+            end = await self._follow_children_v1()
+        self.outcome = end
+        return await close(end, self.cancel_requested)
 
     def _allocate(self, version: int, excluded: set[str]) -> AllocationRecord:
         inp = self.inp
@@ -218,7 +228,7 @@ class SiteDispatchWorkflow(DispatchWorkflow):
             for asset_id, h in list(current.items()):
                 if not h.done() or asset_id in finished:
                     continue
-                result: DispatchResult = h.result()
+                result = child_result(h, self.child_last.get(h.id))
                 finished[asset_id] = result
                 lost = result.state in (S.FAILED, S.EXPIRED)
                 if lost and self.cancel_request is None and asset_id not in excluded:
@@ -262,7 +272,8 @@ class SiteDispatchWorkflow(DispatchWorkflow):
         for line in self.allocation.lines:
             handles.append(await self._start_child(line))
         await self._advance(S.SENT)
-        waiter = asyncio.gather(*handles)
+        # A child that ended failed / cancelled (patch "outcome-status") raises here.
+        waiter = asyncio.gather(*handles, return_exceptions=True)
         self.cancelled_children = False
         while not waiter.done():
             await workflow.wait_condition(
@@ -279,7 +290,8 @@ class SiteDispatchWorkflow(DispatchWorkflow):
             nxt = self._next_state()
             if nxt is not None:
                 await self._advance(nxt)
-        results: list[DispatchResult] = list(await waiter)
+        await waiter
+        results = [child_result(h, self.child_last.get(h.id)) for h in handles]
         return await self._finish(results)
 
     def _next_state(self) -> DispatchState | None:

@@ -39,6 +39,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from gridpilot.activities.outcome import request_own_cancel
 from gridpilot.core.lifecycle import DispatchState, ReasonCode
 from gridpilot.workflows.constants import (
     SA_ASSET_ID,
@@ -62,6 +63,7 @@ from gridpilot.workflows.models import (
     SplitInputs,
     TransitionRecord,
 )
+from gridpilot.workflows.outcome import dispatch_result
 from gridpilot.workflows.site import SiteDispatchWorkflow
 
 HISTORIES_DIR = Path(__file__).with_name("histories")
@@ -216,6 +218,7 @@ class FakeBackend:
             self.resolve_route,
             self.load_split_inputs,
             self.claim_asset,
+            request_own_cancel,  # the real one: it only needs the Temporal client
         ]
 
     def headend_activities(self) -> list[Callable[..., Any]]:
@@ -399,9 +402,10 @@ class Harness:
         return handle
 
     async def result(self, handle: WorkflowHandle[Any, Any]) -> DispatchResult:
-        """The workflow's result, bounded. A workflow task that fails (the workflow code
-        raised: it is wedged, retrying that task forever) fails the test at once."""
-        result = asyncio.ensure_future(handle.result())
+        """How the dispatch ended (whatever its execution status: outcome-status),
+        bounded. A workflow task that fails (the workflow code raised: it is wedged,
+        retrying that task forever) fails the test at once."""
+        result = asyncio.ensure_future(dispatch_result(handle))
         wedged = asyncio.ensure_future(self.task_failure(handle))
         try:
             done, _ = await asyncio.wait(

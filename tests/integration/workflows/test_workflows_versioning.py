@@ -53,6 +53,10 @@ REQUIRED = (
     # (superseded.json above is the pre-patch path: ended at the new one's claim)
     "superseded_at_handover",
     "superseded_never_taken_over",
+    # patch "outcome-status": the execution ends failed / cancelled as the dispatch did
+    "outcome_failed",
+    "outcome_expired",
+    "outcome_cancelled",
 )
 NAMES = sorted(set(REQUIRED) | {p.stem for p in HISTORIES_DIR.glob("*.json")})
 
