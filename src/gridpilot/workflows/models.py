@@ -162,6 +162,9 @@ class DispatchResult(BaseModel):
     applied_p_kw: float | None = None
     requested_kw: float | None = None
     delivered_kw: float | None = None
+    # site dispatches (patch "site-outcome"): the energy asked for and delivered
+    requested_kwh: float | None = None
+    delivered_kwh: float | None = None
 
 
 class DispatchStatus(BaseModel):

@@ -22,7 +22,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
-    from gridpilot.core.lifecycle import DispatchState
+    from gridpilot.core.lifecycle import DispatchState, ReasonCode
 
     from .constants import QUERY_CURRENT_STATE
     from .models import ChildState, DispatchResult, OwnCancel
@@ -95,6 +95,13 @@ def child_result(handle: Any, last: ChildState | None) -> DispatchResult:
                 state=last.state,
                 reason=last.reason,
                 applied_p_kw=last.applied_p_kw,
+            )
+        if isinstance(exc.__cause__, CancelledError):  # cancelled before it said anything
+            return DispatchResult(
+                dispatch_id=handle.id,
+                state=S.CANCELLED,
+                reason=ReasonCode.CANCELLED_BY_OPERATOR,
+                detail="cancelled through Temporal",
             )
         raise
 

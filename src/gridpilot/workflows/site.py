@@ -10,7 +10,7 @@ at the end complete when any child completed, otherwise failed or cancelled.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from gridpilot.core.assets import Asset, AssetType, PowerLimits
     from gridpilot.core.dispatch import DispatchKind
     from gridpilot.core.lifecycle import DispatchState, ReasonCode, path_to
+    from gridpilot.core.site_outcome import ChildRun, site_outcome
     from gridpilot.core.split import Available, split
 
     from .constants import (
@@ -47,6 +48,8 @@ with workflow.unsafe.imports_passed_through():
 S = DispatchState
 # A re-spread child may wait this long for its agent (within the window).
 RESPREAD_DELIVERY = timedelta(seconds=60)
+# The site's end state is decided from what its children delivered (core.site_outcome).
+PATCH_SITE_OUTCOME = "site-outcome"
 
 
 def child_dispatch_id(parent_id: str, asset_id: str) -> str:
@@ -65,12 +68,19 @@ class SiteDispatchWorkflow(DispatchWorkflow):
         self.child_results: dict[str, DispatchResult] = {}
         self.allocation: AllocationRecord | None = None
         self.child_last: dict[str, ChildState] = {}  # by child dispatch id
+        self.child_lines: dict[str, AllocationLine] = {}  # every child started, in order
+        self.child_active_at: dict[str, datetime] = {}
+        self.child_ended_at: dict[str, datetime] = {}
 
     @workflow.signal(name=SIGNAL_CHILD_STATE)
     def child_state(self, msg: ChildState) -> None:
         self.children[msg.asset_id] = msg.state
         self.child_states[msg.dispatch_id] = msg.state
         self.child_last[msg.dispatch_id] = msg
+        if msg.state is S.ACTIVE:
+            self.child_active_at.setdefault(msg.dispatch_id, workflow.now())
+        if msg.state.terminal:
+            self.child_ended_at.setdefault(msg.dispatch_id, workflow.now())
 
     @workflow.run
     async def run(self, inp: DispatchInput) -> DispatchResult:
@@ -168,6 +178,7 @@ class SiteDispatchWorkflow(DispatchWorkflow):
             }
         )
         self.children[line.asset_id] = S.SUBMITTED
+        self.child_lines[line.child_dispatch_id] = line
         return await workflow.start_child_workflow(
             DispatchWorkflow.run,
             child,
@@ -313,6 +324,8 @@ class SiteDispatchWorkflow(DispatchWorkflow):
             await self._to(state, actor="children")
 
     async def _finish(self, results: list[DispatchResult]) -> DispatchResult:
+        if workflow.patched(PATCH_SITE_OUTCOME):
+            return await self._finish_by_delivery(results)
         delivered = sum(r.applied_p_kw or 0.0 for r in results if r.state is S.COMPLETE)
         prefix = f"{self.inp.dispatch_id}."  # "bess-1", or "bess-1.v2" for a re-spread child
         summary = ", ".join(f"{r.dispatch_id.removeprefix(prefix)}={r.state}" for r in results)
@@ -329,3 +342,67 @@ class SiteDispatchWorkflow(DispatchWorkflow):
             state = S.EXPIRED if all(r.state is S.EXPIRED for r in results) else S.FAILED
             end = await self._end(state, reason, summary, actor="children")
         return end.model_copy(update={"requested_kw": self.inp.p_kw, "delivered_kw": delivered})
+
+    async def _finish_by_delivery(self, results: list[DispatchResult]) -> DispatchResult:
+        """Every child started (re-spread ones too) with what it delivered;
+        ``core.site_outcome`` decides the site's end."""
+        inp = self.inp
+        final = {r.dispatch_id: r for r in results}
+        runs = []
+        for cid, line in self.child_lines.items():
+            r = final.get(cid)
+            last = self.child_last.get(cid)
+            if r is None and last is not None and last.state.terminal:
+                r = DispatchResult(
+                    dispatch_id=cid,
+                    state=last.state,
+                    reason=last.reason,
+                    applied_p_kw=last.applied_p_kw,
+                )
+            if r is None:
+                continue  # never said how it ended: nothing delivered that we know of
+            runs.append(
+                ChildRun(
+                    dispatch_id=cid,
+                    asset_id=line.asset_id,
+                    state=r.state,
+                    reason=r.reason,
+                    share_kw=line.p_kw,
+                    applied_kw=r.applied_p_kw,
+                    active_s=self._active_s(cid, r.state),
+                )
+            )
+        req = self.cancel_request
+        out = site_outcome(
+            inp.p_kw,
+            inp.duration_s,
+            runs,
+            cancelled=req.reason if req is not None else None,
+            prefix=f"{inp.dispatch_id}.",
+        )
+        if out.state is S.COMPLETE:
+            for state in path_to(self.state or S.SUBMITTED, S.COMPLETE):
+                await self._to(state, detail=out.detail, actor="children")
+            end = self._result()
+        else:
+            actor = req.actor if req is not None else "children"
+            end = await self._end(out.state, out.reason, out.detail, actor=actor)
+        return end.model_copy(
+            update={
+                "requested_kw": out.requested_kw,
+                "delivered_kw": out.delivered_kw,
+                "requested_kwh": out.requested_kwh,
+                "delivered_kwh": out.delivered_kwh,
+            }
+        )
+
+    def _active_s(self, child_id: str, state: DispatchState) -> float:
+        """How long a child ran applied; a complete one ran to the end of its window."""
+        active_at = self.child_active_at.get(child_id)
+        if state is S.COMPLETE:
+            since = active_at or self.inp.start_at
+            return max((self.inp.end_at - since).total_seconds(), 0.0)
+        if active_at is None:
+            return 0.0
+        ended = self.child_ended_at.get(child_id, workflow.now())
+        return max((ended - active_at).total_seconds(), 0.0)

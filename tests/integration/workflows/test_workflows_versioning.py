@@ -57,6 +57,9 @@ REQUIRED = (
     "outcome_failed",
     "outcome_expired",
     "outcome_cancelled",
+    # patch "site-outcome": the site's end from what its children delivered
+    "outcome_site_failed",
+    "outcome_site_superseded",
 )
 NAMES = sorted(set(REQUIRED) | {p.stem for p in HISTORIES_DIR.glob("*.json")})
 
