@@ -95,11 +95,13 @@ def site_outcome(
             detail,
         )
 
+    lost = [c for c in latest.values() if c.state is not S.COMPLETE]
     if cancelled is not None:
         return outcome(S.CANCELLED, cancelled)
     if requested_kwh > 0 and delivered_kwh >= MOSTLY * requested_kwh:
         return outcome(S.COMPLETE, None)
-    lost = [c for c in latest.values() if c.state is not S.COMPLETE]
+    if requested_kwh == 0 and children and not lost:  # a 0 kW hold: every share held
+        return outcome(S.COMPLETE, None)
     if not lost:  # every share complete, yet too little energy: the agents applied less
         return outcome(S.FAILED, ReasonCode.DEVICE_WRITE_FAILED)
     # The child that lost the most energy names it (ties: asset id order).

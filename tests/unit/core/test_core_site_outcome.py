@@ -106,3 +106,10 @@ def test_import_target_keeps_its_sign():
 def test_complete_child_without_applied_value_counts_its_share():
     assert run("a", S.COMPLETE, 30).delivered_kwh == pytest.approx(30)
     assert run("a", S.FAILED, 30, active_s=100).delivered_kwh == 0
+
+
+def test_zero_target_held_by_every_child_is_complete():
+    out = site_outcome(0, WINDOW, [run("a", S.COMPLETE, 0, 0), run("b", S.COMPLETE, 0, 0)])
+    assert out.state is S.COMPLETE
+    failed = site_outcome(0, WINDOW, [run("a", S.FAILED, 0, reason=R.DEVICE_UNREACHABLE)])
+    assert (failed.state, failed.reason) == (S.FAILED, R.DEVICE_UNREACHABLE)
