@@ -36,8 +36,8 @@ from gridpilot.core.dispatch import (
     check_window,
     resolve_target,
 )
-from gridpilot.core.errors import Conflict, NotFound, ValidationFailed
-from gridpilot.core.split import Available, split
+from gridpilot.core.errors import Conflict, NotFound, OutOfLimits, ValidationFailed
+from gridpilot.core.split import Available, check_capacity, split
 from gridpilot.schema import tables as t
 from gridpilot.security.audit import Action, Actor, AuditLog
 from gridpilot.workflows.constants import (
@@ -133,7 +133,12 @@ class DispatchService:
             site_id = asset.site_id
             await self._check_priority(asset.asset_id, body.priority, start, end)
         else:
-            await self._site_assets(target.id)
+            assets, available = await self._site_assets(target.id)
+            partial = check_capacity(
+                split(body.p_kw, assets, available), target.id, body.accept_partial
+            )
+            if partial is not None:
+                warnings = [*warnings, partial]
         dispatch_id = (
             f"dsp-{uuid.uuid5(ID_NAMESPACE, _key_scope(principal, idempotency_key))}"
             if idempotency_key
@@ -253,6 +258,11 @@ class DispatchService:
             )
         assets, available = await self._site_assets(target.id)
         result = split(body.p_kw, assets, available)
+        refused = None
+        try:
+            partial = check_capacity(result, target.id, body.accept_partial)
+        except OutOfLimits as exc:
+            refused, partial = exc.message, None
         return SplitPreview(
             site_id=target.id,
             asset_id=None,
@@ -270,7 +280,8 @@ class DispatchService:
                 )
                 for a in result.allocations
             ],
-            warnings=warnings,
+            warnings=warnings if partial is None else [*warnings, partial],
+            refused=refused,
         )
 
     # ------------------------------------------------------------ cancel

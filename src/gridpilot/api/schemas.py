@@ -30,6 +30,11 @@ class DispatchCreate(RequestBody):
     priority: Annotated[int, Field(strict=True, ge=0, le=100)] = Field(
         0, description="higher wins: >= the asset's live dispatch supersedes it, lower is 409"
     )
+    accept_partial: Annotated[bool, Field(strict=True)] = Field(
+        False,
+        description="site target beyond the site's capacity: dispatch what it can (201 with "
+        "a warning) instead of 422",
+    )
 
 
 class Transition(BaseModel):
@@ -130,6 +135,9 @@ class SplitPreview(BaseModel):
     unallocated_kw: float
     allocations: list[SplitLine]
     warnings: list[str]
+    refused: str | None = Field(
+        None, description="why a submit of this body would be refused (422), if it would"
+    )
 
 
 class CancelBody(RequestBody):

@@ -81,6 +81,9 @@ def submit(
     ramp_kw_per_s: Annotated[
         float | None, typer.Option(help="ramp limit; the agent steps toward p_kw")
     ] = None,
+    accept_partial: Annotated[
+        bool, typer.Option(help="site target beyond its capacity: dispatch what it can")
+    ] = False,
     as_json: JsonOpt = False,
     api: ApiOpt = None,
 ) -> None:
@@ -93,6 +96,7 @@ def submit(
         "priority": priority,
         "start_at": start_at,
         "ramp_kw_per_s": ramp_kw_per_s,
+        "accept_partial": accept_partial or None,
     }
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
     payload = {k: v for k, v in body.items() if v is not None}

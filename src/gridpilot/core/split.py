@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .assets import Asset
+from .errors import OutOfLimits
 
 POLICY = "capacity_weighted_clamped/v1"
 RESOLUTION_KW = 0.001  # shares are rounded to whole watts
@@ -148,3 +149,27 @@ def _round_to_resolution(
         if not progressed:
             break
     return {aid: round(n * RESOLUTION_KW, 3) for aid, n in steps.items()}
+
+
+def check_capacity(result: SplitResult, site_id: str, accept_partial: bool = False) -> str | None:
+    """A site target the site cannot deliver (limits, and available power where fresh
+    telemetry says so) is refused, naming the site's capacity: it would otherwise be
+    shown "active" at a power nobody delivers. ``accept_partial`` takes what the site
+    can do instead; the answer is then the warning to show. None when it all fits."""
+    if abs(result.unallocated_kw) < RESOLUTION_KW:
+        return None
+    direction = "export" if result.target_kw >= 0 else "import"
+    capacity = (
+        f"site {site_id} can {direction} at most {abs(result.allocated_kw):g} kW now "
+        f"(the limits and available power of its {len(result.allocations)} assets)"
+    )
+    if not accept_partial:
+        raise OutOfLimits(
+            f"p_kw {result.target_kw:g} is beyond what the site can deliver: {capacity}; "
+            "send accept_partial: true to dispatch what it can",
+            field="p_kw",
+        )
+    return (
+        f"partial allocation accepted: {capacity}, "
+        f"{abs(result.unallocated_kw):g} kW of the target is not allocated"
+    )

@@ -15,6 +15,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from gridpilot.activities.delivery import DeliveryActivities
+from gridpilot.activities.outcome import request_own_cancel
 from gridpilot.activities.records import RecordActivities
 from gridpilot.ingest.sessions import SessionRegistry
 from gridpilot.workflows.dispatch import DispatchWorkflow
@@ -114,6 +115,7 @@ def dispatch_worker(client: Client, task_queue: str, engine: AsyncEngine) -> Wor
             records.resolve_route,
             records.load_split_inputs,
             records.claim_asset,
+            request_own_cancel,
         ],
         graceful_shutdown_timeout=_GRACE,
     )

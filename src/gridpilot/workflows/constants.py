@@ -20,3 +20,4 @@ QUERY_STATUS = "status"
 # The error type of a setpoint refused at delivery because a newer dispatch claimed
 # the asset first (core.supersede); its details carry the winner's id.
 ERROR_SUPERSEDED = "SUPERSEDED"
+QUERY_CURRENT_STATE = "current_state"

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
 
     from .constants import (
         ERROR_SUPERSEDED,
+        QUERY_CURRENT_STATE,
         SA_DISPATCH_STATE,
         SIGNAL_AGENT_ACK,
         SIGNAL_CANCEL,
@@ -43,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         SetpointCommand,
         TransitionRecord,
     )
+    from .outcome import close
 
 S = DispatchState
 DB_ACTIVITY = {
@@ -80,6 +82,8 @@ class DispatchWorkflow:
         self.superseded_by: str | None = None
         self.applied_p_kw: float | None = None
         self.gateway_id: str | None = None
+        self.outcome: DispatchResult | None = None
+        self.cancel_requested = False  # a Temporal cancel request was delivered
 
     # ------------------------------------------------------------ messages
     @workflow.signal(name=SIGNAL_AGENT_ACK)
@@ -105,6 +109,15 @@ class DispatchWorkflow:
             late_acks=self.late_acks,
             superseded_by=self.superseded_by,
         )
+
+    @workflow.query(name=QUERY_CURRENT_STATE)
+    def current_state(self) -> DispatchResult:
+        """Where it is now, or how it ended (the UI's Queries tab)."""
+        if self.outcome is not None:
+            return self.outcome
+        if not self.transitions:
+            return DispatchResult(dispatch_id=self.inp.dispatch_id, state=S.SUBMITTED)
+        return self._result()
 
     # ------------------------------------------------------------ main
     @workflow.run
@@ -133,6 +146,7 @@ class DispatchWorkflow:
             # Cancelled through Temporal (the UI, the CLI, a site parent closing): end
             # it the way an operator cancel does, so the asset is released and recorded.
             # A supersede not yet looked at does not end a sent one: only the agent does.
+            self.cancel_requested = True
             req = self.cancel_request
             if req is None or (
                 req.reason is ReasonCode.SUPERSEDED
@@ -150,7 +164,8 @@ class DispatchWorkflow:
         # Release) change nothing, but are kept for the record.
         self.late_acks.extend(self.acks)
         self.acks.clear()
-        return end
+        self.outcome = end
+        return await close(end, self.cancel_requested)
 
     async def _claim(self) -> DispatchResult | None:
         """At most one live dispatch per asset: refuse if a higher priority one

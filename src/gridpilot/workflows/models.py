@@ -168,6 +168,9 @@ class DispatchResult(BaseModel):
     applied_p_kw: float | None = None
     requested_kw: float | None = None
     delivered_kw: float | None = None
+    # site dispatches (patch "site-outcome"): the energy asked for and delivered
+    requested_kwh: float | None = None
+    delivered_kwh: float | None = None
 
 
 class DispatchStatus(BaseModel):
@@ -177,3 +180,10 @@ class DispatchStatus(BaseModel):
     late_acks: list[AgentAck] = Field(default_factory=list)
     # The dispatch that superseded this one after it was sent (see DispatchWorkflow).
     superseded_by: str | None = None
+
+
+class OwnCancel(BaseModel):
+    """A dispatch that ended cancelled asks Temporal to cancel its own execution."""
+
+    workflow_id: str
+    run_id: str

@@ -10,7 +10,7 @@ at the end complete when any child completed, otherwise failed or cancelled.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from gridpilot.core.assets import Asset, AssetType, PowerLimits
     from gridpilot.core.dispatch import DispatchKind
     from gridpilot.core.lifecycle import DispatchState, ReasonCode, path_to
+    from gridpilot.core.site_outcome import ChildRun, site_outcome
     from gridpilot.core.split import Available, split
 
     from .constants import (
@@ -42,10 +43,13 @@ with workflow.unsafe.imports_passed_through():
         DispatchResult,
         SplitInputs,
     )
+    from .outcome import child_result, close
 
 S = DispatchState
 # A re-spread child may wait this long for its agent (within the window).
 RESPREAD_DELIVERY = timedelta(seconds=60)
+# The site's end state is decided from what its children delivered (core.site_outcome).
+PATCH_SITE_OUTCOME = "site-outcome"
 
 
 def child_dispatch_id(parent_id: str, asset_id: str) -> str:
@@ -63,11 +67,20 @@ class SiteDispatchWorkflow(DispatchWorkflow):
         self.available: dict[str, Available] = {}
         self.child_results: dict[str, DispatchResult] = {}
         self.allocation: AllocationRecord | None = None
+        self.child_last: dict[str, ChildState] = {}  # by child dispatch id
+        self.child_lines: dict[str, AllocationLine] = {}  # every child started, in order
+        self.child_active_at: dict[str, datetime] = {}
+        self.child_ended_at: dict[str, datetime] = {}
 
     @workflow.signal(name=SIGNAL_CHILD_STATE)
     def child_state(self, msg: ChildState) -> None:
         self.children[msg.asset_id] = msg.state
         self.child_states[msg.dispatch_id] = msg.state
+        self.child_last[msg.dispatch_id] = msg
+        if msg.state is S.ACTIVE:
+            self.child_active_at.setdefault(msg.dispatch_id, workflow.now())
+        if msg.state.terminal:
+            self.child_ended_at.setdefault(msg.dispatch_id, workflow.now())
 
     @workflow.run
     async def run(self, inp: DispatchInput) -> DispatchResult:
@@ -78,7 +91,9 @@ class SiteDispatchWorkflow(DispatchWorkflow):
             "load_split_inputs", inp.site_id, result_type=SplitInputs, **DB_ACTIVITY
         )  # type: ignore[call-overload]
         if not loaded.assets:
-            return await self._end(S.FAILED, ReasonCode.UNKNOWN_ASSET, "the site has no assets")
+            end = await self._end(S.FAILED, ReasonCode.UNKNOWN_ASSET, "the site has no assets")
+            self.outcome = end
+            return await close(end, self.cancel_requested)
         self.assets = [
             Asset(
                 asset_id=a.asset_id,
@@ -98,15 +113,20 @@ class SiteDispatchWorkflow(DispatchWorkflow):
             following = asyncio.ensure_future(self._follow_children())
             while True:
                 try:
-                    return await asyncio.shield(following)
+                    end = await asyncio.shield(following)
+                    break
                 except asyncio.CancelledError:
                     # Cancelled through Temporal (the UI, the CLI): end it the way an
                     # operator cancel does, so the children are cancelled and it is recorded.
+                    self.cancel_requested = True
                     if self.cancel_request is None:
                         self.cancel_request = CancelRequest(
                             actor="temporal", detail="workflow cancellation requested"
                         )
-        return await self._follow_children_v1()
+        else:
+            end = await self._follow_children_v1()
+        self.outcome = end
+        return await close(end, self.cancel_requested)
 
     def _allocate(self, version: int, excluded: set[str]) -> AllocationRecord:
         inp = self.inp
@@ -158,6 +178,7 @@ class SiteDispatchWorkflow(DispatchWorkflow):
             }
         )
         self.children[line.asset_id] = S.SUBMITTED
+        self.child_lines[line.child_dispatch_id] = line
         return await workflow.start_child_workflow(
             DispatchWorkflow.run,
             child,
@@ -218,7 +239,7 @@ class SiteDispatchWorkflow(DispatchWorkflow):
             for asset_id, h in list(current.items()):
                 if not h.done() or asset_id in finished:
                     continue
-                result: DispatchResult = h.result()
+                result = child_result(h, self.child_last.get(h.id))
                 finished[asset_id] = result
                 lost = result.state in (S.FAILED, S.EXPIRED)
                 if lost and self.cancel_request is None and asset_id not in excluded:
@@ -262,7 +283,8 @@ class SiteDispatchWorkflow(DispatchWorkflow):
         for line in self.allocation.lines:
             handles.append(await self._start_child(line))
         await self._advance(S.SENT)
-        waiter = asyncio.gather(*handles)
+        # A child that ended failed / cancelled (patch "outcome-status") raises here.
+        waiter = asyncio.gather(*handles, return_exceptions=True)
         self.cancelled_children = False
         while not waiter.done():
             await workflow.wait_condition(
@@ -279,7 +301,8 @@ class SiteDispatchWorkflow(DispatchWorkflow):
             nxt = self._next_state()
             if nxt is not None:
                 await self._advance(nxt)
-        results: list[DispatchResult] = list(await waiter)
+        await waiter
+        results = [child_result(h, self.child_last.get(h.id)) for h in handles]
         return await self._finish(results)
 
     def _next_state(self) -> DispatchState | None:
@@ -301,6 +324,8 @@ class SiteDispatchWorkflow(DispatchWorkflow):
             await self._to(state, actor="children")
 
     async def _finish(self, results: list[DispatchResult]) -> DispatchResult:
+        if workflow.patched(PATCH_SITE_OUTCOME):
+            return await self._finish_by_delivery(results)
         delivered = sum(r.applied_p_kw or 0.0 for r in results if r.state is S.COMPLETE)
         prefix = f"{self.inp.dispatch_id}."  # "bess-1", or "bess-1.v2" for a re-spread child
         summary = ", ".join(f"{r.dispatch_id.removeprefix(prefix)}={r.state}" for r in results)
@@ -317,3 +342,67 @@ class SiteDispatchWorkflow(DispatchWorkflow):
             state = S.EXPIRED if all(r.state is S.EXPIRED for r in results) else S.FAILED
             end = await self._end(state, reason, summary, actor="children")
         return end.model_copy(update={"requested_kw": self.inp.p_kw, "delivered_kw": delivered})
+
+    async def _finish_by_delivery(self, results: list[DispatchResult]) -> DispatchResult:
+        """Every child started (re-spread ones too) with what it delivered;
+        ``core.site_outcome`` decides the site's end."""
+        inp = self.inp
+        final = {r.dispatch_id: r for r in results}
+        runs = []
+        for cid, line in self.child_lines.items():
+            r = final.get(cid)
+            last = self.child_last.get(cid)
+            if r is None and last is not None and last.state.terminal:
+                r = DispatchResult(
+                    dispatch_id=cid,
+                    state=last.state,
+                    reason=last.reason,
+                    applied_p_kw=last.applied_p_kw,
+                )
+            if r is None:
+                continue  # never said how it ended: nothing delivered that we know of
+            runs.append(
+                ChildRun(
+                    dispatch_id=cid,
+                    asset_id=line.asset_id,
+                    state=r.state,
+                    reason=r.reason,
+                    share_kw=line.p_kw,
+                    applied_kw=r.applied_p_kw,
+                    active_s=self._active_s(cid, r.state),
+                )
+            )
+        req = self.cancel_request
+        out = site_outcome(
+            inp.p_kw,
+            inp.duration_s,
+            runs,
+            cancelled=req.reason if req is not None else None,
+            prefix=f"{inp.dispatch_id}.",
+        )
+        if out.state is S.COMPLETE:
+            for state in path_to(self.state or S.SUBMITTED, S.COMPLETE):
+                await self._to(state, detail=out.detail, actor="children")
+            end = self._result()
+        else:
+            actor = req.actor if req is not None else "children"
+            end = await self._end(out.state, out.reason, out.detail, actor=actor)
+        return end.model_copy(
+            update={
+                "requested_kw": out.requested_kw,
+                "delivered_kw": out.delivered_kw,
+                "requested_kwh": out.requested_kwh,
+                "delivered_kwh": out.delivered_kwh,
+            }
+        )
+
+    def _active_s(self, child_id: str, state: DispatchState) -> float:
+        """How long a child ran applied; a complete one ran to the end of its window."""
+        active_at = self.child_active_at.get(child_id)
+        if state is S.COMPLETE:
+            since = active_at or self.inp.start_at
+            return max((self.inp.end_at - since).total_seconds(), 0.0)
+        if active_at is None:
+            return 0.0
+        ended = self.child_ended_at.get(child_id, workflow.now())
+        return max((ended - active_at).total_seconds(), 0.0)

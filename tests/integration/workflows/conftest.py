@@ -39,6 +39,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from gridpilot.activities.outcome import request_own_cancel
 from gridpilot.core.lifecycle import DispatchState, ReasonCode
 from gridpilot.core.supersede import ClaimKey, Verdict, resolve_claim
 from gridpilot.workflows.constants import (
@@ -64,6 +65,7 @@ from gridpilot.workflows.models import (
     SplitInputs,
     TransitionRecord,
 )
+from gridpilot.workflows.outcome import dispatch_result
 from gridpilot.workflows.site import SiteDispatchWorkflow
 
 HISTORIES_DIR = Path(__file__).with_name("histories")
@@ -237,6 +239,7 @@ class FakeBackend:
             self.resolve_route,
             self.load_split_inputs,
             self.claim_asset,
+            request_own_cancel,  # the real one: it only needs the Temporal client
         ]
 
     def headend_activities(self) -> list[Callable[..., Any]]:
@@ -420,9 +423,31 @@ class Harness:
         return handle
 
     async def result(self, handle: WorkflowHandle[Any, Any]) -> DispatchResult:
-        """The workflow's result, bounded. A workflow task that fails (the workflow code
-        raised: it is wedged, retrying that task forever) fails the test at once."""
-        result = asyncio.ensure_future(handle.result())
+        """How the dispatch ended (whatever its execution status: outcome-status),
+        bounded. A workflow task that fails (the workflow code raised: it is wedged,
+        retrying that task forever) fails the test at once.
+
+        On the time-skipping server, time runs fast only until the dispatch's end is
+        recorded: a cancelled one then waits for its own cancel request (no timer), and
+        a server still skipping would jump over the other dispatches' windows."""
+        if not self.env.supports_time_skipping:
+            return await self._result(handle)
+        if not self.backend._ended(handle.id):
+            # Locked again on leaving the block; never cancelled inside the unlock call.
+            async with self.env.time_skipping_unlocked():  # type: ignore[attr-defined]
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._recorded_end(handle.id), WAIT_S)
+        with self.env.auto_time_skipping_disabled():
+            return await self._result(handle)
+
+    async def _recorded_end(self, dispatch_id: str) -> None:
+        b = self.backend
+        while not b._ended(dispatch_id):
+            b._changed.clear()
+            await b._changed.wait()
+
+    async def _result(self, handle: WorkflowHandle[Any, Any]) -> DispatchResult:
+        result = asyncio.ensure_future(dispatch_result(handle))
         wedged = asyncio.ensure_future(self.task_failure(handle))
         try:
             done, _ = await asyncio.wait(
@@ -430,9 +455,10 @@ class Harness:
             )
         finally:
             wedged.cancel()
+            if not result.done():
+                result.cancel()  # also when this wait is cancelled: time skipping locks again
         if result in done:
             return result.result()
-        result.cancel()
         if wedged in done:
             pytest.fail(f"{handle.id} is wedged: its workflow task failed: {wedged.result()}")
         pytest.fail(f"{handle.id} did not finish in {WAIT_S} s")

@@ -154,7 +154,9 @@ async def test_cancelling_site_dispatch_cancels_every_child(dev, record_historie
 
     assert result.state is S.CANCELLED
     assert result.reason is ReasonCode.CANCELLED_BY_OPERATOR
-    assert result.delivered_kw == 0.0
+    # they ran at their shares until the cancel (site-outcome: what was delivered, not 0)
+    assert result.delivered_kw == TARGET_KW
+    assert 0 < result.delivered_kwh < result.requested_kwh
     last = b.transitions[parent.id][-1]
     assert (last.to_state, last.actor) == (S.CANCELLED, "op-bob")
     for asset_id in ASSET_IDS:
@@ -186,9 +188,13 @@ async def test_cancelling_site_dispatch_after_one_child_ended_cancels_the_others
     assert result.reason is ReasonCode.CANCELLED_BY_OPERATOR
     assert b.states(parent.id)[-1] is S.CANCELLED
     assert [b.states(c)[-1] for c in children] == [S.CANCELLED, S.CANCELLED, S.FAILED]
-    for cid in children:
-        desc = await dev.client.get_workflow_handle(cid).describe()
-        assert desc.status == WorkflowExecutionStatus.COMPLETED  # ended by its own code
+    # ended by their own code, each execution status telling its outcome (outcome-status)
+    statuses = [(await dev.client.get_workflow_handle(c).describe()).status for c in children]
+    assert statuses == [
+        WorkflowExecutionStatus.CANCELED,
+        WorkflowExecutionStatus.CANCELED,
+        WorkflowExecutionStatus.FAILED,
+    ]
 
 
 async def test_site_without_assets_fails_with_unknown_asset(dev):
@@ -201,4 +207,4 @@ async def test_site_without_assets_fails_with_unknown_asset(dev):
     assert result.reason is ReasonCode.UNKNOWN_ASSET
     assert dev.backend.called("deliver_setpoint") == []
     desc = await parent.describe()
-    assert desc.status == WorkflowExecutionStatus.COMPLETED
+    assert desc.status == WorkflowExecutionStatus.FAILED  # outcome-status

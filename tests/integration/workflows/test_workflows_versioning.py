@@ -57,6 +57,13 @@ REQUIRED = (
     # "cancel-before-delivery": one superseded after its claim is refused at delivery
     "superseded_at_claim",
     "superseded_at_delivery",
+    # patch "outcome-status": the execution ends failed / cancelled as the dispatch did
+    "outcome_failed",
+    "outcome_expired",
+    "outcome_cancelled",
+    # patch "site-outcome": the site's end from what its children delivered
+    "outcome_site_failed",
+    "outcome_site_superseded",
 )
 NAMES = sorted(set(REQUIRED) | {p.stem for p in HISTORIES_DIR.glob("*.json")})
 
