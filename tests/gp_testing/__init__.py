@@ -16,9 +16,15 @@ import httpx
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from fastapi import FastAPI
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from gridpilot.ops.embedded import TemporalDevServer
     from gridpilot.ops.headend import Headend
     from gridpilot.ops.settings import Settings
+    from gridpilot.security.audit import AuditLog
     from gridpilot.security.pki import Issued, Pki
+    from gridpilot.security.tokens import TokenStore
 
 
 TEST_MAX_ASSET_KW = 1000.0  # the enrollment bound of test agents (demo assets fit)
@@ -383,3 +389,63 @@ def db_enroller(
             await engine.dispose()
 
     return enroll
+
+
+def api_app(engine: AsyncEngine, audit: AuditLog, tokens: TokenStore, **auth: Any) -> FastAPI:
+    """The REST app on a real database without Temporal (submits answer 503),
+    for tests of the HTTP surface; ``auth`` goes to AuthSettings."""
+    from gridpilot.api.admin import SecurityDeps
+    from gridpilot.api.app import ApiDeps, create_app
+    from gridpilot.api.auth import AuthSettings
+    from gridpilot.api.dispatches import DispatchOptions, DispatchService
+    from gridpilot.security.authn import Authenticator
+
+    return create_app(
+        ApiDeps(
+            engine=engine,
+            dispatches=DispatchService(engine, None, DispatchOptions(task_queue="none"), audit),
+            security=SecurityDeps.on(engine, audit, tokens),
+            auth=AuthSettings(Authenticator(tokens), audit, **auth),
+        )
+    )
+
+
+def mixed_site_assets() -> list[Any]:
+    """The workflow tests' site: two batteries and a PV plant, bess-2's fresh
+    telemetry saying it can discharge only 20 kW (150 kW splits 81.25 / 20 /
+    48.75 kW, what bess-2 cannot take re-spread over the others)."""
+    from gridpilot.workflows.models import SplitAsset
+
+    return [
+        SplitAsset(asset_id="bess-1", asset_type="bess", p_min_kw=-100.0, p_max_kw=100.0),
+        SplitAsset(
+            asset_id="bess-2",
+            asset_type="bess",
+            p_min_kw=-50.0,
+            p_max_kw=50.0,
+            available_charge_kw=50.0,
+            available_discharge_kw=20.0,
+        ),
+        SplitAsset(asset_id="pv-1", asset_type="pv", p_min_kw=0.0, p_max_kw=60.0),
+    ]
+
+
+@contextlib.asynccontextmanager
+async def own_temporal(db_file: Path) -> AsyncIterator[TemporalDevServer]:
+    """A Temporal dev server of the test's own (to stop and start again: its
+    state is kept in ``db_file``), serving when this yields, stopped after."""
+    from gridpilot.ops.embedded import TemporalDevServer, free_port
+    from gridpilot.workflows.constants import SEARCH_ATTRIBUTES
+
+    temporal = TemporalDevServer(
+        port=free_port(),
+        ui_port=None,
+        db_file=db_file,
+        search_attributes={k.name: "Keyword" for k in SEARCH_ATTRIBUTES},
+    )
+    temporal.start(timeout=60)
+    try:
+        await temporal.wait_ready(timeout=60)
+        yield temporal
+    finally:
+        temporal.stop()

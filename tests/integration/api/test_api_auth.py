@@ -15,15 +15,12 @@ import psycopg
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
+from gp_testing import api_app
 from structlog.testing import capture_logs
 
-from gridpilot.api.admin import SecurityDeps
-from gridpilot.api.app import ApiDeps, create_app
-from gridpilot.api.auth import RULES, AuthSettings
-from gridpilot.api.dispatches import DispatchOptions, DispatchService
+from gridpilot.api.auth import RULES
 from gridpilot.schema import db
 from gridpilot.security.audit import Actor, AuditLog
-from gridpilot.security.authn import Authenticator
 from gridpilot.security.principal import GRANTS, Permission, Role
 from gridpilot.security.tokens import TokenStore
 
@@ -52,14 +49,7 @@ async def api(database_url: str) -> AsyncIterator[Api]:
     engine = db.async_engine(database_url)
     audit = AuditLog(engine)
     tokens = TokenStore(engine, audit)
-    app = create_app(
-        ApiDeps(
-            engine=engine,
-            dispatches=DispatchService(engine, None, DispatchOptions(task_queue="none"), audit),
-            security=SecurityDeps.on(engine, audit, tokens),
-            auth=AuthSettings(Authenticator(tokens), audit),
-        )
-    )
+    app = api_app(engine, audit, tokens)
     by_role = {r: (await tokens.create(f"t-{r}", r, Actor("test")))[1] for r in ROLES}
     try:
         yield Api(app, tokens, audit, database_url, by_role)

@@ -17,15 +17,11 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
+from gp_testing import api_app
 
-from gridpilot.api.admin import SecurityDeps
-from gridpilot.api.app import ApiDeps, create_app
-from gridpilot.api.auth import AuthSettings
-from gridpilot.api.dispatches import DispatchOptions, DispatchService
 from gridpilot.api.inputs import DEFAULT_MAX_BODY_BYTES, RequestBody
 from gridpilot.schema import db
 from gridpilot.security.audit import Actor, AuditLog
-from gridpilot.security.authn import Authenticator
 from gridpilot.security.tokens import TokenStore
 
 pytestmark = pytest.mark.integration
@@ -38,14 +34,7 @@ async def app(database_url: str) -> AsyncIterator[tuple[FastAPI, str]]:
     engine = db.async_engine(database_url)
     audit = AuditLog(engine)
     tokens = TokenStore(engine, audit)
-    fastapi_app = create_app(
-        ApiDeps(
-            engine=engine,
-            dispatches=DispatchService(engine, None, DispatchOptions(task_queue="none"), audit),
-            security=SecurityDeps.on(engine, audit, tokens),
-            auth=AuthSettings(Authenticator(tokens), audit),
-        )
-    )
+    fastapi_app = api_app(engine, audit, tokens)
     _, admin = await tokens.create("input-admin", "admin", Actor("test"))
     try:
         yield fastapi_app, admin

@@ -11,14 +11,10 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
+from gp_testing import api_app
 
-from gridpilot.api.admin import SecurityDeps
-from gridpilot.api.app import ApiDeps, create_app
-from gridpilot.api.auth import AuthSettings
-from gridpilot.api.dispatches import DispatchOptions, DispatchService
 from gridpilot.schema import db
 from gridpilot.security.audit import Actor, AuditLog
-from gridpilot.security.authn import Authenticator
 from gridpilot.security.refusals import RefusalLimiter
 from gridpilot.security.tokens import TokenStore
 
@@ -54,14 +50,7 @@ async def api(database_url: str) -> AsyncIterator[Api]:
     audit = AuditLog(engine)
     tokens = TokenStore(engine, audit)
     limiter = RefusalLimiter(window_s=3600, max_causes=MAX_CAUSES)
-    app = create_app(
-        ApiDeps(
-            engine=engine,
-            dispatches=DispatchService(engine, None, DispatchOptions(task_queue="none"), audit),
-            security=SecurityDeps.on(engine, audit, tokens),
-            auth=AuthSettings(Authenticator(tokens), audit, refusals=limiter),
-        )
-    )
+    app = api_app(engine, audit, tokens, refusals=limiter)
     viewer = (await tokens.create("eve", "viewer", Actor("test")))[1]
     try:
         yield Api(app, audit, viewer)

@@ -21,17 +21,14 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
+from gp_testing import api_app
 from structlog.testing import capture_logs
 
-from gridpilot.api.admin import SecurityDeps
-from gridpilot.api.app import ApiDeps, create_app
-from gridpilot.api.auth import RULES, AuthSettings
-from gridpilot.api.dispatches import DispatchOptions, DispatchService
+from gridpilot.api.auth import RULES
 from gridpilot.core.errors import Conflict
 from gridpilot.ops.embedded import EmbeddedPostgres, free_port
 from gridpilot.schema import db
 from gridpilot.security.audit import Actor, AuditLog
-from gridpilot.security.authn import Authenticator
 from gridpilot.security.principal import Permission, Role
 from gridpilot.security.tokens import TokenStore
 
@@ -57,14 +54,7 @@ def _app(database_url: str) -> tuple[FastAPI, TokenStore, Any]:
     engine = db.async_engine(database_url)
     audit = AuditLog(engine)
     tokens = TokenStore(engine, audit)
-    app = create_app(
-        ApiDeps(
-            engine=engine,
-            dispatches=DispatchService(engine, None, DispatchOptions(task_queue="none"), audit),
-            security=SecurityDeps.on(engine, audit, tokens),
-            auth=AuthSettings(Authenticator(tokens), audit),
-        )
-    )
+    app = api_app(engine, audit, tokens)
     return app, tokens, engine
 
 

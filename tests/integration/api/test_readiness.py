@@ -7,10 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gp_testing import TestPki, running_headend, wait_for
-
-from gridpilot.ops.embedded import TemporalDevServer, free_port
-from gridpilot.workflows.constants import SEARCH_ATTRIBUTES
+from gp_testing import TestPki, own_temporal, running_headend, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -18,15 +15,7 @@ pytestmark = pytest.mark.integration
 async def test_readyz_is_503_naming_temporal_while_it_is_down(
     database_url: str, task_queue: str, test_pki: TestPki, tmp_path: Path
 ) -> None:
-    temporal = TemporalDevServer(
-        port=free_port(),
-        ui_port=None,
-        db_file=tmp_path / "temporal.db",
-        search_attributes={k.name: "Keyword" for k in SEARCH_ATTRIBUTES},
-    )
-    temporal.start(timeout=60)
-    try:
-        await temporal.wait_ready(timeout=60)
+    async with own_temporal(tmp_path / "temporal.db") as temporal:
         async with running_headend(database_url, temporal.address, task_queue, test_pki) as h:
             r = await h.api.get("/readyz")
             assert r.status_code == 200, r.text
@@ -52,5 +41,3 @@ async def test_readyz_is_503_naming_temporal_while_it_is_down(
                 return (await h.api.get("/readyz")).status_code == 200
 
             await wait_for(ready, timeout=60)
-    finally:
-        temporal.stop()

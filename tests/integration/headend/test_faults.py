@@ -17,6 +17,7 @@ from gp_testing import (
     demo_assets,
     dispatch_up_to,
     now_pb,
+    own_temporal,
     running_headend,
     wait_for,
 )
@@ -29,7 +30,6 @@ from gridpilot.ops.headend import Headend
 from gridpilot.ops.temporal import connect
 from gridpilot.schema import db
 from gridpilot.schema.pb import agent_pb2 as pb
-from gridpilot.workflows.constants import SEARCH_ATTRIBUTES
 
 pytestmark = pytest.mark.integration
 
@@ -133,15 +133,7 @@ async def test_acks_sent_while_temporal_is_down_wait_and_reach_the_workflow(
     """Temporal stopped while the agent acks: the ack is not lost, and the
     agent's telemetry keeps landing meanwhile; once Temporal is back (its own
     database kept) the ack reaches the workflow and the dispatch goes on."""
-    temporal = TemporalDevServer(
-        port=free_port(),
-        ui_port=None,
-        db_file=tmp_path / "temporal.db",
-        search_attributes={k.name: "Keyword" for k in SEARCH_ATTRIBUTES},
-    )
-    temporal.start(timeout=60)
-    try:
-        await temporal.wait_ready(timeout=60)
+    async with own_temporal(tmp_path / "temporal.db") as temporal:
         # The dispatch's ack window is longer than the outage: an ack that Temporal
         # only gets after the window would end it expired (and be kept as late).
         async with running_headend(
@@ -178,8 +170,6 @@ async def test_acks_sent_while_temporal_is_down_wait_and_reach_the_workflow(
             await wait_for(lambda: _ready(h), timeout=30)  # the waiting queue is empty again
             assert agent.error is None and not agent.ended  # one stream throughout
             await agent.close()
-    finally:
-        temporal.stop()
 
 
 async def _ready(headend: RunningHeadend) -> bool:
@@ -195,10 +185,7 @@ async def test_acks_waiting_for_temporal_are_bounded_and_a_vanished_workflow_end
     from gridpilot.ingest.acks import TemporalAckSink
     from gridpilot.workflows.models import AgentAck
 
-    temporal = TemporalDevServer(port=free_port(), ui_port=None, db_file=tmp_path / "t.db")
-    temporal.start(timeout=60)
-    try:
-        await temporal.wait_ready(timeout=60)
+    async with own_temporal(tmp_path / "temporal.db") as temporal:
         client = await connect(temporal.address, "default", wait_s=20)
         late: list[str] = []
         done: list[str] = []
@@ -223,5 +210,3 @@ async def test_acks_waiting_for_temporal_are_bounded_and_a_vanished_workflow_end
         assert late == done == ["gone-2", "gone-3"]  # the two newest, in order
         assert sink.temporal_available
         runner.cancel()
-    finally:
-        temporal.stop()

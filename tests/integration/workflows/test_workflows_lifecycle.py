@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from gp_testing import mixed_site_assets
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
 
@@ -26,7 +27,6 @@ from gridpilot.workflows.models import (
     DispatchInput,
     DispatchStatus,
     Route,
-    SplitAsset,
     SplitInputs,
 )
 
@@ -441,18 +441,7 @@ async def test_device_write_failing_at_the_agent_fails_dispatch_with_device_writ
 # ---------------------------------------------------------------- site re-spread
 
 SITE = "site-1"
-SITE_ASSETS = [
-    SplitAsset(asset_id="bess-1", asset_type="bess", p_min_kw=-100.0, p_max_kw=100.0),
-    SplitAsset(
-        asset_id="bess-2",
-        asset_type="bess",
-        p_min_kw=-50.0,
-        p_max_kw=50.0,
-        available_charge_kw=50.0,
-        available_discharge_kw=20.0,  # clamped at 20 kW whatever the target
-    ),
-    SplitAsset(asset_id="pv-1", asset_type="pv", p_min_kw=0.0, p_max_kw=60.0),
-]
+SITE_ASSETS = mixed_site_assets()
 ASSET_IDS = [a.asset_id for a in SITE_ASSETS]
 
 

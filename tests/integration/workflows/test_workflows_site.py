@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from gp_testing import mixed_site_assets
 from temporalio.client import WorkflowExecutionStatus
 
 from gridpilot.core.assets import Asset, AssetType, PowerLimits
 from gridpilot.core.lifecycle import DispatchState, ReasonCode
 from gridpilot.core.split import POLICY, Available, split
 from gridpilot.workflows.dispatch import DispatchWorkflow
-from gridpilot.workflows.models import CancelRequest, SplitAsset, SplitInputs
+from gridpilot.workflows.models import CancelRequest, SplitInputs
 
 pytestmark = pytest.mark.integration
 
@@ -18,18 +19,7 @@ SITE = "site-1"
 TARGET_KW = 150.0
 # bess-2's fresh telemetry says it can only discharge 20 kW: it is clamped and
 # what it cannot take is re-spread over the others.
-SITE_ASSETS = [
-    SplitAsset(asset_id="bess-1", asset_type="bess", p_min_kw=-100.0, p_max_kw=100.0),
-    SplitAsset(
-        asset_id="bess-2",
-        asset_type="bess",
-        p_min_kw=-50.0,
-        p_max_kw=50.0,
-        available_charge_kw=50.0,
-        available_discharge_kw=20.0,
-    ),
-    SplitAsset(asset_id="pv-1", asset_type="pv", p_min_kw=0.0, p_max_kw=60.0),
-]
+SITE_ASSETS = mixed_site_assets()
 ASSET_IDS = [a.asset_id for a in SITE_ASSETS]
 
 

@@ -6,11 +6,12 @@ it delivered; an operator's cancel of one child is not re-spread."""
 from __future__ import annotations
 
 import pytest
+from gp_testing import mixed_site_assets
 from temporalio.client import WorkflowExecutionStatus
 
 from gridpilot.core.lifecycle import DispatchState, ReasonCode
 from gridpilot.workflows.dispatch import DispatchWorkflow
-from gridpilot.workflows.models import CancelRequest, SplitAsset, SplitInputs
+from gridpilot.workflows.models import CancelRequest, SplitInputs
 
 pytestmark = pytest.mark.integration
 
@@ -19,18 +20,7 @@ SITE = "site-1"
 TARGET_KW = 150.0
 DURATION_S = 30
 # split of 150 kW: bess-1 81.25, bess-2 20 (its available power), pv-1 48.75
-SITE_ASSETS = [
-    SplitAsset(asset_id="bess-1", asset_type="bess", p_min_kw=-100.0, p_max_kw=100.0),
-    SplitAsset(
-        asset_id="bess-2",
-        asset_type="bess",
-        p_min_kw=-50.0,
-        p_max_kw=50.0,
-        available_charge_kw=50.0,
-        available_discharge_kw=20.0,
-    ),
-    SplitAsset(asset_id="pv-1", asset_type="pv", p_min_kw=0.0, p_max_kw=60.0),
-]
+SITE_ASSETS = mixed_site_assets()
 ASSET_IDS = [a.asset_id for a in SITE_ASSETS]
 REQUESTED_KWH = TARGET_KW * DURATION_S / 3600
 
