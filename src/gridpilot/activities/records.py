@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 
@@ -51,6 +51,15 @@ def dispatch_row(inp: DispatchInput, state: str) -> dict[str, object]:
     }
 
 
+def insert_dispatch(inp: DispatchInput) -> Insert:
+    """The dispatch row, written by the REST submit and again by the workflow:
+    a second write of the same dispatch does nothing. No conflict target: a
+    concurrent writer of the same dispatch can collide on the id or on the
+    caller's Idempotency-Key, and PostgreSQL raises on a unique index that is
+    not an arbiter even under ON CONFLICT."""
+    return insert(t.dispatches).values(**dispatch_row(inp, "submitted")).on_conflict_do_nothing()
+
+
 async def lock_asset(conn: AsyncConnection, asset_id: str) -> None:
     """The per-asset lock (until the transaction ends) that orders claims and
     deliveries: a dispatch superseded at a claim cannot be sent after it."""
@@ -69,11 +78,7 @@ class RecordActivities:
                     select(t.assets.c.site_id).where(t.assets.c.id == inp.asset_id)
                 )
                 inp = inp.model_copy(update={"site_id": site.scalar()})
-            await conn.execute(
-                insert(t.dispatches)
-                .values(**dispatch_row(inp, "submitted"))
-                .on_conflict_do_nothing(index_elements=[t.dispatches.c.id])
-            )
+            await conn.execute(insert_dispatch(inp))
 
     @activity.defn(name="record_transition")
     async def record_transition(self, rec: TransitionRecord) -> None:

@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
@@ -25,7 +24,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from gridpilot.activities.records import TERMINAL_STATES, dispatch_row, load_split_inputs
+from gridpilot.activities.records import TERMINAL_STATES, insert_dispatch, load_split_inputs
 from gridpilot.core.assets import Asset, AssetType, PowerLimits
 from gridpilot.core.dispatch import (
     DispatchKind,
@@ -177,11 +176,7 @@ class DispatchService:
         async with self._action(actor or Actor(principal), "dispatch.submit", inp, audit_detail):
             await self._start(inp)
         async with self._engine.begin() as conn:
-            await conn.execute(
-                insert(t.dispatches)
-                .values(**dispatch_row(inp, "submitted"))
-                .on_conflict_do_nothing(index_elements=[t.dispatches.c.id])
-            )
+            await conn.execute(insert_dispatch(inp))
         return dispatch_id, True
 
     async def record_local(self, inp: DispatchInput, actor: Actor) -> None:
@@ -192,11 +187,7 @@ class DispatchService:
         detail = {"p_kw": inp.p_kw, "asset_id": inp.asset_id, "by": inp.submitted_by}
         async with self._action(actor, "dispatch.local", inp, detail):
             async with self._engine.begin() as conn:
-                await conn.execute(
-                    insert(t.dispatches)
-                    .values(**dispatch_row(inp, "submitted"))
-                    .on_conflict_do_nothing(index_elements=[t.dispatches.c.id])
-                )
+                await conn.execute(insert_dispatch(inp))
             await self._start(inp)
 
     async def _start(self, inp: DispatchInput) -> None:
