@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import httpx
 
+from .waiting import wait_for as wait_for
+from .waiting import wait_for_sync as wait_for_sync
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -154,20 +157,6 @@ async def running_headend(
         finally:
             h.stop()
             await asyncio.wait_for(task, 30)
-
-
-async def wait_for(check: Any, timeout: float = 20.0, interval: float = 0.2) -> Any:
-    """Poll an async or sync check until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if asyncio.iscoroutine(last):
-            last = await last
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met in {timeout} s (last: {last!r})")
 
 
 @dataclass

@@ -8,11 +8,12 @@ import contextlib
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from .waiting import wait_for_sync
 
 
 def _answers(port: int) -> bool:
@@ -41,13 +42,15 @@ def mosquitto(tmp: Path, port: int) -> Iterator[int]:
     proc = subprocess.Popen(
         [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
+
+    def answers() -> bool:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise RuntimeError(f"mosquitto exited {proc.returncode}: {err}")
+        return _answers(port)
+
     try:
-        deadline = time.monotonic() + 10
-        while not _answers(port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                raise RuntimeError(f"mosquitto did not start: {err}")
-            time.sleep(0.05)
+        wait_for_sync(answers, what=f"mosquitto on port {port}", interval=0.05)
         yield port
     finally:
         proc.terminate()

@@ -24,6 +24,8 @@ import yaml
 
 from gridpilot.ops.embedded import free_port
 
+from .waiting import wait_for_sync
+
 
 def _rss_kb(pid: int, key: str = "VmRSS") -> int:
     with contextlib.suppress(OSError):
@@ -136,16 +138,15 @@ class HeadendProcess:
         self.wait(ready, timeout, "headend /readyz")
 
     def wait(self, check: Any, timeout: float, what: str, interval: float = 0.2) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """``wait_for_sync``, failing at once if the headend exits meanwhile."""
+
+        def alive_and_met() -> Any:
             assert self.proc is not None and self.proc.alive(), (
                 f"headend exited while waiting for {what}:\n{self.proc and self.proc.tail()}"
             )
-            result = check()
-            if result:
-                return result
-            time.sleep(interval)
-        raise AssertionError(f"timed out waiting for {what}")
+            return check()
+
+        return wait_for_sync(alive_and_met, timeout, what, interval=interval)
 
     def token(self, role: str = "viewer") -> str:
         """A bearer token for the API (made with `gridpilot token create`)."""
