@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import grpc
 import pytest
+from gp_testing import wait_for as eventually
 
 from gridpilot import __version__
 from gridpilot.core.lifecycle import ReasonCode
@@ -114,17 +114,6 @@ class FakeGateway(agent_pb2_grpc.AgentGatewayServicer):
 
     def samples(self, asset_id: str) -> list[pb.TelemetrySample]:
         return [s for b in self.of("telemetry") for s in b.samples if s.asset_id == asset_id]
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import random
 import textwrap
@@ -12,6 +11,7 @@ from typing import Any
 
 import pytest
 import structlog
+from gp_testing import wait_for
 from gp_testing.modbus_peer import ModbusPeer
 from gp_testing.tcp_proxy import TcpProxy
 from typer.testing import CliRunner
@@ -238,14 +238,13 @@ async def test_server_restart_reconnects(peer: ModbusPeer) -> None:
         await dev.read()
     await peer.start()
     await peer.set("holding", 0, [43])
-    for _ in range(50):
-        try:
-            if (await dev.read()).p_kw == 43:
-                break
-        except DeviceUnavailable:
-            await asyncio.sleep(0.1)
-    else:
-        pytest.fail("no reconnect after the server restarted")
+
+    async def reads_43() -> bool:
+        return (await dev.read()).p_kw == 43
+
+    await wait_for(
+        reads_43, what="a read after the server restarted", interval=0.1, ignore=DeviceUnavailable
+    )
     await dev.close()
 
 
@@ -276,11 +275,12 @@ async def test_silent_server_goes_stale_then_recovers_on_a_new_connection(
     assert s.details["quality"] == {"p_kw": "stale", "soc_pct": "stale"}
     assert "stale_since" in s.details
     proxy.silent = False
-    for _ in range(30):
+
+    async def recovered() -> bool:
         await poller.poll_once()
-        if poller.available:
-            break
-        await asyncio.sleep(0.1)
+        return poller.available
+
+    await wait_for(recovered, what="the poller available again", interval=0.1)
     assert poller.available and poller.latest is not None and poller.latest.p_kw == 7
     assert proxy.connections > connections  # the client was recreated, not reused
     await dev.close()

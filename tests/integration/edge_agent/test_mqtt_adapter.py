@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import aiomqtt
 import pytest
+from gp_testing import wait_for as eventually
 from gp_testing.mqtt_broker import mosquitto
 
 from gridpilot.core.telemetry import Sample
@@ -44,19 +44,6 @@ def mqtt(port: int, points: list[dict[str, Any]], **kw: Any) -> MqttAdapter:
 async def publish(port: int, topic: str, payload: str | bytes, retain: bool = False) -> None:
     async with aiomqtt.Client("127.0.0.1", port=port) as c:
         await c.publish(topic, payload, qos=1, retain=retain)
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not met within {timeout} s")
-        await asyncio.sleep(0.05)
 
 
 async def test_json_payloads_map_to_normalized_fields_and_go_stale(broker: int) -> None:

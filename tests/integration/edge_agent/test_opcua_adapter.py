@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import random
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from asyncua import ua
+from gp_testing import wait_for
 from gp_testing.opcua_peer import CLIENT_URI, NS_URI, Credentials, OpcUaPeer, make_certificate
 from gp_testing.tcp_proxy import TcpProxy
 
@@ -54,20 +54,8 @@ def opcua(url: str, points: list[dict[str, Any]] | None = None, **kw: Any) -> Op
     return OpcUaAdapter("ev", cfg, clock=SystemClock(), rng=random.Random(1))
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-            if asyncio.iscoroutine(result):
-                result = await result
-        except DeviceUnavailable:
-            result = None
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not met within {timeout} s")
-        await asyncio.sleep(0.05)
+# A device still reconnecting is not there yet.
+eventually = functools.partial(wait_for, ignore=DeviceUnavailable)
 
 
 @pytest.fixture

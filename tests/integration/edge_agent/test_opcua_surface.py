@@ -14,7 +14,6 @@ import asyncio
 import random
 import shutil
 import socket
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,7 @@ import pytest_asyncio
 from asyncua import Client, ua
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from gp_testing import wait_for as eventually
 
 from gridpilot.core.assets import Asset, AssetType, PowerLimits
 from gridpilot.edge_agent import EdgeAgent, SiteConfig
@@ -207,19 +207,6 @@ async def connect(
         client.set_password(PASSWORDS.get(user, "wrong"))
     await client.connect()
     return client
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.05)
 
 
 def nid(path: str) -> ua.NodeId:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
+import functools
 from datetime import UTC, datetime, timedelta
-from typing import Any
+
+from gp_testing import wait_for
 
 from gridpilot.core.assets import Asset, AssetType, PowerLimits
 from gridpilot.core.lifecycle import ReasonCode
@@ -76,11 +75,8 @@ class Harness:
         await self.controller.submit(ReleaseCommand(dispatch_id, "bess", reason))
 
 
-async def until(check: Callable[[], Any], timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
+# Fine-grained: some checks catch a state that a short lease soon moves past.
+until = functools.partial(wait_for, interval=0.01)
 
 
 async def test_starts_by_writing_the_default() -> None:
