@@ -16,6 +16,7 @@ import httpx
 import psycopg
 import pytest
 from asyncua import Client, ua
+from gp_testing import wait_for_sync
 
 from gridpilot.ops.embedded import free_port
 
@@ -23,18 +24,18 @@ pytestmark = pytest.mark.e2e
 
 
 def _wait(check, timeout: float, proc: subprocess.Popen[bytes], log: Path):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """``wait_for_sync`` while `gridpilot up` runs (not yet answering: not yet)."""
+
+    def running_and_met():  # type: ignore[no-untyped-def]
         if proc.poll() is not None:
             pytest.fail(f"gridpilot up exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            result = check()
-        except (httpx.HTTPError, OSError, ValueError, KeyError):
-            result = None
-        if result:
-            return result
-        time.sleep(0.5)
-    pytest.fail(f"timed out; up log:\n{log.read_text()[-3000:]}")
+        return check()
+
+    not_yet = (httpx.HTTPError, OSError, ValueError, KeyError)
+    try:
+        return wait_for_sync(running_and_met, timeout, interval=0.5, ignore=not_yet)
+    except AssertionError as exc:
+        pytest.fail(f"{exc}; up log:\n{log.read_text()[-3000:]}")
 
 
 def _alive(pid: int) -> bool:

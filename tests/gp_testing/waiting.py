@@ -26,13 +26,14 @@ ASYNC_INTERVAL_S = 0.05
 SYNC_INTERVAL_S = 0.2  # the sync waits poll processes, HTTP and databases
 
 Check = Callable[[], Any]
+What = str | Callable[[], str] | None  # a callable is asked at the timeout (the state then)
 Ignored = type[BaseException] | tuple[type[BaseException], ...]
 
 
 async def wait_for(
     check: Check,
     timeout: float = DEFAULT_TIMEOUT_S,
-    what: str | None = None,
+    what: What = None,
     *,
     interval: float = ASYNC_INTERVAL_S,
     ignore: Ignored = (),
@@ -67,7 +68,7 @@ async def wait_for(
 def wait_for_sync(
     check: Check,
     timeout: float = DEFAULT_TIMEOUT_S,
-    what: str | None = None,
+    what: What = None,
     *,
     interval: float = SYNC_INTERVAL_S,
     ignore: Ignored = (),
@@ -89,7 +90,7 @@ def wait_for_sync(
 class _Waited:
     """The bound of one wait and what it saw last."""
 
-    def __init__(self, check: Check, timeout: float, what: str | None) -> None:
+    def __init__(self, check: Check, timeout: float, what: What) -> None:
         self.check, self.timeout, self.what = check, timeout, what
         self.deadline = time.monotonic() + timeout
         self.value: Any = None
@@ -103,7 +104,7 @@ class _Waited:
         return min(interval, left)
 
     def message(self) -> str:
-        what = self.what or describe(self.check)
+        what = self.what() if callable(self.what) else self.what or describe(self.check)
         seen = f"last error: {self.error!r}" if self.error is not None else f"last: {self.value!r}"
         return f"timed out after {self.timeout:g} s waiting for {what} ({seen})"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import psycopg
 import pytest
+from gp_testing import wait_for_sync
 from gp_testing.procs import AgentProcess, HeadendProcess
 
 if TYPE_CHECKING:
@@ -30,17 +31,6 @@ TERMINAL = ("complete", "expired", "failed", "cancelled")
 
 def _temporal(env: WorkflowEnvironment) -> str:
     return str(env.client.service_client.config.target_host)
-
-
-def _wait(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
 @pytest.fixture
@@ -137,12 +127,12 @@ def _start_dispatch(
     dispatch is active and the table shows the asset at it. (dispatch, session)"""
     agent.start()
     asset_id = agent.asset_id(0)
-    _wait(lambda: _known(api, asset_id), 30, "the agent's assets at the headend")
-    session = _wait(lambda: _connected(api, agent.gateway_id), 30, "the agent connected")
+    wait_for_sync(lambda: _known(api, asset_id), 30, "the agent's assets at the headend")
+    session = wait_for_sync(lambda: _connected(api, agent.gateway_id), 30, "the agent connected")
     submitted = time.time()
     d = _submit(api, asset_id, duration_s)
-    _wait(lambda: _in_state(api, d["id"], "active"), 15, "the dispatch active")
-    _wait(
+    wait_for_sync(lambda: _in_state(api, d["id"], "active"), 15, "the dispatch active")
+    wait_for_sync(
         lambda: any(p == SETPOINT_KW for _, p in _p_kw_since(database_url, asset_id, submitted)),
         15,
         "the asset at the setpoint in the table",
@@ -161,7 +151,7 @@ def test_a_kill_9_of_the_agent_resumes_its_active_dispatch(
     agent.proc.kill9()
     restarted = time.time()
     agent.start()  # same config, same state dir: same buffer file, same journal
-    _wait(lambda: _connected(api, agent.gateway_id, session), 30, "the agent reconnected")
+    wait_for_sync(lambda: _connected(api, agent.gateway_id, session), 30, "the agent reconnected")
 
     # The table shows the asset back at the setpoint, from samples taken after
     # the restart (the new process's simulator starts at 0 kW, so any 40 here
@@ -172,7 +162,7 @@ def test_a_kill_9_of_the_agent_resumes_its_active_dispatch(
                 return ts.timestamp()
         return None
 
-    back_at = _wait(resumed, 20, "the asset back at the setpoint after the restart")
+    back_at = wait_for_sync(resumed, 20, "the asset back at the setpoint after the restart")
     assert back_at - restarted < 15, back_at - restarted
     time.sleep(2)  # the start-up return to the default must not undo it
     after = _p_kw_since(database_url, asset_id, restarted)
@@ -205,11 +195,11 @@ def test_a_kill_9_of_the_agent_resumes_its_active_dispatch(
     # Cancel to end it quickly: the restarted agent releases the asset.
     c = api.post(f"/dispatches/{d['id']}/cancel", json={})
     assert c.status_code == 202, c.text
-    body = _wait(lambda: _in_state(api, d["id"], *TERMINAL), 15, "the dispatch ended")
+    body = wait_for_sync(lambda: _in_state(api, d["id"], *TERMINAL), 15, "the dispatch ended")
     assert body["state"] == "cancelled", _transitions(body)
     assert _transitions(body)[-1] == ("cancelled", "CANCELLED_BY_OPERATOR")
     released = time.time()
-    _wait(
+    wait_for_sync(
         lambda: (
             (rows := _p_kw_since(database_url, asset_id, released + 0.5))
             and rows[-1][1] == DEFAULT_KW
@@ -217,7 +207,7 @@ def test_a_kill_9_of_the_agent_resumes_its_active_dispatch(
         10,
         "the asset back at its default after the cancel",
     )
-    _wait(lambda: d["id"] not in _journaled(agent), 10, "the lease out of the journal")
+    wait_for_sync(lambda: d["id"] not in _journaled(agent), 10, "the lease out of the journal")
 
 
 def test_a_dispatch_that_ended_while_the_agent_was_dead_is_reported_not_resumed(
@@ -235,14 +225,14 @@ def test_a_dispatch_that_ended_while_the_agent_was_dead_is_reported_not_resumed(
     assert _dispatch(api, d["id"])["state"] == "active"  # nobody has ended it yet
     restarted = time.time()
     agent.start()
-    _wait(lambda: _connected(api, agent.gateway_id, session), 30, "the agent reconnected")
+    wait_for_sync(lambda: _connected(api, agent.gateway_id, session), 30, "the agent reconnected")
 
     # The workflow (src/gridpilot/workflows/dispatch.py, _follow_acks) keeps an
     # active dispatch open until end_at + END_GRACE (10 s) for the agent's
     # COMPLETED ack; only then would it end it itself as complete ("ended by
     # the headend at end_at"). The restarted agent acks first, RELEASED /
     # AGENT_OFFLINE, which _apply_ack records as failed with that reason.
-    body = _wait(lambda: _in_state(api, d["id"], *TERMINAL), 15, "the dispatch ended")
+    body = wait_for_sync(lambda: _in_state(api, d["id"], *TERMINAL), 15, "the dispatch ended")
     assert body["state"] == "failed", _transitions(body)
     assert _transitions(body) == [
         ("submitted", None),

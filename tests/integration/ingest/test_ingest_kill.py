@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from gp_testing import wait_for_sync
 from gp_testing.procs import (
     AgentProcess,
     HeadendProcess,
@@ -31,15 +32,6 @@ INTERVAL_S = 0.05  # 20 batches/s of 10 samples per agent
 
 def _temporal(env: WorkflowEnvironment) -> str:
     return str(env.client.service_client.config.target_host)
-
-
-def _wait(check: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _everything_once(agent: AgentProcess, database_url: str) -> set[tuple[str, object]]:
@@ -75,7 +67,7 @@ def test_agent_kill_9_mid_stream_loses_nothing_it_buffered(
     agent = AgentProcess("gwa", headend.grpc_address, tmp_path / "agent", interval_s=INTERVAL_S)
     agent.start()
     try:
-        _wait(lambda: len(stored_samples(database_url)) >= 200, 30, "telemetry flowing")
+        wait_for_sync(lambda: len(stored_samples(database_url)) >= 200, 30, "telemetry flowing")
         # Freeze the headend so acks stop and batches pile up unacked, then kill.
         assert headend.proc is not None
         os.kill(headend.proc.pid, signal.SIGSTOP)
@@ -87,7 +79,7 @@ def test_agent_kill_9_mid_stream_loses_nothing_it_buffered(
         assert len(at_kill) >= 100, len(at_kill)  # >= 10 batches were unacked
 
         agent.start()  # same config, same buffer file
-        _wait(lambda: at_kill <= stored_samples(database_url), 30, "the replay")
+        wait_for_sync(lambda: at_kill <= stored_samples(database_url), 30, "the replay")
         time.sleep(1)
         table = _everything_once(agent, database_url)
         assert at_kill <= table
@@ -104,15 +96,15 @@ def test_headend_kill_9_agents_buffer_and_replay_without_loss(
     agent = AgentProcess("gwh", headend.grpc_address, tmp_path / "agent", interval_s=INTERVAL_S)
     agent.start()
     try:
-        _wait(lambda: len(stored_samples(database_url)) >= 200, 30, "telemetry flowing")
+        wait_for_sync(lambda: len(stored_samples(database_url)) >= 200, 30, "telemetry flowing")
         assert headend.proc is not None
         headend.proc.kill9()
         down_at = time.time()
-        _wait(lambda: agent.counters()["batches"] >= 60, 15, "the agent to buffer 3 s")
+        wait_for_sync(lambda: agent.counters()["batches"] >= 60, 15, "the agent to buffer 3 s")
         while_down = agent.buffered_samples()
 
         headend.start()  # a new process: same ports, same database
-        _wait(lambda: while_down <= stored_samples(database_url), 45, "the replay")
+        wait_for_sync(lambda: while_down <= stored_samples(database_url), 45, "the replay")
         up_at = time.time()
         time.sleep(1)
         table = _everything_once(agent, database_url)
@@ -139,14 +131,16 @@ def test_full_buffer_drops_by_its_policy_counts_and_reports_it(
     started = time.time()
     agent.start()
     try:
-        _wait(lambda: agent.counters()["dropped_batches"] >= 40, 30, "the buffer to overflow")
+        wait_for_sync(
+            lambda: agent.counters()["dropped_batches"] >= 40, 30, "the buffer to overflow"
+        )
         full_since = time.time()
         assert 48 * 1024 < agent.counters()["bytes"] <= 64 * 1024  # full, within its bytes
         headend.start()
-        _wait(lambda: agent.counters()["batches"] < 10, 30, "the drain")
+        wait_for_sync(lambda: agent.counters()["batches"] < 10, 30, "the drain")
         drained_at = time.time()
         dropped = agent.counters()["dropped_batches"]
-        _wait(
+        wait_for_sync(
             lambda: (
                 headend.metric("gridpilot_edge_dropped_batches_total", gateway_id="gwf") == dropped
             ),

@@ -29,6 +29,7 @@ from uuid import uuid4
 
 import pytest
 import pytest_asyncio
+from gp_testing import wait_for
 from temporalio import activity
 from temporalio.api.enums.v1 import IndexedValueType, WorkflowTaskFailedCause
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
@@ -336,20 +337,15 @@ class FakeBackend:
         return [r.to_state for r in self.transitions.get(dispatch_id, [])]
 
     async def wait_until(self, what: str, check: Callable[[], bool]) -> None:
-        async def poll() -> None:
-            while not check():  # re-checked after every activity call
-                self._changed.clear()
-                await self._changed.wait()
-
-        try:
-            await asyncio.wait_for(poll(), WAIT_S)
-        except TimeoutError:
-            pytest.fail(f"timed out waiting for {what}")
+        # re-checked after every activity call
+        await wait_for(check, WAIT_S, what, wake=self._changed)
 
     async def wait_state(self, dispatch_id: str, state: DispatchState) -> None:
-        await self.wait_until(
-            f"{dispatch_id} to reach {state} (has {self.states(dispatch_id)})",
+        await wait_for(
             lambda: state in self.states(dispatch_id),
+            WAIT_S,
+            lambda: f"{dispatch_id} to reach {state} (has {self.states(dispatch_id)})",
+            wake=self._changed,
         )
 
 

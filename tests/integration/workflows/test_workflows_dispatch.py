@@ -12,6 +12,7 @@ from datetime import timedelta
 from uuid import uuid4
 
 import pytest
+from gp_testing import wait_for
 from temporalio.api.enums.v1 import EventType, TimeoutType
 from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
@@ -411,12 +412,11 @@ async def test_dispatch_state_search_attribute_follows_the_lifecycle(dev):
 
 async def _wait_listed(client, query: str) -> list:
     """Visibility is eventually consistent: poll the list until the query matches."""
-    for _ in range(100):
-        found = [w async for w in client.list_workflows(query)]
-        if found:
-            return found
-        await asyncio.sleep(0.1)
-    pytest.fail(f"no workflow listed for {query!r}")
+
+    async def listed() -> list:
+        return [w async for w in client.list_workflows(query)]
+
+    return await wait_for(listed, what=f"a workflow listed for {query!r}", interval=0.1)
 
 
 async def test_temporal_cancel_request_while_active_releases_and_records_cancelled(dev):

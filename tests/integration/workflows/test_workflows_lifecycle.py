@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from gp_testing import mixed_site_assets
+from gp_testing import mixed_site_assets, wait_for
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
 
@@ -72,11 +72,7 @@ async def _wait_for_timer(harness, handle) -> None:
         events = [e.event_type async for e in handle.fetch_history_events()]
         return EventType.EVENT_TYPE_TIMER_STARTED in events
 
-    for _ in range(150):
-        if await started():
-            return
-        await asyncio.sleep(0.1)
-    pytest.fail(f"{handle.id} never started a timer")
+    await wait_for(started, what=f"{handle.id} to start a timer", interval=0.1)
 
 
 # ---------------------------------------------------------------- supersede / priority
@@ -675,12 +671,11 @@ async def test_temporal_cancel_of_site_dispatch_records_cancelled_and_cancels_ch
 
 async def _superseded_by(harness, dispatch_id: str) -> str | None:
     """Once the workflow has taken in the supersede (its claim's cancel signal)."""
-    for _ in range(150):
-        status = await _status(harness, dispatch_id)
-        if status.superseded_by is not None:
-            return status.superseded_by
-        await asyncio.sleep(0.1)
-    pytest.fail(f"{dispatch_id} never took in its supersede")
+
+    async def taken_in() -> str | None:
+        return (await _status(harness, dispatch_id)).superseded_by
+
+    return await wait_for(taken_in, what=f"{dispatch_id} to take in its supersede", interval=0.1)
 
 
 @pytest.mark.parametrize("how", ["agent-rejects", "limits-changed"])
