@@ -361,7 +361,12 @@ async def test_out_of_limits_setpoint_is_rejected_and_nothing_applied(
     await eventually(lambda: server.sessions)
     server.send(**setpoint("d-big", "bess", 400, 30))
     await eventually(lambda: server.acks("d-big"))
-    await asyncio.sleep(0.3)
+    # Acks go up before telemetry: once samples taken well after the rejection are
+    # in, so is any later ack, and any setpoint applied would show in them.
+    later = server.of("dispatch_ack")[-1].time.ToDatetime(tzinfo=UTC) + timedelta(seconds=0.3)
+    await eventually(
+        lambda: [s for s in server.samples("bess") if s.ts.ToDatetime(tzinfo=UTC) > later]
+    )
     assert server.acks("d-big") == [("REJECTED", "REASON_CODE_OUT_OF_LIMITS")]
     assert "[-250, 250]" in server.of("dispatch_ack")[-1].detail
     assert battery(run).setpoint_kw == 0
@@ -617,7 +622,10 @@ async def test_a_local_setpoint_out_of_limits_is_refused_and_never_reported(
     assert "-250..250" in result.detail
     nan = await r.agent.local_setpoint("bess", float("nan"), "opcua:op1")
     assert nan.reason is ReasonCode.OUT_OF_LIMITS
-    await asyncio.sleep(0.3)
+    # Reports go up before telemetry: once samples taken after the refusals are in,
+    # so would a report of them be.
+    later = datetime.now(UTC) + timedelta(seconds=0.3)
+    await eventually(lambda: [s for s in gw.samples("bess") if s.ts.ToDatetime(tzinfo=UTC) > later])
     assert gw.of("local_dispatch") == [] and len(r.agent.local_reports) == 0
 
 

@@ -6,7 +6,6 @@ long timers (a 2 h dispatch, a 5 s pick-up timeout) run on the time-skipping ser
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from datetime import timedelta
 from uuid import uuid4
@@ -383,12 +382,25 @@ async def test_repeated_applied_ack_while_active_is_ignored(dev):
     await _to_active(dev, handle, applied_p_kw=50.0)
 
     await b.ack(handle.id, "applied", asset_id=ASSET, applied_p_kw=50.0)
-    await asyncio.sleep(0.2)
+    await _took_in_last_signal(handle)  # on its own, not together with the next one
     await b.ack(handle.id, "completed", asset_id=ASSET, applied_p_kw=50.0)
     result = await dev.result(handle)
 
     assert result.state is S.COMPLETE
     assert b.states(inp.dispatch_id) == HAPPY_PATH
+
+
+async def _took_in_last_signal(handle) -> None:
+    """Until a workflow task completed after the last signal: the workflow saw it
+    (a signal that lands during a task is written after that task's completion)."""
+
+    async def took_in() -> bool:
+        events = [e.event_type async for e in handle.fetch_history_events()]
+        signalled = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+        last = max(i for i, e in enumerate(events) if e == signalled)
+        return EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED in events[last:]
+
+    await wait_for(took_in, what=f"{handle.id} to take in its last signal", interval=0.1)
 
 
 # ---------------------------------------------------------------- visibility
