@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -161,8 +160,11 @@ def test_up_runs_the_demo_dispatches_a_site_and_stops_cleanly(tmp_path: Path) ->
         assert token not in child_log.read_text(), f"token leaked into {child_log}"
     assert "gridpilot up: stopped" in log.read_text()
     assert not (data_dir / "up.json").exists()
-    time.sleep(0.5)
-    assert [name for name, pid in pids.items() if pid and _alive(pid)] == []
+
+    def alive() -> list[str]:
+        return [name for name, pid in pids.items() if pid and _alive(pid)]
+
+    wait_for_sync(lambda: not alive(), 10, lambda: f"up's children gone (alive: {alive()})")
 
     # A second run reuses the data dir: the dispatch from the first run is still there.
     proc = _start(data_dir, ports, log)

@@ -224,9 +224,13 @@ class AgentProcess:
     def counters(self) -> dict[str, int]:
         """The buffer's persistent counters plus what it holds now (zeros
         until the agent has made its buffer)."""
+        zeros = {"batches": 0, "samples": 0, "dropped_batches": 0, "stored_samples": 0}
         if not self.buffer_path.exists():
-            return {"batches": 0, "samples": 0, "dropped_batches": 0, "stored_samples": 0}
+            return zeros
         with _read(self.buffer_path) as db:
+            made = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'counters'"
+            if db.execute(made).fetchone() is None:
+                return zeros  # the file is there, its tables not yet (counters come last)
             out = dict(db.execute("SELECT name, value FROM counters").fetchall())
             batches, samples, size = db.execute(
                 "SELECT count(*), coalesce(sum(samples), 0), coalesce(sum(bytes), 0) FROM batches"

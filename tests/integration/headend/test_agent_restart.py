@@ -164,7 +164,13 @@ def test_a_kill_9_of_the_agent_resumes_its_active_dispatch(
 
     back_at = wait_for_sync(resumed, 20, "the asset back at the setpoint after the restart")
     assert back_at - restarted < 15, back_at - restarted
-    time.sleep(2)  # the start-up return to the default must not undo it
+    # The start-up return to the default must not undo it: wait for samples the
+    # restarted agent took 2 s after it was back (its own clock, not ours).
+    wait_for_sync(
+        lambda: _p_kw_since(database_url, asset_id, back_at + 2),
+        30,
+        "samples from 2 s after the asset was back at the setpoint",
+    )
     after = _p_kw_since(database_url, asset_id, restarted)
     since_back = [p for ts, p in after if ts.timestamp() >= back_at]
     assert len(since_back) >= 10, after
@@ -249,8 +255,13 @@ def test_a_dispatch_that_ended_while_the_agent_was_dead_is_reported_not_resumed(
     ended = datetime.fromisoformat(last["at"]).timestamp()
     assert ended < end_at + 10, ended - end_at  # the agent's word, not the headend's timeout
 
-    # Not resumed: the asset stays at its default after the restart.
-    time.sleep(1)
+    # Not resumed: the asset stays at its default after the restart, in samples
+    # taken after the agent had said so (a resume would be applied before that).
+    wait_for_sync(
+        lambda: len(_p_kw_since(database_url, asset_id, ended)) >= 10,
+        30,
+        "10 samples taken after the agent reported the lease not resumed",
+    )
     after = _p_kw_since(database_url, asset_id, restarted)
     assert len(after) >= 10, after
     assert {p for _, p in after} == {DEFAULT_KW}, after

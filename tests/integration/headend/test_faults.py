@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -63,7 +65,8 @@ async def test_dispatch_survives_a_headend_restart(
     headend.headend.stop()
     await wait_for(lambda: scripted_agent.ended, timeout=15)
     await scripted_agent.close()
-    await asyncio.sleep(0.5)
+    ports = (headend.settings.api_port, int(headend.settings.grpc_listen.rsplit(":", 1)[1]))
+    await wait_for(lambda: not any(map(_listening, ports)), what="the old headend's ports closed")
 
     # A new headend process takes over the same database and queues.
     second = Headend(headend.settings)
@@ -87,6 +90,12 @@ async def _reconnected(headend: RunningHeadend) -> ScriptedAgent | None:
         return agent
     await agent.close()
     return None
+
+
+def _listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
 
 
 def _db_state(headend: RunningHeadend, dispatch_id: str) -> str | None:

@@ -9,7 +9,6 @@ client (real headend, PostgreSQL, Temporal and mTLS gRPC)."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -98,11 +97,17 @@ async def test_an_agent_that_heartbeats_stays_and_ending_its_stream_is_closed(
     agent = quick.agent()
     try:
         welcome = await agent.connect(demo_assets())
-        # Heartbeats every 0.3 s for 3x the silence setting: never unresponsive.
-        deadline = time.monotonic() + 3 * SILENCE_S
-        while time.monotonic() < deadline:
+
+        # Heartbeats every 0.3 s until the headend has heard them for 3x the silence
+        # setting (its own record of the session): never unresponsive.
+        async def heard_for_3x_silence() -> bool:
             await agent.send(pb.AgentMessage(heartbeat=pb.Heartbeat()))
-            await asyncio.sleep(0.3)
+            view = await _agent_view(quick)
+            assert view["connected"], view  # not ended meanwhile
+            seen, since = (datetime.fromisoformat(view[k]) for k in ("last_seen", "connected_at"))
+            return (seen - since).total_seconds() > 3 * SILENCE_S
+
+        await wait_for(heard_for_3x_silence, interval=0.3)
         view = await _agent_view(quick)
         assert view["connected"] is True and view["session_id"] == welcome.session_id
         await agent.send(None)  # the agent ends its stream (half-close)

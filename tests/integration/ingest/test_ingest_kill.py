@@ -71,7 +71,7 @@ def test_agent_kill_9_mid_stream_loses_nothing_it_buffered(
         # Freeze the headend so acks stop and batches pile up unacked, then kill.
         assert headend.proc is not None
         os.kill(headend.proc.pid, signal.SIGSTOP)
-        time.sleep(1.5)
+        wait_for_sync(lambda: agent.counters()["samples"] >= 150, 30, "15 batches unacked")
         assert agent.proc is not None
         agent.proc.kill9()
         os.kill(headend.proc.pid, signal.SIGCONT)
@@ -80,7 +80,7 @@ def test_agent_kill_9_mid_stream_loses_nothing_it_buffered(
 
         agent.start()  # same config, same buffer file
         wait_for_sync(lambda: at_kill <= stored_samples(database_url), 30, "the replay")
-        time.sleep(1)
+        wait_for_sync(lambda: not at_kill & agent.buffered_samples(), 30, "the replay acked")
         table = _everything_once(agent, database_url)
         assert at_kill <= table
         assert agent.counters()["dropped_batches"] == 0
@@ -106,7 +106,11 @@ def test_headend_kill_9_agents_buffer_and_replay_without_loss(
         headend.start()  # a new process: same ports, same database
         wait_for_sync(lambda: while_down <= stored_samples(database_url), 45, "the replay")
         up_at = time.time()
-        time.sleep(1)
+        wait_for_sync(
+            lambda: all(ts.timestamp() > up_at for _, ts in agent.buffered_samples()),
+            30,
+            "the backlog from before the headend was back acked",
+        )
         table = _everything_once(agent, database_url)
         for i in range(agent.assets):  # nothing missing across the outage
             assert longest_gap_s(table, agent.asset_id(i), down_at - 1, up_at) < 1.0
