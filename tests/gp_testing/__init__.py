@@ -397,7 +397,7 @@ def api_app(engine: AsyncEngine, audit: AuditLog, tokens: TokenStore, **auth: An
     from gridpilot.api.admin import SecurityDeps
     from gridpilot.api.app import ApiDeps, create_app
     from gridpilot.api.auth import AuthSettings
-    from gridpilot.api.dispatches import DispatchOptions, DispatchService
+    from gridpilot.api.dispatch_service import DispatchOptions, DispatchService
     from gridpilot.security.authn import Authenticator
 
     return create_app(
