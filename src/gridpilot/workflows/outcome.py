@@ -22,6 +22,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
+    from gridpilot.activities.outcome import request_own_cancel
     from gridpilot.core.lifecycle import DispatchState, ReasonCode
 
     from .constants import QUERY_CURRENT_STATE
@@ -44,7 +45,7 @@ async def close(end: DispatchResult, cancel_requested: bool) -> DispatchResult:
         info = workflow.info()
         try:
             await workflow.execute_activity(
-                "request_own_cancel",
+                request_own_cancel,
                 OwnCancel(workflow_id=info.workflow_id, run_id=info.run_id),
                 start_to_close_timeout=timedelta(seconds=10),
                 retry_policy=RetryPolicy(maximum_attempts=3),
