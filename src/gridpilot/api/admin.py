@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gridpilot.ingest.enrollment import EnrollmentStore
 from gridpilot.ingest.registry import GatewayStore
@@ -36,17 +36,6 @@ class SecurityDeps:
     certs: CertificateRegistry
     gateways: GatewayStore
     enrollment: EnrollmentStore
-
-    @classmethod
-    def on(cls, engine: AsyncEngine, audit: AuditLog, tokens: TokenStore) -> SecurityDeps:
-        """The stores of one database (the headend builds its own, shared with ingest)."""
-        return cls(
-            audit,
-            tokens,
-            CertificateRegistry(engine, audit),
-            GatewayStore(engine),
-            EnrollmentStore(engine, audit),
-        )
 
 
 def _deps(request: Request) -> SecurityDeps:
