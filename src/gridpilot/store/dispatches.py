@@ -13,6 +13,7 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gridpilot.core.dispatch import DispatchKind
 from gridpilot.core.lifecycle import TERMINAL_VALUES, DispatchState
 from gridpilot.core.supersede import ClaimKey, Verdict, resolve_claim
 from gridpilot.schema import tables as t
@@ -228,7 +229,7 @@ class DispatchStore:
                 await conn.execute(
                     select(d.c.id, d.c.priority)
                     .where(
-                        d.c.kind == "asset",
+                        d.c.kind == DispatchKind.ASSET.value,
                         d.c.asset_id == asset_id,
                         d.c.state.not_in(TERMINAL_VALUES),
                         d.c.source == "cloud",  # local ones: the agent arbitrates
@@ -300,7 +301,7 @@ class DispatchStore:
                 await conn.execute(
                     select(d.c.id, d.c.priority, d.c.submit_seq)
                     .where(
-                        d.c.kind == "asset",
+                        d.c.kind == DispatchKind.ASSET.value,
                         d.c.asset_id == req.asset_id,
                         d.c.id != req.dispatch_id,
                         d.c.state.not_in(TERMINAL_VALUES),

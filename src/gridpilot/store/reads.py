@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gridpilot.core.dispatch import DispatchKind
 from gridpilot.core.lifecycle import TERMINAL_VALUES, DispatchState
 from gridpilot.schema import tables as t
 from gridpilot.workflows.models import SplitAsset, SplitInputs
@@ -142,8 +143,8 @@ def active_window(
 ) -> tuple[datetime, datetime] | None:
     """From ``active`` to the end (its end state, else now), at most to end_at;
     None for a site dispatch or one never active."""
-    active = next((x for x in transitions if x["to_state"] == "active"), None)
-    if row["kind"] != "asset" or active is None:
+    active = next((x for x in transitions if x["to_state"] == DispatchState.ACTIVE), None)
+    if row["kind"] != DispatchKind.ASSET or active is None:
         return None
     ended = next((x["at"] for x in transitions if x["to_state"] in TERMINAL_VALUES), None)
     return active["at"], min(ended or now, row["end_at"])
