@@ -1,5 +1,6 @@
 """The dispatch service behind /api/v1/dispatches and the CLI: validate,
-audit, start the workflow, record the row. Its SQL is the store's."""
+audit, start the workflow, record the row. Its SQL is the store's
+(``gridpilot.store``), its Temporal calls are ``dispatch_workflows.py``'s."""
 
 from __future__ import annotations
 
@@ -14,15 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.client import Client, WorkflowHandle
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.client import Client
 
 from gridpilot.core.assets import Asset, AssetType, PowerLimits
 from gridpilot.core.dispatch import (
@@ -39,16 +32,9 @@ from gridpilot.core.split import Available, check_capacity, split
 from gridpilot.security.audit import Action, Actor, AuditLog
 from gridpilot.store import reads
 from gridpilot.store.dispatches import DispatchStore
-from gridpilot.workflows.constants import (
-    SA_ASSET_ID,
-    SA_DISPATCH_KIND,
-    SA_DISPATCH_STATE,
-    SA_SITE_ID,
-)
-from gridpilot.workflows.dispatch import DispatchWorkflow
 from gridpilot.workflows.models import CancelRequest, DispatchInput
-from gridpilot.workflows.site import SiteDispatchWorkflow
 
+from .dispatch_workflows import signal_cancel, start_dispatch
 from .errors import Unavailable
 from .schemas import DispatchCreate, SplitLine, SplitPreview
 
@@ -203,28 +189,7 @@ class DispatchService:
             await self._start(inp)
 
     async def _start(self, inp: DispatchInput) -> None:
-        client = self._require_client()
-        options: dict[str, Any] = {
-            "id": inp.dispatch_id,
-            "task_queue": self._opts.task_queue,
-            "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
-            "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            "search_attributes": TypedSearchAttributes(_search_attributes(inp)),
-            "memo": {"submitted_by": inp.submitted_by, "source": inp.source},
-            "execution_timeout": (inp.end_at - inp.start_at)
-            + timedelta(hours=1)
-            + max(inp.start_at - datetime.now(UTC), timedelta(0)),
-            "static_summary": _summary(inp),
-        }
-        try:
-            if inp.kind == DispatchKind.SITE:
-                await client.start_workflow(SiteDispatchWorkflow.run, inp, **options)
-            else:
-                await client.start_workflow(DispatchWorkflow.run, inp, **options)
-        except WorkflowAlreadyStartedError:
-            return  # same id (idempotency key) already ran: that dispatch stands
-        except RPCError as exc:
-            raise Unavailable("temporal", f"Temporal is not reachable: {exc.message}") from exc
+        await start_dispatch(self._require_client(), self._opts.task_queue, inp)
 
     # ------------------------------------------------------------ preview
     async def preview(self, body: DispatchCreate) -> SplitPreview:
@@ -289,18 +254,8 @@ class DispatchService:
         audit_detail.update(state=state.value, asset_id=row.asset_id, site_id=row.site_id)
         if state.terminal:
             return  # idempotent: nothing left to cancel
-        handle: WorkflowHandle[DispatchWorkflow, Any] = self._require_client().get_workflow_handle(
-            dispatch_id
-        )
-        try:
-            await handle.signal(
-                DispatchWorkflow.cancel,
-                CancelRequest(actor=principal, detail=detail or "cancelled"),
-            )
-        except RPCError as exc:
-            if "completed" in exc.message or "not found" in exc.message:
-                return
-            raise Unavailable("temporal", f"Temporal is not reachable: {exc.message}") from exc
+        request = CancelRequest(actor=principal, detail=detail or "cancelled")
+        await signal_cancel(self._require_client(), dispatch_id, request)
 
     # ------------------------------------------------------------ helpers
     def _audited(
@@ -402,18 +357,6 @@ def single_asset_preview(asset: Asset, p_kw: float, warnings: list[str]) -> Spli
     )
 
 
-def _search_attributes(inp: DispatchInput) -> list[SearchAttributePair[str]]:
-    pairs = [
-        SearchAttributePair(SA_DISPATCH_STATE, "submitted"),
-        SearchAttributePair(SA_DISPATCH_KIND, inp.kind),
-    ]
-    if inp.asset_id:
-        pairs.append(SearchAttributePair(SA_ASSET_ID, inp.asset_id))
-    if inp.site_id:
-        pairs.append(SearchAttributePair(SA_SITE_ID, inp.site_id))
-    return pairs
-
-
 def _key_scope(principal: str, idempotency_key: str) -> str:
     """An Idempotency-Key means something only together with its caller."""
     return f"{principal}\n{idempotency_key}"
@@ -422,9 +365,3 @@ def _key_scope(principal: str, idempotency_key: str) -> str:
 def _hash(body: DispatchCreate) -> str:
     raw = json.dumps(body.model_dump(mode="json"), sort_keys=True)
     return hashlib.sha256(raw.encode()).hexdigest()
-
-
-def _summary(inp: DispatchInput) -> str:
-    target = inp.asset_id or inp.site_id
-    where = "written on site " if inp.source == "local" else ""
-    return f"{inp.p_kw:g} kW for {inp.duration_s} s on {target} ({where}by {inp.submitted_by})"

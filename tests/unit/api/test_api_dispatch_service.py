@@ -7,12 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gridpilot.api.dispatch_service import (
-    _search_attributes,
-    check_body,
-    new_dispatch_id,
-    single_asset_preview,
-)
+from gridpilot.api.dispatch_service import check_body, new_dispatch_id, single_asset_preview
+from gridpilot.api.dispatch_workflows import search_attributes, summary
 from gridpilot.api.pages import CONSOLE, console_html
 from gridpilot.api.schemas import DispatchCreate
 from gridpilot.core.assets import Asset, AssetType, PowerLimits
@@ -78,8 +74,9 @@ def test_search_attributes_name_only_the_targets_given() -> None:
         end_at=now + timedelta(seconds=1),
         deliver_by=now,
     )
-    got = {p.key.name: p.value for p in _search_attributes(inp)}
+    got = {p.key.name: p.value for p in search_attributes(inp)}
     assert got == {"DispatchState": "submitted", "DispatchKind": "site", "SiteId": "site-1"}
+    assert summary(inp) == "1 kW for 1 s on site-1 (by anonymous)"
 
 
 def test_the_console_gets_the_end_states_from_the_server() -> None:
