@@ -383,17 +383,18 @@ def db_enroller(
 def api_app(engine: AsyncEngine, audit: AuditLog, tokens: TokenStore, **auth: Any) -> FastAPI:
     """The REST app on a real database without Temporal (submits answer 503),
     for tests of the HTTP surface; ``auth`` goes to AuthSettings."""
-    from gridpilot.api.admin import SecurityDeps
     from gridpilot.api.app import ApiDeps, create_app
     from gridpilot.api.auth import AuthSettings
-    from gridpilot.api.dispatches import DispatchOptions, DispatchService
+    from gridpilot.api.dispatch_service import DispatchOptions, DispatchService
     from gridpilot.security.authn import Authenticator
+
+    from .stores import security_deps
 
     return create_app(
         ApiDeps(
             engine=engine,
             dispatches=DispatchService(engine, None, DispatchOptions(task_queue="none"), audit),
-            security=SecurityDeps.on(engine, audit, tokens),
+            security=security_deps(engine, audit, tokens),
             auth=AuthSettings(Authenticator(tokens), audit, **auth),
         )
     )

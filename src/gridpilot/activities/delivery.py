@@ -12,11 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from gridpilot.activities.records import lock_asset
 from gridpilot.ingest.convert import reason_to_pb, ts_to_pb
 from gridpilot.ingest.sessions import SessionClosed, SessionRegistry
 from gridpilot.schema import tables as t
 from gridpilot.schema.pb import agent_pb2 as pb
+from gridpilot.store.dispatches import lock_asset
 from gridpilot.workflows.constants import ERROR_SUPERSEDED
 from gridpilot.workflows.models import ReleaseCommand, SetpointCommand
 

@@ -14,14 +14,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gridpilot.ingest.enrollment import EnrollmentStore
 from gridpilot.ingest.registry import GatewayStore
 from gridpilot.security.audit import Actor, AuditEvent, AuditLog
 from gridpilot.security.certs import CertificateRegistry
 from gridpilot.security.principal import Role
-from gridpilot.security.tokens import TokenStore
+from gridpilot.security.tokens import TokenInfo, TokenStore
 
 from .auth import principal_of
 from .inputs import INT64_MAX, Instant, RequestBody
@@ -36,17 +36,6 @@ class SecurityDeps:
     certs: CertificateRegistry
     gateways: GatewayStore
     enrollment: EnrollmentStore
-
-    @classmethod
-    def on(cls, engine: AsyncEngine, audit: AuditLog, tokens: TokenStore) -> SecurityDeps:
-        """The stores of one database (the headend builds its own, shared with ingest)."""
-        return cls(
-            audit,
-            tokens,
-            CertificateRegistry(engine, audit),
-            GatewayStore(engine),
-            EnrollmentStore(engine, audit),
-        )
 
 
 def _deps(request: Request) -> SecurityDeps:
@@ -70,20 +59,11 @@ class TokenCreate(RequestBody):
     expires_at: Instant | None = None
 
 
-class TokenView(BaseModel):
-    id: str
-    name: str
-    role: str
-    prefix: str
-    created_by: str
-    created_at: datetime
-    expires_at: datetime | None
-    last_used_at: datetime | None
-    revoked_at: datetime | None
+@dataclass(frozen=True)
+class TokenCreated(TokenInfo):
+    """A new token's view (``security.tokens.TokenInfo``) and its secret."""
 
-
-class TokenCreated(TokenView):
-    token: str = Field(description="the bearer token; shown once, not stored")
+    token: Annotated[str, Field(description="the bearer token; shown once, not stored")]
 
 
 class Rebind(RequestBody):
@@ -140,24 +120,24 @@ async def me(request: Request) -> MeView:
     return MeView(principal=p.name, roles=sorted(p.roles), auth=p.method)
 
 
-@router.get("/tokens", response_model=list[TokenView], tags=["security"])
-async def list_tokens(request: Request, include_revoked: bool = False) -> list[dict[str, Any]]:
-    return [asdict(x) for x in await _deps(request).tokens.list(include_revoked)]
+@router.get("/tokens", response_model=list[TokenInfo], tags=["security"])
+async def list_tokens(request: Request, include_revoked: bool = False) -> list[TokenInfo]:
+    return await _deps(request).tokens.list(include_revoked)
 
 
 @router.post("/tokens", response_model=TokenCreated, status_code=201, tags=["security"])
-async def create_token(request: Request, body: TokenCreate) -> dict[str, Any]:
+async def create_token(request: Request, body: TokenCreate) -> TokenCreated:
     deps, who = _deps(request), actor(request)
     async with deps.audit.action(who, "token.create", body.name, recorded=True):
         info, secret = await deps.tokens.create(body.name, body.role.value, who, body.expires_at)
-    return {**asdict(info), "token": secret}
+    return TokenCreated(**asdict(info), token=secret)
 
 
-@router.post("/tokens/{token_id}/revoke", response_model=TokenView, tags=["security"])
-async def revoke_token(request: Request, token_id: str) -> dict[str, Any]:
+@router.post("/tokens/{token_id}/revoke", response_model=TokenInfo, tags=["security"])
+async def revoke_token(request: Request, token_id: str) -> TokenInfo:
     deps, who = _deps(request), actor(request)
     async with deps.audit.action(who, "token.revoke", token_id, recorded=True):
-        return asdict(await deps.tokens.revoke(token_id, who))
+        return await deps.tokens.revoke(token_id, who)
 
 
 @router.get(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
+from fastapi import Depends, FastAPI, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field
@@ -17,12 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import gridpilot
 from gridpilot.core.errors import NotFound
 
-from . import admin, enrollment, errors, openapi, pages, reads
+from . import admin, dispatches, enrollment, errors, openapi, pages, reads
 from .admin import SecurityDeps
-from .auth import AuthMiddleware, AuthSettings, principal_of, require_rule
-from .dispatches import DispatchService
+from .auth import AuthMiddleware, AuthSettings, require_rule
+from .dispatch_service import DispatchService
 from .inputs import DEFAULT_MAX_BODY_BYTES, BodyLimit, check_parameters
-from .schemas import CancelBody, DispatchCreate, DispatchView, SplitPreview
 
 HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
 DATABASE_CHECK_S = 2.0
@@ -44,55 +43,6 @@ class ApiDeps:
     metrics: CollectorRegistry | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-
-
-def _principal(request: Request) -> str:
-    """The caller, as AuthMiddleware authenticated it (e.g. ``token:alice``)."""
-    return principal_of(request.state).name
-
-
-write = APIRouter(prefix="/api/v1", tags=["dispatches"])
-
-
-@write.post("/dispatches", response_model=DispatchView, status_code=201)
-async def submit_dispatch(
-    request: Request,
-    response: Response,
-    body: DispatchCreate,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            max_length=200,
-            pattern=r"^[\x20-\x7e]+$",
-            description="retry-safe key (printable ASCII), scoped to the caller",
-        ),
-    ] = None,
-) -> dict[str, Any]:
-    service: DispatchService = request.app.state.deps.dispatches
-    dispatch_id, created = await service.submit(
-        body, idempotency_key, _principal(request), admin.actor(request)
-    )
-    if not created:
-        response.status_code = 200
-    response.headers["Location"] = f"/api/v1/dispatches/{dispatch_id}"
-    return await reads.dispatch_view(request.app.state.engine, dispatch_id)
-
-
-@write.post("/dispatches/preview", response_model=SplitPreview)
-async def preview_dispatch(request: Request, body: DispatchCreate) -> SplitPreview:
-    service: DispatchService = request.app.state.deps.dispatches
-    return await service.preview(body)
-
-
-@write.post("/dispatches/{dispatch_id}/cancel", response_model=DispatchView, status_code=202)
-async def cancel_dispatch(
-    request: Request, dispatch_id: str, body: CancelBody | None = None
-) -> dict[str, Any]:
-    service: DispatchService = request.app.state.deps.dispatches
-    await service.cancel(
-        dispatch_id, _principal(request), body.detail if body else "", admin.actor(request)
-    )
-    return await reads.dispatch_view(request.app.state.engine, dispatch_id)
 
 
 async def _database_check(engine: AsyncEngine) -> str:
@@ -127,7 +77,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     errors.install(app)
     openapi.install(app)
     app.include_router(reads.router)
-    app.include_router(write)
+    app.include_router(dispatches.router)
     app.include_router(admin.router)
     app.include_router(enrollment.router)
     pages.install(app)

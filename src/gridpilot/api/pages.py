@@ -23,6 +23,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gridpilot.core.errors import NotFound
+from gridpilot.core.lifecycle import TERMINAL_VALUES
 
 CONSOLE = Path(__file__).parent / "console" / "index.html"
 DOCS_ASSETS_URL = "/docs/assets"
@@ -73,9 +74,16 @@ def html_page(html: str) -> HTMLResponse:
     return HTMLResponse(html, headers={"content-security-policy": page_csp(html)})
 
 
+def console_html(template: str) -> str:
+    """The console page, told the server's vocabulary (the end states, from
+    ``core.lifecycle``) on its ``<body>``, so its script keeps no copy."""
+    states = " ".join(TERMINAL_VALUES)
+    return template.replace("<body>", f'<body data-terminal-states="{states}">', 1)
+
+
 def install(app: FastAPI) -> None:
     """The console at ``/`` and Swagger UI at ``/docs``, both offline."""
-    console = CONSOLE.read_text()
+    console = console_html(CONSOLE.read_text())
     docs_html = get_swagger_ui_html(
         openapi_url=app.openapi_url or "/openapi.json",
         title=f"{app.title} API",

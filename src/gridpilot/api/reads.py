@@ -1,16 +1,15 @@
-"""Read endpoints: agents, sites, assets, telemetry, dispatches."""
+"""Read endpoints: agents, sites, assets, telemetry (dispatches: dispatches.py)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import and_, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gridpilot.core.errors import NotFound, ValidationFailed
-from gridpilot.core.lifecycle import DispatchState
 from gridpilot.schema import tables as t
 
 from .inputs import Instant
@@ -18,10 +17,8 @@ from .schemas import (
     AgentView,
     AssetView,
     BucketView,
-    DispatchView,
     SampleView,
     SiteView,
-    Transition,
 )
 
 router = APIRouter(prefix="/api/v1")
@@ -195,121 +192,3 @@ async def telemetry(
         q = select(tel).where(*where).order_by(tel.c.ts, tel.c.asset_id).limit(limit)
     async with _engine(request).connect() as conn:
         return [dict(r) for r in (await conn.execute(q)).mappings().all()]
-
-
-@router.get("/dispatches", response_model=list[DispatchView], tags=["dispatches"])
-async def list_dispatches(
-    request: Request,
-    state: DispatchState | None = None,
-    asset_id: str | None = None,
-    site_id: str | None = None,
-    since: Annotated[Instant | None, Query(description="created at or after")] = None,
-    source: Annotated[
-        Literal["cloud", "local"] | None,
-        Query(description="cloud (this API) or local (written on site)"),
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[dict[str, Any]]:
-    d = t.dispatches
-    q = select(d).order_by(d.c.created_at.desc()).limit(limit)
-    if since is not None:
-        q = q.where(d.c.created_at >= since)
-    if state:
-        q = q.where(d.c.state == state.value)
-    if asset_id:
-        q = q.where(d.c.asset_id == asset_id)
-    if site_id:
-        q = q.where(d.c.site_id == site_id)
-    if source:
-        q = q.where(d.c.source == source)
-    async with _engine(request).connect() as conn:
-        return [dict(r) for r in (await conn.execute(q)).mappings().all()]
-
-
-async def dispatch_view(engine: AsyncEngine, dispatch_id: str) -> dict[str, Any]:
-    d, tr = t.dispatches, t.dispatch_transitions
-    async with engine.connect() as conn:
-        row = (await conn.execute(select(d).where(d.c.id == dispatch_id))).mappings().first()
-        if row is None:
-            raise NotFound(f"dispatch {dispatch_id} does not exist", field="dispatch_id")
-        transitions = (
-            (
-                await conn.execute(
-                    select(tr).where(tr.c.dispatch_id == dispatch_id).order_by(tr.c.seq)
-                )
-            )
-            .mappings()
-            .all()
-        )
-        children = (
-            await conn.execute(select(d.c.id).where(d.c.parent_id == dispatch_id).order_by(d.c.id))
-        ).scalars()
-        late = t.dispatch_late_acks
-        late_acks = (
-            await conn.execute(
-                select(
-                    late.c.state,
-                    late.c.at,
-                    late.c.reason,
-                    late.c.detail,
-                    late.c.gateway_id,
-                    late.c.received_at,
-                )
-                .where(late.c.dispatch_id == dispatch_id)
-                .order_by(late.c.received_at, late.c.at)
-            )
-        ).mappings()
-        return {
-            **row,
-            "children": list(children),
-            "transitions": [Transition(**dict(x)) for x in transitions],
-            "evidence": await _evidence(conn, row, transitions),
-            "late_acks": [dict(x) for x in late_acks],
-        }
-
-
-TERMINAL = ("complete", "expired", "failed", "cancelled")
-
-
-async def _evidence(conn: Any, row: Any, transitions: Any) -> dict[str, Any] | None:
-    """Measured p_kw of the asset during the active window against the setpoint."""
-    active = next((x for x in transitions if x["to_state"] == "active"), None)
-    if row["kind"] != "asset" or active is None:
-        return None
-    ended = next((x["at"] for x in transitions if x["to_state"] in TERMINAL), None)
-    start = active["at"]
-    end = min(ended or datetime.now(UTC), row["end_at"])
-    tel = t.telemetry
-    rows = (
-        await conn.execute(
-            select(tel.c.ts, tel.c.p_kw)
-            .where(
-                tel.c.asset_id == row["asset_id"],
-                tel.c.ts >= start,
-                tel.c.ts <= end,
-                tel.c.p_kw.is_not(None),
-            )
-            .order_by(tel.c.ts)
-            .limit(MAX_ROWS)
-        )
-    ).all()
-    setpoint = row["applied_p_kw"] if row["applied_p_kw"] is not None else row["p_kw"]
-    tolerance = max(0.02 * abs(setpoint), 0.5)
-    deviations = [abs(r.p_kw - setpoint) for r in rows]
-    reached = next((r.ts for r in rows if abs(r.p_kw - setpoint) <= tolerance), None)
-    return {
-        "window_start": start,
-        "window_end": end,
-        "samples": len(rows),
-        "setpoint_kw": setpoint,
-        "mean_p_kw": sum(r.p_kw for r in rows) / len(rows) if rows else None,
-        "mean_abs_deviation_kw": sum(deviations) / len(deviations) if rows else None,
-        "max_abs_deviation_kw": max(deviations) if rows else None,
-        "time_to_target_s": (reached - start).total_seconds() if reached else None,
-        "tolerance_kw": tolerance,
-    }
-
-
-@router.get("/dispatches/{dispatch_id}", response_model=DispatchView, tags=["dispatches"])
-async def get_dispatch(request: Request, dispatch_id: str) -> dict[str, Any]:
-    return await dispatch_view(_engine(request), dispatch_id)

@@ -55,6 +55,8 @@ class ReasonCode(StrEnum):
 
 S = DispatchState
 TERMINAL = frozenset({S.COMPLETE, S.EXPIRED, S.FAILED, S.CANCELLED})
+# The end states as stored (SQL ``state NOT IN …``, the console's script), in one order.
+TERMINAL_VALUES: tuple[str, ...] = tuple(s.value for s in DispatchState if s in TERMINAL)
 _ENDS = {S.EXPIRED, S.FAILED, S.CANCELLED}
 ALLOWED: dict[DispatchState, frozenset[DispatchState]] = {
     S.SUBMITTED: frozenset({S.SENT, *_ENDS}),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import NamedTuple
 
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -11,17 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gridpilot.core.assets import Asset
 from gridpilot.core.errors import Conflict, NotFound
-from gridpilot.core.lifecycle import DispatchState
 from gridpilot.core.sessions import EndReason
 from gridpilot.schema import tables as t
-from gridpilot.workflows.models import AgentAck
 
 from .enrollment import OPEN, Admission
-
-
-class DispatchTarget(NamedTuple):
-    asset_id: str | None
-    state: DispatchState
 
 
 class GatewayStore:
@@ -222,32 +214,6 @@ class GatewayStore:
                 )
             )
             return int(res.scalar() or 0)
-
-    async def dispatch_target(self, dispatch_id: str) -> DispatchTarget | None:
-        """The asset a dispatch targets (None: a site-level dispatch) and its
-        recorded state; None for an unknown dispatch."""
-        d = t.dispatches
-        async with self._engine.connect() as conn:
-            res = await conn.execute(select(d.c.asset_id, d.c.state).where(d.c.id == dispatch_id))
-            row = res.first()
-        return None if row is None else DispatchTarget(row.asset_id, DispatchState(row.state))
-
-    async def record_late_ack(self, ack: AgentAck) -> None:
-        """Keep what the agent said about a dispatch that had already ended
-        (idempotent: the same ack re-sent is kept once)."""
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                insert(t.dispatch_late_acks)
-                .values(
-                    dispatch_id=ack.dispatch_id,
-                    state=ack.state,
-                    at=ack.at,
-                    reason=ack.reason.value if ack.reason else None,
-                    detail=ack.detail,
-                    gateway_id=ack.gateway_id,
-                )
-                .on_conflict_do_nothing()
-            )
 
     async def rebind(
         self,

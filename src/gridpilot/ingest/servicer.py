@@ -19,6 +19,7 @@ from gridpilot.schema.pb import agent_pb2 as pb
 from gridpilot.schema.pb import agent_pb2_grpc as pb_grpc
 from gridpilot.security.audit import Actor
 from gridpilot.security.identity import ID_PATTERN, GatewayIdentity
+from gridpilot.store.dispatches import DispatchStore
 from gridpilot.workflows.models import AgentAck, DispatchInput
 
 from .convert import (
@@ -78,6 +79,7 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
     def __init__(
         self,
         store: GatewayStore,
+        dispatches: DispatchStore,
         sessions: SessionRegistry,
         pipeline: TelemetryPipeline,
         ack_sink: AckSink,
@@ -90,13 +92,14 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         silence_s: float = 25.0,
     ) -> None:
         self._store = store
+        self._dispatches = dispatches
         self._enrollment = enrollment
         self._silence_s = silence_s  # GRIDPILOT_AGENT_SILENCE_S
         self._local_sink = local_sink
         self._sessions = sessions
         self._pipeline = pipeline
         self._ack_sink = ack_sink
-        self._late = late_ack_recorder(store)
+        self._late = late_ack_recorder(dispatches)
         self._headend_id = headend_id
         self._task_queue = task_queue
         self._skew = max_future_skew
@@ -503,7 +506,9 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         # The dispatch's asset (from the database, not the message) must be
         # one this gateway speaks for; otherwise nothing reaches the workflow.
         try:
-            target = await self._store.dispatch_target(raw.dispatch_id) if raw.dispatch_id else None
+            target = (
+                await self._dispatches.dispatch_target(raw.dispatch_id) if raw.dispatch_id else None
+            )
         except DB_DOWN:
             # Not taken, not confirmed: end the stream, so the agent writes it
             # again on its next session (once the database answers again).
@@ -559,7 +564,7 @@ def _received(session: AgentSession, raw: pb.DispatchAck, refused: str = "") -> 
         session.send_nowait(pb.HeadendMessage(dispatch_ack_received=received))
 
 
-def late_ack_recorder(store: GatewayStore) -> Callable[[AgentAck], Awaitable[None]]:
+def late_ack_recorder(store: DispatchStore) -> Callable[[AgentAck], Awaitable[None]]:
     """Keeps an ack that came after its dispatch ended: it changes nothing, but
     belongs in the record (lost, and logged, only while the database is down)."""
 

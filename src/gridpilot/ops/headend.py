@@ -21,7 +21,7 @@ from temporalio.client import Client
 from gridpilot.api.admin import SecurityDeps
 from gridpilot.api.app import ApiDeps, create_app
 from gridpilot.api.auth import AuthSettings
-from gridpilot.api.dispatches import DispatchOptions, DispatchService
+from gridpilot.api.dispatch_service import DispatchOptions, DispatchService
 from gridpilot.core.sessions import EndReason
 from gridpilot.ingest.acks import TemporalAckSink
 from gridpilot.ingest.enrollment import EnrollmentStore
@@ -40,6 +40,7 @@ from gridpilot.security.certs import CertificateRegistry
 from gridpilot.security.oidc import JwtVerifier, OidcConfig, parse_role_map
 from gridpilot.security.tls import TlsConfigError, server_credentials
 from gridpilot.security.tokens import TokenStore
+from gridpilot.store.dispatches import DispatchStore
 
 from . import temporal
 from .settings import Environment, Settings
@@ -184,6 +185,7 @@ class Headend:
         self.engine: AsyncEngine = db.async_engine(settings.database_url)
         self.sessions = SessionRegistry()
         self.store = GatewayStore(self.engine)
+        self.dispatches = DispatchStore(self.engine)
         self.pipeline = TelemetryPipeline(
             settings.database_url,
             MemoryTelemetryQueue[IngestBatch](settings.telemetry_queue_bytes),
@@ -227,7 +229,7 @@ class Headend:
             s.temporal_address, s.temporal_namespace, s.temporal_connect_timeout_s
         )
         # Agents' dispatch acks → workflows; they wait (in order) while Temporal is down.
-        self.acks = acks = TemporalAckSink(self.client, late_ack_recorder(self.store))
+        self.acks = acks = TemporalAckSink(self.client, late_ack_recorder(self.dispatches))
         tasks: list[asyncio.Task[Any]] = []
 
         def spawn(coro: Awaitable[Any], name: str) -> None:
@@ -247,7 +249,7 @@ class Headend:
         grpc_server: grpc.aio.Server | None = None
         workers = []
         if s.has_role("worker"):
-            workers.append(temporal.dispatch_worker(self.client, s.task_queue, self.engine))
+            workers.append(temporal.dispatch_worker(self.client, s.task_queue, self.dispatches))
         if s.has_role("grpc"):
             workers.append(
                 temporal.delivery_worker(
@@ -259,6 +261,7 @@ class Headend:
             grpc_server = grpc.aio.server(options=GRPC_SERVER_OPTIONS)
             self.servicer = AgentGatewayServicer(
                 self.store,
+                self.dispatches,
                 self.sessions,
                 self.pipeline,
                 acks,

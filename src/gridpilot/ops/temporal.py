@@ -18,6 +18,7 @@ from gridpilot.activities.delivery import DeliveryActivities
 from gridpilot.activities.outcome import request_own_cancel
 from gridpilot.activities.records import RecordActivities
 from gridpilot.ingest.sessions import SessionRegistry
+from gridpilot.store.dispatches import DispatchStore
 from gridpilot.workflows.dispatch import DispatchWorkflow
 from gridpilot.workflows.site import SiteDispatchWorkflow
 
@@ -101,9 +102,9 @@ async def probe(client: Client, within: timedelta = PROBE_TIMEOUT) -> str:
     return "ok"
 
 
-def dispatch_worker(client: Client, task_queue: str, engine: AsyncEngine) -> Worker:
+def dispatch_worker(client: Client, task_queue: str, store: DispatchStore) -> Worker:
     """Workflows and database activities, on the shared task queue."""
-    records = RecordActivities(engine)
+    records = RecordActivities(store)
     return Worker(
         client,
         task_queue=task_queue,

@@ -24,6 +24,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from gridpilot.core.lifecycle import TERMINAL_VALUES
+
+# 'complete', 'expired', 'failed', 'cancelled': the live-asset index's predicate.
+_TERMINAL_SQL = ", ".join(f"'{state}'" for state in TERMINAL_VALUES)
+
 DEFAULT_TENANT = "default"
 
 metadata = MetaData(
@@ -184,9 +189,7 @@ dispatches = Table(
     Index(
         "ix_dispatches_live_asset",
         "asset_id",
-        postgresql_where=text(
-            "kind = 'asset' AND state NOT IN ('complete', 'expired', 'failed', 'cancelled')"
-        ),
+        postgresql_where=text(f"kind = 'asset' AND state NOT IN ({_TERMINAL_SQL})"),
     ),
 )
 

@@ -15,6 +15,10 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    # The activities are imported for their typed references only (names and
+    # signatures); workflow code never runs them.
+    from gridpilot.activities.delivery import DeliveryActivities
+    from gridpilot.activities.records import RecordActivities
     from gridpilot.core.lifecycle import (
         DispatchState,
         ReasonCode,
@@ -35,22 +39,19 @@ with workflow.unsafe.imports_passed_through():
         CancelRequest,
         ChildState,
         ClaimRequest,
-        ClaimResult,
         DispatchInput,
         DispatchResult,
         DispatchStatus,
         ReleaseCommand,
-        Route,
         SetpointCommand,
         TransitionRecord,
     )
     from .outcome import close
 
 S = DispatchState
-DB_ACTIVITY = {
-    "start_to_close_timeout": timedelta(seconds=10),
-    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=10)),
-}
+# The database activities: quick, retried until the database answers.
+DB_TIMEOUT = timedelta(seconds=10)
+DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
 # How long a per-replica delivery may wait for its headend to pick it up: a
 # dead replica is noticed quickly and the route is resolved again.
 DELIVERY_PICKUP = timedelta(seconds=5)
@@ -122,7 +123,12 @@ class DispatchWorkflow:
     # ------------------------------------------------------------ main
     @workflow.run
     async def run(self, inp: DispatchInput) -> DispatchResult:
-        await workflow.execute_activity("record_dispatch", inp, **DB_ACTIVITY)  # type: ignore[call-overload]
+        await workflow.execute_activity_method(
+            RecordActivities.record_dispatch,
+            inp,
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
         await self._to(S.SUBMITTED, actor=inp.submitted_by)
         try:
             end = None
@@ -172,8 +178,8 @@ class DispatchWorkflow:
         holds it, else supersede the ones this replaces."""
         inp = self.inp
         assert inp.asset_id is not None
-        claim: ClaimResult = await workflow.execute_activity(
-            "claim_asset",
+        claim = await workflow.execute_activity_method(
+            RecordActivities.claim_asset,
             ClaimRequest(
                 dispatch_id=inp.dispatch_id,
                 asset_id=inp.asset_id,
@@ -182,9 +188,9 @@ class DispatchWorkflow:
                 end_at=inp.end_at,
                 submit_seq=inp.submit_seq,
             ),
-            result_type=ClaimResult,
-            **DB_ACTIVITY,
-        )  # type: ignore[call-overload]
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
         if claim.refused_by is not None:
             return await self._end(
                 S.FAILED,
@@ -232,9 +238,12 @@ class DispatchWorkflow:
         while True:
             if self.cancel_request is not None:
                 return await self._finish_cancelled(sent=False)
-            route: Route = await workflow.execute_activity(
-                "resolve_route", inp.asset_id, result_type=Route, **DB_ACTIVITY
-            )  # type: ignore[call-overload]
+            route = await workflow.execute_activity_method(
+                RecordActivities.resolve_route,
+                inp.asset_id,
+                start_to_close_timeout=DB_TIMEOUT,
+                retry_policy=DB_RETRY,
+            )
             if not route.known:
                 return await self._end(S.FAILED, ReasonCode.UNKNOWN_ASSET, f"{inp.asset_id}")
             if route.p_min_kw is not None and route.p_max_kw is not None:
@@ -249,8 +258,8 @@ class DispatchWorkflow:
             if route.task_queue is not None and route.gateway_id is not None:
                 self.gateway_id = route.gateway_id
                 try:
-                    await workflow.execute_activity(
-                        "deliver_setpoint",
+                    await workflow.execute_activity_method(
+                        DeliveryActivities.deliver_setpoint,
                         SetpointCommand(
                             dispatch_id=inp.dispatch_id,
                             asset_id=inp.asset_id,
@@ -389,14 +398,17 @@ class DispatchWorkflow:
         """Best effort: a lost Release is covered by the agent's own lease end."""
         if self.inp.asset_id is None:
             return
-        route: Route = await workflow.execute_activity(
-            "resolve_route", self.inp.asset_id, result_type=Route, **DB_ACTIVITY
-        )  # type: ignore[call-overload]
+        route = await workflow.execute_activity_method(
+            RecordActivities.resolve_route,
+            self.inp.asset_id,
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
         if route.task_queue is None or route.gateway_id is None:
             return
         try:
-            await workflow.execute_activity(
-                "deliver_release",
+            await workflow.execute_activity_method(
+                DeliveryActivities.deliver_release,
                 ReleaseCommand(
                     dispatch_id=self.inp.dispatch_id,
                     asset_id=self.inp.asset_id,
@@ -455,7 +467,12 @@ class DispatchWorkflow:
         # is being written must not make the next transition reuse this seq.
         self.transitions.append(record)
         self.state = state
-        await workflow.execute_activity("record_transition", record, **DB_ACTIVITY)  # type: ignore[call-overload]
+        await workflow.execute_activity_method(
+            RecordActivities.record_transition,
+            record,
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
         workflow.upsert_search_attributes([SA_DISPATCH_STATE.value_set(state.value)])
         if self.inp.parent_id and self.inp.asset_id:
             parent = workflow.get_external_workflow_handle(self.inp.parent_id)

@@ -6,8 +6,8 @@ so the Temporal UI's own status filters agree with the console. The business
 state itself stays in the dispatch's records, its search attribute and its
 ``current_state`` query.
 
-Callers that wait for an ending (a site parent, a test, a tool) read it with
-``child_result`` / ``dispatch_result``, whatever the execution status.
+A site parent reads a child's ending with ``child_result``, whatever the
+execution status (tests: ``gp_testing.workflows.dispatch_result``).
 """
 
 from __future__ import annotations
@@ -17,14 +17,13 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
+    from gridpilot.activities.outcome import request_own_cancel
     from gridpilot.core.lifecycle import DispatchState, ReasonCode
 
-    from .constants import QUERY_CURRENT_STATE
     from .models import ChildState, DispatchResult, OwnCancel
 
 PATCH_OUTCOME_STATUS = "outcome-status"
@@ -44,7 +43,7 @@ async def close(end: DispatchResult, cancel_requested: bool) -> DispatchResult:
         info = workflow.info()
         try:
             await workflow.execute_activity(
-                "request_own_cancel",
+                request_own_cancel,
                 OwnCancel(workflow_id=info.workflow_id, run_id=info.run_id),
                 start_to_close_timeout=timedelta(seconds=10),
                 retry_policy=RetryPolicy(maximum_attempts=3),
@@ -103,18 +102,4 @@ def child_result(handle: Any, last: ChildState | None) -> DispatchResult:
                 reason=ReasonCode.CANCELLED_BY_OPERATOR,
                 detail="cancelled through Temporal",
             )
-        raise
-
-
-async def dispatch_result(handle: WorkflowHandle[Any, Any]) -> DispatchResult:
-    """Wait for a dispatch's workflow and return how it ended (client side)."""
-    try:
-        return DispatchResult.model_validate(await handle.result())
-    except WorkflowFailureError as exc:
-        carried = carried_result(exc.cause)
-        if carried is not None:
-            return carried
-        if isinstance(exc.cause, CancelledError):
-            got = await handle.query(QUERY_CURRENT_STATE)
-            return DispatchResult.model_validate(got)
         raise

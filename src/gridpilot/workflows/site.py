@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from gridpilot.activities.records import RecordActivities
     from gridpilot.core.assets import Asset, AssetType, PowerLimits
     from gridpilot.core.dispatch import DispatchKind
     from gridpilot.core.lifecycle import DispatchState, ReasonCode, path_to
@@ -33,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
         SIGNAL_CANCEL,
         SIGNAL_CHILD_STATE,
     )
-    from .dispatch import DB_ACTIVITY, DispatchWorkflow
+    from .dispatch import DB_RETRY, DB_TIMEOUT, DispatchWorkflow
     from .models import (
         AllocationLine,
         AllocationRecord,
@@ -41,7 +42,6 @@ with workflow.unsafe.imports_passed_through():
         ChildState,
         DispatchInput,
         DispatchResult,
-        SplitInputs,
     )
     from .outcome import child_result, close
 
@@ -85,11 +85,19 @@ class SiteDispatchWorkflow(DispatchWorkflow):
     @workflow.run
     async def run(self, inp: DispatchInput) -> DispatchResult:
         assert inp.site_id is not None
-        await workflow.execute_activity("record_dispatch", inp, **DB_ACTIVITY)  # type: ignore[call-overload]
+        await workflow.execute_activity_method(
+            RecordActivities.record_dispatch,
+            inp,
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
         await self._to(S.SUBMITTED, actor=inp.submitted_by)
-        loaded: SplitInputs = await workflow.execute_activity(
-            "load_split_inputs", inp.site_id, result_type=SplitInputs, **DB_ACTIVITY
-        )  # type: ignore[call-overload]
+        loaded = await workflow.execute_activity_method(
+            RecordActivities.load_split_inputs,
+            inp.site_id,
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
         if not loaded.assets:
             end = await self._end(S.FAILED, ReasonCode.UNKNOWN_ASSET, "the site has no assets")
             self.outcome = end
@@ -108,7 +116,7 @@ class SiteDispatchWorkflow(DispatchWorkflow):
             for a in loaded.assets
         }
         self.allocation = self._allocate(version=1, excluded=set())
-        await workflow.execute_activity("record_allocation", self.allocation, **DB_ACTIVITY)  # type: ignore[call-overload]
+        await self._record_allocation(self.allocation)
         if workflow.patched("site-respread"):
             following = asyncio.ensure_future(self._follow_children())
             while True:
@@ -127,6 +135,14 @@ class SiteDispatchWorkflow(DispatchWorkflow):
             end = await self._follow_children_v1()
         self.outcome = end
         return await close(end, self.cancel_requested)
+
+    async def _record_allocation(self, allocation: AllocationRecord) -> None:
+        await workflow.execute_activity_method(
+            RecordActivities.record_allocation,
+            allocation,
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
 
     def _allocate(self, version: int, excluded: set[str]) -> AllocationRecord:
         inp = self.inp
@@ -263,7 +279,7 @@ class SiteDispatchWorkflow(DispatchWorkflow):
                     else:
                         to_start.append(line)
                 self.allocation = allocation
-                await workflow.execute_activity("record_allocation", self.allocation, **DB_ACTIVITY)  # type: ignore[call-overload]
+                await self._record_allocation(self.allocation)
                 for line in to_start:
                     # Same priority as its sibling: the new child supersedes it.
                     current[line.asset_id] = await self._start_child(line, respread=True)

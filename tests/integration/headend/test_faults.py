@@ -24,7 +24,7 @@ from gp_testing import (
     wait_for,
 )
 
-from gridpilot.api.dispatches import DispatchOptions, DispatchService
+from gridpilot.api.dispatch_service import DispatchOptions, DispatchService
 from gridpilot.api.errors import Unavailable
 from gridpilot.api.schemas import DispatchCreate
 from gridpilot.ops.embedded import TemporalDevServer, free_port

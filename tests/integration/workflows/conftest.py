@@ -30,6 +30,7 @@ from uuid import uuid4
 import pytest
 import pytest_asyncio
 from gp_testing import wait_for
+from gp_testing.workflows import dispatch_result
 from temporalio import activity
 from temporalio.api.enums.v1 import IndexedValueType, WorkflowTaskFailedCause
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
@@ -66,7 +67,6 @@ from gridpilot.workflows.models import (
     SplitInputs,
     TransitionRecord,
 )
-from gridpilot.workflows.outcome import dispatch_result
 from gridpilot.workflows.site import SiteDispatchWorkflow
 
 HISTORIES_DIR = Path(__file__).with_name("histories")

@@ -6,6 +6,7 @@ completed; the ``current_state`` query says where it is or how it ended."""
 from __future__ import annotations
 
 import pytest
+from gp_testing.workflows import dispatch_result
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.service import RPCError, RPCStatusCode
@@ -14,7 +15,6 @@ from gridpilot.core.lifecycle import DispatchState, ReasonCode
 from gridpilot.workflows.constants import QUERY_CURRENT_STATE
 from gridpilot.workflows.dispatch import DispatchWorkflow
 from gridpilot.workflows.models import CancelRequest, DispatchResult
-from gridpilot.workflows.outcome import dispatch_result
 
 pytestmark = pytest.mark.integration
 

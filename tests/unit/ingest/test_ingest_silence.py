@@ -43,6 +43,7 @@ def _servicer(store: Store, pipeline: SlowPipeline | None = None) -> AgentGatewa
 
     return AgentGatewayServicer(
         store,  # type: ignore[arg-type]
+        store,  # type: ignore[arg-type]
         SessionRegistry(),
         pipeline or SlowPipeline(),  # type: ignore[arg-type]
         no_acks,
