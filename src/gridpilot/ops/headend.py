@@ -33,13 +33,13 @@ from gridpilot.ingest.registry import GatewayStore
 from gridpilot.ingest.servicer import AgentGatewayServicer, late_ack_recorder
 from gridpilot.ingest.sessions import SessionRegistry
 from gridpilot.schema import db
-from gridpilot.schema.pb import agent_pb2_grpc as pb_grpc
 from gridpilot.security.audit import AuditLog
 from gridpilot.security.authn import Authenticator
 from gridpilot.security.certs import CertificateRegistry
 from gridpilot.security.oidc import JwtVerifier, OidcConfig, parse_role_map
 from gridpilot.security.tls import TlsConfigError, server_credentials
 from gridpilot.security.tokens import TokenStore
+from gridpilot.wire.service import add_AgentGatewayServicer_to_server
 
 from . import temporal
 from .settings import Environment, Settings
@@ -272,7 +272,7 @@ class Headend:
                 local_sink=service.record_local,
                 enrollment=self.enrollment,
             )
-            pb_grpc.add_AgentGatewayServicer_to_server(self.servicer, grpc_server)
+            add_AgentGatewayServicer_to_server(self.servicer, grpc_server)
             if credentials is None:
                 grpc_server.add_insecure_port(s.grpc_listen)
                 log.warning(
