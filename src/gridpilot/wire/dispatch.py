@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from gridpilot.core.acks import AckState
 from gridpilot.schema.pb import agent_pb2 as pb
 from gridpilot.workflows.models import AgentAck, ReleaseCommand, SetpointCommand
 
@@ -53,11 +54,11 @@ def agent_ack(raw: pb.DispatchAck, gateway_id: str, received_at: datetime) -> Ag
     """The ack as its workflow's signal (None: a state this headend does not
     know, or no dispatch id). Check :func:`ack_problem` first."""
     state = ack_state_name(raw.state)
-    if state is None or not raw.dispatch_id:
+    if state is None or state not in AckState.__members__ or not raw.dispatch_id:
         return None
     return AgentAck(
         dispatch_id=raw.dispatch_id,
-        state=state.lower(),
+        state=AckState[state],
         at=ts_from_pb(raw.time) if raw.HasField("time") else received_at,
         reason=reason_from_pb(raw.reason),
         detail=clean_text(raw.detail, MAX_DETAIL_CHARS),
