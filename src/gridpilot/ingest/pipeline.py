@@ -42,6 +42,7 @@ import psycopg
 import structlog
 
 from gridpilot.core.telemetry import Sample
+from gridpilot.schema.db import DATABASE_OR_NETWORK_DOWN
 
 from .copyrows import (
     COLUMNS,
@@ -82,7 +83,7 @@ WATERMARK_SQL = (
     "last_batch_seq = GREATEST(ingest_watermarks.last_batch_seq, EXCLUDED.last_batch_seq)"
 )
 # Errors that a retry can fix: the connection or the server, not the data.
-TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
+TRANSIENT = DATABASE_OR_NETWORK_DOWN
 
 AckFn = Callable[[], Awaitable[None]]
 Encode = Callable[[], CopyRows]

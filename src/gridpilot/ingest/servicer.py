@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import grpc
-import sqlalchemy.exc
 import structlog
 from google.protobuf.message import DecodeError
 
 from gridpilot.core.errors import Conflict, ValidationFailed
 from gridpilot.core.sessions import EndReason
+from gridpilot.schema.db import DATABASE_UNAVAILABLE
 from gridpilot.security.audit import Actor
 from gridpilot.security.identity import ID_PATTERN, GatewayIdentity
 from gridpilot.wire import dispatch as wire_dispatch
@@ -50,12 +50,7 @@ MAX_SAMPLES_PER_BATCH = 5000
 AckSink = Callable[[AgentAck, Callable[[], None]], Awaitable[None]]
 # Records a local dispatch (row + workflow); raises when the DB or Temporal is down.
 LocalSink = Callable[[DispatchInput, Actor], Awaitable[None]]
-DB_DOWN = (
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    sqlalchemy.exc.TimeoutError,
-    TimeoutError,
-)
+DB_DOWN = DATABASE_UNAVAILABLE
 # The status a stream ends with, by the reason the headend ended it (the
 # others end with OK: superseded, closed, or nobody left to tell).
 END_STATUS: dict[EndReason, tuple[grpc.StatusCode, str]] = {

@@ -10,8 +10,6 @@ from datetime import timedelta
 from typing import Any
 
 import grpc
-import psycopg
-import sqlalchemy.exc
 import structlog
 import uvicorn
 from prometheus_client import CollectorRegistry, Gauge
@@ -95,10 +93,9 @@ def prepare_database(settings: Settings) -> None:
     line naming the setting and the server tried, not a driver traceback."""
     try:
         _prepare_database(settings)
-    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
-        raise _database_error(settings, exc.orig or exc) from None
-    except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
-        raise _database_error(settings, exc) from None
+    except db.DATABASE_OR_NETWORK_DOWN as exc:
+        # SQLAlchemy's wrapper names the driver's error as .orig.
+        raise _database_error(settings, getattr(exc, "orig", None) or exc) from None
 
 
 def _database_error(settings: Settings, exc: BaseException) -> HeadendError:
