@@ -209,9 +209,8 @@ class AgentGatewayServicer(AgentGatewayServicerBase):
             if not getattr(hello, name):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"hello.{name} is empty")
         try:
-            wire_session.check_hello_text(
-                hello
-            )  # NUL or overlong: a clean refusal, not a database error
+            # NUL or overlong: a clean refusal, not a database error
+            wire_session.check_hello_text(hello)
         except ValidationFailed as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
         if ident is not None and hello.gateway_id != ident.gateway_id:
@@ -487,9 +486,8 @@ class AgentGatewayServicer(AgentGatewayServicerBase):
         """Take the agent's ack: signal it to its workflow (or keep it as a late
         ack), then confirm it (DispatchAckReceived), so the agent stops
         re-sending it. With the database down the stream ends unconfirmed."""
-        if (
-            problem := wire_dispatch.ack_problem(raw)
-        ) is not None:  # refused, or it is re-sent forever
+        problem = wire_dispatch.ack_problem(raw)
+        if problem is not None:  # refused, or it is re-sent forever
             log.warning("bad_ack_ignored", gateway=session.gateway_id, problem=problem)
             _received(session, raw, refused=problem)
             return
