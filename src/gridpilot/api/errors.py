@@ -32,7 +32,6 @@ def error_body(code: str, message: str, field: str | None = None, **extra: Any) 
 
 
 STATUS = {NotFound: 404, Conflict: 409, OutOfLimits: 422}
-DATABASE_DOWN = DATABASE_UNAVAILABLE
 
 
 HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
@@ -96,7 +95,7 @@ def install(app: FastAPI) -> None:
             ),
         )
 
-    for db_down in DATABASE_DOWN:
+    for db_down in DATABASE_UNAVAILABLE:
         app.add_exception_handler(db_down, _db_down)
 
     @app.exception_handler(StarletteHTTPException)
@@ -123,7 +122,7 @@ def install(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Errors raised in a middleware (e.g. the token lookup of auth) skip
         # the handlers above and land here: a database outage is still a 503.
-        if isinstance(exc, DATABASE_DOWN):
+        if isinstance(exc, DATABASE_UNAVAILABLE):
             return await _db_down(request, exc)
         return JSONResponse(
             status_code=500,

@@ -50,7 +50,6 @@ MAX_SAMPLES_PER_BATCH = 5000
 AckSink = Callable[[AgentAck, Callable[[], None]], Awaitable[None]]
 # Records a local dispatch (row + workflow); raises when the DB or Temporal is down.
 LocalSink = Callable[[DispatchInput, Actor], Awaitable[None]]
-DB_DOWN = DATABASE_UNAVAILABLE
 # The status a stream ends with, by the reason the headend ended it (the
 # others end with OK: superseded, closed, or nobody left to tell).
 END_STATUS: dict[EndReason, tuple[grpc.StatusCode, str]] = {
@@ -113,7 +112,7 @@ class AgentGatewayServicer(AgentGatewayServicerBase):
             session = await self._handshake(request_iterator, context)
         except grpc.aio.AbortError:
             raise
-        except DB_DOWN:
+        except DATABASE_UNAVAILABLE:
             # The agent keeps buffering and retries with backoff.
             await context.abort(grpc.StatusCode.UNAVAILABLE, "headend database unavailable")
             raise AssertionError("unreachable") from None
@@ -124,7 +123,7 @@ class AgentGatewayServicer(AgentGatewayServicerBase):
             raise AssertionError("unreachable") from None
         try:
             last_seq = 0
-            with contextlib.suppress(*DB_DOWN):  # informational only
+            with contextlib.suppress(*DATABASE_UNAVAILABLE):  # informational only
                 last_seq = await self._store.last_batch_seq(session.gateway_id)
             yield wire_session.welcome(session.session_id, datetime.now(UTC), last_seq)
             session.reader = asyncio.create_task(self._read(request_iterator, session))
@@ -478,7 +477,7 @@ class AgentGatewayServicer(AgentGatewayServicerBase):
         a reason to drop a healthy stream: its telemetry waits in the queue."""
         try:
             return await self._store.touch(session.session_id)
-        except DB_DOWN:
+        except DATABASE_UNAVAILABLE:
             log.debug("session_touch_skipped", gateway=session.gateway_id, reason="database")
             return True
 
@@ -495,7 +494,7 @@ class AgentGatewayServicer(AgentGatewayServicerBase):
         # one this gateway speaks for; otherwise nothing reaches the workflow.
         try:
             target = await self._store.dispatch_target(raw.dispatch_id) if raw.dispatch_id else None
-        except DB_DOWN:
+        except DATABASE_UNAVAILABLE:
             # Not taken, not confirmed: end the stream, so the agent writes it
             # again on its next session (once the database answers again).
             log.warning("ack_not_taken", gateway=session.gateway_id, reason="database unavailable")
@@ -549,7 +548,7 @@ def late_ack_recorder(store: GatewayStore) -> Callable[[AgentAck], Awaitable[Non
         )
         try:
             await store.record_late_ack(ack)
-        except DB_DOWN:
+        except DATABASE_UNAVAILABLE:
             log.warning("late_dispatch_ack_not_kept", dispatch_id=ack.dispatch_id)
 
     return record
