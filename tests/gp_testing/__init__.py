@@ -254,7 +254,7 @@ class ScriptedAgent:
 
 
 def now_pb() -> Any:
-    from gridpilot.ingest.convert import ts_to_pb
+    from gridpilot.wire.times import ts_to_pb
 
     return ts_to_pb(datetime.now(UTC))
 

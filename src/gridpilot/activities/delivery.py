@@ -12,11 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from gridpilot.ingest.convert import reason_to_pb, ts_to_pb
 from gridpilot.ingest.sessions import SessionClosed, SessionRegistry
 from gridpilot.schema import tables as t
-from gridpilot.schema.pb import agent_pb2 as pb
 from gridpilot.store.dispatches import lock_asset
+from gridpilot.wire import dispatch as wire
+from gridpilot.wire.messages import HeadendMessage
 from gridpilot.workflows.constants import ERROR_SUPERSEDED
 from gridpilot.workflows.models import ReleaseCommand, SetpointCommand
 
@@ -26,7 +26,7 @@ class DeliveryActivities:
         self._sessions = sessions
         self._engine = engine
 
-    def _send(self, gateway_id: str, msg: pb.HeadendMessage) -> None:
+    def _send(self, gateway_id: str, msg: HeadendMessage) -> None:
         session = self._sessions.get(gateway_id)
         if session is None:
             raise ApplicationError(
@@ -41,17 +41,7 @@ class DeliveryActivities:
 
     @activity.defn(name="deliver_setpoint")
     async def deliver_setpoint(self, cmd: SetpointCommand) -> None:
-        sp = pb.Setpoint(
-            dispatch_id=cmd.dispatch_id,
-            asset_id=cmd.asset_id,
-            p_kw=cmd.p_kw,
-            start=ts_to_pb(cmd.start_at),
-            end=ts_to_pb(cmd.end_at),
-        )
-        if cmd.q_kvar is not None:
-            sp.q_kvar = cmd.q_kvar
-        if cmd.ramp_kw_per_s is not None:
-            sp.ramp_kw_per_s = cmd.ramp_kw_per_s
+        msg = wire.setpoint(cmd)
         d = t.dispatches
         # Under the asset's claim lock: a dispatch superseded by a claim that came
         # first is never sent; one sent first is handed over at the agent.
@@ -67,13 +57,8 @@ class DeliveryActivities:
                     type=ERROR_SUPERSEDED,
                     non_retryable=True,
                 )
-            self._send(cmd.gateway_id, pb.HeadendMessage(setpoint=sp))
+            self._send(cmd.gateway_id, msg)
 
     @activity.defn(name="deliver_release")
     async def deliver_release(self, cmd: ReleaseCommand) -> None:
-        rel = pb.Release(
-            dispatch_id=cmd.dispatch_id,
-            asset_id=cmd.asset_id,
-            reason=reason_to_pb(cmd.reason),  # type: ignore[arg-type]
-        )
-        self._send(cmd.gateway_id, pb.HeadendMessage(release=rel))
+        self._send(cmd.gateway_id, wire.release(cmd))

@@ -28,12 +28,11 @@ import structlog
 from fastapi import HTTPException, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gridpilot.schema.db import DATABASE_UNAVAILABLE
 from gridpilot.security.audit import Actor, AuditEvent, AuditLog
 from gridpilot.security.authn import Authenticator
 from gridpilot.security.principal import ANONYMOUS, AuthError, Permission, Principal
 from gridpilot.security.refusals import RefusalLimiter, credential_hint
-
-from .errors import DATABASE_DOWN
 
 log = structlog.get_logger("gridpilot.api.access")
 
@@ -189,7 +188,7 @@ class AuthMiddleware:
                     return
             state["principal"] = principal
             await self.app(scope, receive, send_with_id)
-        except DATABASE_DOWN as exc:
+        except DATABASE_UNAVAILABLE as exc:
             if answered:
                 raise  # mid-answer: nothing else can be sent
             error["error"] = f"database_unavailable: {type(exc).__name__}"

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
-import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -13,6 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from gridpilot.core.errors import Conflict, DomainError, NotFound, OutOfLimits
+from gridpilot.schema.db import DATABASE_UNAVAILABLE
 
 
 class Unavailable(Exception):
@@ -33,13 +32,6 @@ def error_body(code: str, message: str, field: str | None = None, **extra: Any) 
 
 
 STATUS = {NotFound: 404, Conflict: 409, OutOfLimits: 422}
-DATABASE_DOWN = (
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    sqlalchemy.exc.TimeoutError,
-    psycopg.OperationalError,
-    TimeoutError,
-)
 
 
 HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
@@ -94,10 +86,6 @@ def install(app: FastAPI) -> None:
             content=error_body(f"{exc.what}_unavailable", exc.message),
         )
 
-    @app.exception_handler(sqlalchemy.exc.OperationalError)
-    @app.exception_handler(sqlalchemy.exc.InterfaceError)
-    @app.exception_handler(psycopg.OperationalError)
-    @app.exception_handler(TimeoutError)
     async def _db_down(_: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(
             status_code=503,
@@ -106,6 +94,9 @@ def install(app: FastAPI) -> None:
                 "database_unavailable", "the database is not reachable; retry shortly"
             ),
         )
+
+    for db_down in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(db_down, _db_down)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -131,7 +122,7 @@ def install(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Errors raised in a middleware (e.g. the token lookup of auth) skip
         # the handlers above and land here: a database outage is still a 503.
-        if isinstance(exc, DATABASE_DOWN):
+        if isinstance(exc, DATABASE_UNAVAILABLE):
             return await _db_down(request, exc)
         return JSONResponse(
             status_code=500,

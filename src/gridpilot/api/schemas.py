@@ -7,6 +7,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
+from gridpilot.core.acks import AckState
+from gridpilot.core.lifecycle import DispatchState, ReasonCode
+
 from .inputs import MAX_KW, Instant, Kw, RequestBody
 
 Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:-]+$")]
@@ -39,10 +42,10 @@ class DispatchCreate(RequestBody):
 
 class Transition(BaseModel):
     seq: int
-    from_state: str | None
-    to_state: str
+    from_state: DispatchState | None
+    to_state: DispatchState
     at: datetime
-    reason: str | None
+    reason: ReasonCode | None
     detail: str
     actor: str
 
@@ -66,9 +69,9 @@ class Evidence(BaseModel):
 class LateAck(BaseModel):
     """What the agent reported after the dispatch had ended; it changes nothing."""
 
-    state: str
+    state: AckState
     at: datetime = Field(description="the agent's time")
-    reason: str | None
+    reason: ReasonCode | None
     detail: str
     gateway_id: str
     received_at: datetime
@@ -77,7 +80,7 @@ class LateAck(BaseModel):
 class DispatchView(BaseModel):
     id: str
     kind: str
-    state: str
+    state: DispatchState
     asset_id: str | None
     site_id: str | None
     parent_id: str | None
@@ -87,7 +90,7 @@ class DispatchView(BaseModel):
     start_at: datetime
     end_at: datetime
     deliver_by: datetime
-    reason: str | None
+    reason: ReasonCode | None
     detail: str
     applied_p_kw: float | None
     policy: str | None

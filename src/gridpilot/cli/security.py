@@ -84,7 +84,7 @@ def _with_db(work: Callable[[AuditLog], Awaitable[T]]) -> T:
         raise _fail(exc.message) from None
     except sqlalchemy.exc.ProgrammingError:
         raise _fail("the database schema is missing or old: run 'gridpilot db upgrade'") from None
-    except (sqlalchemy.exc.OperationalError, OSError) as exc:
+    except db.DATABASE_OR_NETWORK_DOWN as exc:
         raise _fail(f"cannot reach the database: {exc.__class__.__name__}") from None
 
 

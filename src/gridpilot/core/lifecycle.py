@@ -12,8 +12,6 @@ before its deadline. ``failed``: rejected or errored, always with a reason.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
 
 from .errors import IllegalTransition
@@ -70,17 +68,6 @@ ALLOWED: dict[DispatchState, frozenset[DispatchState]] = {
 }
 # An end state other than complete always says why.
 NEEDS_REASON = frozenset({S.EXPIRED, S.FAILED, S.CANCELLED})
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    seq: int
-    from_state: DispatchState | None
-    to_state: DispatchState
-    at: datetime
-    reason: ReasonCode | None = None
-    detail: str = ""
-    actor: str = ""
 
 
 def can_transition(current: DispatchState | None, target: DispatchState) -> bool:

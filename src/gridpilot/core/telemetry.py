@@ -15,17 +15,10 @@ from math import isfinite
 from operator import attrgetter
 from typing import Any
 
-from .telemetry_fields import Quality
+from .telemetry_fields import CORE_VALUE_FIELDS, Quality
 
-CORE_FIELDS = (
-    "p_kw",
-    "q_kvar",
-    "soc_pct",
-    "available_charge_kw",
-    "available_discharge_kw",
-    "voltage_v",
-    "frequency_hz",
-)
+# The Sample's value fields, in its (and the telemetry table's) order.
+CORE_FIELDS = CORE_VALUE_FIELDS
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,6 +121,11 @@ FIELDS: tuple[FieldSpec, ...] = (
 
 BY_NAME: dict[str, FieldSpec] = {f.name: f for f in FIELDS}
 
+# The core fields (columns of their own), in column order; the numeric ones
+# are also the Sample's value fields.
+CORE: tuple[FieldSpec, ...] = tuple(f for f in FIELDS if f.core)
+CORE_VALUE_FIELDS: tuple[str, ...] = tuple(f.name for f in CORE if f.kind == "number")
+
 VENDOR_PREFIX = "x_"
 
 

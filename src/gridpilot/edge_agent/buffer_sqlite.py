@@ -25,9 +25,8 @@ from typing import IO
 
 import structlog
 
-from gridpilot.schema.pb import agent_pb2 as pb
+from gridpilot.wire import agent as wire
 
-from . import convert
 from .buffer import Batch, BufferStats, DropPolicy
 
 log = structlog.get_logger(__name__)
@@ -96,7 +95,7 @@ class SqliteTelemetryBuffer:
     def put(self, batch: Batch) -> int:
         if batch.seq <= self.last_seq:
             raise ValueError(f"batch_seq {batch.seq} is not above {self.last_seq}")
-        payload = convert.telemetry_batch(batch).SerializeToString()
+        payload = wire.batch_to_bytes(batch)
         size, n = len(payload), len(batch.samples)
         with self._transaction():
             dropped = self._expire()
@@ -237,7 +236,7 @@ class SqliteTelemetryBuffer:
 
 
 def _decode(payload: bytes) -> Batch:
-    return convert.batch_from_pb(pb.TelemetryBatch.FromString(payload))
+    return wire.batch_from_bytes(payload)
 
 
 def _take_lock(path: Path) -> IO[str]:

@@ -20,8 +20,8 @@ from typing import Any, Protocol
 import grpc
 import structlog
 
-from gridpilot.schema.pb import agent_pb2 as pb
-from gridpilot.schema.pb import agent_pb2_grpc
+from gridpilot.wire.messages import AgentMessage, HeadendMessage, Welcome
+from gridpilot.wire.service import AgentGatewayStub
 
 from .clock import Clock
 from .config import HeadendConfig
@@ -59,11 +59,11 @@ class Outbound(Protocol):
         """A new stream: everything unacked is due again."""
         ...
 
-    def next(self) -> tuple[pb.AgentMessage, Commit] | None:
+    def next(self) -> tuple[AgentMessage, Commit] | None:
         """The next message and a callback to run once it is written."""
         ...
 
-    def heartbeat(self, now: datetime) -> pb.AgentMessage:
+    def heartbeat(self, now: datetime) -> AgentMessage:
         """A Heartbeat (with whatever the agent reports in it)."""
         ...
 
@@ -88,10 +88,10 @@ class HeadendLink:
         self,
         config: HeadendConfig,
         *,
-        hello: Callable[[], pb.AgentMessage],
+        hello: Callable[[], AgentMessage],
         outbound: Outbound,
-        on_up: Callable[[pb.Welcome], Awaitable[None]],
-        on_message: Callable[[pb.HeadendMessage], Awaitable[None]],
+        on_up: Callable[[Welcome], Awaitable[None]],
+        on_message: Callable[[HeadendMessage], Awaitable[None]],
         on_down: Callable[[], None],
         clock: Clock,
         heartbeat_interval_s: float,
@@ -158,7 +158,7 @@ class HeadendLink:
         channel = self._channel()
         call: Any = None
         try:
-            call = agent_pb2_grpc.AgentGatewayStub(channel).Connect()
+            call = AgentGatewayStub(channel).Connect()
             await call.write(self._hello())
             first = await asyncio.wait_for(call.read(), self._welcome_timeout_s)
             if first is grpc.aio.EOF:
@@ -222,7 +222,7 @@ class HeadendLink:
 
     # -------------------------------------------------------- transitions
 
-    def _went_up(self, welcome: pb.Welcome) -> None:
+    def _went_up(self, welcome: Welcome) -> None:
         down_for = time.monotonic() - self._down_since
         self.up, self.session_id = True, welcome.session_id
         self.sessions += 1

@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
-from gridpilot.schema.pb import agent_pb2 as pb
+from gridpilot.wire import agent as wire
+from gridpilot.wire.messages import AgentMessage
 
-from . import convert
 from .acks import Ack, AckOutbox, Outgoing, PendingReports, UnconfirmedAcks, resend_on_new_session
 from .buffer import Batch, TelemetryBuffer
 from .link import Commit
@@ -52,19 +52,19 @@ class AgentOutbound:
     def notify(self) -> None:
         self.wakeup.set()
 
-    def heartbeat(self, now: datetime) -> pb.AgentMessage:
-        return convert.heartbeat(now, self.buffer.stats())
+    def heartbeat(self, now: datetime) -> AgentMessage:
+        return wire.heartbeat(now, self.buffer.stats())
 
-    def next(self) -> tuple[pb.AgentMessage, Commit] | None:
+    def next(self) -> tuple[AgentMessage, Commit] | None:
         ack = self.acks.peek()
         if ack is not None:
             if isinstance(ack, Ack):  # kept until the headend confirms it (which may
                 self.unconfirmed.add(ack)  # come back before the write returns)
-            return convert.outgoing(ack), lambda: self._ack_written(ack)
+            return wire.outgoing(ack), lambda: self._ack_written(ack)
         batch = self._next_batch()
         if batch is None:
             return None
-        return convert.batch(batch), lambda: self._batch_written(batch.seq)
+        return wire.batch(batch), lambda: self._batch_written(batch.seq)
 
     def _next_batch(self) -> Batch | None:
         lanes = (self._next_live, self._next_backlog)

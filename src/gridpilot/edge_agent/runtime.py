@@ -22,9 +22,10 @@ import structlog
 
 from gridpilot import __version__
 from gridpilot.core.lifecycle import ReasonCode
-from gridpilot.schema.pb import agent_pb2 as pb
+from gridpilot.wire import agent as wire
+from gridpilot.wire import session as wire_session
+from gridpilot.wire.messages import AgentMessage, HeadendMessage, Welcome
 
-from . import convert
 from .acks import (
     Ack,
     AckHistory,
@@ -342,17 +343,17 @@ class EdgeAgent:
             detail=ack.detail or None,
         )
 
-    async def _on_message(self, message: pb.HeadendMessage) -> None:
+    async def _on_message(self, message: HeadendMessage) -> None:
         body = message.WhichOneof("body")
         if body == "setpoint":
-            await self._on_setpoint(convert.setpoint_from_pb(message.setpoint))
+            await self._on_setpoint(wire.setpoint_from_pb(message.setpoint))
         elif body == "release":
-            await self._on_release(convert.release_from_pb(message.release))
+            await self._on_release(wire.release_from_pb(message.release))
         elif body == "telemetry_ack":
             self.buffer.ack(message.telemetry_ack.batch_seq)
         elif body == "dispatch_ack_received":
             received = message.dispatch_ack_received
-            key = convert.ack_key_from_pb(received)
+            key = wire.ack_key_from_pb(received)
             ack = self.unconfirmed.confirmed(*key) if key is not None else None
             if key is not None:
                 self.journal.ack_done(*key)
@@ -418,11 +419,11 @@ class EdgeAgent:
 
     # --------------------------------------------------------------- link
 
-    def _hello(self) -> pb.AgentMessage:
+    def _hello(self) -> AgentMessage:
         cfg = self.config
-        return convert.hello(cfg.gateway_id, cfg.site.id, cfg.site.name, self.assets.values())
+        return wire_session.hello(cfg.gateway_id, cfg.site.id, cfg.site.name, self.assets.values())
 
-    async def _on_up(self, welcome: pb.Welcome) -> None:
+    async def _on_up(self, welcome: Welcome) -> None:
         self._disarm_failsafe()
         self.journal.mark_link_seen(self._clock.now())
         if welcome.HasField("server_time"):  # leases are wall-clock times: skew shifts them

@@ -10,7 +10,7 @@ The checks are the gateway's own (the asset is one of the gateway's) and
 those of :func:`gridpilot.core.telemetry.sample_problem`. The fast path only
 *accepts* what cheap tests prove storable (finite numbers, no NUL, a ``ts``
 within range and not beyond the skew, flat ``details``); anything else takes
-the slow path (:func:`~gridpilot.ingest.convert.sample_from_pb` then
+the slow path (:func:`~gridpilot.wire.telemetry.sample_from_pb` then
 ``sample_problem``, the code this replaced), which rejects the sample with
 the same message as before or encodes it. A ``ts`` no ``datetime`` can hold
 is rejected as out of range. The rows are byte for byte what psycopg's binary
@@ -27,9 +27,8 @@ from typing import Any
 import orjson
 
 from gridpilot.core.telemetry import CORE_FIELDS, Sample, sample_problem
-from gridpilot.schema.pb import agent_pb2 as pb
-
-from .convert import sample_from_pb
+from gridpilot.wire.messages import TelemetrySample
+from gridpilot.wire.telemetry import sample_from_pb
 
 COLUMNS = ("asset_id", "ts", "received_at", *CORE_FIELDS, "state", "details")
 COPY_TYPES = ["text", "timestamptz", "timestamptz", *["float8"] * len(CORE_FIELDS), "text", "jsonb"]
@@ -83,7 +82,7 @@ def timestamp_field(dt: datetime) -> bytes:
 
 
 def encode_batch(
-    samples: Iterable[pb.TelemetrySample],
+    samples: Iterable[TelemetrySample],
     known_assets: Set[str],
     received_at: datetime,
     now: datetime,
@@ -190,9 +189,7 @@ def _text_field(value: str) -> bytes:
     return _I32(len(raw)) + raw
 
 
-def _mid_sparse(
-    s: pb.TelemetrySample, ts: int, received: bytes, values: tuple[float, ...]
-) -> bytes:
+def _mid_sparse(s: TelemetrySample, ts: int, received: bytes, values: tuple[float, ...]) -> bytes:
     """ts, received_at and the core values when some are zero or unset."""
     has = s.HasField
     out = [_TS(8, ts), received]
@@ -254,7 +251,7 @@ def _sample_row(s: Sample, us: int, received: bytes) -> bytes:
 
 
 def _slow_row(
-    raw: pb.TelemetrySample, received_at: datetime, now: datetime, skew: timedelta
+    raw: TelemetrySample, received_at: datetime, now: datetime, skew: timedelta
 ) -> tuple[str | None, bytes]:
     """(problem, b"") or (None, row): the reference checks, for what the
     fast path could not prove storable."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from gridpilot.schema.pb import agent_pb2 as pb
+from gridpilot.wire.messages import Heartbeat
 
 log = structlog.get_logger(__name__)
 
@@ -28,7 +28,7 @@ class EdgeBufferReports:
     def __init__(self) -> None:
         self._by_gateway: dict[str, EdgeBufferReport] = {}
 
-    def update(self, gateway_id: str, hb: pb.Heartbeat) -> EdgeBufferReport:
+    def update(self, gateway_id: str, hb: Heartbeat) -> EdgeBufferReport:
         report = EdgeBufferReport(
             dropped_batches=hb.dropped_batches,
             dropped_samples=hb.dropped_samples,

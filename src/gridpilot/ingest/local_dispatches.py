@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Set
-from datetime import UTC, timedelta
+from datetime import timedelta
 
 from gridpilot.core.dispatch import LOCAL_DISPATCH_PREFIX
 from gridpilot.core.errors import DomainError
-from gridpilot.schema.pb import agent_pb2 as pb
+from gridpilot.wire.messages import LocalDispatch
+from gridpilot.wire.text import clean_text
+from gridpilot.wire.times import ts_from_pb, ts_problem
 from gridpilot.workflows.models import DispatchInput
-
-from .convert import clean_text, ts_problem
 
 MAX_ID_LEN = 100
 MAX_LEASE = timedelta(days=7)
@@ -23,7 +23,7 @@ class LocalDispatchRefused(DomainError):
 
 
 def local_dispatch_input(
-    raw: pb.LocalDispatch, gateway_id: str, site_id: str, asset_ids: Set[str]
+    raw: LocalDispatch, gateway_id: str, site_id: str, asset_ids: Set[str]
 ) -> DispatchInput:
     """The dispatch to record; raises LocalDispatchRefused naming the field."""
 
@@ -48,8 +48,8 @@ def local_dispatch_input(
     for name in ("start", "end"):
         if why := ts_problem(getattr(raw, name)):
             raise refuse(name, why)
-    start = raw.start.ToDatetime(tzinfo=UTC)
-    end = raw.end.ToDatetime(tzinfo=UTC)
+    start = ts_from_pb(raw.start)
+    end = ts_from_pb(raw.end)
     if not timedelta(0) < end - start <= MAX_LEASE:
         raise refuse("end", f"must be after start, by at most {MAX_LEASE.days} days")
     actor = clean_text(raw.actor.strip(), 200) or "local"

@@ -42,6 +42,7 @@ import psycopg
 import structlog
 
 from gridpilot.core.telemetry import Sample
+from gridpilot.schema.db import DATABASE_OR_NETWORK_DOWN
 
 from .copyrows import (
     COLUMNS,
@@ -81,8 +82,6 @@ WATERMARK_SQL = (
     "ON CONFLICT (gateway_id) DO UPDATE SET updated_at = now(), "
     "last_batch_seq = GREATEST(ingest_watermarks.last_batch_seq, EXCLUDED.last_batch_seq)"
 )
-# Errors that a retry can fix: the connection or the server, not the data.
-TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
 
 AckFn = Callable[[], Awaitable[None]]
 Encode = Callable[[], CopyRows]
@@ -208,7 +207,7 @@ class TelemetryPipeline:
         while True:
             try:
                 await self._write(batches)
-            except TRANSIENT as exc:
+            except DATABASE_OR_NETWORK_DOWN as exc:  # a retry can fix these, not bad data
                 self._unavailable(exc)
                 await self._drop_connection()
                 await asyncio.sleep(random.uniform(0, delay))

@@ -9,28 +9,30 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import grpc
-import sqlalchemy.exc
 import structlog
 from google.protobuf.message import DecodeError
 
 from gridpilot.core.errors import Conflict, ValidationFailed
 from gridpilot.core.sessions import EndReason
-from gridpilot.schema.pb import agent_pb2 as pb
-from gridpilot.schema.pb import agent_pb2_grpc as pb_grpc
+from gridpilot.schema.db import DATABASE_UNAVAILABLE
 from gridpilot.security.audit import Actor
 from gridpilot.security.identity import ID_PATTERN, GatewayIdentity
 from gridpilot.store.dispatches import DispatchStore
+from gridpilot.wire import dispatch as wire_dispatch
+from gridpilot.wire import session as wire_session
+from gridpilot.wire import telemetry as wire_telemetry
+from gridpilot.wire.messages import (
+    AgentMessage,
+    DispatchAck,
+    HeadendMessage,
+    Hello,
+    LocalDispatch,
+    TelemetryBatch,
+)
+from gridpilot.wire.service import AgentGatewayServicer as AgentGatewayServicerBase
+from gridpilot.wire.text import clean_text
 from gridpilot.workflows.models import AgentAck, DispatchInput
 
-from .convert import (
-    ACK_STATE_FROM_PB,
-    ack_problem,
-    asset_from_pb,
-    check_hello_text,
-    clean_text,
-    reason_from_pb,
-    ts_to_pb,
-)
 from .copyrows import CopyRows, EncodedBatch, encode_batch
 from .edge_reports import EdgeBufferReports
 from .enrollment import OPEN, Admission, EnrollmentStore
@@ -49,12 +51,6 @@ MAX_SAMPLES_PER_BATCH = 5000
 AckSink = Callable[[AgentAck, Callable[[], None]], Awaitable[None]]
 # Records a local dispatch (row + workflow); raises when the DB or Temporal is down.
 LocalSink = Callable[[DispatchInput, Actor], Awaitable[None]]
-DB_DOWN = (
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    sqlalchemy.exc.TimeoutError,
-    TimeoutError,
-)
 # The status a stream ends with, by the reason the headend ended it (the
 # others end with OK: superseded, closed, or nobody left to tell).
 END_STATUS: dict[EndReason, tuple[grpc.StatusCode, str]] = {
@@ -75,7 +71,7 @@ END_STATUS: dict[EndReason, tuple[grpc.StatusCode, str]] = {
 }
 
 
-class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
+class AgentGatewayServicer(AgentGatewayServicerBase):
     def __init__(
         self,
         store: GatewayStore,
@@ -111,15 +107,15 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
 
     async def Connect(
         self,
-        request_iterator: AsyncIterator[pb.AgentMessage],
+        request_iterator: AsyncIterator[AgentMessage],
         context: grpc.aio.ServicerContext,
-    ) -> AsyncIterator[pb.HeadendMessage]:
+    ) -> AsyncIterator[HeadendMessage]:
         self.streams_started += 1
         try:
             session = await self._handshake(request_iterator, context)
         except grpc.aio.AbortError:
             raise
-        except DB_DOWN:
+        except DATABASE_UNAVAILABLE:
             # The agent keeps buffering and retries with backoff.
             await context.abort(grpc.StatusCode.UNAVAILABLE, "headend database unavailable")
             raise AssertionError("unreachable") from None
@@ -130,15 +126,9 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             raise AssertionError("unreachable") from None
         try:
             last_seq = 0
-            with contextlib.suppress(*DB_DOWN):  # informational only
+            with contextlib.suppress(*DATABASE_UNAVAILABLE):  # informational only
                 last_seq = await self._store.last_batch_seq(session.gateway_id)
-            yield pb.HeadendMessage(
-                welcome=pb.Welcome(
-                    session_id=session.session_id,
-                    server_time=ts_to_pb(datetime.now(UTC)),
-                    last_acked_batch_seq=last_seq,
-                )
-            )
+            yield wire_session.welcome(session.session_id, datetime.now(UTC), last_seq)
             session.reader = asyncio.create_task(self._read(request_iterator, session))
             while True:
                 msg = await session.outbox.get()
@@ -199,7 +189,7 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
 
     async def _handshake(
         self,
-        request_iterator: AsyncIterator[pb.AgentMessage],
+        request_iterator: AsyncIterator[AgentMessage],
         context: grpc.aio.ServicerContext,
     ) -> AgentSession:
         ident = await self._identify(context)
@@ -221,7 +211,8 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             if not getattr(hello, name):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"hello.{name} is empty")
         try:
-            check_hello_text(hello)  # NUL or overlong: a clean refusal, not a database error
+            # NUL or overlong: a clean refusal, not a database error
+            wire_session.check_hello_text(hello)
         except ValidationFailed as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
         if ident is not None and hello.gateway_id != ident.gateway_id:
@@ -241,7 +232,9 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
         admission = await self._admit(ident, hello, context)
         try:
-            assets = [asset_from_pb(a, hello.site_id, i) for i, a in enumerate(hello.assets)]
+            assets = [
+                wire_session.asset_from_pb(a, hello.site_id, i) for i, a in enumerate(hello.assets)
+            ]
             ids = [a.asset_id for a in assets]
             if len(set(ids)) != len(ids):
                 raise ValidationFailed("hello.assets has duplicate asset_id values")
@@ -304,7 +297,7 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         return session
 
     async def _admit(
-        self, ident: GatewayIdentity | None, hello: pb.Hello, context: grpc.aio.ServicerContext
+        self, ident: GatewayIdentity | None, hello: Hello, context: grpc.aio.ServicerContext
     ) -> Admission:
         """A site belongs to the gateways enrolled for it or whose certificate
         names it; a Hello for any other site is refused (and audited). In
@@ -353,7 +346,7 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             log.warning(action, gateway=gateway_id, target=target, reason=reason)
 
     async def _read(
-        self, request_iterator: AsyncIterator[pb.AgentMessage], session: AgentSession
+        self, request_iterator: AsyncIterator[AgentMessage], session: AgentSession
     ) -> None:
         messages = aiter(request_iterator)
         try:
@@ -400,7 +393,7 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         finally:
             session.close(session.close_reason or EndReason.CLOSED)
 
-    async def _on_telemetry(self, session: AgentSession, batch: pb.TelemetryBatch) -> None:
+    async def _on_telemetry(self, session: AgentSession, batch: TelemetryBatch) -> None:
         received = datetime.now(UTC)  # the checks below use the time of receipt
         samples, known, seq = batch.samples, session.asset_ids, batch.batch_seq
         # Audited here, once per session and asset, not in the writer: a stream
@@ -435,14 +428,10 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             return encoded.rows
 
         async def send_ack() -> None:
-            rejections = done[0].rejections
-            ack = pb.TelemetryAck(
-                batch_seq=seq,
-                accepted=done[0].rows.count,
-                rejected=len(rejections),
-                rejections=rejections[:100],
+            encoded = done[0]
+            session.send_nowait(
+                wire_telemetry.telemetry_ack(seq, encoded.rows.count, encoded.rejections)
             )
-            session.send_nowait(pb.HeadendMessage(telemetry_ack=ack))
 
         # Waits while the ingest queue is full: the stream stops being read
         # and gRPC flow control pushes back on the agent.
@@ -450,7 +439,7 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             IngestBatch(session.gateway_id, seq, encode, send_ack, size=batch.ByteSize())
         )
 
-    async def _on_local_dispatch(self, session: AgentSession, raw: pb.LocalDispatch) -> bool:
+    async def _on_local_dispatch(self, session: AgentSession, raw: LocalDispatch) -> bool:
         """Record a dispatch made on site, then confirm it to the agent. False
         when it could not be recorded now (database or Temporal down): the
         stream is then ended before the acks behind it, and the agent sends
@@ -491,15 +480,16 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
         a reason to drop a healthy stream: its telemetry waits in the queue."""
         try:
             return await self._store.touch(session.session_id)
-        except DB_DOWN:
+        except DATABASE_UNAVAILABLE:
             log.debug("session_touch_skipped", gateway=session.gateway_id, reason="database")
             return True
 
-    async def _on_ack(self, session: AgentSession, raw: pb.DispatchAck) -> None:
+    async def _on_ack(self, session: AgentSession, raw: DispatchAck) -> None:
         """Take the agent's ack: signal it to its workflow (or keep it as a late
         ack), then confirm it (DispatchAckReceived), so the agent stops
         re-sending it. With the database down the stream ends unconfirmed."""
-        if (problem := ack_problem(raw)) is not None:  # refused, or it is re-sent forever
+        problem = wire_dispatch.ack_problem(raw)
+        if problem is not None:  # refused, or it is re-sent forever
             log.warning("bad_ack_ignored", gateway=session.gateway_id, problem=problem)
             _received(session, raw, refused=problem)
             return
@@ -509,7 +499,7 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             target = (
                 await self._dispatches.dispatch_target(raw.dispatch_id) if raw.dispatch_id else None
             )
-        except DB_DOWN:
+        except DATABASE_UNAVAILABLE:
             # Not taken, not confirmed: end the stream, so the agent writes it
             # again on its next session (once the database answers again).
             log.warning("ack_not_taken", gateway=session.gateway_id, reason="database unavailable")
@@ -529,23 +519,11 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
                 session.gateway_id, "dispatch_ack.foreign_refused", raw.dispatch_id, why
             )
             return
-        state = ACK_STATE_FROM_PB.get(raw.state)
-        if state is None or not raw.dispatch_id:
+        ack = wire_dispatch.agent_ack(raw, session.gateway_id, datetime.now(UTC))
+        if ack is None:
             log.warning("bad_ack_ignored", gateway=session.gateway_id, ack=str(raw))
             _received(session, raw, refused="dispatch_ack.state is not a known state")
             return
-        ack = AgentAck(
-            dispatch_id=raw.dispatch_id,
-            state=state,
-            at=datetime.fromtimestamp(raw.time.seconds + raw.time.nanos / 1e9, tz=UTC)
-            if raw.HasField("time")
-            else datetime.now(UTC),
-            reason=reason_from_pb(raw.reason),
-            detail=clean_text(raw.detail, 1000),
-            asset_id=raw.asset_id,
-            applied_p_kw=raw.applied_p_kw if raw.HasField("applied_p_kw") else None,
-            gateway_id=session.gateway_id,
-        )
         assert target is not None  # an unknown dispatch has no owner: refused above
         if target.state.terminal:
             await self._late(ack)
@@ -554,14 +532,11 @@ class AgentGatewayServicer(pb_grpc.AgentGatewayServicer):
             await self._ack_sink(ack, lambda: _received(session, raw))
 
 
-def _received(session: AgentSession, raw: pb.DispatchAck, refused: str = "") -> None:
+def _received(session: AgentSession, raw: DispatchAck, refused: str = "") -> None:
     """Tell the agent this ack was taken (or refused): it stops re-sending it.
     A closed session is no matter: the agent re-sends it on its next one."""
-    received = pb.DispatchAckReceived(
-        dispatch_id=raw.dispatch_id, state=raw.state, time=raw.time, refused=refused
-    )
     with contextlib.suppress(SessionClosed):
-        session.send_nowait(pb.HeadendMessage(dispatch_ack_received=received))
+        session.send_nowait(wire_dispatch.ack_received(raw, refused))
 
 
 def late_ack_recorder(store: DispatchStore) -> Callable[[AgentAck], Awaitable[None]]:
@@ -578,7 +553,7 @@ def late_ack_recorder(store: DispatchStore) -> Callable[[AgentAck], Awaitable[No
         )
         try:
             await store.record_late_ack(ack)
-        except DB_DOWN:
+        except DATABASE_UNAVAILABLE:
             log.warning("late_dispatch_ack_not_kept", dispatch_id=ack.dispatch_id)
 
     return record
@@ -586,5 +561,4 @@ def late_ack_recorder(store: DispatchStore) -> Callable[[AgentAck], Awaitable[No
 
 def _confirm(session: AgentSession, dispatch_id: str, refused: str = "") -> None:
     """Tell the agent to stop re-sending this local dispatch report."""
-    recorded = pb.LocalDispatchRecorded(dispatch_id=dispatch_id, refused=refused)
-    session.send_nowait(pb.HeadendMessage(local_dispatch_recorded=recorded))
+    session.send_nowait(wire_dispatch.local_dispatch_recorded(dispatch_id, refused))

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from gridpilot.core.sessions import EndReason
-from gridpilot.schema.pb import agent_pb2 as pb
+from gridpilot.wire.messages import HeadendMessage
 
 OUTBOX_LIMIT = 1024
 
@@ -30,7 +30,7 @@ class AgentSession:
     # The assets this session may speak for: those of its Hello still bound to
     # its gateway in the database (re-checked by ingest.guard).
     asset_ids: frozenset[str]
-    outbox: asyncio.Queue[pb.HeadendMessage | None] = field(default_factory=asyncio.Queue)
+    outbox: asyncio.Queue[HeadendMessage | None] = field(default_factory=asyncio.Queue)
     close_reason: EndReason | None = None
     # The RPC was cancelled under the handler (peer gone, connection cut).
     cut: bool = False
@@ -59,7 +59,7 @@ class AgentSession:
             return EndReason.NETWORK
         return self.close_reason or EndReason.NETWORK
 
-    def send_nowait(self, msg: pb.HeadendMessage) -> None:
+    def send_nowait(self, msg: HeadendMessage) -> None:
         if self.closed:
             raise SessionClosed(f"session {self.session_id} is closed ({self.close_reason})")
         if self.outbox.qsize() >= OUTBOX_LIMIT:

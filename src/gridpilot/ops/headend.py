@@ -10,8 +10,6 @@ from datetime import timedelta
 from typing import Any
 
 import grpc
-import psycopg
-import sqlalchemy.exc
 import structlog
 import uvicorn
 from prometheus_client import CollectorRegistry, Gauge
@@ -33,7 +31,6 @@ from gridpilot.ingest.registry import GatewayStore
 from gridpilot.ingest.servicer import AgentGatewayServicer, late_ack_recorder
 from gridpilot.ingest.sessions import SessionRegistry
 from gridpilot.schema import db
-from gridpilot.schema.pb import agent_pb2_grpc as pb_grpc
 from gridpilot.security.audit import AuditLog
 from gridpilot.security.authn import Authenticator
 from gridpilot.security.certs import CertificateRegistry
@@ -41,6 +38,7 @@ from gridpilot.security.oidc import JwtVerifier, OidcConfig, parse_role_map
 from gridpilot.security.tls import TlsConfigError, server_credentials
 from gridpilot.security.tokens import TokenStore
 from gridpilot.store.dispatches import DispatchStore
+from gridpilot.wire.service import add_AgentGatewayServicer_to_server
 
 from . import temporal
 from .settings import Environment, Settings
@@ -96,10 +94,9 @@ def prepare_database(settings: Settings) -> None:
     line naming the setting and the server tried, not a driver traceback."""
     try:
         _prepare_database(settings)
-    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
-        raise _database_error(settings, exc.orig or exc) from None
-    except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
-        raise _database_error(settings, exc) from None
+    except db.DATABASE_OR_NETWORK_DOWN as exc:
+        # SQLAlchemy's wrapper names the driver's error as .orig.
+        raise _database_error(settings, getattr(exc, "orig", None) or exc) from None
 
 
 def _database_error(settings: Settings, exc: BaseException) -> HeadendError:
@@ -275,7 +272,7 @@ class Headend:
                 local_sink=service.record_local,
                 enrollment=self.enrollment,
             )
-            pb_grpc.add_AgentGatewayServicer_to_server(self.servicer, grpc_server)
+            add_AgentGatewayServicer_to_server(self.servicer, grpc_server)
             if credentials is None:
                 grpc_server.add_insecure_port(s.grpc_listen)
                 log.warning(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
+import sqlalchemy.exc
 import structlog
 from alembic import command
 from alembic.config import Config
@@ -18,6 +20,18 @@ from .telemetry_ddl import ensure_partitions
 
 log = structlog.get_logger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
+# The database cannot be reached now (connection, server, pool, timeout), through
+# SQLAlchemy or psycopg: a retry later may work. Not a fault of the data or the SQL.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    TimeoutError,
+)
+# The same, or the network under a raw connection (any OSError).
+DATABASE_OR_NETWORK_DOWN: tuple[type[Exception], ...] = (*DATABASE_UNAVAILABLE, OSError)
 
 
 def sqlalchemy_url(libpq_url: str) -> str:

@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from gridpilot.core.lifecycle import TERMINAL_VALUES
+from gridpilot.core.telemetry_fields import CORE
 
 # 'complete', 'expired', 'failed', 'cancelled': the live-asset index's predicate.
 _TERMINAL_SQL = ", ".join(f"'{state}'" for state in TERMINAL_VALUES)
@@ -228,16 +229,6 @@ dispatch_late_acks = Table(
     PrimaryKeyConstraint("dispatch_id", "state", "at"),
 )
 
-TELEMETRY_VALUE_COLUMNS = (
-    "p_kw",
-    "q_kvar",
-    "soc_pct",
-    "available_charge_kw",
-    "available_discharge_kw",
-    "voltage_v",
-    "frequency_hz",
-)
-
 
 def _telemetry_columns() -> list[Column[object]]:
     return [
@@ -245,8 +236,8 @@ def _telemetry_columns() -> list[Column[object]]:
         _ts("ts"),
         Column("tenant_id", Text, nullable=False, server_default=text(f"'{DEFAULT_TENANT}'")),
         _ts("received_at", now=True),
-        *[Column(name, Float, nullable=True) for name in TELEMETRY_VALUE_COLUMNS],
-        Column("state", Text, nullable=True),
+        # core's fields: p_kw ... frequency_hz (numbers), then state (text)
+        *[Column(f.name, Float if f.kind == "number" else Text, nullable=True) for f in CORE],
         Column("details", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     ]
 

@@ -164,7 +164,7 @@ class DispatchStore:
                 insert(t.dispatch_late_acks)
                 .values(
                     dispatch_id=ack.dispatch_id,
-                    state=ack.state,
+                    state=ack.state.value,
                     at=ack.at,
                     reason=ack.reason.value if ack.reason else None,
                     detail=ack.detail,

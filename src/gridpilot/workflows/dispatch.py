@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     # signatures); workflow code never runs them.
     from gridpilot.activities.delivery import DeliveryActivities
     from gridpilot.activities.records import RecordActivities
+    from gridpilot.core.acks import ack_effect
     from gridpilot.core.lifecycle import (
         DispatchState,
         ReasonCode,
@@ -345,38 +346,25 @@ class DispatchWorkflow:
         return inp.end_at + END_GRACE
 
     async def _apply_ack(self, ack: AgentAck) -> DispatchResult | None:
-        detail = ack.detail
-        if ack.state == "accepted":
+        # What the ack asks for is core.acks's (pure); reaching it from here is ours.
+        # (LOCAL_CONTROL, a take-over there, is newer than every recorded history.)
+        detail, effect = ack.detail, ack_effect(ack.state, ack.reason)
+        if effect.state is S.ACKED:
             if self.state is S.SENT:
                 await self._to(S.ACKED, detail=detail, actor="agent")
             return None
-        if ack.state == "applied":
+        if effect.state is S.ACTIVE:
             self.applied_p_kw = ack.applied_p_kw
             if self.state is S.ACTIVE:
                 return None  # repeated (the agent answers a redelivery with its latest ack)
             for state in path_to(self.state or S.SUBMITTED, S.ACTIVE):
                 await self._to(state, detail=detail, actor="agent")
             return None
-        if ack.state == "completed":
+        if effect.state is S.COMPLETE:
             for state in path_to(self.state or S.SUBMITTED, S.COMPLETE):
                 await self._to(state, detail=detail, actor="agent")
             return self._result()
-        if ack.state in ("rejected", "failed"):
-            reason = ack.reason or ReasonCode.INVALID_COMMAND
-            return await self._end(S.FAILED, reason, detail, actor="agent")
-        if ack.state == "released":
-            reason = ack.reason or ReasonCode.LINK_LOST_REVERTED
-            # Taken over (by a newer dispatch, an operator, a local operator): cancelled.
-            # (LOCAL_CONTROL is newer than every recorded history: replay-safe.)
-            if reason in (
-                ReasonCode.CANCELLED_BY_OPERATOR,
-                ReasonCode.SUPERSEDED,
-                ReasonCode.LOCAL_CONTROL,
-            ):
-                return await self._end(S.CANCELLED, reason, detail, actor="agent")
-            return await self._end(S.FAILED, reason, detail, actor="agent")
-        self.late_acks.append(ack)
-        return None
+        return await self._end(effect.state, effect.reason, detail, actor="agent")
 
     async def _finish_cancelled(self, sent: bool) -> DispatchResult:
         req = self.cancel_request

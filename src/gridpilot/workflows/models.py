@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from gridpilot.core.acks import AckState
 from gridpilot.core.lifecycle import DispatchState, ReasonCode
 
 
@@ -41,7 +42,7 @@ class AgentAck(BaseModel):
     """An agent's DispatchAck, as the headend signals it to the workflow."""
 
     dispatch_id: str
-    state: str  # accepted | applied | completed | rejected | failed | released
+    state: AckState
     at: datetime
     reason: ReasonCode | None = None
     detail: str = ""

@@ -24,12 +24,12 @@ from gp_testing import (
 
 from gridpilot.cli.dispatch import timeline
 from gridpilot.edge_agent import EdgeAgent, SiteConfig
-from gridpilot.ingest.convert import ts_to_pb
 from gridpilot.ops.embedded import EmbeddedPostgres, free_port
 from gridpilot.ops.headend import Headend
 from gridpilot.ops.settings import Settings
 from gridpilot.schema import db
 from gridpilot.schema.pb import agent_pb2 as pb
+from gridpilot.wire.times import ts_to_pb
 
 if TYPE_CHECKING:
     from temporalio.testing import WorkflowEnvironment

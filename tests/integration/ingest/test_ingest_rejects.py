@@ -9,8 +9,8 @@ import psycopg
 import pytest
 from gp_testing import RunningHeadend, ScriptedAgent, demo_assets, now_pb, wait_for
 
-from gridpilot.ingest.convert import ts_to_pb
 from gridpilot.schema.pb import agent_pb2 as pb
+from gridpilot.wire.times import ts_to_pb
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from gridpilot.core.telemetry import Sample
 from gridpilot.edge_agent.acks import Ack, AckHistory, AckOutbox, AckState
 from gridpilot.edge_agent.buffer import Batch, DropPolicy
 from gridpilot.edge_agent.buffer_sqlite import MEMORY, BufferLocked, SqliteTelemetryBuffer
-from gridpilot.edge_agent.convert import telemetry_batch
+from gridpilot.wire.agent import batch_to_bytes
 
 TS = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -28,7 +28,7 @@ def batch(seq: int, samples: int = 1) -> Batch:
     )
 
 
-SIZE = len(telemetry_batch(batch(10)).SerializeToString())  # every 2-digit seq: same size
+SIZE = len(batch_to_bytes(batch(10)))  # every 2-digit seq: same size
 
 
 def seqs(batches: list[Batch]) -> list[int]:
@@ -50,7 +50,7 @@ def test_a_batch_comes_back_as_it_went_in() -> None:
     b = Batch(11, (Sample("bess", TS, p_kw=-3.5, soc_pct=50.0, state="ok", details={"t": 21.0}),))
     buf.put(b)
     assert buf.next_after(0) == b
-    assert buf.stats().bytes == len(telemetry_batch(b).SerializeToString())
+    assert buf.stats().bytes == len(batch_to_bytes(b))
 
 
 def test_drop_oldest_when_full_drops_the_oldest_and_counts_them() -> None:

@@ -10,9 +10,12 @@ import pytest
 
 from gridpilot.core.dispatch import LOCAL_DISPATCH_PREFIX
 from gridpilot.core.errors import ValidationFailed
-from gridpilot.ingest.convert import ack_problem, check_hello_text, clean_text, ts_to_pb
 from gridpilot.ingest.local_dispatches import LocalDispatchRefused, local_dispatch_input
 from gridpilot.schema.pb import agent_pb2 as pb
+from gridpilot.wire.dispatch import ack_problem
+from gridpilot.wire.session import check_hello_text
+from gridpilot.wire.text import clean_text
+from gridpilot.wire.times import ts_to_pb
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,6 @@ from psycopg.adapt import AdaptersMap, PyFormat, Transformer
 from psycopg.types.json import JsonbBinaryDumper
 
 from gridpilot.core.telemetry import CORE_FIELDS, Sample, sample_problem
-from gridpilot.ingest.convert import sample_from_pb, sample_to_pb
 from gridpilot.ingest.copyrows import (
     COPY_TYPES,
     EncodedBatch,
@@ -27,6 +26,7 @@ from gridpilot.ingest.copyrows import (
     merge_latest,
 )
 from gridpilot.schema.pb import agent_pb2 as pb
+from gridpilot.wire.telemetry import sample_from_pb, sample_to_pb
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, 250000, tzinfo=UTC)
 RECEIVED = NOW + timedelta(microseconds=7)

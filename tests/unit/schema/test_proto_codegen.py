@@ -37,8 +37,8 @@ def test_reason_codes_are_the_same_in_proto_and_core() -> None:
 
 def test_asset_types_are_the_same_in_proto_and_core() -> None:
     from gridpilot.core.assets import AssetType
-    from gridpilot.ingest.convert import ASSET_TYPE_FROM_PB
     from gridpilot.schema.pb import agent_pb2 as pb
+    from gridpilot.wire.codes import ASSET_TYPE_FROM_PB
 
     assert set(ASSET_TYPE_FROM_PB.values()) == set(AssetType)
     assert len(pb.AssetType.keys()) == len(AssetType) + 1  # + UNSPECIFIED

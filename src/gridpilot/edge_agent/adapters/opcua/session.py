@@ -12,7 +12,6 @@ from pathlib import Path
 from asyncua import Client, ua
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from ...config import OpcUaDevice
 from ...config.protocols import OpcUaCertificateUser, OpcUaUserPassword
@@ -79,14 +78,6 @@ def certificate_uri(path: Path) -> str | None:
         return None
     uris = san.value.get_values_for_type(x509.UniformResourceIdentifier)
     return uris[0] if uris else None
-
-
-def certificate_der(path: Path) -> bytes:
-    data = path.read_bytes()
-    try:
-        return x509.load_der_x509_certificate(data).public_bytes(Encoding.DER)
-    except ValueError:
-        return x509.load_pem_x509_certificate(data).public_bytes(Encoding.DER)
 
 
 def new_client(cfg: OpcUaDevice) -> Client:

@@ -6,7 +6,7 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 
 from gridpilot.core.telemetry import CORE_FIELDS, Sample, sample_problem
-from gridpilot.ingest.convert import sample_from_pb, sample_to_pb
+from gridpilot.wire.telemetry import sample_from_pb, sample_to_pb
 
 TS = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 SKEW = timedelta(minutes=5)
