@@ -15,9 +15,9 @@ from gridpilot.core.lifecycle import ReasonCode
 from gridpilot.core.telemetry import CORE_FIELDS, Sample
 from gridpilot.schema.pb import agent_pb2 as pb
 
-from .acks import Ack, AckKey, AckState, LocalReport, Outgoing
-from .buffer import Batch, BufferStats
-from .commands import ReleaseCommand, SetpointCommand
+from .control.acks import Ack, AckKey, AckState, LocalReport, Outgoing
+from .control.commands import ReleaseCommand, SetpointCommand
+from .telemetry.buffer import Batch, BufferStats
 
 _ASSET_TYPES = {
     AssetType.BESS: pb.ASSET_TYPE_BESS,

@@ -25,7 +25,10 @@ from gridpilot.core.lifecycle import ReasonCode
 from gridpilot.schema.pb import agent_pb2 as pb
 
 from . import convert
-from .acks import (
+from .adapters import DeviceAdapter, build_adapter
+from .clock import Clock, SystemClock
+from .config import OpcuaServerConfig, SiteConfig, site_assets
+from .control.acks import (
     Ack,
     AckHistory,
     AckOutbox,
@@ -34,26 +37,23 @@ from .acks import (
     PendingReports,
     UnconfirmedAcks,
 )
-from .adapters import DeviceAdapter, build_adapter
-from .buffer import Batch, DropPolicy, TelemetryBuffer
-from .buffer_sqlite import MEMORY, SqliteTelemetryBuffer
-from .clock import Clock, SystemClock
-from .commands import ReleaseCommand, SetpointCommand
-from .config import OpcuaServerConfig, SiteConfig, site_assets
-from .control import AssetController
-from .device import ManagedDevice
-from .journal import ControlJournal
-from .link import HeadendLink, backoff_delay
-from .local_control import (
+from .control.commands import ReleaseCommand, SetpointCommand
+from .control.controller import AssetController
+from .control.journal import ControlJournal
+from .control.local_control import (
     Arbitration,
     ControlView,
     LocalResult,
     Source,
 )
-from .local_desk import LocalDesk
-from .outbound import AgentOutbound
-from .polling import Poller
-from .publish import MqttTelemetryPublisher
+from .control.local_desk import LocalDesk
+from .device import ManagedDevice
+from .telemetry.buffer import Batch, DropPolicy, TelemetryBuffer
+from .telemetry.buffer_sqlite import MEMORY, SqliteTelemetryBuffer
+from .telemetry.polling import Poller
+from .telemetry.publish import MqttTelemetryPublisher
+from .uplink.link import HeadendLink, backoff_delay
+from .uplink.outbound import AgentOutbound
 
 if TYPE_CHECKING:
     from .opcua_surface import OpcuaSurface

@@ -21,13 +21,13 @@ import pytest
 from gridpilot import __version__
 from gridpilot.core.lifecycle import ReasonCode
 from gridpilot.edge_agent import EdgeAgent, SiteConfig
-from gridpilot.edge_agent.acks import Ack, AckState, LocalReport
 from gridpilot.edge_agent.adapters import DeviceAdapter, DeviceWriteFailed, build_adapter
 from gridpilot.edge_agent.adapters.simulated import SimulatedBattery
 from gridpilot.edge_agent.clock import SystemClock
-from gridpilot.edge_agent.commands import Lease
-from gridpilot.edge_agent.journal import ControlJournal
-from gridpilot.edge_agent.local_control import Source
+from gridpilot.edge_agent.control.acks import Ack, AckState, LocalReport
+from gridpilot.edge_agent.control.commands import Lease
+from gridpilot.edge_agent.control.journal import ControlJournal
+from gridpilot.edge_agent.control.local_control import Source
 from gridpilot.edge_agent.runtime import buffer_path
 from gridpilot.schema.pb import agent_pb2 as pb
 from gridpilot.schema.pb import agent_pb2_grpc

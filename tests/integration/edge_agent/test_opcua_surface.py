@@ -32,7 +32,7 @@ from gridpilot.core.assets import Asset, AssetType, PowerLimits
 from gridpilot.edge_agent import EdgeAgent, SiteConfig
 from gridpilot.edge_agent.adapters import DeviceUnavailable
 from gridpilot.edge_agent.adapters.simulated import SimulatedBattery
-from gridpilot.edge_agent.local_control import ControlView, LocalResult, Mode, Outcome
+from gridpilot.edge_agent.control.local_control import ControlView, LocalResult, Mode, Outcome
 from gridpilot.edge_agent.opcua_surface import OpcuaSurface
 from gridpilot.edge_agent.opcua_surface.units import unece_unit_id
 from gridpilot.schema.pb import agent_pb2 as pb

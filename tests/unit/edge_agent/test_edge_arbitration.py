@@ -9,12 +9,13 @@ import pytest
 from test_edge_control import ASSET, FakeDevice, until
 
 from gridpilot.core.lifecycle import ReasonCode
-from gridpilot.edge_agent.acks import Ack, AckHistory, AckRecorder, AckState
 from gridpilot.edge_agent.clock import SystemClock
-from gridpilot.edge_agent.commands import Lease, Revert, SetpointCommand
-from gridpilot.edge_agent.control import AssetController
+from gridpilot.edge_agent.control.acks import Ack, AckHistory, AckRecorder, AckState
+from gridpilot.edge_agent.control.arbitration import arbitrate
+from gridpilot.edge_agent.control.commands import Lease, Revert, SetpointCommand
+from gridpilot.edge_agent.control.controller import AssetController
+from gridpilot.edge_agent.control.local_control import Arbitration, Mode, Source
 from gridpilot.edge_agent.device import ManagedDevice
-from gridpilot.edge_agent.local_control import Arbitration, Mode, Source, arbitrate
 
 A, R = AckState, ReasonCode
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from gridpilot.core.telemetry import Sample
-from gridpilot.edge_agent.acks import Ack, AckHistory, AckOutbox, AckState
-from gridpilot.edge_agent.buffer import Batch, DropPolicy
-from gridpilot.edge_agent.buffer_sqlite import MEMORY, BufferLocked, SqliteTelemetryBuffer
+from gridpilot.edge_agent.control.acks import Ack, AckHistory, AckOutbox, AckState
 from gridpilot.edge_agent.convert import telemetry_batch
+from gridpilot.edge_agent.telemetry.buffer import Batch, DropPolicy
+from gridpilot.edge_agent.telemetry.buffer_sqlite import MEMORY, BufferLocked, SqliteTelemetryBuffer
 
 TS = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -172,8 +172,8 @@ def test_what_put_returned_survives_a_kill_9_of_the_agent(tmp_path: Path) -> Non
         import os, signal, sys
         from datetime import UTC, datetime
         from gridpilot.core.telemetry import Sample
-        from gridpilot.edge_agent.buffer import Batch
-        from gridpilot.edge_agent.buffer_sqlite import SqliteTelemetryBuffer
+        from gridpilot.edge_agent.telemetry.buffer import Batch
+        from gridpilot.edge_agent.telemetry.buffer_sqlite import SqliteTelemetryBuffer
         buf = SqliteTelemetryBuffer({str(path)!r}, max_bytes=10**6, max_age_s=3600)
         ts = datetime(2026, 1, 1, tzinfo=UTC)
         for seq in range(1, 201):

@@ -11,11 +11,11 @@ from typing import Any
 from gridpilot.core.assets import Asset, AssetType, PowerLimits
 from gridpilot.core.lifecycle import ReasonCode
 from gridpilot.core.telemetry import Sample
-from gridpilot.edge_agent.acks import Ack, AckHistory, AckRecorder, AckState
 from gridpilot.edge_agent.adapters import DeviceWriteFailed
 from gridpilot.edge_agent.clock import SystemClock
-from gridpilot.edge_agent.commands import ReleaseCommand, SetpointCommand
-from gridpilot.edge_agent.control import AssetController
+from gridpilot.edge_agent.control.acks import Ack, AckHistory, AckRecorder, AckState
+from gridpilot.edge_agent.control.commands import ReleaseCommand, SetpointCommand
+from gridpilot.edge_agent.control.controller import AssetController
 from gridpilot.edge_agent.device import ManagedDevice
 
 ASSET = Asset("bess", "site", AssetType.BESS, PowerLimits(-100, 100), default_p_kw=0.0)

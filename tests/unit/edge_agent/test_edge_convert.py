@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from gridpilot.core.lifecycle import ReasonCode
 from gridpilot.core.telemetry import Sample
 from gridpilot.edge_agent import convert
-from gridpilot.edge_agent.acks import Ack, AckState
+from gridpilot.edge_agent.control.acks import Ack, AckState
 from gridpilot.schema.pb import agent_pb2 as pb
 
 TS = datetime(2026, 5, 1, 12, 0, 0, 250_000, tzinfo=UTC)

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from test_edge_control import ASSET, FakeDevice, until
 
-from gridpilot.edge_agent.acks import Ack, AckHistory, AckRecorder, AckState
 from gridpilot.edge_agent.clock import SystemClock
-from gridpilot.edge_agent.commands import SetpointCommand
-from gridpilot.edge_agent.control import AssetController, ramp_step
+from gridpilot.edge_agent.control.acks import Ack, AckHistory, AckRecorder, AckState
+from gridpilot.edge_agent.control.commands import SetpointCommand
+from gridpilot.edge_agent.control.controller import AssetController, ramp_step
 from gridpilot.edge_agent.device import ManagedDevice
 
 

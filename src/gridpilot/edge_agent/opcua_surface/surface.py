@@ -31,7 +31,7 @@ from gridpilot.core.telemetry import Sample
 from ..clock import Clock, SystemClock
 from ..config import SiteConfig
 from ..config.opcua_server import OpcuaServerConfig
-from ..local_control import ControlView, LocalResult
+from ..control.local_control import ControlView, LocalResult
 from . import address_space
 from ._ua import status, ua_time
 from .certs import TrustListValidator, ensure_server_certificate

@@ -7,7 +7,7 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from .clock import Clock
+from ..clock import Clock
 
 K = TypeVar("K")
 

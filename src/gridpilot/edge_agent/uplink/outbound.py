@@ -18,9 +18,16 @@ from datetime import datetime
 
 from gridpilot.schema.pb import agent_pb2 as pb
 
-from . import convert
-from .acks import Ack, AckOutbox, Outgoing, PendingReports, UnconfirmedAcks, resend_on_new_session
-from .buffer import Batch, TelemetryBuffer
+from .. import convert
+from ..control.acks import (
+    Ack,
+    AckOutbox,
+    Outgoing,
+    PendingReports,
+    UnconfirmedAcks,
+    resend_on_new_session,
+)
+from ..telemetry.buffer import Batch, TelemetryBuffer
 from .link import Commit
 
 

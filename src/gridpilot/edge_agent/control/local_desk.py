@@ -15,10 +15,10 @@ import structlog
 from gridpilot.core.dispatch import LOCAL_DISPATCH_PREFIX
 from gridpilot.core.lifecycle import ReasonCode
 
+from ..clock import Clock
 from .acks import Ack, AckOutbox, AckState, LocalReport, PendingReports
-from .clock import Clock
 from .commands import ReleaseCommand, SetpointCommand
-from .control import AssetController
+from .controller import AssetController
 from .local_control import LocalResult, Mode, Outcome, Source
 
 log = structlog.get_logger(__name__)

@@ -23,8 +23,8 @@ import structlog
 from gridpilot.schema.pb import agent_pb2 as pb
 from gridpilot.schema.pb import agent_pb2_grpc
 
-from .clock import Clock
-from .config import HeadendConfig
+from ..clock import Clock
+from ..config import HeadendConfig
 
 log = structlog.get_logger(__name__)
 

@@ -6,7 +6,7 @@ from this buffer to the database. The buffer is bounded by bytes and by age;
 when full, an explicit :class:`DropPolicy` decides what goes, and every drop
 is counted (the counts travel to the headend in each Heartbeat).
 
-:class:`~gridpilot.edge_agent.buffer_sqlite.SqliteTelemetryBuffer` is the
+:class:`~gridpilot.edge_agent.telemetry.buffer_sqlite.SqliteTelemetryBuffer` is the
 implementation (a file in production, ``:memory:`` in tests).
 """
 

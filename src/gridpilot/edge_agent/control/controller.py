@@ -17,12 +17,13 @@ import structlog
 from gridpilot.core.assets import Asset
 from gridpilot.core.lifecycle import ReasonCode
 
+from ..adapters import DeviceError, DeviceReadOnly
+from ..clock import Clock
+from ..device import ManagedDevice
 from .acks import AckRecorder, AckState
-from .adapters import DeviceError, DeviceReadOnly
-from .clock import Clock
+from .arbitration import arbitrate
 from .commands import Due, Lease, ReleaseCommand, Revert, SetpointCommand, TimerKind
-from .device import ManagedDevice
-from .local_control import Arbitration, ControlView, Mode, Source, arbitrate
+from .local_control import Arbitration, ControlView, Mode, Source
 from .rails import decide
 from .timers import Timers
 

@@ -27,7 +27,7 @@ import structlog
 
 from gridpilot.schema.pb import agent_pb2 as pb
 
-from . import convert
+from .. import convert
 from .buffer import Batch, BufferStats, DropPolicy
 
 log = structlog.get_logger(__name__)
