@@ -542,7 +542,7 @@ async def test_a_local_setpoint_is_reported_before_its_acks_and_resent_until_rec
     gw.confirm_acks = False  # a headend that could not record the report reads no acks
     r = start_agent(site_config(port))
     await eventually(lambda: r.agent.connected)
-    result = await r.agent.local_setpoint("bess", 40.0, "opcua:op1")
+    result = await r.agent.local.setpoint("bess", 40.0, "opcua:op1")
     assert result.outcome == "applied" and result.dispatch_id is not None
     dispatch_id = result.dispatch_id
     await eventually(lambda: len(gw.acks(dispatch_id)) == 2)
@@ -619,14 +619,14 @@ async def test_a_local_setpoint_out_of_limits_is_refused_and_never_reported(
     gw, port = gateway
     r = start_agent(site_config(port))
     await eventually(lambda: r.agent.connected)
-    result = await r.agent.local_setpoint("bess", 400.0, "opcua:op1")
+    result = await r.agent.local.setpoint("bess", 400.0, "opcua:op1")
     assert (result.outcome, result.reason, result.dispatch_id) == (
         "rejected",
         ReasonCode.OUT_OF_LIMITS,
         None,
     )
     assert "-250..250" in result.detail
-    nan = await r.agent.local_setpoint("bess", float("nan"), "opcua:op1")
+    nan = await r.agent.local.setpoint("bess", float("nan"), "opcua:op1")
     assert nan.reason is ReasonCode.OUT_OF_LIMITS
     await asyncio.sleep(0.3)
     assert gw.of("local_dispatch") == [] and len(r.agent.local_reports) == 0
@@ -711,7 +711,7 @@ async def test_after_a_crash_held_leases_are_applied_again_and_reports_resent(
     assert accepted.detail.startswith("resumed after an agent restart")
     assert battery(run).setpoint_kw == 120
     assert run.agent.adapters["ev"].setpoint_kw == -11  # type: ignore[attr-defined]
-    assert run.agent.control_view("ev").mode == "local"
+    assert run.agent.local.view("ev").mode == "local"
     # the unconfirmed report goes first, before any of its acks
     kinds = [
         (m.WhichOneof("body"), getattr(m, m.WhichOneof("body")).dispatch_id)
