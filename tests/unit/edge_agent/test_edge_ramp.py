@@ -10,7 +10,8 @@ from test_edge_control import ASSET, T0, FakeDevice, until
 from gridpilot.edge_agent.clock import ManualClock
 from gridpilot.edge_agent.control.acks import Ack, AckHistory, AckRecorder, AckState
 from gridpilot.edge_agent.control.commands import SetpointCommand
-from gridpilot.edge_agent.control.controller import AssetController, ramp_step
+from gridpilot.edge_agent.control.controller import AssetController
+from gridpilot.edge_agent.control.output import ramp_step
 from gridpilot.edge_agent.device import ManagedDevice
 
 
