@@ -106,6 +106,14 @@ def telemetry_batch(b: Batch) -> pb.TelemetryBatch:
     return pb.TelemetryBatch(batch_seq=b.seq, samples=[sample_to_pb(s) for s in b.samples])
 
 
+def stored_batch(payload: bytes) -> pb.AgentMessage:
+    """The message for a batch the buffer stored (its serialized
+    TelemetryBatch), without turning its samples into ours and back."""
+    msg = pb.AgentMessage()
+    msg.telemetry.MergeFromString(payload)
+    return msg
+
+
 def sample_from_pb(msg: pb.TelemetrySample) -> Sample:
     """The inverse of :func:`sample_to_pb` (details numbers come back as floats)."""
     values = {name: getattr(msg, name) for name in CORE_FIELDS if msg.HasField(name)}

@@ -33,6 +33,15 @@ class Batch:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredBatch:
+    """A batch as the buffer holds it: its serialized ``TelemetryBatch``,
+    handed to the uplink as stored (never decoded back into samples)."""
+
+    seq: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class BufferStats:
     batches: int
     """Batches held (unacked)."""
@@ -57,11 +66,11 @@ class TelemetryBuffer(Protocol):
         this call dropped (expired ones, the oldest, or the new one itself)."""
         ...
 
-    def next_after(self, after: int) -> Batch | None:
+    def next_after(self, after: int) -> StoredBatch | None:
         """The oldest held batch with ``seq > after``."""
         ...
 
-    def pending(self, after: int = 0) -> list[Batch]:
+    def pending(self, after: int = 0) -> list[StoredBatch]:
         """Every held batch with ``seq > after``, oldest first."""
         ...
 
