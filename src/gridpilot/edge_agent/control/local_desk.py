@@ -1,6 +1,6 @@
 """The agent's local control desk: local setpoints and releases in, local
 dispatch reports out, control-state changes to listeners (the OPC UA surface).
-The vocabulary and the arbitration rules are in :mod:`.local_control`."""
+The vocabulary is in :mod:`.local_control`, the arbitration rule in :mod:`.arbitration`."""
 
 from __future__ import annotations
 
