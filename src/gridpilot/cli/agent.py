@@ -18,8 +18,8 @@ from rich.table import Table
 
 from gridpilot.edge_agent import ConfigError, EdgeAgent, SiteConfig, load_config
 from gridpilot.edge_agent.adapters import quiet_protocol_loggers
-from gridpilot.edge_agent.buffer_sqlite import BufferLocked
 from gridpilot.edge_agent.runtime import buffer_path
+from gridpilot.edge_agent.telemetry.buffer_sqlite import BufferLocked
 
 from .agent_probe import check_connect, make_opcua_certificate, write_schema
 

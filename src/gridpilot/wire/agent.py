@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from gridpilot.edge_agent.acks import Ack, AckKey, AckState, LocalReport, Outgoing
-from gridpilot.edge_agent.buffer import Batch, BufferStats
-from gridpilot.edge_agent.commands import ReleaseCommand, SetpointCommand
+from gridpilot.edge_agent.control.acks import Ack, AckKey, AckState, LocalReport, Outgoing
+from gridpilot.edge_agent.control.commands import ReleaseCommand, SetpointCommand
+from gridpilot.edge_agent.telemetry.buffer import Batch, BufferStats
 from gridpilot.schema.pb import agent_pb2 as pb
 
 from .codes import ack_state_name, ack_state_to_pb, reason_from_pb, reason_to_pb
@@ -33,6 +33,14 @@ def heartbeat(now: datetime, buffer: BufferStats | None = None) -> pb.AgentMessa
 
 def batch(b: Batch) -> pb.AgentMessage:
     return pb.AgentMessage(telemetry=telemetry_batch(b.seq, b.samples))
+
+
+def stored_batch(payload: bytes) -> pb.AgentMessage:
+    """The message for a batch the buffer stored (its serialized
+    TelemetryBatch), without turning its samples into ours and back."""
+    msg = pb.AgentMessage()
+    msg.telemetry.MergeFromString(payload)
+    return msg
 
 
 def batch_to_bytes(b: Batch) -> bytes:

@@ -21,13 +21,13 @@ from gp_testing import wait_for as eventually
 from gridpilot import __version__
 from gridpilot.core.lifecycle import ReasonCode
 from gridpilot.edge_agent import EdgeAgent, SiteConfig
-from gridpilot.edge_agent.acks import Ack, AckState, LocalReport
 from gridpilot.edge_agent.adapters import DeviceAdapter, DeviceWriteFailed, build_adapter
 from gridpilot.edge_agent.adapters.simulated import SimulatedBattery
 from gridpilot.edge_agent.clock import SystemClock
-from gridpilot.edge_agent.commands import Lease
-from gridpilot.edge_agent.journal import ControlJournal
-from gridpilot.edge_agent.local_control import Source
+from gridpilot.edge_agent.control.acks import Ack, AckState, LocalReport
+from gridpilot.edge_agent.control.commands import Lease
+from gridpilot.edge_agent.control.journal import ControlJournal
+from gridpilot.edge_agent.control.local_control import Source
 from gridpilot.edge_agent.runtime import buffer_path
 from gridpilot.schema.pb import agent_pb2 as pb
 from gridpilot.schema.pb import agent_pb2_grpc
@@ -536,7 +536,7 @@ async def test_a_local_setpoint_is_reported_before_its_acks_and_resent_until_rec
     gw.confirm_acks = False  # a headend that could not record the report reads no acks
     r = start_agent(site_config(port))
     await eventually(lambda: r.agent.connected)
-    result = await r.agent.local_setpoint("bess", 40.0, "opcua:op1")
+    result = await r.agent.local.setpoint("bess", 40.0, "opcua:op1")
     assert result.outcome == "applied" and result.dispatch_id is not None
     dispatch_id = result.dispatch_id
     await eventually(lambda: len(gw.acks(dispatch_id)) == 2)
@@ -613,14 +613,14 @@ async def test_a_local_setpoint_out_of_limits_is_refused_and_never_reported(
     gw, port = gateway
     r = start_agent(site_config(port))
     await eventually(lambda: r.agent.connected)
-    result = await r.agent.local_setpoint("bess", 400.0, "opcua:op1")
+    result = await r.agent.local.setpoint("bess", 400.0, "opcua:op1")
     assert (result.outcome, result.reason, result.dispatch_id) == (
         "rejected",
         ReasonCode.OUT_OF_LIMITS,
         None,
     )
     assert "-250..250" in result.detail
-    nan = await r.agent.local_setpoint("bess", float("nan"), "opcua:op1")
+    nan = await r.agent.local.setpoint("bess", float("nan"), "opcua:op1")
     assert nan.reason is ReasonCode.OUT_OF_LIMITS
     # Reports go up before telemetry: once samples taken after the refusals are in,
     # so would a report of them be.
@@ -708,7 +708,7 @@ async def test_after_a_crash_held_leases_are_applied_again_and_reports_resent(
     assert accepted.detail.startswith("resumed after an agent restart")
     assert battery(run).setpoint_kw == 120
     assert run.agent.adapters["ev"].setpoint_kw == -11  # type: ignore[attr-defined]
-    assert run.agent.control_view("ev").mode == "local"
+    assert run.agent.local.view("ev").mode == "local"
     # the unconfirmed report goes first, before any of its acks
     kinds = [
         (m.WhichOneof("body"), getattr(m, m.WhichOneof("body")).dispatch_id)

@@ -22,7 +22,7 @@ from gridpilot.edge_agent.adapters import DeviceReadOnly, DeviceUnavailable
 from gridpilot.edge_agent.adapters.mqtt import MqttAdapter
 from gridpilot.edge_agent.clock import SystemClock
 from gridpilot.edge_agent.config import MqttDevice, MqttPublish
-from gridpilot.edge_agent.publish import MqttTelemetryPublisher
+from gridpilot.edge_agent.telemetry.publish import MqttTelemetryPublisher
 from gridpilot.ops.embedded import free_port
 
 pytestmark = pytest.mark.integration

@@ -32,7 +32,7 @@ from gridpilot.core.assets import Asset, AssetType, PowerLimits
 from gridpilot.edge_agent import EdgeAgent, SiteConfig
 from gridpilot.edge_agent.adapters import DeviceUnavailable
 from gridpilot.edge_agent.adapters.simulated import SimulatedBattery
-from gridpilot.edge_agent.local_control import ControlView, LocalResult, Mode, Outcome
+from gridpilot.edge_agent.control.local_control import ControlView, LocalResult, Mode, Outcome
 from gridpilot.edge_agent.opcua_surface import OpcuaSurface
 from gridpilot.edge_agent.opcua_surface.units import unece_unit_id
 from gridpilot.schema.pb import agent_pb2 as pb
@@ -524,37 +524,46 @@ async def test_cloud_dispatch_locks_out_local_writes_under_cloud_priority(site: 
 # ------------------------------------------- a second server, config defaults
 
 
-class _IdleAgent:
-    """Just enough agent for a surface (no devices, no headend)."""
+class _IdleDesk:
+    """Just enough local desk for a surface (no controllers)."""
 
-    def __init__(self, config: SiteConfig) -> None:
-        self.config = config
-        self.assets = {
-            "bess": Asset("bess", "test-site", AssetType.BESS, PowerLimits(-10, 10), default_p_kw=0)
-        }
-        self.pollers: dict[str, Any] = {}
-        self.connected = False
-
-    async def local_setpoint(self, *args: Any, **kwargs: Any) -> LocalResult:
+    async def setpoint(self, *args: Any, **kwargs: Any) -> LocalResult:
         return LocalResult(Outcome.REJECTED)
 
-    async def local_release(self, *args: Any, **kwargs: Any) -> LocalResult:
+    async def release(self, *args: Any, **kwargs: Any) -> LocalResult:
         return LocalResult(Outcome.REJECTED)
 
-    def control_view(self, asset_id: str) -> ControlView:
+    def view(self, asset_id: str) -> ControlView:
         return ControlView(asset_id, Mode.DEFAULT, "", None, None, "")
 
-    def add_control_listener(self, callback: Callable[[str], None]) -> None:
+    def add_listener(self, callback: Callable[[str], None]) -> None:
         pass
+
+
+def _idle_surface(config: SiteConfig, state_dir: Path | None) -> OpcuaSurface:
+    """A surface with no devices and no headend."""
+    assert config.opcua_server is not None
+    return OpcuaSurface(
+        config.opcua_server,
+        site_id=config.site.id,
+        gateway_id=config.gateway_id,
+        assets={
+            "bess": Asset("bess", "test-site", AssetType.BESS, PowerLimits(-10, 10), default_p_kw=0)
+        },
+        pollers={},
+        desk=_IdleDesk(),
+        link_up=lambda: False,
+        state_dir=state_dir,
+    )
 
 
 async def test_defaults_refuse_anonymous_and_need_a_state_dir(site: Site) -> None:
     config = site_config(1)  # defaults: no anonymous, SignAndEncrypt only
     assert config.opcua_server is not None
     with pytest.raises(ValueError, match="state directory"):
-        OpcuaSurface(_IdleAgent(config), config.opcua_server, state_dir=None)
+        _idle_surface(config, None)
 
-    surface = OpcuaSurface(_IdleAgent(config), config.opcua_server, state_dir=site.tmp / "s2")
+    surface = _idle_surface(config, site.tmp / "s2")
     await surface.start()
     try:
         shutil.copy(site.client_cert, surface.paths.trusted_dir / "scada.der")

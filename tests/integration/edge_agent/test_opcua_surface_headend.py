@@ -151,7 +151,7 @@ async def test_scada_sees_the_headends_telemetry_and_its_write_is_a_local_dispat
     await wait_for(same_sample, timeout=30)
 
     assert (await scada.setpoint(40.0)).is_good()
-    assert scada.agent.control_view("sh-bess").setpoint_actual_kw == 40.0  # at the device
+    assert scada.agent.local.view("sh-bess").setpoint_actual_kw == 40.0  # at the device
     local = (await wait_for(lambda: dispatches(headend, source="local"), timeout=30))[0]
     assert local["id"].startswith("loc-") and local["submitted_by"] == "opcua:op@sh-gw"
     assert local["p_kw"] == 40.0
@@ -181,7 +181,7 @@ async def test_scada_sees_the_headends_telemetry_and_its_write_is_a_local_dispat
     # while the cloud holds it, a local write is refused, and that is on record too
     status = await scada.setpoint(10.0)
     assert status.value == ua.StatusCodes.BadLocked
-    assert scada.agent.control_view("sh-bess").setpoint_actual_kw == -30.0
+    assert scada.agent.local.view("sh-bess").setpoint_actual_kw == -30.0
     assert "PRIORITY_CONFLICT" in await scada.value("Control/CommandStatus")
 
     async def refused_on_record() -> bool:
@@ -207,7 +207,7 @@ async def test_local_priority_a_cloud_dispatch_during_a_local_one_is_refused_wit
     await wait_for(lambda: _state(headend, cloud_id, "failed"), timeout=30)
     refused = (await headend.api.get(f"/api/v1/dispatches/{cloud_id}")).json()
     assert refused["reason"] == "LOCAL_CONTROL" and "local_priority" in refused["detail"]
-    assert scada.agent.control_view("sh-bess").setpoint_actual_kw == 25.0
+    assert scada.agent.local.view("sh-bess").setpoint_actual_kw == 25.0
     assert await scada.value("Control/Mode") == "local"
     assert (await headend.api.get(f"/api/v1/dispatches/{local['id']}")).json()["state"] == (
         "active"

@@ -223,7 +223,7 @@ async def test_a_local_dispatch_made_while_the_headend_database_is_down_is_recor
     try:
         await wait_for(lambda: agent.connected, timeout=60)
         pg.stop()
-        result = await agent.local_setpoint("lf-gw-bess", 20.0, "opcua:night-op")
+        result = await agent.local.setpoint("lf-gw-bess", 20.0, "opcua:night-op")
         assert result.outcome == "applied"  # on site nothing waits for the cloud
         await wait_for(lambda: not agent.connected, timeout=20)  # report unrecorded: stream ended
         assert len(agent.local_reports) == 1

@@ -1,20 +1,21 @@
 """Local vs cloud commands on one asset, under each arbitration policy
-(the controller against a recording fake device, real timers)."""
+(the controller against a recording fake device, on virtual time)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from test_edge_control import ASSET, FakeDevice, until
+from test_edge_control import ASSET, T0, FakeDevice, until
 
 from gridpilot.core.lifecycle import ReasonCode
-from gridpilot.edge_agent.acks import Ack, AckHistory, AckRecorder, AckState
-from gridpilot.edge_agent.clock import SystemClock
-from gridpilot.edge_agent.commands import Lease, Revert, SetpointCommand
-from gridpilot.edge_agent.control import AssetController
+from gridpilot.edge_agent.clock import ManualClock
+from gridpilot.edge_agent.control.acks import Ack, AckHistory, AckRecorder, AckState
+from gridpilot.edge_agent.control.arbitration import arbitrate
+from gridpilot.edge_agent.control.commands import Lease, Revert, SetpointCommand
+from gridpilot.edge_agent.control.controller import AssetController
+from gridpilot.edge_agent.control.local_control import Arbitration, Mode, Source
 from gridpilot.edge_agent.device import ManagedDevice
-from gridpilot.edge_agent.local_control import Arbitration, Mode, Source, arbitrate
 
 A, R = AckState, ReasonCode
 
@@ -24,11 +25,12 @@ class Site:
         self.device = FakeDevice()
         self.acks: list[Ack] = []
         self.changes = 0
-        recorder = AckRecorder(AckHistory(), self.acks.append, SystemClock())
+        self.clock = ManualClock(T0)
+        recorder = AckRecorder(AckHistory(), self.acks.append, self.clock)
         self.controller = AssetController(
             ASSET,
             ManagedDevice("bess", self.device, timeout_s=1),
-            clock=SystemClock(),
+            clock=self.clock,
             acks=recorder,
             arbitration=policy,
             on_change=self._changed,
@@ -42,13 +44,13 @@ class Site:
         return [(a.state, a.reason) for a in self.acks if a.dispatch_id == dispatch_id]
 
     async def cloud(self, dispatch_id: str, p_kw: float, start_in: float = 0) -> None:
-        start = datetime.now(UTC) + timedelta(seconds=start_in)
+        start = self.clock.now() + timedelta(seconds=start_in)
         await self.controller.submit(
             SetpointCommand(dispatch_id, "bess", p_kw, start, start + timedelta(seconds=30))
         )
 
     async def local(self, dispatch_id: str, p_kw: float) -> None:
-        end = datetime.now(UTC) + timedelta(seconds=30)
+        end = self.clock.now() + timedelta(seconds=30)
         await self.controller.submit(
             SetpointCommand(
                 dispatch_id, "bess", p_kw, None, end, source=Source.LOCAL, actor="opcua:op"
@@ -121,9 +123,11 @@ async def test_local_priority_local_takes_over_and_the_cloud_is_refused() -> Non
 
 async def test_local_priority_a_scheduled_cloud_dispatch_does_not_start_over_a_local_one() -> None:
     s = Site(Arbitration.LOCAL_PRIORITY)
-    await s.cloud("dsp-1", -40, start_in=0.3)
+    await s.cloud("dsp-1", -40, start_in=10)
     await s.local("loc-1", 30)
-    await until(lambda: len(s.seen("dsp-1")) == 2, timeout=3)
+    await until(lambda: len(s.seen("loc-1")) == 2)
+    s.clock.advance(10)  # dsp-1's start
+    await until(lambda: len(s.seen("dsp-1")) == 2)
     assert s.seen("dsp-1") == [(A.ACCEPTED, None), (A.RELEASED, R.LOCAL_CONTROL)]
     assert s.controller.view().active_dispatch_id == "loc-1"
     await s.controller.stop(1)

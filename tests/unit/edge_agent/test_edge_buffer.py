@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from gridpilot.core.telemetry import Sample
-from gridpilot.edge_agent.acks import Ack, AckHistory, AckOutbox, AckState
-from gridpilot.edge_agent.buffer import Batch, DropPolicy
-from gridpilot.edge_agent.buffer_sqlite import MEMORY, BufferLocked, SqliteTelemetryBuffer
+from gridpilot.edge_agent.control.acks import Ack, AckHistory, AckOutbox, AckState
+from gridpilot.edge_agent.telemetry.buffer import Batch, DropPolicy, StoredBatch
+from gridpilot.edge_agent.telemetry.buffer_sqlite import MEMORY, BufferLocked, SqliteTelemetryBuffer
+from gridpilot.wire import agent as wire
 from gridpilot.wire.agent import batch_to_bytes
 
 TS = datetime(2026, 1, 1, tzinfo=UTC)
@@ -31,7 +32,12 @@ def batch(seq: int, samples: int = 1) -> Batch:
 SIZE = len(batch_to_bytes(batch(10)))  # every 2-digit seq: same size
 
 
-def seqs(batches: list[Batch]) -> list[int]:
+def stored(b: Batch) -> StoredBatch:
+    """What the buffer hands back for ``b``: its serialized TelemetryBatch."""
+    return StoredBatch(b.seq, batch_to_bytes(b))
+
+
+def seqs(batches: list[StoredBatch]) -> list[int]:
     return [b.seq for b in batches]
 
 
@@ -49,8 +55,22 @@ def test_a_batch_comes_back_as_it_went_in() -> None:
     buf = buffer()
     b = Batch(11, (Sample("bess", TS, p_kw=-3.5, soc_pct=50.0, state="ok", details={"t": 21.0}),))
     buf.put(b)
-    assert buf.next_after(0) == b
+    assert buf.next_after(0) == stored(b)
     assert buf.stats().bytes == len(batch_to_bytes(b))
+
+
+def test_a_stored_batch_goes_up_as_the_message_the_batch_makes() -> None:
+    """The buffer hands over the bytes it stored (the same format as ever, so
+    an existing buffer file reads back); framed, they are the same message as
+    the batch encoded from its samples, and decode to the same samples."""
+    b = Batch(12, (Sample("bess", TS, p_kw=-3.5, soc_pct=50.0, details={"t": 21.0}),))
+    buf = buffer()
+    buf.put(b)
+    held = buf.next_after(0)
+    assert held is not None
+    message = wire.stored_batch(held.payload)
+    assert message == wire.batch(b)
+    assert wire.batch_from_bytes(message.telemetry.SerializeToString()) == b
 
 
 def test_drop_oldest_when_full_drops_the_oldest_and_counts_them() -> None:
@@ -85,7 +105,7 @@ def test_drop_oldest_frees_as_many_small_batches_as_a_big_one_needs() -> None:
     big = batch(14, samples=3)  # about three small batches' bytes
     dropped = small.put(big)
     assert small.stats().bytes <= 4 * SIZE
-    assert dropped >= 2 and small.pending()[-1] == big
+    assert dropped >= 2 and small.pending()[-1] == stored(big)
     assert small.stats().dropped_samples == dropped
 
 
@@ -128,8 +148,8 @@ def test_pending_after_and_next_after_walk_oldest_first() -> None:
     for s in (5, 6, 9):
         buf.put(batch(s))
     assert seqs(buf.pending(after=5)) == [6, 9]
-    assert buf.next_after(0) == batch(5)
-    assert buf.next_after(6) == batch(9)
+    assert buf.next_after(0) == stored(batch(5))
+    assert buf.next_after(6) == stored(batch(9))
     assert buf.next_after(9) is None
 
 
@@ -172,8 +192,8 @@ def test_what_put_returned_survives_a_kill_9_of_the_agent(tmp_path: Path) -> Non
         import os, signal, sys
         from datetime import UTC, datetime
         from gridpilot.core.telemetry import Sample
-        from gridpilot.edge_agent.buffer import Batch
-        from gridpilot.edge_agent.buffer_sqlite import SqliteTelemetryBuffer
+        from gridpilot.edge_agent.telemetry.buffer import Batch
+        from gridpilot.edge_agent.telemetry.buffer_sqlite import SqliteTelemetryBuffer
         buf = SqliteTelemetryBuffer({str(path)!r}, max_bytes=10**6, max_age_s=3600)
         ts = datetime(2026, 1, 1, tzinfo=UTC)
         for seq in range(1, 201):

@@ -1,4 +1,5 @@
-"""One asset's dispatch control against a recording fake device (real timers, short leases)."""
+"""One asset's dispatch control against a recording fake device, on virtual time
+(a ManualClock: leases last minutes and end when the test moves the clock)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,16 @@ from gp_testing import wait_for
 from gridpilot.core.assets import Asset, AssetType, PowerLimits
 from gridpilot.core.lifecycle import ReasonCode
 from gridpilot.core.telemetry import Sample
-from gridpilot.edge_agent.acks import Ack, AckHistory, AckRecorder, AckState
 from gridpilot.edge_agent.adapters import DeviceWriteFailed
-from gridpilot.edge_agent.clock import SystemClock
-from gridpilot.edge_agent.commands import ReleaseCommand, SetpointCommand
-from gridpilot.edge_agent.control import AssetController
+from gridpilot.edge_agent.clock import ManualClock
+from gridpilot.edge_agent.control.acks import Ack, AckHistory, AckRecorder, AckState
+from gridpilot.edge_agent.control.commands import ReleaseCommand, SetpointCommand
+from gridpilot.edge_agent.control.controller import AssetController
 from gridpilot.edge_agent.device import ManagedDevice
 
 ASSET = Asset("bess", "site", AssetType.BESS, PowerLimits(-100, 100), default_p_kw=0.0)
 A, R = AckState, ReasonCode
+T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
 
 class FakeDevice:
@@ -49,24 +51,30 @@ class Harness:
     def __init__(self, revert_retry_s: float = 5.0) -> None:
         self.device = FakeDevice()
         self.acks: list[Ack] = []
-        recorder = AckRecorder(AckHistory(), self.acks.append, SystemClock())
+        self.clock = ManualClock(T0)
+        recorder = AckRecorder(AckHistory(), self.acks.append, self.clock)
         self.controller = AssetController(
             ASSET,
             ManagedDevice("bess", self.device, timeout_s=1),
-            clock=SystemClock(),
+            clock=self.clock,
             acks=recorder,
             revert_retry_s=revert_retry_s,
         )
         self.controller.start()
 
+    def tick(self, seconds: float) -> bool:
+        """Move virtual time on; True, so a check passed to until() can tick
+        on every poll (a retry timer is armed only after the failure it retries)."""
+        self.clock.advance(seconds)
+        return True
+
     def seen(self, dispatch_id: str) -> list[tuple[AckState, ReasonCode | None]]:
         return [(a.state, a.reason) for a in self.acks if a.dispatch_id == dispatch_id]
 
     async def setpoint(
-        self, dispatch_id: str, p_kw: float, *, start_in: float = 0, lasts: float = 30
+        self, dispatch_id: str, p_kw: float, *, start_in: float = 0, lasts: float = 600
     ) -> None:
-        now = datetime.now(UTC)
-        start = now + timedelta(seconds=start_in)
+        start = self.clock.now() + timedelta(seconds=start_in)
         await self.controller.submit(
             SetpointCommand(dispatch_id, "bess", p_kw, start, start + timedelta(seconds=lasts))
         )
@@ -87,12 +95,15 @@ async def test_starts_by_writing_the_default() -> None:
 
 async def test_a_scheduled_lease_takes_over_at_its_start_without_a_dip() -> None:
     h = Harness()
-    await h.setpoint("d1", 40, lasts=0.3)
-    await h.setpoint("d2", -60, start_in=0.3, lasts=0.3)
+    await h.setpoint("d1", 40, lasts=300)
+    await h.setpoint("d2", -60, start_in=300, lasts=300)
+    await until(lambda: len(h.seen("d1")) == 2 and len(h.seen("d2")) == 1)
+    h.clock.advance(300)  # d1's end and d2's start, at the same instant
     await until(lambda: len(h.seen("d2")) == 2)
     assert h.seen("d1") == [(A.ACCEPTED, None), (A.APPLIED, None), (A.COMPLETED, R.LEASE_ENDED)]
     assert h.seen("d2") == [(A.ACCEPTED, None), (A.APPLIED, None)]
     assert h.device.writes == [0.0, 40, -60]  # no default between the two
+    h.clock.advance(300)
     await until(lambda: len(h.seen("d2")) == 3)
     assert h.seen("d2")[2] == (A.COMPLETED, R.LEASE_ENDED)
     assert h.device.writes == [0.0, 40, -60, 0.0]
@@ -144,14 +155,15 @@ async def test_failed_write_fails_the_dispatch_and_reverts() -> None:
 
 
 async def test_a_failed_return_to_default_fails_the_end_and_is_retried() -> None:
-    h = Harness(revert_retry_s=0.05)
-    await h.setpoint("d1", 30, lasts=0.2)
+    h = Harness(revert_retry_s=5)
+    await h.setpoint("d1", 30, lasts=120)
     await until(lambda: len(h.seen("d1")) == 2)
     h.device.fail_writes = 2  # the revert at the end, and its first retry
+    h.clock.advance(120)
     await until(lambda: len(h.seen("d1")) == 3)
     assert h.seen("d1")[2] == (A.FAILED, R.DEVICE_WRITE_FAILED)
     assert "returning to default 0 kW failed" in h.acks[-1].detail
-    await until(lambda: h.device.writes[-1] == 0.0 and len(h.device.writes) == 3)
+    await until(lambda: h.tick(5) and h.device.writes[-1] == 0.0 and len(h.device.writes) == 3)
     await h.controller.stop(1)
 
 
@@ -180,7 +192,7 @@ async def test_stop_releases_as_agent_offline_and_writes_default() -> None:
 
 async def test_every_ack_carries_asset_time_and_trace_context() -> None:
     h = Harness()
-    now = datetime.now(UTC)
+    now = h.clock.now()
     await h.controller.submit(
         SetpointCommand(
             "d1", "bess", 5, None, now + timedelta(seconds=30), trace_context={"traceparent": "x"}

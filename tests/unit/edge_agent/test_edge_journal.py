@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from gridpilot.core.lifecycle import ReasonCode
-from gridpilot.edge_agent.acks import Ack, AckState, LocalReport, PendingReports
-from gridpilot.edge_agent.commands import Lease, SetpointCommand
-from gridpilot.edge_agent.journal import ControlJournal
-from gridpilot.edge_agent.local_control import Source
+from gridpilot.edge_agent.control.acks import Ack, AckState, LocalReport, PendingReports
+from gridpilot.edge_agent.control.commands import Lease, SetpointCommand
+from gridpilot.edge_agent.control.journal import ControlJournal
+from gridpilot.edge_agent.control.local_control import Source
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

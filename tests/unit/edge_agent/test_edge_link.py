@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from gridpilot.edge_agent.link import KEEPALIVE_OPTIONS, backoff_delay
+from gridpilot.edge_agent.uplink.link import KEEPALIVE_OPTIONS, backoff_delay
 
 
 def test_backoff_doubles_from_half_a_second_and_caps_at_30_s() -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from gridpilot.core.telemetry import Sample
-from gridpilot.edge_agent.acks import Ack, AckOutbox, AckState, LocalReport, UnconfirmedAcks
-from gridpilot.edge_agent.buffer import Batch
-from gridpilot.edge_agent.buffer_sqlite import MEMORY, SqliteTelemetryBuffer
-from gridpilot.edge_agent.outbound import AgentOutbound
+from gridpilot.edge_agent.control.acks import Ack, AckOutbox, AckState, LocalReport, UnconfirmedAcks
+from gridpilot.edge_agent.telemetry.buffer import Batch
+from gridpilot.edge_agent.telemetry.buffer_sqlite import MEMORY, SqliteTelemetryBuffer
+from gridpilot.edge_agent.uplink.outbound import AgentOutbound
 
 TS = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ import pytest
 
 from gridpilot.core.assets import PowerLimits
 from gridpilot.core.lifecycle import ReasonCode
-from gridpilot.edge_agent.rails import decide
+from gridpilot.edge_agent.control.rails import decide
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=15)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
-from test_edge_control import ASSET, FakeDevice, until
+from test_edge_control import ASSET, T0, FakeDevice, until
 
-from gridpilot.edge_agent.acks import Ack, AckHistory, AckRecorder, AckState
-from gridpilot.edge_agent.clock import SystemClock
-from gridpilot.edge_agent.commands import SetpointCommand
-from gridpilot.edge_agent.control import AssetController, ramp_step
+from gridpilot.edge_agent.clock import ManualClock
+from gridpilot.edge_agent.control.acks import Ack, AckHistory, AckRecorder, AckState
+from gridpilot.edge_agent.control.commands import SetpointCommand
+from gridpilot.edge_agent.control.controller import AssetController
+from gridpilot.edge_agent.control.output import ramp_step
 from gridpilot.edge_agent.device import ManagedDevice
 
 
@@ -33,21 +34,28 @@ def test_ramp_step_moves_at_most_ramp_times_dt(
 async def test_setpoint_with_ramp_is_written_in_steps_until_the_target() -> None:
     device = FakeDevice()
     acks: list[Ack] = []
+    clock = ManualClock(T0)
     controller = AssetController(
         ASSET,
         ManagedDevice("bess", device, timeout_s=1),
-        clock=SystemClock(),
-        acks=AckRecorder(AckHistory(), acks.append, SystemClock()),
-        ramp_step_s=0.05,
+        clock=clock,
+        acks=AckRecorder(AckHistory(), acks.append, clock),
+        ramp_step_s=0.5,
     )
     controller.start()
     await until(lambda: device.writes == [0.0])  # the default, at start
-    now = datetime.now(UTC)
+    now = clock.now()
     await controller.submit(
-        SetpointCommand("d1", "bess", 40.0, now, now + timedelta(seconds=30), ramp_kw_per_s=200)
+        SetpointCommand("d1", "bess", 40.0, now, now + timedelta(seconds=30), ramp_kw_per_s=20)
     )
-    await until(lambda: device.writes[-1:] == [40.0])
-    # 200 kW/s in 50 ms steps: 10 kW a step, from the default 0.
+    await until(lambda: device.writes[-1:] == [10.0])  # the first step, at once
+
+    def step() -> bool:  # virtual time: a ramp step's worth per check
+        clock.advance(0.5)
+        return True
+
+    await until(lambda: step() and device.writes[-1:] == [40.0])
+    # 20 kW/s in 0.5 s steps: 10 kW a step, from the default 0.
     assert device.writes == [0.0, 10.0, 20.0, 30.0, 40.0]
     applied = [a for a in acks if a.state is AckState.APPLIED]
     assert len(applied) == 1 and applied[0].applied_p_kw == 40.0

@@ -9,7 +9,7 @@ import pytest
 
 from gridpilot.edge_agent import ConfigError, load_config
 from gridpilot.edge_agent.config import OpcuaServerConfig
-from gridpilot.edge_agent.local_control import Arbitration
+from gridpilot.edge_agent.control.local_control import Arbitration
 from gridpilot.security.passwords import hash_password
 
 HASH = hash_password("pw", n=2**4)

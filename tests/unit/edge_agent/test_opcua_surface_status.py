@@ -11,7 +11,7 @@ from asyncua.ua import VariantType
 from gridpilot.core.lifecycle import ReasonCode as R
 from gridpilot.core.telemetry import Sample
 from gridpilot.core.telemetry_fields import BY_NAME
-from gridpilot.edge_agent.local_control import LocalResult, Outcome
+from gridpilot.edge_agent.control.local_control import LocalResult, Outcome
 from gridpilot.edge_agent.opcua_surface.status import (
     WAITING,
     PointValue,

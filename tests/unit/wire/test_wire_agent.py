@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from gridpilot.core.lifecycle import ReasonCode
 from gridpilot.core.telemetry import Sample
-from gridpilot.edge_agent.acks import Ack, AckState
-from gridpilot.edge_agent.buffer import Batch
+from gridpilot.edge_agent.control.acks import Ack, AckState
+from gridpilot.edge_agent.telemetry.buffer import Batch
 from gridpilot.schema.pb import agent_pb2 as pb
 from gridpilot.wire import agent, codes, telemetry
 

@@ -3,7 +3,7 @@
 A protocol adapter (simulated, Modbus/SunSpec, OPC UA, MQTT) only maps
 device points to :class:`gridpilot.core.telemetry.Sample` fields and a power
 setpoint to the device. It never clamps to the asset's limits (the rails in
-:mod:`gridpilot.edge_agent.rails` decide what may be written) and raises only
+:mod:`gridpilot.edge_agent.control.rails` decide what may be written) and raises only
 :class:`DeviceError` subclasses for expected failures, mapping its own
 transport errors in one place.
 

@@ -19,7 +19,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from gridpilot.security.passwords import parse_password_hash
 
-from ..local_control import Arbitration
+from ..control.local_control import Arbitration
 from .base import Loc, Strict, duplicate_problems, rule_error
 from .points import ExistingFile
 

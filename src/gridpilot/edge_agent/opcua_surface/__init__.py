@@ -1,5 +1,5 @@
 """The agent's OPC UA server surface for a local SCADA (docs/opcua-surface.md)."""
 
-from .surface import OpcuaSurface, SurfaceAgent
+from .surface import ControlDesk, OpcuaSurface
 
-__all__ = ["OpcuaSurface", "SurfaceAgent"]
+__all__ = ["ControlDesk", "OpcuaSurface"]

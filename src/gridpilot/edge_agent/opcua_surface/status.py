@@ -27,7 +27,7 @@ from gridpilot.core.lifecycle import ReasonCode
 from gridpilot.core.telemetry import CORE_FIELDS, Sample
 from gridpilot.core.telemetry_fields import FieldSpec, Quality
 
-from ..local_control import LocalResult, Outcome
+from ..control.local_control import LocalResult, Outcome
 
 Value = float | str | bool | None
 

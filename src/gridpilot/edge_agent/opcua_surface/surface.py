@@ -6,7 +6,7 @@ policies are offered (no NoSecurity unless listed), client certificates must
 be trusted (:mod:`.certs`), passwords are checked against hashes and remote
 admin is off (:mod:`.users`), anonymous sessions exist only when configured
 and never write. A write to ``Control/SetpointKw`` becomes a local dispatch
-through ``EdgeAgent.local_setpoint`` (same rails and queue as a cloud one);
+through the agent's local desk (same rails and queue as a cloud one);
 the client gets a per-item status (:mod:`.status`).
 """
 
@@ -29,9 +29,8 @@ from gridpilot.core.assets import Asset
 from gridpilot.core.telemetry import Sample
 
 from ..clock import Clock, SystemClock
-from ..config import SiteConfig
 from ..config.opcua_server import OpcuaServerConfig
-from ..local_control import ControlView, LocalResult
+from ..control.local_control import ControlView, LocalResult
 from . import address_space
 from ._ua import status, ua_time
 from .certs import TrustListValidator, ensure_server_certificate
@@ -51,31 +50,21 @@ POLICIES: dict[str, ua.SecurityPolicyType] = {
 }
 
 
-class _HasLatest(Protocol):
+class HasLatest(Protocol):
     @property
     def latest(self) -> Sample | None: ...
 
 
-class SurfaceAgent(Protocol):
-    """What the surface uses of :class:`~gridpilot.edge_agent.runtime.EdgeAgent`."""
+class ControlDesk(Protocol):
+    """What the surface uses of the agent's local control desk
+    (:class:`~gridpilot.edge_agent.control.local_desk.LocalDesk`)."""
 
-    @property
-    def config(self) -> SiteConfig: ...
-    @property
-    def assets(self) -> Mapping[str, Asset]: ...
-    @property
-    def pollers(self) -> Mapping[str, _HasLatest]: ...
-    @property
-    def connected(self) -> bool: ...
-
-    async def local_setpoint(
-        self, asset_id: str, p_kw: float, actor: str, wait_s: float = 5.0
+    async def setpoint(
+        self, asset_id: str, p_kw: float, actor: str, wait_s: float, channel: str
     ) -> LocalResult: ...
-    async def local_release(
-        self, asset_id: str, actor: str, wait_s: float = 5.0
-    ) -> LocalResult: ...
-    def control_view(self, asset_id: str) -> ControlView: ...
-    def add_control_listener(self, callback: Callable[[str], None]) -> None: ...
+    async def release(self, asset_id: str, actor: str, wait_s: float) -> LocalResult: ...
+    def view(self, asset_id: str) -> ControlView: ...
+    def add_listener(self, callback: Callable[[str], None]) -> None: ...
 
 
 class OpcuaSurface:
@@ -86,22 +75,29 @@ class OpcuaSurface:
 
     def __init__(
         self,
-        agent: SurfaceAgent,
         config: OpcuaServerConfig,
         *,
+        site_id: str,
+        gateway_id: str,
+        assets: Mapping[str, Asset],
+        pollers: Mapping[str, HasLatest],
+        desk: ControlDesk,
+        link_up: Callable[[], bool],
         state_dir: Path | None,
         write_wait_s: float = 5.0,
         clock: Clock | None = None,
     ) -> None:
-        self._agent = agent
         self._config = config
-        site = agent.config
-        self._site_id = site.site.id
-        self._gateway_id = site.gateway_id
-        self.namespace_uri = config.namespace_for(site.gateway_id)
-        self.application_uri = config.application_uri_for(site.gateway_id)
+        self._site_id = site_id
+        self._gateway_id = gateway_id
+        self._assets = assets
+        self._pollers = pollers
+        self._desk = desk
+        self._link_up = link_up
+        self.namespace_uri = config.namespace_for(gateway_id)
+        self.application_uri = config.application_uri_for(gateway_id)
         self.paths = config.state_paths(state_dir)
-        reserved = sorted(RESERVED_ASSET_IDS & set(agent.assets))
+        reserved = sorted(RESERVED_ASSET_IDS & set(assets))
         if reserved:
             raise ValueError(
                 f"opcua_server: asset id {reserved[0]!r} would collide with the "
@@ -113,7 +109,7 @@ class OpcuaSurface:
         self._space: address_space.AddressSpace | None = None
         self._router: ControlWriteRouter | None = None
         self._values: dict[ua.NodeId, PointValue | object] = {}
-        self._locks = {asset_id: asyncio.Lock() for asset_id in agent.assets}
+        self._locks = {asset_id: asyncio.Lock() for asset_id in assets}
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -178,7 +174,7 @@ class OpcuaSurface:
         ns = await server.register_namespace(self.namespace_uri)
         if ns != 2:
             self._log.warning("opcua agent namespace is not ns=2", ns=ns, uri=self.namespace_uri)
-        space, items = address_space.build(ns, self._site_id, list(self._agent.assets.values()))
+        space, items = address_space.build(ns, self._site_id, list(self._assets.values()))
         results = await server.iserver.isession.add_nodes(items)
         bad = [(i.RequestedNewNodeId, r.StatusCode) for i, r in zip(items, results, strict=True)]
         bad = [(n, s) for n, s in bad if not s.is_good()]
@@ -186,7 +182,7 @@ class OpcuaSurface:
             raise RuntimeError(f"opcua address space: {len(bad)} node(s) not added, first {bad[0]}")
         self._space = space
         await self._write_agent_nodes(initial=True)
-        for asset_id in self._agent.assets:
+        for asset_id in self._assets:
             await self._refresh_control(asset_id)
         await self._publish_telemetry()
 
@@ -195,7 +191,7 @@ class OpcuaSurface:
             server.iserver.attribute_service, writable, self._on_write
         )
         self._router.install()
-        self._agent.add_control_listener(self._on_control_change)
+        self._desk.add_listener(self._on_control_change)
         await server.start()
         self._tasks = [
             asyncio.create_task(self._publish_loop(), name="opcua-publish"),
@@ -246,7 +242,7 @@ class OpcuaSurface:
         now = self._clock.now()
         stale_after = self._config.stale_after_s
         for node in space.telemetry:
-            poller = self._agent.pollers.get(node.asset_id)
+            poller = self._pollers.get(node.asset_id)
             sample = poller.latest if poller is not None else None
             previous = self._values.get(node.node_id)
             prev = previous if isinstance(previous, PointValue) else None
@@ -261,7 +257,7 @@ class OpcuaSurface:
         space = self._require_space()
         values = {
             AgentNode.GATEWAY_ID: (ua.VariantType.String, self._gateway_id),
-            AgentNode.CLOUD_CONNECTED: (ua.VariantType.Boolean, self._agent.connected),
+            AgentNode.CLOUD_CONNECTED: (ua.VariantType.Boolean, self._link_up()),
             AgentNode.ARBITRATION: (ua.VariantType.String, str(self._config.arbitration)),
         }
         for name, (variant, value) in values.items():
@@ -271,7 +267,7 @@ class OpcuaSurface:
                 self._values[node_id] = value
 
     def _on_control_change(self, asset_id: str) -> None:
-        """The agent's listener: called synchronously, so only note it."""
+        """The desk's listener: called synchronously, so only note it."""
         self._dirty.add(asset_id)
         self._wake.set()
 
@@ -287,10 +283,10 @@ class OpcuaSurface:
                     self._log.exception("opcua control update failed", asset_id=asset_id)
 
     async def _refresh_control(self, asset_id: str) -> None:
-        if asset_id not in self._agent.assets:
+        if asset_id not in self._assets:
             return
-        view = self._agent.control_view(asset_id)
-        asset = self._agent.assets[asset_id]
+        view = self._desk.view(asset_id)
+        asset = self._assets[asset_id]
         target = view.setpoint_kw if view.setpoint_kw is not None else asset.default_p_kw
         nodes: list[tuple[ControlNode, ua.VariantType, object]] = [
             (ControlNode.SETPOINT_KW, ua.VariantType.Double, float(target)),
@@ -354,7 +350,7 @@ class OpcuaSurface:
         value = variant.Value if variant is not None else None
         actor = f"opcua:{who}"
         if control is ControlNode.SETPOINT_KW:
-            limits = self._agent.assets[asset_id].limits
+            limits = self._assets[asset_id].limits
             problem = setpoint_problem(vtype, value, limits.p_min_kw, limits.p_max_kw)
             if problem is not None:
                 self._log.warning(
@@ -367,8 +363,8 @@ class OpcuaSurface:
                 return status(problem)
             assert isinstance(value, float)
             async with self._locks[asset_id]:  # in arrival order, one at a time per asset
-                result = await self._agent.local_setpoint(
-                    asset_id, value, actor, wait_s=self._write_wait_s
+                result = await self._desk.setpoint(
+                    asset_id, value, actor, self._write_wait_s, "opcua"
                 )
             code = write_status(result)
             if status(code).is_good():
@@ -380,7 +376,7 @@ class OpcuaSurface:
             if not value:
                 return status(ua.StatusCodes.Good)  # momentary: false does nothing
             async with self._locks[asset_id]:
-                result = await self._agent.local_release(asset_id, actor, wait_s=self._write_wait_s)
+                result = await self._desk.release(asset_id, actor, self._write_wait_s)
             code = write_status(result, release=True)
         self._log.info(
             "opcua local command",

@@ -14,20 +14,16 @@ competes with cloud dispatches by the site's :class:`Arbitration` policy:
   local one runs is refused (``LOCAL_CONTROL``).
 - ``local_only``: every cloud dispatch is refused (``LOCAL_CONTROL``).
 
-This module holds the shared vocabulary; :class:`~.runtime.EdgeAgent` does
-the work (``local_setpoint``, ``local_release``, ``control_view``).
+This module holds the shared vocabulary; :func:`.arbitration.arbitrate`
+decides, :class:`.local_desk.LocalDesk` takes the local writes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from gridpilot.core.lifecycle import ReasonCode
-
-if TYPE_CHECKING:
-    from .commands import Lease
 
 
 class Arbitration(StrEnum):
@@ -74,27 +70,3 @@ class ControlView:
     setpoint_kw: float | None  # the active dispatch's target, None at the default
     setpoint_actual_kw: float | None  # the last value written to the device
     command_status: str  # one human line: the latest command and what became of it
-
-
-def arbitrate(
-    policy: Arbitration, source: Source, active: Lease | None
-) -> tuple[ReasonCode, str] | None:
-    """Why ``policy`` refuses a new command from ``source`` while ``active``
-    holds the asset, or None when it may go ahead (taking the asset over)."""
-    if source is Source.CLOUD:
-        if policy is Arbitration.LOCAL_ONLY:
-            return ReasonCode.LOCAL_CONTROL, (
-                "the site is under local control only (arbitration local_only): "
-                "cloud dispatches are refused"
-            )
-        if policy is Arbitration.LOCAL_PRIORITY and active and active.source is Source.LOCAL:
-            return ReasonCode.LOCAL_CONTROL, (
-                f"asset under local control by {active.dispatch_id} ({active.actor}); "
-                "arbitration local_priority"
-            )
-    elif policy is Arbitration.CLOUD_PRIORITY and active and active.source is Source.CLOUD:
-        return ReasonCode.PRIORITY_CONFLICT, (
-            f"cloud dispatch {active.dispatch_id} holds the asset until "
-            f"{active.end.isoformat(timespec='seconds')}; arbitration cloud_priority"
-        )
-    return None

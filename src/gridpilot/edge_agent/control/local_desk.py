@@ -1,6 +1,6 @@
 """The agent's local control desk: local setpoints and releases in, local
 dispatch reports out, control-state changes to listeners (the OPC UA surface).
-The vocabulary and the arbitration rules are in :mod:`.local_control`."""
+The vocabulary is in :mod:`.local_control`, the arbitration rule in :mod:`.arbitration`."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ import structlog
 from gridpilot.core.dispatch import LOCAL_DISPATCH_PREFIX
 from gridpilot.core.lifecycle import ReasonCode
 
+from ..clock import Clock
 from .acks import Ack, AckOutbox, AckState, LocalReport, PendingReports
-from .clock import Clock
 from .commands import ReleaseCommand, SetpointCommand
-from .control import AssetController
-from .local_control import LocalResult, Mode, Outcome, Source
+from .controller import AssetController
+from .local_control import ControlView, LocalResult, Mode, Outcome, Source
 
 log = structlog.get_logger(__name__)
 
@@ -63,6 +63,14 @@ class LocalDesk:
 
         return changed
 
+    def add_listener(self, callback: Callable[[str], None]) -> None:
+        """``callback(asset_id)`` whenever that asset's control state changes."""
+        self.listeners.append(callback)
+
+    def view(self, asset_id: str) -> ControlView:
+        """One asset's control state (KeyError for an asset the agent has not)."""
+        return self.controllers[asset_id].view()
+
     def on_ack(self, ack: Ack) -> None:
         waiter = self._waiters.get(ack.dispatch_id)
         outcome = _OUTCOME.get(ack.state)
@@ -70,7 +78,7 @@ class LocalDesk:
             waiter.set_result(LocalResult(outcome, ack.dispatch_id, ack.reason, ack.detail))
 
     async def setpoint(
-        self, asset_id: str, p_kw: float, actor: str, wait_s: float, channel: str
+        self, asset_id: str, p_kw: float, actor: str, wait_s: float = 5.0, channel: str = "opcua"
     ) -> LocalResult:
         """A setpoint written on site: checked, reported to the headend as a
         local dispatch, queued behind the asset's other commands (same rails,
@@ -120,7 +128,7 @@ class LocalDesk:
         )
         return await self._wait(report.dispatch_id, controller.submit(command), wait_s)
 
-    async def release(self, asset_id: str, actor: str, wait_s: float) -> LocalResult:
+    async def release(self, asset_id: str, actor: str, wait_s: float = 5.0) -> LocalResult:
         """End the asset's active local dispatch (the asset returns to its default)."""
         controller = self.controllers.get(asset_id)
         view = controller.view() if controller is not None else None

@@ -8,7 +8,7 @@ telemetry buffer's SQLite file (its lock keeps one agent per file), each
 write its own ``synchronous=FULL`` transaction, so what was written
 survives a kill -9 of the agent.
 
-On start the agent reads it back (:meth:`EdgeAgent.run`): an unexpired lease
+On start the agent reads it back (:func:`.resume.leases_to_resume`): an unexpired lease
 is applied again, through the rails, instead of the asset staying at its
 default while the cloud believes it runs; a cloud lease only if the headend
 link was seen within the fail-safe timeout. Pending reports and acks are

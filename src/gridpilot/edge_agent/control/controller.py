@@ -17,13 +17,15 @@ import structlog
 from gridpilot.core.assets import Asset
 from gridpilot.core.lifecycle import ReasonCode
 
+from ..adapters import DeviceReadOnly
+from ..clock import Clock
+from ..device import ManagedDevice
 from .acks import AckRecorder, AckState
-from .adapters import DeviceError, DeviceReadOnly
-from .clock import Clock
+from .arbitration import admit, arbitrate
 from .commands import Due, Lease, ReleaseCommand, Revert, SetpointCommand, TimerKind
-from .device import ManagedDevice
-from .local_control import Arbitration, ControlView, Mode, Source, arbitrate
-from .rails import decide
+from .local_control import Arbitration, ControlView, Mode, Source
+from .output import RAMP_STEP_S, DeviceOutput, ramp_step
+from .reporting import LeaseReporter, describe
 from .timers import Timers
 
 if TYPE_CHECKING:
@@ -32,17 +34,6 @@ if TYPE_CHECKING:
 Command = SetpointCommand | ReleaseCommand | Due | Revert
 
 log = structlog.get_logger(__name__)
-
-# A ramp is written in steps this far apart.
-RAMP_STEP_S = 1.0
-
-
-def ramp_step(current: float, target: float, ramp_kw_per_s: float, dt_s: float) -> float:
-    """The next value from ``current`` toward ``target`` at most ``ramp * dt`` away."""
-    room = ramp_kw_per_s * dt_s
-    if abs(target - current) <= room:
-        return target
-    return current + room if target > current else current - room
 
 
 class AssetController:
@@ -87,11 +78,8 @@ class AssetController:
         journal: ControlJournal | None = None,
     ) -> None:
         self.asset = asset
-        self._journal = journal
         self.arbitration = arbitration
-        self._on_change = on_change or (lambda: None)
-        self._status = ""
-        self._device = device
+        self._report = LeaseReporter(asset.asset_id, acks, journal=journal, on_change=on_change)
         self._clock = clock
         self._acks = acks
         self._revert_retry_s = revert_retry_s
@@ -101,9 +89,9 @@ class AssetController:
         self._scheduled: Lease | None = None
         self._timers: Timers[TimerKind] = Timers(clock, self._deliver)
         self._revert_pending = True  # the agent starts by putting the asset at its default
-        self._last_written: float | None = None  # where a ramp starts from
         self._task: asyncio.Task[None] | None = None
         self._log = log.bind(asset_id=asset.asset_id)
+        self._out = DeviceOutput(device, self._log)
 
     # ------------------------------------------------------------- public
 
@@ -125,8 +113,8 @@ class AssetController:
             mode=Mode.DEFAULT if lease is None else Mode(lease.source.value),
             active_dispatch_id=lease.dispatch_id if lease else "",
             setpoint_kw=lease.p_kw if lease else None,
-            setpoint_actual_kw=self._last_written,
-            command_status=self._status,
+            setpoint_actual_kw=self._out.last_written,
+            command_status=self._report.status,
         )
 
     def start(self, resume: Sequence[SetpointCommand] = ()) -> None:
@@ -191,42 +179,17 @@ class AssetController:
     async def _on_setpoint(self, cmd: SetpointCommand) -> None:
         if self._acks.resend_latest(cmd.dispatch_id):  # redelivery: never apply twice
             return
-        refusal = arbitrate(self.arbitration, cmd.source, self._active)
-        if refusal is not None:
-            self._reject(cmd, *refusal)
-            return
         now = self._clock.now()
-        decision = decide(
-            cmd.p_kw,
-            self.asset.limits,
-            now,
-            cmd.start,
-            cmd.end,
-            q_kvar=cmd.q_kvar,
-            ramp_kw_per_s=cmd.ramp_kw_per_s,
-        )
-        if decision.p_kw is None or cmd.end is None:
-            self._reject(cmd, decision.reason, decision.detail)
+        admission = admit(cmd, self.asset.limits, self.arbitration, self._active, now)
+        lease = admission.lease
+        if lease is None:
+            self._report.reject(cmd, admission.reason, admission.detail)
             return
-        lease = Lease(
-            cmd.dispatch_id,
-            decision.p_kw,
-            cmd.start or now,
-            cmd.end,
-            cmd.trace_context,
-            ramp_kw_per_s=cmd.ramp_kw_per_s or None,
-            source=cmd.source,
-            actor=cmd.actor,
-        )
-        later = lease.start > now
-        detail = decision.detail or (f"starts at {lease.start.isoformat()}" if later else "")
-        if cmd.resumed:
-            detail = "; ".join(filter(None, ["resumed after an agent restart", detail]))
-        self._ack(lease, AckState.ACCEPTED, None, detail)
+        self._report.ack(lease, AckState.ACCEPTED, None, admission.detail)
         # A newer cloud dispatch replaces one not yet started; a local write
         # (always immediate) leaves a scheduled cloud dispatch to arbitration.
         if self._scheduled is not None and lease.source is Source.CLOUD:
-            self._ack(
+            self._report.ack(
                 self._scheduled,
                 AckState.RELEASED,
                 ReasonCode.SUPERSEDED,
@@ -234,7 +197,7 @@ class AssetController:
             )
             self._scheduled = None
             self._timers.cancel("start")
-        if later:
+        if lease.start > now:
             self._scheduled = lease
             self._timers.at("start", lease.dispatch_id, lease.start)
         else:
@@ -245,14 +208,14 @@ class AssetController:
             old, self._active = self._active, None
             self._timers.cancel("end")
             if old.end <= self._clock.now():  # its end timer lost the race: it simply ended
-                self._ack(
+                self._report.ack(
                     old,
                     AckState.COMPLETED,
                     ReasonCode.LEASE_ENDED,
                     f"lease ended; {lease.dispatch_id} follows",
                 )
             elif old.source is Source.CLOUD and lease.source is Source.LOCAL:
-                self._ack(
+                self._report.ack(
                     old,
                     AckState.RELEASED,
                     ReasonCode.LOCAL_CONTROL,
@@ -260,14 +223,14 @@ class AssetController:
                     f"arbitration {self.arbitration}",
                 )
             else:
-                self._ack(
+                self._report.ack(
                     old,
                     AckState.RELEASED,
                     ReasonCode.SUPERSEDED,
-                    f"superseded by {_describe(lease)}",
+                    f"superseded by {describe(lease)}",
                 )
         if lease.end <= self._clock.now():
-            self._ack(
+            self._report.ack(
                 lease,
                 AckState.FAILED,
                 ReasonCode.DEADLINE_PASSED,
@@ -277,14 +240,13 @@ class AssetController:
             return
         first = lease.p_kw
         ramp = lease.ramp_kw_per_s
-        if ramp and self._last_written is not None:
-            first = ramp_step(self._last_written, lease.p_kw, ramp, self._ramp_step_s)
+        if ramp and self._out.last_written is not None:
+            first = ramp_step(self._out.last_written, lease.p_kw, ramp, self._ramp_step_s)
         try:
-            applied = await self._device.write(first)
-            self._last_written = first
+            applied = await self._out.write(first)
         except Exception as exc:
-            self._log_write_error("setpoint", first, exc)
-            self._ack(
+            self._out.log_error("setpoint", first, exc)
+            self._report.ack(
                 lease,
                 AckState.FAILED,
                 ReasonCode.DEVICE_WRITE_FAILED,
@@ -299,25 +261,24 @@ class AssetController:
         if first != lease.p_kw:
             assert lease.ramp_kw_per_s is not None
             detail = f"ramping from {first:g} kW at {lease.ramp_kw_per_s:g} kW/s"
-            self._ack(lease, AckState.APPLIED, None, detail, applied_p_kw=lease.p_kw)
+            self._report.ack(lease, AckState.APPLIED, None, detail, applied_p_kw=lease.p_kw)
             self._timers.after("ramp", lease.dispatch_id, self._ramp_step_s)
         else:
-            self._ack(lease, AckState.APPLIED, None, "", applied_p_kw=applied)
+            self._report.ack(lease, AckState.APPLIED, None, "", applied_p_kw=applied)
         self._timers.at("end", lease.dispatch_id, lease.end)
 
     async def _on_ramp_due(self, dispatch_id: str) -> None:
         lease = self._active
         if lease is None or lease.dispatch_id != dispatch_id or lease.ramp_kw_per_s is None:
             return  # ended, released or superseded meanwhile
-        current = lease.p_kw if self._last_written is None else self._last_written
+        current = lease.p_kw if self._out.last_written is None else self._out.last_written
         value = ramp_step(current, lease.p_kw, lease.ramp_kw_per_s, self._ramp_step_s)
         try:
-            await self._device.write(value)
-            self._last_written = value
+            await self._out.write(value)
         except Exception as exc:  # the next step tries again; the lease still holds
-            self._log_write_error("ramp step", value, exc)
-        self._on_change()
-        if self._last_written != lease.p_kw:
+            self._out.log_error("ramp step", value, exc)
+        self._report.notify()
+        if self._out.last_written != lease.p_kw:
             self._timers.after("ramp", dispatch_id, self._ramp_step_s)
 
     async def _on_start_due(self, dispatch_id: str) -> None:
@@ -331,7 +292,7 @@ class AssetController:
         refusal = arbitrate(self.arbitration, lease.source, self._active)
         if refusal is not None:  # e.g. a local operator took the asset meanwhile
             reason, detail = refusal
-            self._ack(lease, AckState.RELEASED, reason, f"not started: {detail}")
+            self._report.ack(lease, AckState.RELEASED, reason, f"not started: {detail}")
             return
         await self._activate(lease)
 
@@ -363,7 +324,7 @@ class AssetController:
         elif self._scheduled is not None and self._scheduled.dispatch_id == cmd.dispatch_id:
             lease, self._scheduled = self._scheduled, None
             self._timers.cancel("start")
-            self._ack(lease, AckState.RELEASED, reason, "released before it started")
+            self._report.ack(lease, AckState.RELEASED, reason, "released before it started")
         else:
             self._acks.release_unknown(cmd.dispatch_id, self.asset.asset_id, cmd.reason)
 
@@ -382,7 +343,7 @@ class AssetController:
         else:
             self._timers.cancel_all()
         if scheduled is not None:
-            self._ack(
+            self._report.ack(
                 scheduled,
                 AckState.RELEASED,
                 cmd.reason,
@@ -395,39 +356,15 @@ class AssetController:
 
     # ------------------------------------------------------------ helpers
 
-    def _reject(self, cmd: SetpointCommand, reason: ReasonCode | None, detail: str) -> None:
-        self._acks.send(
-            cmd.dispatch_id,
-            self.asset.asset_id,
-            AckState.REJECTED,
-            reason,
-            detail,
-            trace_context=cmd.trace_context,
-        )
-        self._changed(cmd.dispatch_id, cmd.source, AckState.REJECTED, reason, detail)
-
-    def _changed(
-        self,
-        dispatch_id: str,
-        source: Source,
-        state: AckState,
-        reason: ReasonCode | None,
-        detail: str,
-    ) -> None:
-        because = f" {reason}" if reason else ""
-        said = f": {detail}" if detail else ""
-        self._status = f"{state} {source} {dispatch_id}{because}{said}"
-        self._on_change()
-
     async def _end_with_revert(
         self, lease: Lease, state: AckState, reason: ReasonCode, detail: str
     ) -> None:
         error = await self._revert()
         default = f"{self.asset.default_p_kw:g} kW"
         if error is None:
-            self._ack(lease, state, reason, f"{detail}; back to default {default}")
+            self._report.ack(lease, state, reason, f"{detail}; back to default {default}")
         else:
-            self._ack(
+            self._report.ack(
                 lease,
                 AckState.FAILED,
                 ReasonCode.DEVICE_WRITE_FAILED,
@@ -438,55 +375,17 @@ class AssetController:
         """Write the default; on failure retry later (while no lease runs)."""
         self._timers.cancel("ramp")
         try:
-            await self._device.write(self.asset.default_p_kw)
-            self._last_written = self.asset.default_p_kw
+            await self._out.write(self.asset.default_p_kw)
         except DeviceReadOnly:  # a device that takes no setpoint has no default to return to
             self._revert_pending = False
             return None
         except Exception as exc:
-            self._log_write_error("default", self.asset.default_p_kw, exc)
+            self._out.log_error("default", self.asset.default_p_kw, exc)
             self._revert_pending = True
             self._timers.after("revert", "", self._revert_retry_s)
             return str(exc) or type(exc).__name__
         self._revert_pending = False
         return None
 
-    def _log_write_error(self, what: str, p_kw: float, exc: Exception) -> None:
-        if isinstance(exc, DeviceError):  # expected: no traceback
-            self._log.warning("device write failed", what=what, p_kw=p_kw, error=str(exc))
-        else:
-            self._log.error("device write failed", what=what, p_kw=p_kw, exc_info=exc)
-
-    def _ack(
-        self,
-        lease: Lease,
-        state: AckState,
-        reason: ReasonCode | None,
-        detail: str,
-        *,
-        applied_p_kw: float | None = None,
-    ) -> None:
-        if self._journal is not None:  # on disk before the ack can leave
-            if state is AckState.ACCEPTED:
-                self._journal.hold(self.asset.asset_id, lease)
-            elif state is not AckState.APPLIED:  # the lease's end
-                self._journal.drop(lease.dispatch_id)
-        self._acks.send(
-            lease.dispatch_id,
-            self.asset.asset_id,
-            state,
-            reason,
-            detail,
-            trace_context=lease.trace_context,
-            applied_p_kw=applied_p_kw,
-        )
-        self._changed(lease.dispatch_id, lease.source, state, reason, detail)
-
     async def _deliver(self, kind: TimerKind, dispatch_id: str) -> None:
         await self._queue.put(Due(kind, dispatch_id))
-
-
-def _describe(lease: Lease) -> str:
-    if lease.source is Source.LOCAL:
-        return f"local dispatch {lease.dispatch_id} ({lease.actor})"
-    return lease.dispatch_id

@@ -18,9 +18,9 @@ import structlog
 from gridpilot.core.telemetry import CORE_FIELDS, Sample
 from gridpilot.core.telemetry_fields import BY_NAME, Quality
 
-from .adapters import DeviceError, DeviceMisconfigured
-from .clock import Clock
-from .device import ManagedDevice
+from ..adapters import DeviceError, DeviceMisconfigured
+from ..clock import Clock
+from ..device import ManagedDevice
 
 log = structlog.get_logger(__name__)
 

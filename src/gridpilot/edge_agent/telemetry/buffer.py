@@ -6,7 +6,7 @@ from this buffer to the database. The buffer is bounded by bytes and by age;
 when full, an explicit :class:`DropPolicy` decides what goes, and every drop
 is counted (the counts travel to the headend in each Heartbeat).
 
-:class:`~gridpilot.edge_agent.buffer_sqlite.SqliteTelemetryBuffer` is the
+:class:`~gridpilot.edge_agent.telemetry.buffer_sqlite.SqliteTelemetryBuffer` is the
 implementation (a file in production, ``:memory:`` in tests).
 """
 
@@ -30,6 +30,15 @@ class DropPolicy(StrEnum):
 class Batch:
     seq: int
     samples: tuple[Sample, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBatch:
+    """A batch as the buffer holds it: its serialized ``TelemetryBatch``,
+    handed to the uplink as stored (never decoded back into samples)."""
+
+    seq: int
+    payload: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +66,11 @@ class TelemetryBuffer(Protocol):
         this call dropped (expired ones, the oldest, or the new one itself)."""
         ...
 
-    def next_after(self, after: int) -> Batch | None:
+    def next_after(self, after: int) -> StoredBatch | None:
         """The oldest held batch with ``seq > after``."""
         ...
 
-    def pending(self, after: int = 0) -> list[Batch]:
+    def pending(self, after: int = 0) -> list[StoredBatch]:
         """Every held batch with ``seq > after``, oldest first."""
         ...
 

@@ -23,8 +23,8 @@ import structlog
 from gridpilot.wire.messages import AgentMessage, HeadendMessage, Welcome
 from gridpilot.wire.service import AgentGatewayStub
 
-from .clock import Clock
-from .config import HeadendConfig
+from ..clock import Clock
+from ..config import HeadendConfig
 
 log = structlog.get_logger(__name__)
 

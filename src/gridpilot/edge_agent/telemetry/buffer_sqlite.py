@@ -1,6 +1,7 @@
 """The telemetry buffer on disk: one SQLite file in WAL mode.
 
-Each batch is one row holding its serialized ``TelemetryBatch``; every put,
+Each batch is one row holding its serialized ``TelemetryBatch``, handed to
+the uplink as those bytes (:class:`~.buffer.StoredBatch`); every put,
 drop and ack is its own transaction with ``synchronous=FULL``, so once
 ``put()`` returns the batch survives a kill -9 of the agent and a power cut.
 Cumulative counters (stored, dropped, the last batch_seq) live in the same
@@ -27,7 +28,7 @@ import structlog
 
 from gridpilot.wire import agent as wire
 
-from .buffer import Batch, BufferStats, DropPolicy
+from .buffer import Batch, BufferStats, DropPolicy, StoredBatch
 
 log = structlog.get_logger(__name__)
 
@@ -118,17 +119,17 @@ class SqliteTelemetryBuffer:
             self._bump(stored_batches=1, stored_samples=n)
         return dropped
 
-    def next_after(self, after: int) -> Batch | None:
+    def next_after(self, after: int) -> StoredBatch | None:
         row = self._db.execute(
-            "SELECT payload FROM batches WHERE seq > ? ORDER BY seq LIMIT 1", (after,)
+            "SELECT seq, payload FROM batches WHERE seq > ? ORDER BY seq LIMIT 1", (after,)
         ).fetchone()
-        return None if row is None else _decode(row[0])
+        return None if row is None else StoredBatch(int(row[0]), bytes(row[1]))
 
-    def pending(self, after: int = 0) -> list[Batch]:
+    def pending(self, after: int = 0) -> list[StoredBatch]:
         rows = self._db.execute(
-            "SELECT payload FROM batches WHERE seq > ? ORDER BY seq", (after,)
+            "SELECT seq, payload FROM batches WHERE seq > ? ORDER BY seq", (after,)
         ).fetchall()
-        return [_decode(r[0]) for r in rows]
+        return [StoredBatch(int(seq), bytes(payload)) for seq, payload in rows]
 
     def ack(self, batch_seq: int) -> bool:
         with self._transaction():
@@ -233,10 +234,6 @@ class SqliteTelemetryBuffer:
         if self._lock is not None:
             self._lock.close()  # closing the descriptor releases the flock
             self._lock = None
-
-
-def _decode(payload: bytes) -> Batch:
-    return wire.batch_from_bytes(payload)
 
 
 def _take_lock(path: Path) -> IO[str]:

@@ -19,8 +19,15 @@ from datetime import datetime
 from gridpilot.wire import agent as wire
 from gridpilot.wire.messages import AgentMessage
 
-from .acks import Ack, AckOutbox, Outgoing, PendingReports, UnconfirmedAcks, resend_on_new_session
-from .buffer import Batch, TelemetryBuffer
+from ..control.acks import (
+    Ack,
+    AckOutbox,
+    Outgoing,
+    PendingReports,
+    UnconfirmedAcks,
+    resend_on_new_session,
+)
+from ..telemetry.buffer import StoredBatch, TelemetryBuffer
 from .link import Commit
 
 
@@ -64,9 +71,9 @@ class AgentOutbound:
         batch = self._next_batch()
         if batch is None:
             return None
-        return wire.batch(batch), lambda: self._batch_written(batch.seq)
+        return wire.stored_batch(batch.payload), lambda: self._batch_written(batch.seq)
 
-    def _next_batch(self) -> Batch | None:
+    def _next_batch(self) -> StoredBatch | None:
         lanes = (self._next_live, self._next_backlog)
         for lane in lanes if self._live_turn else reversed(lanes):
             batch = lane()
@@ -74,10 +81,10 @@ class AgentOutbound:
                 return batch
         return None
 
-    def _next_live(self) -> Batch | None:
+    def _next_live(self) -> StoredBatch | None:
         return self.buffer.next_after(self._live_sent)
 
-    def _next_backlog(self) -> Batch | None:
+    def _next_backlog(self) -> StoredBatch | None:
         if self._backlog_sent >= self._backlog_end:
             return None
         batch = self.buffer.next_after(self._backlog_sent)

@@ -16,9 +16,9 @@ from typing import Any
 
 from gridpilot.core.telemetry import CORE_FIELDS, Sample
 
-from .adapters.common import Backoff, LinkLog
-from .adapters.mqtt.broker import classify, make_client
-from .config import MqttPublish
+from ..adapters.common import Backoff, LinkLog
+from ..adapters.mqtt.broker import classify, make_client
+from ..config import MqttPublish
 
 
 def sample_json(sample: Sample) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from .clock import Clock
+from ..clock import Clock
 
 K = TypeVar("K")
 
@@ -15,9 +15,10 @@ K = TypeVar("K")
 class Timers(Generic[K]):
     """At most one pending timer per key; a new one replaces the old.
 
-    A timer only *enqueues* an event; the owner re-checks the wall clock when
-    it handles it (asyncio sleeps on a monotonic clock, leases are wall-clock
-    times) and reschedules if it came early.
+    A timer sleeps on the clock (so a test's ManualClock drives it) and only
+    *enqueues* an event; the owner re-checks the clock when it handles it (the
+    system clock sleeps on a monotonic clock, leases are wall-clock times) and
+    reschedules if it came early.
     """
 
     def __init__(
@@ -28,11 +29,12 @@ class Timers(Generic[K]):
         self._tasks: dict[K, asyncio.Task[None]] = {}
 
     def at(self, key: K, token: str, when: datetime) -> None:
-        self.after(key, token, (when - self._clock.now()).total_seconds())
+        self.cancel(key)
+        self._tasks[key] = asyncio.create_task(self._fire(key, token, when))
 
     def after(self, key: K, token: str, delay_s: float) -> None:
         self.cancel(key)
-        self._tasks[key] = asyncio.create_task(self._fire(key, token, max(delay_s, 0.0)))
+        self._tasks[key] = asyncio.create_task(self._fire(key, token, delay_s))
 
     def cancel(self, key: K) -> None:
         task = self._tasks.pop(key, None)
@@ -43,6 +45,9 @@ class Timers(Generic[K]):
         for key in list(self._tasks):
             self.cancel(key)
 
-    async def _fire(self, key: K, token: str, delay_s: float) -> None:
-        await asyncio.sleep(delay_s)
+    async def _fire(self, key: K, token: str, wait: datetime | float) -> None:
+        if isinstance(wait, datetime):
+            await self._clock.sleep_until(wait)
+        else:
+            await self._clock.sleep(wait)
         await self._deliver(key, token)

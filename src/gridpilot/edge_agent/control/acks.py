@@ -23,14 +23,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from gridpilot.core.lifecycle import ReasonCode
 
-from .clock import Clock
-
-if TYPE_CHECKING:
-    from .journal import ControlJournal
+from ..clock import Clock
 
 
 class AckState(StrEnum):
@@ -179,12 +176,21 @@ class AckRecorder:
             )
 
 
+class ReportJournal(Protocol):
+    """Where :class:`PendingReports` keeps its reports on disk
+    (:class:`~.journal.ControlJournal`)."""
+
+    def report_added(self, report: LocalReport) -> None: ...
+    def report_done(self, dispatch_id: str) -> None: ...
+    def reports(self) -> list[LocalReport]: ...
+
+
 class PendingReports:
     """Local reports the headend has not confirmed yet (bounded: the oldest
     goes first, counted; its dispatch then stays unrecorded at the headend).
     With a journal they are kept on disk too, and read back at start."""
 
-    def __init__(self, max_reports: int = 1000, journal: ControlJournal | None = None) -> None:
+    def __init__(self, max_reports: int = 1000, journal: ReportJournal | None = None) -> None:
         self._pending: OrderedDict[str, LocalReport] = OrderedDict()
         self._max = max_reports
         self._journal = journal

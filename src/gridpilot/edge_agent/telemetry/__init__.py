@@ -1,0 +1,1 @@
+"""Telemetry: pollers, the batcher, the store-and-forward buffer, the MQTT publisher."""
