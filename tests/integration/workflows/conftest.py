@@ -35,21 +35,18 @@ from temporalio import activity
 from temporalio.api.enums.v1 import IndexedValueType, WorkflowTaskFailedCause
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.common import TypedSearchAttributes
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from gridpilot.activities.outcome import request_own_cancel
+from gridpilot.api.dispatch_workflows import search_attributes
 from gridpilot.core.lifecycle import DispatchState, ReasonCode
 from gridpilot.core.supersede import ClaimKey, Verdict, resolve_claim
 from gridpilot.workflows.constants import (
     ERROR_SUPERSEDED,
-    SA_ASSET_ID,
-    SA_DISPATCH_KIND,
-    SA_DISPATCH_STATE,
-    SA_SITE_ID,
     SEARCH_ATTRIBUTES,
     SIGNAL_AGENT_ACK,
 )
@@ -395,14 +392,7 @@ class Harness:
     async def start(self, inp: DispatchInput) -> WorkflowHandle[Any, Any]:
         """Start it the way the API does: id = dispatch id, with its search attributes."""
         site = inp.asset_id is None
-        pairs = [
-            SearchAttributePair(SA_DISPATCH_STATE, "submitted"),
-            SearchAttributePair(SA_DISPATCH_KIND, inp.kind),
-        ]
-        if inp.asset_id:
-            pairs.append(SearchAttributePair(SA_ASSET_ID, inp.asset_id))
-        if inp.site_id:
-            pairs.append(SearchAttributePair(SA_SITE_ID, inp.site_id))
+        pairs = search_attributes(inp)
         handle = await self.client.start_workflow(
             SiteDispatchWorkflow.run if site else DispatchWorkflow.run,
             inp,
