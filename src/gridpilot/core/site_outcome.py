@@ -6,7 +6,10 @@ how they ended, the power the agent applied and how long it ran. The site is:
 
 - ``cancelled`` with the operator's reason when the site itself was cancelled;
 - ``complete`` when its children delivered at least ``MOSTLY`` of the
-  requested energy (a re-spread that made up for a lost asset counts);
+  requested energy (a re-spread that made up for a lost asset counts), or when
+  every share ran to the end of its window applying at least ``MOSTLY`` of the
+  requested power (the energy lost to reaching the assets late is no fault;
+  the detail still says how much was delivered);
 - otherwise it ends the way most of the undelivered energy was lost: the
   child (its latest one per asset) with the largest undelivered share names
   the reason, and the state is that child's (``cancelled`` for a share taken
@@ -102,7 +105,15 @@ def site_outcome(
         return outcome(S.COMPLETE, None)
     if requested_kwh == 0 and children and not lost:  # a 0 kW hold: every share held
         return outcome(S.COMPLETE, None)
-    if not lost:  # every share complete, yet too little energy: the agents applied less
+    if not lost:
+        # Every share ran to the end of its window: the energy missing is the
+        # time it took to reach the assets, not a fault. Only power the agents
+        # did not apply makes it fail.
+        applied_kw = sum(
+            abs(c.applied_kw if c.applied_kw is not None else c.share_kw) for c in latest.values()
+        )
+        if applied_kw >= MOSTLY * abs(requested_kw):
+            return outcome(S.COMPLETE, None)
         return outcome(S.FAILED, ReasonCode.DEVICE_WRITE_FAILED)
     # The child that lost the most energy names it (ties: asset id order).
     worst = max(

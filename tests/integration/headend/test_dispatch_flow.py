@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from gp_testing import (
 
 from gridpilot.cli.dispatch import timeline
 from gridpilot.core.assets import Asset, AssetType, PowerLimits
+from gridpilot.core.lifecycle import TERMINAL_VALUES
 from gridpilot.core.split import split
 from gridpilot.schema.pb import agent_pb2 as pb
 
@@ -111,8 +113,8 @@ async def test_site_dispatch_splits_and_every_child_reaches_its_asset(
     await wait_for(lambda: dispatch_in_state(headend.api, site_id, "active"))
     for sp in setpoints:
         await scripted_agent.send(agent_ack(sp, pb.ACK_STATE_COMPLETED))
-    await wait_for(lambda: dispatch_in_state(headend.api, site_id, "complete"))
-    site = (await headend.api.get(f"/api/v1/dispatches/{site_id}")).json()
+    site = await wait_for(lambda: _ended(headend, site_id))
+    assert site["state"] == "complete", json.dumps(site)
     assert site["policy"] == "capacity_weighted_clamped/v1"
     assert site["allocation"]["allocated_kw"] == 90
     assert sorted(site["children"]) == sorted(f"{site_id}.{a}" for a in got)
@@ -123,6 +125,12 @@ async def test_site_dispatch_splits_and_every_child_reaches_its_asset(
         "active",
         "complete",
     ]
+
+
+async def _ended(headend: RunningHeadend, dispatch_id: str) -> dict[str, Any] | None:
+    """The dispatch's record once it has ended, else None."""
+    d: dict[str, Any] = (await headend.api.get(f"/api/v1/dispatches/{dispatch_id}")).json()
+    return d if d["state"] in TERMINAL_VALUES else None
 
 
 async def test_both_targets_dispatch_the_asset_with_a_warning(

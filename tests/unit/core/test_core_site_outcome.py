@@ -113,3 +113,18 @@ def test_zero_target_held_by_every_child_is_complete():
     assert out.state is S.COMPLETE
     failed = site_outcome(0, WINDOW, [run("a", S.FAILED, 0, reason=R.DEVICE_UNREACHABLE)])
     assert (failed.state, failed.reason) == (S.FAILED, R.DEVICE_UNREACHABLE)
+
+
+def test_every_share_complete_but_activated_late_is_complete_with_the_energy_it_delivered():
+    # A short window mostly spent reaching the assets: the agents applied all of it.
+    out = site_outcome(
+        90, 3.0, [run("a", S.COMPLETE, 60, 60, active_s=1.4), run("b", S.COMPLETE, 30, 30, 1.4)]
+    )
+    assert (out.state, out.reason) == (S.COMPLETE, None)
+    assert out.delivered_kwh < MOSTLY * out.requested_kwh
+    assert "(47%)" in out.detail
+
+
+def test_every_share_complete_but_mostly_not_applied_is_device_write_failed():
+    out = site_outcome(100, WINDOW, [run("a", S.COMPLETE, 60, 20), run("b", S.COMPLETE, 40, 10)])
+    assert (out.state, out.reason) == (S.FAILED, R.DEVICE_WRITE_FAILED)
