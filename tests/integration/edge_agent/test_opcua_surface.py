@@ -652,11 +652,13 @@ async def test_a_surface_that_cannot_start_is_retried_until_its_port_is_free(
     assert first is not None
     run = asyncio.create_task(agent.run())
     try:
-        await eventually(lambda: agent.connected and agent.opcua is not first, timeout=15)
+        # Timeouts for a busy machine: each try builds a server (certificates
+        # included), and the retries back off (full jitter, 1 s doubling, 60 s cap).
+        await eventually(lambda: agent.connected and agent.opcua is not first, timeout=30)
         assert first.port is None  # it never started
         await eventually(lambda: headend.of("telemetry"), timeout=10)  # the agent goes on
         blocker.close()
-        await eventually(lambda: agent.opcua is not None and agent.opcua.port == port, timeout=15)
+        await eventually(lambda: agent.opcua is not None and agent.opcua.port == port, timeout=90)
         surface = agent.opcua
         assert surface is not None
         cert, key = await make_client_cert(tmp_path / "client", "scada")
