@@ -133,9 +133,11 @@ class DispatchStore:
                     actor=rec.actor,
                 )
                 .on_conflict_do_nothing()
+                .returning(t.dispatch_transitions.c.seq)
             )
-            if res.rowcount == 0:
-                return  # a retried activity: already recorded
+            # Not rowcount: SQLAlchemy reports -1 for this insert with psycopg.
+            if res.first() is None:
+                return  # a retried activity: already recorded, the row not moved back
             values: dict[str, object] = {
                 "state": rec.to_state.value,
                 "reason": rec.reason.value if rec.reason else None,

@@ -125,6 +125,18 @@ async def test_transitions_move_the_row_once_and_a_retry_is_a_no_op(dbs: Db) -> 
     assert detail["evidence"] is not None and detail["evidence"]["samples"] == 0
 
 
+async def test_a_late_retry_of_an_earlier_transition_does_not_move_the_row_back(
+    dbs: Db,
+) -> None:
+    await dbs.store.insert(_inp("dsp-r"))
+    await dbs.store.record_transition(_transition("dsp-r", 1, S.SUBMITTED))
+    sent = _transition("dsp-r", 2, S.SENT, from_state=S.SUBMITTED)
+    await dbs.store.record_transition(sent)
+    await dbs.store.record_transition(_transition("dsp-r", 3, S.ACTIVE, from_state=S.SENT))
+    await dbs.store.record_transition(sent)  # its activity retried after the next one ran
+    assert await dbs.store.dispatch_target("dsp-r") == ("bess-1", S.ACTIVE)
+
+
 async def test_late_acks_are_kept_once_and_shown_with_the_dispatch(dbs: Db) -> None:
     await dbs.store.insert(_inp("dsp-late"))
     await _end(dbs.store, "dsp-late", S.COMPLETE)
