@@ -81,10 +81,16 @@ async def test_operator_signs_in_sees_the_site_and_dispatches_it(
             await expect(page.locator("#msg")).to_contain_text("capacity_weighted_clamped/v1")
             await page.click("#submit")
             await expect(page.locator("#msg")).to_contain_text("Dispatch")
-            setpoints = await wait_for(lambda: len(scripted_agent.of("setpoint")) == 3)
-            assert setpoints
-            rows = page.locator("#dispatches tbody tr")
-            await expect(rows.first).to_contain_text("site-1")
+            await wait_for(lambda: len(scripted_agent.of("setpoint")) == 3)
+            children = [sp.dispatch_id for sp in scripted_agent.of("setpoint")]
+            site_dispatch = children[0].rsplit(".", 1)[0]
+            # The site dispatch and each child have their row (the children,
+            # recorded after it, are the newest).
+            row = page.locator(f'#dispatches tbody tr[data-dispatch="{site_dispatch}"]')
+            await expect(row).to_contain_text("site-1", timeout=15_000)
+            for child in children:
+                child_row = page.locator(f'#dispatches tbody tr[data-dispatch="{child}"]')
+                await expect(child_row).to_have_count(1, timeout=15_000)
             await page.screenshot(path=str(tmp_path / "console.png"), full_page=True)
         finally:
             await browser.close()
