@@ -48,11 +48,15 @@ class ChildRun:
     active_s: float
 
     @property
+    def held_kw(self) -> float:
+        """What the agent applied; a complete child that never said held its share."""
+        if self.applied_kw is not None:
+            return self.applied_kw
+        return self.share_kw if self.state is S.COMPLETE else 0.0
+
+    @property
     def delivered_kwh(self) -> float:
-        applied = self.applied_kw
-        if applied is None:
-            applied = self.share_kw if self.state is S.COMPLETE else 0.0
-        return abs(applied) * max(self.active_s, 0.0) / _HOUR_S
+        return abs(self.held_kw) * max(self.active_s, 0.0) / _HOUR_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +113,7 @@ def site_outcome(
         # Every share ran to the end of its window: the energy missing is the
         # time it took to reach the assets, not a fault. Only power the agents
         # did not apply makes it fail.
-        applied_kw = sum(
-            abs(c.applied_kw if c.applied_kw is not None else c.share_kw) for c in latest.values()
-        )
-        if applied_kw >= MOSTLY * abs(requested_kw):
+        if sum(abs(c.held_kw) for c in latest.values()) >= MOSTLY * abs(requested_kw):
             return outcome(S.COMPLETE, None)
         return outcome(S.FAILED, ReasonCode.DEVICE_WRITE_FAILED)
     # The child that lost the most energy names it (ties: asset id order).
