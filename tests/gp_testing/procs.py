@@ -84,6 +84,20 @@ class Proc:
         return ""
 
 
+# `python -c` for AgentProcess.start(held=True): the CLI and the agent imported,
+# a line in the log, then the command runs once the go file is there.
+_HELD_START = """
+import pathlib, sys, time
+from gridpilot.cli.main import app
+print("held", flush=True)
+go = pathlib.Path(sys.argv[1])
+while not go.exists():
+    time.sleep(0.01)
+sys.argv = ["gridpilot", *sys.argv[2:]]
+app()
+"""
+
+
 @dataclass
 class HeadendProcess:
     """`python -m gridpilot headend` configured by GRIDPILOT_* variables."""
@@ -215,11 +229,27 @@ class AgentProcess:
     def buffer_path(self) -> Path:
         return self.workdir / f"{self.gateway_id}.telemetry.sqlite3"
 
-    def start(self) -> None:
+    def start(self, held: bool = False) -> None:
+        """Start the agent; `held`: import everything, then wait for `release()`
+        before running, so a test can time the agent's start to the moment
+        without counting Python's imports (seconds on a busy machine)."""
         self.starts += 1
-        cmd = [sys.executable, "-m", "gridpilot", "agent", "--config", str(self.config)]
-        cmd += ["--state-dir", str(self.workdir)]
+        args = ["agent", "--config", str(self.config), "--state-dir", str(self.workdir)]
+        if held:
+            cmd = [sys.executable, "-c", _HELD_START, str(self._go_file), *args]
+        else:
+            cmd = [sys.executable, "-m", "gridpilot", *args]
         self.proc = Proc("agent", cmd, dict(os.environ), self.workdir / f"agent-{self.starts}.log")
+        if held:
+            wait_for_sync(lambda: self.proc is not None and "held" in self.proc.tail(), 120, "held")
+
+    def release(self) -> None:
+        """Let an agent started `held` run."""
+        self._go_file.touch()
+
+    @property
+    def _go_file(self) -> Path:
+        return self.workdir / f"go-{self.starts}"
 
     def counters(self) -> dict[str, int]:
         """The buffer's persistent counters plus what it holds now (zeros

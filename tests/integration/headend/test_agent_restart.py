@@ -225,12 +225,15 @@ def test_a_dispatch_that_ended_while_the_agent_was_dead_is_reported_not_resumed(
 
     assert agent.proc is not None
     agent.proc.kill9()
-    # Past the lease's end, but well inside the workflow's END_GRACE (10 s after
-    # end_at), during which an active dispatch waits for the agent's word.
+    # The new process imports while the old one is dead and runs once the lease
+    # has ended: past end_at, but well inside the workflow's END_GRACE (10 s after
+    # end_at), during which an active dispatch waits for the agent's word. (A
+    # cold start's imports alone can take most of that on a busy machine.)
+    agent.start(held=True)
     time.sleep(max(0.0, end_at + 0.5 - time.time()))
     assert _dispatch(api, d["id"])["state"] == "active"  # nobody has ended it yet
     restarted = time.time()
-    agent.start()
+    agent.release()
     wait_for_sync(lambda: _connected(api, agent.gateway_id, session), 30, "the agent reconnected")
 
     # The workflow (src/gridpilot/workflows/dispatch.py, _follow_acks) keeps an
