@@ -7,14 +7,11 @@ or dropped) they fail without retry and the workflow resolves the route again.
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from gridpilot.ingest.sessions import SessionClosed, SessionRegistry
-from gridpilot.schema import tables as t
-from gridpilot.store.dispatches import lock_asset
+from gridpilot.store.dispatches import DispatchStore
 from gridpilot.wire import dispatch as wire
 from gridpilot.wire.messages import HeadendMessage
 from gridpilot.workflows.constants import ERROR_SUPERSEDED
@@ -22,9 +19,9 @@ from gridpilot.workflows.models import ReleaseCommand, SetpointCommand
 
 
 class DeliveryActivities:
-    def __init__(self, sessions: SessionRegistry, engine: AsyncEngine) -> None:
+    def __init__(self, sessions: SessionRegistry, store: DispatchStore) -> None:
         self._sessions = sessions
-        self._engine = engine
+        self._store = store
 
     def _send(self, gateway_id: str, msg: HeadendMessage) -> None:
         session = self._sessions.get(gateway_id)
@@ -42,14 +39,7 @@ class DeliveryActivities:
     @activity.defn(name="deliver_setpoint")
     async def deliver_setpoint(self, cmd: SetpointCommand) -> None:
         msg = wire.setpoint(cmd)
-        d = t.dispatches
-        # Under the asset's claim lock: a dispatch superseded by a claim that came
-        # first is never sent; one sent first is handed over at the agent.
-        async with self._engine.begin() as conn:
-            await lock_asset(conn, cmd.asset_id)
-            winner = (
-                await conn.execute(select(d.c.superseded_by).where(d.c.id == cmd.dispatch_id))
-            ).scalar()
+        async with self._store.held_for_delivery(cmd.asset_id, cmd.dispatch_id) as winner:
             if winner is not None:
                 raise ApplicationError(
                     f"superseded by {winner} before delivery",

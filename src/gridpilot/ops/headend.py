@@ -250,7 +250,7 @@ class Headend:
         if s.has_role("grpc"):
             workers.append(
                 temporal.delivery_worker(
-                    self.client, s.headend_task_queue, self.sessions, self.engine
+                    self.client, s.headend_task_queue, self.sessions, self.dispatches
                 )
             )
             spawn(self.pipeline.run(), "telemetry-writer")

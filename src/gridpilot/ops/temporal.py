@@ -8,7 +8,6 @@ import time
 from datetime import timedelta
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -123,10 +122,10 @@ def dispatch_worker(client: Client, task_queue: str, store: DispatchStore) -> Wo
 
 
 def delivery_worker(
-    client: Client, task_queue: str, sessions: SessionRegistry, engine: AsyncEngine
+    client: Client, task_queue: str, sessions: SessionRegistry, store: DispatchStore
 ) -> Worker:
     """Delivery activities, on this replica's own task queue."""
-    delivery = DeliveryActivities(sessions, engine)
+    delivery = DeliveryActivities(sessions, store)
     return Worker(
         client,
         task_queue=task_queue,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytest_asyncio
+from gp_testing import wait_for
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gridpilot.core.assets import Asset, AssetType, PowerLimits
@@ -158,6 +161,28 @@ async def test_a_claim_supersedes_an_older_equal_priority_dispatch(dbs: Db) -> N
     # The older one, claiming late, loses to the one that superseded it.
     again = await dbs.store.claim(_claim(old))
     assert again.superseded_by == "dsp-new"
+
+
+async def test_a_delivery_holds_the_claim_lock_and_is_told_who_superseded_it(dbs: Db) -> None:
+    old = _inp("dsp-send-old", asset_id="pv-1", p_kw=5.0, submit_seq=10_001)
+    new = _inp("dsp-send-new", asset_id="pv-1", p_kw=5.0, submit_seq=10_002)
+    for inp in (old, new):
+        await dbs.store.insert(inp)
+    async with dbs.store.held_for_delivery("pv-1", old.dispatch_id) as winner:
+        assert winner is None  # not superseded: the caller sends now
+        claiming = asyncio.create_task(dbs.store.claim(_claim(new)))
+        # The newer claim waits on the asset's lock while the send is under way.
+        await wait_for(lambda: _advisory_waiters(dbs.engine), 30, "the claim waiting on the lock")
+        assert not claiming.done()
+    assert (await claiming).superseded == [old.dispatch_id]
+    async with dbs.store.held_for_delivery("pv-1", old.dispatch_id) as winner:
+        assert winner == new.dispatch_id  # superseded first: never sent
+
+
+async def _advisory_waiters(engine: AsyncEngine) -> int:
+    waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+    async with engine.connect() as conn:
+        return int((await conn.execute(text(waiting))).scalar_one())
 
 
 async def test_a_higher_priority_live_dispatch_refuses_a_claim_until_it_ends(dbs: Db) -> None:
