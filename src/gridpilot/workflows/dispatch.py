@@ -377,6 +377,7 @@ class DispatchWorkflow:
         await calls.record_transition(record)
         workflow.upsert_search_attributes([SA_DISPATCH_STATE.value_set(state.value)])
         if self.inp.parent_id and self.inp.asset_id:
+            # By name: the parent's class (site.py) imports this module (constants.py).
             parent = workflow.get_external_workflow_handle(self.inp.parent_id)
             try:
                 await parent.signal(

@@ -67,7 +67,7 @@ class SiteDispatchWorkflow(DispatchWorkflow):
         self.child_active_at: dict[str, datetime] = {}
         self.child_ended_at: dict[str, datetime] = {}
 
-    @workflow.signal(name=SIGNAL_CHILD_STATE)
+    @workflow.signal(name=SIGNAL_CHILD_STATE)  # sent by name: see constants.py
     def child_state(self, msg: ChildState) -> None:
         self.children[msg.asset_id] = msg.state
         self.child_states[msg.dispatch_id] = msg.state
