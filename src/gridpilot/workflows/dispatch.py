@@ -14,6 +14,10 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    # The activities are imported for their typed references only (names and
+    # signatures); workflow code never runs them.
+    from gridpilot.activities.delivery import DeliveryActivities
+    from gridpilot.activities.records import RecordActivities
     from gridpilot.core.acks import ack_effect
     from gridpilot.core.lifecycle import (
         DispatchState,
@@ -22,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
         path_to,
     )
 
-    from . import calls
+    from .calls import on_database, on_replica, release
     from .constants import (
         QUERY_CURRENT_STATE,
         SA_DISPATCH_STATE,
@@ -34,7 +38,6 @@ with workflow.unsafe.imports_passed_through():
         ROUTE_RETRY,
         START_LEAD,
         claim_request,
-        release_command,
         result_of,
         setpoint_command,
         supersede_request,
@@ -117,7 +120,7 @@ class DispatchWorkflow:
     # ------------------------------------------------------------ main
     @workflow.run
     async def run(self, inp: DispatchInput) -> DispatchResult:
-        await calls.record_dispatch(inp)
+        await on_database(RecordActivities.record_dispatch, inp)
         await self._to(S.SUBMITTED, actor=inp.submitted_by)
         try:
             end = None
@@ -166,7 +169,7 @@ class DispatchWorkflow:
         """At most one live dispatch per asset: refuse if a higher priority one
         holds it, else supersede the ones this replaces."""
         inp = self.inp
-        claim = await calls.claim_asset(claim_request(inp))
+        claim = await on_database(RecordActivities.claim_asset, claim_request(inp))
         if claim.refused_by is not None:
             return await self._end(
                 S.FAILED,
@@ -208,7 +211,7 @@ class DispatchWorkflow:
         while True:
             if self.cancel_request is not None:
                 return await self._finish_cancelled(sent=False)
-            route = await calls.resolve_route(inp.asset_id)
+            route = await on_database(RecordActivities.resolve_route, inp.asset_id)
             if not route.known:
                 return await self._end(S.FAILED, ReasonCode.UNKNOWN_ASSET, f"{inp.asset_id}")
             if route.p_min_kw is not None and route.p_max_kw is not None:
@@ -223,8 +226,10 @@ class DispatchWorkflow:
             if route.task_queue is not None and route.gateway_id is not None:
                 self.gateway_id = route.gateway_id
                 try:
-                    await calls.deliver_setpoint(
-                        setpoint_command(inp, route.gateway_id), route.task_queue
+                    await on_replica(
+                        DeliveryActivities.deliver_setpoint,
+                        setpoint_command(inp, route.gateway_id),
+                        route.task_queue,
                     )
                     await self._to(S.SENT, detail=f"gateway {route.gateway_id}")
                     return None
@@ -270,7 +275,7 @@ class DispatchWorkflow:
                 if self.state is S.ACTIVE:
                     # The agent never confirmed the end: end it here and tell
                     # the agent to release, so the asset is not left behind.
-                    await self._release(ReasonCode.LEASE_ENDED)
+                    await release(self.inp, ReasonCode.LEASE_ENDED)
                     return await self._end(S.COMPLETE, None, "ended by the headend at end_at")
                 return await self._end(
                     S.EXPIRED,
@@ -314,7 +319,7 @@ class DispatchWorkflow:
         # started before "supersede-at-handover"): the new setpoint replaces it at the
         # agent, and a Release here could return the asset to its default in between.
         if sent and req.reason is not ReasonCode.SUPERSEDED:
-            await self._release(req.reason)
+            await release(self.inp, req.reason)
         return await self._end(S.CANCELLED, req.reason, req.detail, actor=req.actor)
 
     async def _end_superseded(self, winner: str) -> DispatchResult:
@@ -322,20 +327,6 @@ class DispatchWorkflow:
         self.superseded_by = winner
         detail = f"superseded by {winner}"
         return await self._end(S.CANCELLED, ReasonCode.SUPERSEDED, detail, f"dispatch {winner}")
-
-    async def _release(self, reason: ReasonCode) -> None:
-        """Best effort: a lost Release is covered by the agent's own lease end."""
-        if self.inp.asset_id is None:
-            return
-        route = await calls.resolve_route(self.inp.asset_id)
-        if route.task_queue is None or route.gateway_id is None:
-            return
-        try:
-            await calls.deliver_release(
-                release_command(self.inp, route.gateway_id, reason), route.task_queue
-            )
-        except ActivityError:
-            pass
 
     # ------------------------------------------------------------ recording
     async def _end(
@@ -374,7 +365,7 @@ class DispatchWorkflow:
         # is being written must not make the next transition reuse this seq.
         self.transitions.append(record)
         self.state = state
-        await calls.record_transition(record)
+        await on_database(RecordActivities.record_transition, record)
         workflow.upsert_search_attributes([SA_DISPATCH_STATE.value_set(state.value)])
         if self.inp.parent_id and self.inp.asset_id:
             # By name: the parent's class (site.py) imports this module (constants.py).

@@ -18,13 +18,14 @@ from temporalio.exceptions import ApplicationError
 from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from gridpilot.activities.records import RecordActivities
     from gridpilot.core.assets import Asset
     from gridpilot.core.dispatch import DispatchKind
     from gridpilot.core.lifecycle import DispatchState, ReasonCode, path_to
     from gridpilot.core.site_outcome import site_outcome
     from gridpilot.core.split import Available
 
-    from . import calls
+    from .calls import on_database
     from .constants import (
         SA_ASSET_ID,
         SA_DISPATCH_KIND,
@@ -80,16 +81,16 @@ class SiteDispatchWorkflow(DispatchWorkflow):
     @workflow.run
     async def run(self, inp: DispatchInput) -> DispatchResult:
         assert inp.site_id is not None
-        await calls.record_dispatch(inp)
+        await on_database(RecordActivities.record_dispatch, inp)
         await self._to(S.SUBMITTED, actor=inp.submitted_by)
-        loaded = await calls.load_split_inputs(inp.site_id)
+        loaded = await on_database(RecordActivities.load_split_inputs, inp.site_id)
         if not loaded.assets:
             end = await self._end(S.FAILED, ReasonCode.UNKNOWN_ASSET, "the site has no assets")
             self.outcome = end
             return await close(end, self.cancel_requested)
         self.assets, self.available = site_assets(loaded, inp.site_id)
         self.allocation = allocate(inp, self.assets, self.available, version=1, excluded=set())
-        await calls.record_allocation(self.allocation)
+        await on_database(RecordActivities.record_allocation, self.allocation)
         if workflow.patched("site-respread"):
             following = asyncio.ensure_future(self._follow_children())
             while True:
@@ -203,7 +204,7 @@ class SiteDispatchWorkflow(DispatchWorkflow):
                     else:
                         to_start.append(line)
                 self.allocation = allocation
-                await calls.record_allocation(self.allocation)
+                await on_database(RecordActivities.record_allocation, self.allocation)
                 for line in to_start:
                     # Same priority as its sibling: the new child supersedes it.
                     current[line.asset_id] = await self._start_child(line, respread=True)
