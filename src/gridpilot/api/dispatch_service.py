@@ -33,6 +33,7 @@ from gridpilot.security.audit import Action, Actor, AuditLog
 from gridpilot.store import reads
 from gridpilot.store.dispatches import DispatchStore
 from gridpilot.workflows.models import CancelRequest, DispatchInput
+from gridpilot.workflows.site_rules import site_assets
 
 from .dispatch_workflows import signal_cancel, start_dispatch
 from .errors import Unavailable
@@ -308,20 +309,7 @@ class DispatchService:
             raise ValidationFailed(
                 f"site {site_id} has no assets or does not exist", field="site_id"
             )
-        assets = [
-            Asset(
-                asset_id=a.asset_id,
-                site_id=site_id,
-                asset_type=AssetType(a.asset_type),
-                limits=PowerLimits(a.p_min_kw, a.p_max_kw),
-            )
-            for a in loaded.assets
-        ]
-        available = {
-            a.asset_id: Available(a.available_charge_kw, a.available_discharge_kw)
-            for a in loaded.assets
-        }
-        return assets, available
+        return site_assets(loaded, site_id)
 
 
 def check_body(body: DispatchCreate, bounds: DurationBounds) -> None:

@@ -14,6 +14,9 @@ SEARCH_ATTRIBUTES = (SA_DISPATCH_STATE, SA_ASSET_ID, SA_SITE_ID, SA_DISPATCH_KIN
 
 SIGNAL_AGENT_ACK = "agent_ack"
 SIGNAL_CANCEL = "cancel"
+# SiteDispatchWorkflow.child_state. The one signal a workflow sends by name: its
+# sender is a child DispatchWorkflow (dispatch.py), and site.py's workflow extends
+# DispatchWorkflow, so dispatch.py cannot import it for a method reference.
 SIGNAL_CHILD_STATE = "child_state"
 QUERY_STATUS = "status"
 

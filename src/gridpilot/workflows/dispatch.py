@@ -8,10 +8,9 @@ database, the search attributes and the workflow history tell one story.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -27,39 +26,36 @@ with workflow.unsafe.imports_passed_through():
         path_to,
     )
 
+    from .calls import on_database, on_replica, release
     from .constants import (
-        ERROR_SUPERSEDED,
         QUERY_CURRENT_STATE,
         SA_DISPATCH_STATE,
         SIGNAL_AGENT_ACK,
         SIGNAL_CANCEL,
         SIGNAL_CHILD_STATE,
     )
+    from .dispatch_rules import (
+        ROUTE_RETRY,
+        START_LEAD,
+        claim_request,
+        result_of,
+        setpoint_command,
+        supersede_request,
+        superseded_by,
+        wait_deadline,
+    )
     from .models import (
         AgentAck,
         CancelRequest,
         ChildState,
-        ClaimRequest,
         DispatchInput,
         DispatchResult,
         DispatchStatus,
-        ReleaseCommand,
-        SetpointCommand,
         TransitionRecord,
     )
     from .outcome import close
 
 S = DispatchState
-# The database activities: quick, retried until the database answers.
-DB_TIMEOUT = timedelta(seconds=10)
-DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
-# How long a per-replica delivery may wait for its headend to pick it up: a
-# dead replica is noticed quickly and the route is resolved again.
-DELIVERY_PICKUP = timedelta(seconds=5)
-ROUTE_RETRY = timedelta(seconds=2)
-END_GRACE = timedelta(seconds=10)
-# A scheduled dispatch is delivered this long before its start.
-START_LEAD = timedelta(seconds=30)
 # A sent dispatch that is superseded ends when the agent hands over to the new one
 # (its RELEASED / SUPERSEDED ack), not at the new one's claim.
 PATCH_SUPERSEDE_AT_HANDOVER = "supersede-at-handover"
@@ -124,12 +120,7 @@ class DispatchWorkflow:
     # ------------------------------------------------------------ main
     @workflow.run
     async def run(self, inp: DispatchInput) -> DispatchResult:
-        await workflow.execute_activity_method(
-            RecordActivities.record_dispatch,
-            inp,
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY,
-        )
+        await on_database(RecordActivities.record_dispatch, inp)
         await self._to(S.SUBMITTED, actor=inp.submitted_by)
         try:
             end = None
@@ -178,20 +169,7 @@ class DispatchWorkflow:
         """At most one live dispatch per asset: refuse if a higher priority one
         holds it, else supersede the ones this replaces."""
         inp = self.inp
-        assert inp.asset_id is not None
-        claim = await workflow.execute_activity_method(
-            RecordActivities.claim_asset,
-            ClaimRequest(
-                dispatch_id=inp.dispatch_id,
-                asset_id=inp.asset_id,
-                priority=inp.priority,
-                start_at=inp.start_at,
-                end_at=inp.end_at,
-                submit_seq=inp.submit_seq,
-            ),
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY,
-        )
+        claim = await on_database(RecordActivities.claim_asset, claim_request(inp))
         if claim.refused_by is not None:
             return await self._end(
                 S.FAILED,
@@ -204,14 +182,8 @@ class DispatchWorkflow:
             return await self._end_superseded(claim.superseded_by)
         for other in claim.superseded:
             try:
-                await workflow.get_external_workflow_handle(other).signal(
-                    SIGNAL_CANCEL,
-                    CancelRequest(
-                        reason=ReasonCode.SUPERSEDED,
-                        actor=f"dispatch {inp.dispatch_id}",
-                        detail=f"superseded by {inp.dispatch_id}",
-                        superseded_by=inp.dispatch_id,
-                    ),
+                await workflow.get_external_workflow_handle_for(DispatchWorkflow.run, other).signal(
+                    DispatchWorkflow.cancel, supersede_request(inp.dispatch_id)
                 )
             except Exception:  # it ended meanwhile: nothing to supersede
                 workflow.logger.info("dispatch %s already closed", other)
@@ -239,12 +211,7 @@ class DispatchWorkflow:
         while True:
             if self.cancel_request is not None:
                 return await self._finish_cancelled(sent=False)
-            route = await workflow.execute_activity_method(
-                RecordActivities.resolve_route,
-                inp.asset_id,
-                start_to_close_timeout=DB_TIMEOUT,
-                retry_policy=DB_RETRY,
-            )
+            route = await on_database(RecordActivities.resolve_route, inp.asset_id)
             if not route.known:
                 return await self._end(S.FAILED, ReasonCode.UNKNOWN_ASSET, f"{inp.asset_id}")
             if route.p_min_kw is not None and route.p_max_kw is not None:
@@ -259,27 +226,15 @@ class DispatchWorkflow:
             if route.task_queue is not None and route.gateway_id is not None:
                 self.gateway_id = route.gateway_id
                 try:
-                    await workflow.execute_activity_method(
+                    await on_replica(
                         DeliveryActivities.deliver_setpoint,
-                        SetpointCommand(
-                            dispatch_id=inp.dispatch_id,
-                            asset_id=inp.asset_id,
-                            gateway_id=route.gateway_id,
-                            p_kw=inp.p_kw,
-                            q_kvar=inp.q_kvar,
-                            start_at=inp.start_at,
-                            end_at=inp.end_at,
-                            ramp_kw_per_s=inp.ramp_kw_per_s,
-                        ),
-                        task_queue=route.task_queue,
-                        schedule_to_start_timeout=DELIVERY_PICKUP,
-                        start_to_close_timeout=timedelta(seconds=10),
-                        retry_policy=RetryPolicy(maximum_attempts=1),
+                        setpoint_command(inp, route.gateway_id),
+                        route.task_queue,
                     )
                     await self._to(S.SENT, detail=f"gateway {route.gateway_id}")
                     return None
                 except ActivityError as err:
-                    winner = _superseded_by(err)
+                    winner = superseded_by(err)
                     if winner is not None and workflow.patched(PATCH_CANCEL_BEFORE_DELIVERY):
                         return await self._end_superseded(winner)
                     # replica gone or agent just dropped: resolve again
@@ -314,13 +269,13 @@ class DispatchWorkflow:
                 end = await self._apply_ack(self.acks.pop(0))
                 if end is not None:
                     return end
-            deadline = self._deadline()
+            deadline = wait_deadline(self.inp, self.state, self.transitions[-1].at)
             left = (deadline - workflow.now()).total_seconds()
             if left <= 0:
                 if self.state is S.ACTIVE:
                     # The agent never confirmed the end: end it here and tell
                     # the agent to release, so the asset is not left behind.
-                    await self._release(ReasonCode.LEASE_ENDED)
+                    await release(self.inp, ReasonCode.LEASE_ENDED)
                     return await self._end(S.COMPLETE, None, "ended by the headend at end_at")
                 return await self._end(
                     S.EXPIRED,
@@ -335,15 +290,6 @@ class DispatchWorkflow:
                 )
             except TimeoutError:
                 pass
-
-    def _deadline(self) -> datetime:
-        inp = self.inp
-        ack_window = timedelta(seconds=inp.ack_timeout_s)
-        if self.state is S.SENT:
-            return min(self.transitions[-1].at + ack_window, inp.end_at)
-        if self.state is S.ACKED:
-            return min(max(inp.start_at, self.transitions[-1].at) + ack_window, inp.end_at)
-        return inp.end_at + END_GRACE
 
     async def _apply_ack(self, ack: AgentAck) -> DispatchResult | None:
         # What the ack asks for is core.acks's (pure); reaching it from here is ours.
@@ -373,7 +319,7 @@ class DispatchWorkflow:
         # started before "supersede-at-handover"): the new setpoint replaces it at the
         # agent, and a Release here could return the asset to its default in between.
         if sent and req.reason is not ReasonCode.SUPERSEDED:
-            await self._release(req.reason)
+            await release(self.inp, req.reason)
         return await self._end(S.CANCELLED, req.reason, req.detail, actor=req.actor)
 
     async def _end_superseded(self, winner: str) -> DispatchResult:
@@ -381,35 +327,6 @@ class DispatchWorkflow:
         self.superseded_by = winner
         detail = f"superseded by {winner}"
         return await self._end(S.CANCELLED, ReasonCode.SUPERSEDED, detail, f"dispatch {winner}")
-
-    async def _release(self, reason: ReasonCode) -> None:
-        """Best effort: a lost Release is covered by the agent's own lease end."""
-        if self.inp.asset_id is None:
-            return
-        route = await workflow.execute_activity_method(
-            RecordActivities.resolve_route,
-            self.inp.asset_id,
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY,
-        )
-        if route.task_queue is None or route.gateway_id is None:
-            return
-        try:
-            await workflow.execute_activity_method(
-                DeliveryActivities.deliver_release,
-                ReleaseCommand(
-                    dispatch_id=self.inp.dispatch_id,
-                    asset_id=self.inp.asset_id,
-                    gateway_id=route.gateway_id,
-                    reason=reason,
-                ),
-                task_queue=route.task_queue,
-                schedule_to_start_timeout=DELIVERY_PICKUP,
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=RetryPolicy(maximum_attempts=1),
-            )
-        except ActivityError:
-            pass
 
     # ------------------------------------------------------------ recording
     async def _end(
@@ -419,15 +336,8 @@ class DispatchWorkflow:
         return self._result()
 
     def _result(self) -> DispatchResult:
-        last = self.transitions[-1]
         assert self.state is not None
-        return DispatchResult(
-            dispatch_id=self.inp.dispatch_id,
-            state=self.state,
-            reason=last.reason,
-            detail=last.detail,
-            applied_p_kw=self.applied_p_kw,
-        )
+        return result_of(self.inp, self.state, self.transitions[-1], self.applied_p_kw)
 
     async def _to(
         self,
@@ -455,14 +365,10 @@ class DispatchWorkflow:
         # is being written must not make the next transition reuse this seq.
         self.transitions.append(record)
         self.state = state
-        await workflow.execute_activity_method(
-            RecordActivities.record_transition,
-            record,
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY,
-        )
+        await on_database(RecordActivities.record_transition, record)
         workflow.upsert_search_attributes([SA_DISPATCH_STATE.value_set(state.value)])
         if self.inp.parent_id and self.inp.asset_id:
+            # By name: the parent's class (site.py) imports this module (constants.py).
             parent = workflow.get_external_workflow_handle(self.inp.parent_id)
             try:
                 await parent.signal(
@@ -477,11 +383,3 @@ class DispatchWorkflow:
                 )
             except Exception:  # parent already closed: nothing to tell
                 workflow.logger.info("parent %s not reachable", self.inp.parent_id)
-
-
-def _superseded_by(err: ActivityError) -> str | None:
-    """The winner's id, if the delivery was refused because this one was superseded."""
-    cause = err.cause
-    if isinstance(cause, ApplicationError) and cause.type == ERROR_SUPERSEDED and cause.details:
-        return str(cause.details[0])
-    return None

@@ -10,8 +10,7 @@ at the end complete when any child completed, otherwise failed or cancelled.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
@@ -20,21 +19,21 @@ from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from gridpilot.activities.records import RecordActivities
-    from gridpilot.core.assets import Asset, AssetType, PowerLimits
+    from gridpilot.core.assets import Asset
     from gridpilot.core.dispatch import DispatchKind
     from gridpilot.core.lifecycle import DispatchState, ReasonCode, path_to
-    from gridpilot.core.site_outcome import ChildRun, site_outcome
-    from gridpilot.core.split import Available, split
+    from gridpilot.core.site_outcome import site_outcome
+    from gridpilot.core.split import Available
 
+    from .calls import on_database
     from .constants import (
         SA_ASSET_ID,
         SA_DISPATCH_KIND,
         SA_DISPATCH_STATE,
         SA_SITE_ID,
-        SIGNAL_CANCEL,
         SIGNAL_CHILD_STATE,
     )
-    from .dispatch import DB_RETRY, DB_TIMEOUT, DispatchWorkflow
+    from .dispatch import DispatchWorkflow
     from .models import (
         AllocationLine,
         AllocationRecord,
@@ -44,16 +43,13 @@ with workflow.unsafe.imports_passed_through():
         DispatchResult,
     )
     from .outcome import child_result, close
+    from .site_rules import allocate, child_input, child_runs, next_state, site_assets
 
 S = DispatchState
-# A re-spread child may wait this long for its agent (within the window).
-RESPREAD_DELIVERY = timedelta(seconds=60)
 # The site's end state is decided from what its children delivered (core.site_outcome).
 PATCH_SITE_OUTCOME = "site-outcome"
-
-
-def child_dispatch_id(parent_id: str, asset_id: str) -> str:
-    return f"{parent_id}.{asset_id}"
+# A child of this workflow, typed: its signals go by method reference.
+Child = ChildWorkflowHandle[DispatchWorkflow, DispatchResult]
 
 
 @workflow.defn
@@ -72,7 +68,7 @@ class SiteDispatchWorkflow(DispatchWorkflow):
         self.child_active_at: dict[str, datetime] = {}
         self.child_ended_at: dict[str, datetime] = {}
 
-    @workflow.signal(name=SIGNAL_CHILD_STATE)
+    @workflow.signal(name=SIGNAL_CHILD_STATE)  # sent by name: see constants.py
     def child_state(self, msg: ChildState) -> None:
         self.children[msg.asset_id] = msg.state
         self.child_states[msg.dispatch_id] = msg.state
@@ -85,38 +81,16 @@ class SiteDispatchWorkflow(DispatchWorkflow):
     @workflow.run
     async def run(self, inp: DispatchInput) -> DispatchResult:
         assert inp.site_id is not None
-        await workflow.execute_activity_method(
-            RecordActivities.record_dispatch,
-            inp,
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY,
-        )
+        await on_database(RecordActivities.record_dispatch, inp)
         await self._to(S.SUBMITTED, actor=inp.submitted_by)
-        loaded = await workflow.execute_activity_method(
-            RecordActivities.load_split_inputs,
-            inp.site_id,
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY,
-        )
+        loaded = await on_database(RecordActivities.load_split_inputs, inp.site_id)
         if not loaded.assets:
             end = await self._end(S.FAILED, ReasonCode.UNKNOWN_ASSET, "the site has no assets")
             self.outcome = end
             return await close(end, self.cancel_requested)
-        self.assets = [
-            Asset(
-                asset_id=a.asset_id,
-                site_id=inp.site_id,
-                asset_type=AssetType(a.asset_type),
-                limits=PowerLimits(a.p_min_kw, a.p_max_kw),
-            )
-            for a in loaded.assets
-        ]
-        self.available = {
-            a.asset_id: Available(a.available_charge_kw, a.available_discharge_kw)
-            for a in loaded.assets
-        }
-        self.allocation = self._allocate(version=1, excluded=set())
-        await self._record_allocation(self.allocation)
+        self.assets, self.available = site_assets(loaded, inp.site_id)
+        self.allocation = allocate(inp, self.assets, self.available, version=1, excluded=set())
+        await on_database(RecordActivities.record_allocation, self.allocation)
         if workflow.patched("site-respread"):
             following = asyncio.ensure_future(self._follow_children())
             while True:
@@ -136,63 +110,10 @@ class SiteDispatchWorkflow(DispatchWorkflow):
         self.outcome = end
         return await close(end, self.cancel_requested)
 
-    async def _record_allocation(self, allocation: AllocationRecord) -> None:
-        await workflow.execute_activity_method(
-            RecordActivities.record_allocation,
-            allocation,
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY,
-        )
-
-    def _allocate(self, version: int, excluded: set[str]) -> AllocationRecord:
-        inp = self.inp
-        result = split(
-            inp.p_kw, [a for a in self.assets if a.asset_id not in excluded], self.available
-        )
-        suffix = "" if version == 1 else f".v{version}"
-        return AllocationRecord(
-            dispatch_id=inp.dispatch_id,
-            policy=result.policy,
-            version=version,
-            target_kw=result.target_kw,
-            allocated_kw=result.allocated_kw,
-            unallocated_kw=result.unallocated_kw,
-            lines=[
-                AllocationLine(
-                    asset_id=a.asset_id,
-                    p_kw=a.p_kw,
-                    weight_kw=a.weight_kw,
-                    bound_kw=a.bound_kw,
-                    clamped=a.clamped,
-                    child_dispatch_id=child_dispatch_id(inp.dispatch_id, a.asset_id) + suffix,
-                )
-                for a in result.allocations
-            ],
-        )
-
-    async def _start_child(
-        self, line: AllocationLine, respread: bool = False
-    ) -> ChildWorkflowHandle[Any, Any]:
+    async def _start_child(self, line: AllocationLine, respread: bool = False) -> Child:
         inp = self.inp
         assert line.child_dispatch_id is not None and inp.site_id is not None
-        timing = {}
-        if respread:  # starts now (or at the start), with its own delivery window
-            start = max(inp.start_at, workflow.now())
-            deliver_by = max(inp.deliver_by, min(start + RESPREAD_DELIVERY, inp.end_at))
-            timing = {"start_at": start, "deliver_by": deliver_by}
-        child = inp.model_copy(
-            update={
-                **timing,
-                "dispatch_id": line.child_dispatch_id,
-                "kind": DispatchKind.ASSET.value,
-                "asset_id": line.asset_id,
-                "p_kw": line.p_kw,
-                "parent_id": inp.dispatch_id,
-                "warnings": [],
-                "idempotency_key": None,
-                "request_hash": None,
-            }
-        )
+        child = child_input(inp, line, respread_at=workflow.now() if respread else None)
         self.children[line.asset_id] = S.SUBMITTED
         self.child_lines[line.child_dispatch_id] = line
         return await workflow.start_child_workflow(
@@ -210,12 +131,14 @@ class SiteDispatchWorkflow(DispatchWorkflow):
             ),
         )
 
-    async def _cancel_children(self, handles: list[ChildWorkflowHandle[Any, Any]]) -> None:
+    async def _cancel_children(self, handles: list[Child]) -> None:
+        req = self.cancel_request
+        assert req is not None
         for h in handles:
             if h.done():
                 continue  # that child has ended: nothing to cancel
             try:
-                await h.signal(SIGNAL_CANCEL, self.cancel_request)
+                await h.signal(DispatchWorkflow.cancel, req)
             except ApplicationError:  # it ended before the signal got there
                 workflow.logger.info("child %s already closed", h.id)
 
@@ -224,7 +147,7 @@ class SiteDispatchWorkflow(DispatchWorkflow):
         re-spread the target over the remaining assets (a new allocation
         version, whose children supersede the old ones of the same asset)."""
         assert self.allocation is not None
-        current: dict[str, ChildWorkflowHandle[Any, Any]] = {}
+        current: dict[str, Child] = {}
         shares: dict[str, float] = {}
         for line in self.allocation.lines:
             current[line.asset_id] = await self._start_child(line)
@@ -234,14 +157,14 @@ class SiteDispatchWorkflow(DispatchWorkflow):
         finished: dict[str, DispatchResult] = {}  # by asset, the final result
         self.cancelled_children = False
 
-        def live() -> list[ChildWorkflowHandle[Any, Any]]:
+        def live() -> list[Child]:
             return [h for h in current.values() if not h.done()]
 
         def needs_attention() -> bool:
             return (
                 not live()
                 or any(h.done() and a not in finished for a, h in current.items())
-                or self._next_state_of([self.child_states.get(h.id) for h in current.values()])
+                or next_state(self.state, [self.child_states.get(h.id) for h in current.values()])
                 is not None
                 or (self.cancel_request is not None and not self.cancelled_children)
             )
@@ -263,7 +186,9 @@ class SiteDispatchWorkflow(DispatchWorkflow):
                     respread = True
             remaining = [a.asset_id for a in self.assets if a.asset_id not in excluded]
             if respread and remaining and workflow.now() < self.inp.end_at:
-                allocation = self._allocate(self.allocation.version + 1, excluded)
+                allocation = allocate(
+                    self.inp, self.assets, self.available, self.allocation.version + 1, excluded
+                )
                 # Decide before any await (a child that ends while the allocation is
                 # written is looked at next round), and record the child that carries
                 # each share: a kept child keeps its id.
@@ -279,13 +204,13 @@ class SiteDispatchWorkflow(DispatchWorkflow):
                     else:
                         to_start.append(line)
                 self.allocation = allocation
-                await self._record_allocation(self.allocation)
+                await on_database(RecordActivities.record_allocation, self.allocation)
                 for line in to_start:
                     # Same priority as its sibling: the new child supersedes it.
                     current[line.asset_id] = await self._start_child(line, respread=True)
                     shares[line.asset_id] = line.p_kw
                     finished.pop(line.asset_id, None)
-            nxt = self._next_state_of([self.child_states.get(h.id) for h in current.values()])
+            nxt = next_state(self.state, [self.child_states.get(h.id) for h in current.values()])
             if nxt is not None:
                 await self._advance(nxt)
             if not live() and all(a in finished for a in current):
@@ -322,17 +247,8 @@ class SiteDispatchWorkflow(DispatchWorkflow):
         return await self._finish(results)
 
     def _next_state(self) -> DispatchState | None:
-        """The parent's next forward state implied by its children, if any."""
-        return self._next_state_of(list(self.children.values()))
-
-    def _next_state_of(self, known: list[DispatchState | None]) -> DispatchState | None:
-        states = [s if s is not None else S.SUBMITTED for s in known]
-        live = [s for s in states if not s.terminal]
-        if self.state is S.SENT and live and all(s in (S.ACKED, S.ACTIVE) for s in live):
-            return S.ACKED
-        if self.state in (S.SENT, S.ACKED) and S.ACTIVE in states:
-            return S.ACTIVE
-        return None
+        """The parent's next forward state implied by its children (v1: by asset)."""
+        return next_state(self.state, list(self.children.values()))
 
     async def _advance(self, target: DispatchState) -> None:
         assert self.state is not None
@@ -363,31 +279,15 @@ class SiteDispatchWorkflow(DispatchWorkflow):
         """Every child started (re-spread ones too) with what it delivered;
         ``core.site_outcome`` decides the site's end."""
         inp = self.inp
-        final = {r.dispatch_id: r for r in results}
-        runs = []
-        for cid, line in self.child_lines.items():
-            r = final.get(cid)
-            last = self.child_last.get(cid)
-            if r is None and last is not None and last.state.terminal:
-                r = DispatchResult(
-                    dispatch_id=cid,
-                    state=last.state,
-                    reason=last.reason,
-                    applied_p_kw=last.applied_p_kw,
-                )
-            if r is None:
-                continue  # never said how it ended: nothing delivered that we know of
-            runs.append(
-                ChildRun(
-                    dispatch_id=cid,
-                    asset_id=line.asset_id,
-                    state=r.state,
-                    reason=r.reason,
-                    share_kw=line.p_kw,
-                    applied_kw=r.applied_p_kw,
-                    active_s=self._active_s(cid, r.state),
-                )
-            )
+        runs = child_runs(
+            inp,
+            self.child_lines,
+            results,
+            self.child_last,
+            self.child_active_at,
+            self.child_ended_at,
+            workflow.now(),
+        )
         req = self.cancel_request
         out = site_outcome(
             inp.p_kw,
@@ -411,14 +311,3 @@ class SiteDispatchWorkflow(DispatchWorkflow):
                 "delivered_kwh": out.delivered_kwh,
             }
         )
-
-    def _active_s(self, child_id: str, state: DispatchState) -> float:
-        """How long a child ran applied; a complete one ran to the end of its window."""
-        active_at = self.child_active_at.get(child_id)
-        if state is S.COMPLETE:
-            since = active_at or self.inp.start_at
-            return max((self.inp.end_at - since).total_seconds(), 0.0)
-        if active_at is None:
-            return 0.0
-        ended = self.child_ended_at.get(child_id, workflow.now())
-        return max((ended - active_at).total_seconds(), 0.0)

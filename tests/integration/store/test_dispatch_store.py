@@ -19,10 +19,10 @@ from gridpilot.ingest.registry import GatewayStore
 from gridpilot.schema import db
 from gridpilot.store import reads
 from gridpilot.store.dispatches import DispatchStore
+from gridpilot.workflows.dispatch_rules import claim_request
 from gridpilot.workflows.models import (
     AgentAck,
     AllocationRecord,
-    ClaimRequest,
     DispatchInput,
     TransitionRecord,
 )
@@ -156,10 +156,10 @@ async def test_a_claim_supersedes_an_older_equal_priority_dispatch(dbs: Db) -> N
     old, new = _inp("dsp-old", submit_seq=1), _inp("dsp-new", submit_seq=2)
     for inp in (old, new):
         await dbs.store.insert(inp)
-    claim = await dbs.store.claim(_claim(new))
+    claim = await dbs.store.claim(claim_request(new))
     assert claim.superseded == ["dsp-old"] and claim.refused_by is None
     # The older one, claiming late, loses to the one that superseded it.
-    again = await dbs.store.claim(_claim(old))
+    again = await dbs.store.claim(claim_request(old))
     assert again.superseded_by == "dsp-new"
 
 
@@ -189,7 +189,7 @@ async def test_a_higher_priority_live_dispatch_refuses_a_claim_until_it_ends(dbs
     high, low = _inp("dsp-high", priority=5, submit_seq=1), _inp("dsp-low", submit_seq=2)
     for inp in (high, low):
         await dbs.store.insert(inp)
-    claim = await dbs.store.claim(_claim(low))
+    claim = await dbs.store.claim(claim_request(low))
     assert (claim.refused_by, claim.refused_priority) == ("dsp-high", 5)
     end = NOW + timedelta(minutes=10)
     assert await dbs.store.higher_priority_holder("bess-1", 0, NOW, end) == ("dsp-high", 5)
@@ -199,13 +199,13 @@ async def test_a_higher_priority_live_dispatch_refuses_a_claim_until_it_ends(dbs
     assert await dbs.store.higher_priority_holder("bess-1", 0, later, later) is None
     await _end(dbs.store, "dsp-high", S.CANCELLED)
     assert await dbs.store.higher_priority_holder("bess-1", 0, NOW, end) is None
-    assert (await dbs.store.claim(_claim(low))).refused_by is None
+    assert (await dbs.store.claim(claim_request(low))).refused_by is None
 
 
 async def test_local_dispatches_are_not_counted_by_claims(dbs: Db) -> None:
     await dbs.store.insert(_inp("loc-1", source="local", priority=9))
     await dbs.store.insert(_inp("dsp-c", submit_seq=3))
-    claim = await dbs.store.claim(_claim(_inp("dsp-c", submit_seq=3)))
+    claim = await dbs.store.claim(claim_request(_inp("dsp-c", submit_seq=3)))
     assert claim.refused_by is None and claim.superseded == []
 
 
@@ -255,15 +255,3 @@ async def test_list_filters_and_submit_seq_order(dbs: Db) -> None:
     row = await reads.asset_row(dbs.engine, "bess-1")
     assert row is not None and row["gateway_id"] == "gw-1"
     assert await reads.asset_row(dbs.engine, "nope") is None
-
-
-def _claim(inp: DispatchInput) -> ClaimRequest:
-    assert inp.asset_id is not None
-    return ClaimRequest(
-        dispatch_id=inp.dispatch_id,
-        asset_id=inp.asset_id,
-        priority=inp.priority,
-        start_at=inp.start_at,
-        end_at=inp.end_at,
-        submit_seq=inp.submit_seq,
-    )

@@ -17,8 +17,10 @@ from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
 
 from gridpilot.core.lifecycle import DispatchState, ReasonCode
+from gridpilot.workflows.calls import DELIVERY_PICKUP
 from gridpilot.workflows.constants import SIGNAL_CANCEL
-from gridpilot.workflows.dispatch import DELIVERY_PICKUP, END_GRACE, DispatchWorkflow
+from gridpilot.workflows.dispatch import DispatchWorkflow
+from gridpilot.workflows.dispatch_rules import END_GRACE
 from gridpilot.workflows.models import CancelRequest, DispatchStatus
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,8 @@ from gridpilot.core.assets import Asset, AssetType, PowerLimits
 from gridpilot.core.lifecycle import DispatchState, ReasonCode
 from gridpilot.core.split import POLICY, Available, split
 from gridpilot.workflows.constants import SIGNAL_CANCEL
-from gridpilot.workflows.dispatch import START_LEAD, DispatchWorkflow
+from gridpilot.workflows.dispatch import DispatchWorkflow
+from gridpilot.workflows.dispatch_rules import START_LEAD
 from gridpilot.workflows.models import (
     CancelRequest,
     DispatchInput,

@@ -11,7 +11,8 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 from gridpilot.core.lifecycle import DispatchState, ReasonCode
 from gridpilot.workflows.constants import ERROR_SUPERSEDED
-from gridpilot.workflows.dispatch import END_GRACE, DispatchWorkflow, _superseded_by
+from gridpilot.workflows.dispatch import DispatchWorkflow
+from gridpilot.workflows.dispatch_rules import END_GRACE, superseded_by, wait_deadline
 from gridpilot.workflows.models import (
     AgentAck,
     CancelRequest,
@@ -56,6 +57,11 @@ def moved(wf: DispatchWorkflow, state: DispatchState, at: datetime, **kw: object
     wf.state = state
 
 
+def deadline(wf: DispatchWorkflow) -> datetime:
+    """How long the workflow waits now, as its run loop asks (``wait_deadline``)."""
+    return wait_deadline(wf.inp, wf.state, wf.transitions[-1].at)
+
+
 def ack(state: str, dispatch_id: str = "dsp-1") -> AgentAck:
     return AgentAck(dispatch_id=dispatch_id, state=state, at=T0)
 
@@ -67,20 +73,20 @@ def test_a_sent_dispatch_waits_the_ack_timeout_from_when_it_was_sent() -> None:
     wf = dispatch()
     moved(wf, S.SUBMITTED, T0)
     moved(wf, S.SENT, T0 + timedelta(seconds=5))
-    assert wf._deadline() == T0 + timedelta(seconds=5) + ACK_TIMEOUT
+    assert deadline(wf) == T0 + timedelta(seconds=5) + ACK_TIMEOUT
 
 
 def test_a_sent_dispatch_never_waits_past_its_end() -> None:
     wf = dispatch(duration_s=10)
     moved(wf, S.SENT, T0 + timedelta(seconds=5))
-    assert wf._deadline() == wf.inp.end_at
+    assert deadline(wf) == wf.inp.end_at
 
 
 def test_an_acked_dispatch_waits_the_ack_timeout_from_its_start_when_that_is_later() -> None:
     wf = dispatch(start_in_s=3600)
     moved(wf, S.SENT, T0)
     moved(wf, S.ACKED, T0 + timedelta(seconds=1))
-    assert wf._deadline() == wf.inp.start_at + ACK_TIMEOUT
+    assert deadline(wf) == wf.inp.start_at + ACK_TIMEOUT
 
 
 def test_an_acked_dispatch_already_started_waits_the_ack_timeout_from_the_ack() -> None:
@@ -88,14 +94,14 @@ def test_an_acked_dispatch_already_started_waits_the_ack_timeout_from_the_ack() 
     acked_at = T0 + timedelta(seconds=20)
     moved(wf, S.SENT, T0)
     moved(wf, S.ACKED, acked_at)
-    assert wf._deadline() == acked_at + ACK_TIMEOUT
+    assert deadline(wf) == acked_at + ACK_TIMEOUT
 
 
 def test_an_acked_dispatch_never_waits_past_its_end() -> None:
     wf = dispatch(duration_s=20)
     moved(wf, S.SENT, T0)
     moved(wf, S.ACKED, T0 + timedelta(seconds=10))
-    assert wf._deadline() == wf.inp.end_at
+    assert deadline(wf) == wf.inp.end_at
 
 
 @pytest.mark.parametrize("state", [S.SUBMITTED, S.ACTIVE])
@@ -104,7 +110,7 @@ def test_otherwise_it_waits_until_its_end_and_the_grace_for_the_agents_word(
 ) -> None:
     wf = dispatch()
     moved(wf, state, T0)
-    assert wf._deadline() == wf.inp.end_at + END_GRACE
+    assert deadline(wf) == wf.inp.end_at + END_GRACE
 
 
 # ------------------------------------------------------------------ signals and queries
@@ -175,7 +181,7 @@ def activity_error(cause: BaseException | None) -> ActivityError:
 
 def test_a_delivery_refused_as_superseded_names_the_winner() -> None:
     cause = ApplicationError("superseded", "dsp-9", type=ERROR_SUPERSEDED, non_retryable=True)
-    assert _superseded_by(activity_error(cause)) == "dsp-9"
+    assert superseded_by(activity_error(cause)) == "dsp-9"
 
 
 @pytest.mark.parametrize(
@@ -189,4 +195,4 @@ def test_a_delivery_refused_as_superseded_names_the_winner() -> None:
     ids=["no-cause", "other-type", "no-details", "other-error"],
 )
 def test_any_other_delivery_failure_is_not_a_supersede(cause: BaseException | None) -> None:
-    assert _superseded_by(activity_error(cause)) is None
+    assert superseded_by(activity_error(cause)) is None

@@ -11,8 +11,9 @@ import pytest
 from gridpilot.core.assets import Asset, AssetType, PowerLimits
 from gridpilot.core.lifecycle import DispatchState
 from gridpilot.core.split import Available
-from gridpilot.workflows.models import DispatchInput
-from gridpilot.workflows.site import SiteDispatchWorkflow, child_dispatch_id
+from gridpilot.workflows.models import AllocationRecord, DispatchInput
+from gridpilot.workflows.site import SiteDispatchWorkflow
+from gridpilot.workflows.site_rules import active_s, allocate, child_dispatch_id, next_state
 
 S = DispatchState
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -38,6 +39,17 @@ def site(p_kw: float = 120.0) -> SiteDispatchWorkflow:
     ]
     wf.available = {"bess-2": Available(charge_kw=50.0, discharge_kw=20.0)}
     return wf
+
+
+def ran(wf: SiteDispatchWorkflow, child_id: str, state: DispatchState) -> float:
+    """``active_s`` over what the workflow's ``child_state`` handler kept."""
+    now = T0 + timedelta(minutes=5)
+    at, ended = wf.child_active_at.get(child_id), wf.child_ended_at.get(child_id)
+    return active_s(wf.inp, state, at, ended, now)
+
+
+def allocation(wf: SiteDispatchWorkflow, version: int, excluded: set[str]) -> AllocationRecord:
+    return allocate(wf.inp, wf.assets, wf.available, version, excluded)
 
 
 def test_a_child_is_named_after_its_parent_and_asset() -> None:
@@ -70,9 +82,7 @@ def test_a_child_is_named_after_its_parent_and_asset() -> None:
 def test_the_parent_follows_its_children_forward(
     parent: DispatchState, children: list[DispatchState | None], expected: DispatchState | None
 ) -> None:
-    wf = site()
-    wf.state = parent
-    assert wf._next_state_of(children) is expected
+    assert next_state(parent, children) is expected
 
 
 # ------------------------------------------------------------------ how long a child ran
@@ -81,24 +91,24 @@ def test_the_parent_follows_its_children_forward(
 def test_a_complete_child_ran_from_when_it_went_active_to_the_end_of_the_window() -> None:
     wf = site()
     wf.child_active_at["c"] = T0 + timedelta(minutes=4)
-    assert wf._active_s("c", S.COMPLETE) == 6 * 60
+    assert ran(wf, "c", S.COMPLETE) == 6 * 60
 
 
 def test_a_complete_child_never_seen_active_ran_the_whole_window() -> None:
-    assert site()._active_s("c", S.COMPLETE) == DURATION.total_seconds()
+    assert ran(site(), "c", S.COMPLETE) == DURATION.total_seconds()
 
 
 def test_a_child_never_active_ran_for_nothing() -> None:
     wf = site()
     wf.child_ended_at["c"] = T0 + timedelta(minutes=3)
-    assert wf._active_s("c", S.CANCELLED) == 0.0
+    assert ran(wf, "c", S.CANCELLED) == 0.0
 
 
 # ------------------------------------------------------------------ allocation records
 
 
 def test_the_first_allocation_names_one_child_per_asset_and_adds_up() -> None:
-    record = site(p_kw=120.0)._allocate(version=1, excluded=set())
+    record = allocation(site(p_kw=120.0), version=1, excluded=set())
     assert (record.dispatch_id, record.version, record.target_kw) == ("site-d", 1, 120.0)
     assert {line.asset_id: line.child_dispatch_id for line in record.lines} == {
         "bess-1": "site-d.bess-1",
@@ -112,7 +122,7 @@ def test_the_first_allocation_names_one_child_per_asset_and_adds_up() -> None:
 
 
 def test_a_respread_leaves_out_the_excluded_and_versions_its_children() -> None:
-    record = site(p_kw=120.0)._allocate(version=2, excluded={"bess-1"})
+    record = allocation(site(p_kw=120.0), version=2, excluded={"bess-1"})
     assert record.version == 2
     assert {line.asset_id: line.child_dispatch_id for line in record.lines} == {
         "bess-2": "site-d.bess-2.v2",

@@ -1,0 +1,77 @@
+"""How the dispatch workflows call their activities: each kind of call with
+its timeouts and retries, once, and the Release that follows a dispatch's
+end. Workflow code (``workflow.*`` calls) that holds no workflow state.
+Callers name the activity by method reference
+(``on_database(RecordActivities.claim_asset, req)``): the activity classes
+are imported for their names and signatures only, never run in workflow code.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+from temporalio.types import MethodAsyncSingleParam
+
+with workflow.unsafe.imports_passed_through():
+    from gridpilot.activities.delivery import DeliveryActivities
+    from gridpilot.activities.records import RecordActivities
+    from gridpilot.core.lifecycle import ReasonCode
+
+    from .dispatch_rules import release_command
+    from .models import DispatchInput
+
+P = TypeVar("P")
+R = TypeVar("R")
+
+# The database activities: quick, retried until the database answers.
+DB_TIMEOUT = timedelta(seconds=10)
+DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
+# How long a per-replica delivery may wait for its headend to pick it up: a
+# dead replica is noticed quickly and the route is resolved again.
+DELIVERY_PICKUP = timedelta(seconds=5)
+DELIVERY_TIMEOUT = timedelta(seconds=10)
+# One attempt: a failed delivery resolves the route again (the agent may have
+# moved to another replica) instead of retrying on the same queue.
+DELIVERY_RETRY = RetryPolicy(maximum_attempts=1)
+
+
+async def on_database(activity: MethodAsyncSingleParam[Any, P, R], arg: P) -> R:
+    """A database activity (``RecordActivities``), on the workflow's own queue."""
+    return await workflow.execute_activity_method(
+        activity, arg, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY
+    )
+
+
+async def on_replica(activity: MethodAsyncSingleParam[Any, P, R], arg: P, task_queue: str) -> R:
+    """A delivery activity (``DeliveryActivities``), on the queue of the headend
+    replica that holds the agent's session."""
+    return await workflow.execute_activity_method(
+        activity,
+        arg,
+        task_queue=task_queue,
+        schedule_to_start_timeout=DELIVERY_PICKUP,
+        start_to_close_timeout=DELIVERY_TIMEOUT,
+        retry_policy=DELIVERY_RETRY,
+    )
+
+
+async def release(inp: DispatchInput, reason: ReasonCode) -> None:
+    """Tell the agent to release the asset, on its replica of the moment. Best
+    effort: a lost Release is covered by the agent's own lease end."""
+    if inp.asset_id is None:
+        return
+    route = await on_database(RecordActivities.resolve_route, inp.asset_id)
+    if route.task_queue is None or route.gateway_id is None:
+        return
+    try:
+        await on_replica(
+            DeliveryActivities.deliver_release,
+            release_command(inp, route.gateway_id, reason),
+            route.task_queue,
+        )
+    except ActivityError:
+        pass
