@@ -37,7 +37,7 @@ from gridpilot.schema.db import DATABASE_UNAVAILABLE
 from gridpilot.store.dispatches import DispatchStore
 from gridpilot.wire import dispatch as wire_dispatch
 from gridpilot.wire.messages import DispatchAck
-from gridpilot.workflows.constants import SIGNAL_AGENT_ACK
+from gridpilot.workflows.dispatch import DispatchWorkflow
 from gridpilot.workflows.models import AgentAck
 
 from .guard import GatewayAuthority, refuse_gateway
@@ -248,9 +248,9 @@ class TemporalAckSink:
         so: a Temporal that has just restarted answers NOT_FOUND for its
         namespace, or even the workflow, for a while. Those are tried again,
         until ``give_up`` (the workflow is really gone: kept as late)."""
-        handle = self._client.get_workflow_handle(ack.dispatch_id)
+        handle = self._client.get_workflow_handle_for(DispatchWorkflow.run, ack.dispatch_id)
         try:
-            await handle.signal(SIGNAL_AGENT_ACK, ack)
+            await handle.signal(DispatchWorkflow.agent_ack, ack)
         except RPCError as exc:
             if exc.status in TRANSIENT:
                 raise
