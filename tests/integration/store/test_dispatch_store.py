@@ -170,7 +170,7 @@ async def test_a_delivery_holds_the_claim_lock_and_is_told_who_superseded_it(dbs
         await dbs.store.insert(inp)
     async with dbs.store.held_for_delivery("pv-1", old.dispatch_id) as winner:
         assert winner is None  # not superseded: the caller sends now
-        claiming = asyncio.create_task(dbs.store.claim(_claim(new)))
+        claiming = asyncio.create_task(dbs.store.claim(claim_request(new)))
         # The newer claim waits on the asset's lock while the send is under way.
         await wait_for(lambda: _advisory_waiters(dbs.engine), 30, "the claim waiting on the lock")
         assert not claiming.done()
