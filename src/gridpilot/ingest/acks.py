@@ -1,35 +1,53 @@
 """Agent DispatchAcks → signals to the dispatch workflows.
 
-A signal only needs the Temporal server, not a running worker, so the stream
-never blocks on workers that are deploying or down. When the Temporal server
-itself is unreachable, an ack is not lost and the agent's stream (its
-telemetry) does not wait for Temporal: the ack waits in a bounded queue, in
-the order it came, and one task signals the queue again with backoff until
-Temporal answers. An ack for a workflow that has closed is a late ack: it
-goes to ``on_late`` (kept for the record). Once an ack is delivered the
-caller's ``done`` runs: the servicer then confirms it to the agent, which
-keeps every ack until then (the queue lives in memory; a headend that dies
-leaves the agent to send it again).
+The stream's side (:class:`AckIntake`): an ack is taken only for a dispatch
+of an asset the gateway speaks for (per the database, not the message), and
+each one is confirmed to the agent (``DispatchAckReceived``) once it is
+delivered, kept as late, or refused; until then the agent keeps it and
+writes it again on each new session.
+
+The delivery (:class:`TemporalAckSink`): a signal only needs the Temporal
+server, not a running worker, so the stream never blocks on workers that are
+deploying or down. When the Temporal server itself is unreachable, an ack is
+not lost and the agent's stream (its telemetry) does not wait for Temporal:
+the ack waits in a bounded queue, in the order it came, and one task signals
+the queue again with backoff until Temporal answers. An ack for a workflow
+that has closed is a late ack: it goes to ``on_late`` (kept for the record,
+:func:`late_ack_recorder`). Once an ack is delivered the caller's ``done``
+runs (the queue lives in memory; a headend that dies leaves the agent to
+send it again).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 import structlog
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from gridpilot.workflows.constants import SIGNAL_AGENT_ACK
+from gridpilot.core.sessions import EndReason
+from gridpilot.schema.db import DATABASE_UNAVAILABLE
+from gridpilot.store.dispatches import DispatchStore
+from gridpilot.wire import dispatch as wire_dispatch
+from gridpilot.wire.messages import DispatchAck
+from gridpilot.workflows.dispatch import DispatchWorkflow
 from gridpilot.workflows.models import AgentAck
+
+from .guard import GatewayAuthority, refuse_gateway
+from .sessions import AgentSession, SessionClosed
 
 log = structlog.get_logger(__name__)
 
 Done = Callable[[], None]
+# Signals an ack to its dispatch workflow, then calls back (TemporalAckSink).
+AckSink = Callable[[AgentAck, Done], Awaitable[None]]
 MAX_WAITING = 10_000
 RETRY_MAX_S = 10.0
 # How long an ack whose workflow Temporal says it cannot find is tried again
@@ -46,6 +64,97 @@ TRANSIENT = frozenset(
         RPCStatusCode.UNKNOWN,
     }
 )
+
+
+class AckIntake:
+    def __init__(
+        self,
+        dispatches: DispatchStore,
+        sink: AckSink,
+        authority: GatewayAuthority | None = None,
+    ) -> None:
+        self._dispatches = dispatches
+        self._sink = sink
+        self._late = late_ack_recorder(dispatches)
+        self._authority = authority
+
+    async def take(self, session: AgentSession, raw: DispatchAck) -> None:
+        """Take the agent's ack: signal it to its workflow (or keep it as a late
+        ack), then confirm it (DispatchAckReceived), so the agent stops
+        re-sending it. With the database down the stream ends unconfirmed."""
+        problem = wire_dispatch.ack_problem(raw)
+        if problem is not None:  # refused, or it is re-sent forever
+            log.warning("bad_ack_ignored", gateway=session.gateway_id, problem=problem)
+            _received(session, raw, refused=problem)
+            return
+        # The dispatch's asset (from the database, not the message) must be
+        # one this gateway speaks for; otherwise nothing reaches the workflow.
+        try:
+            target = (
+                await self._dispatches.dispatch_target(raw.dispatch_id) if raw.dispatch_id else None
+            )
+        except DATABASE_UNAVAILABLE:
+            # Not taken, not confirmed: end the stream, so the agent writes it
+            # again on its next session (once the database answers again).
+            log.warning("ack_not_taken", gateway=session.gateway_id, reason="database unavailable")
+            session.close(EndReason.DATABASE_UNAVAILABLE)
+            raise SessionClosed("database unavailable") from None
+        owner = target.asset_id if target is not None else None
+        if owner not in session.asset_ids or (raw.asset_id and raw.asset_id != owner):
+            why = (
+                f"ack for dispatch {raw.dispatch_id!r} (asset {owner or raw.asset_id!r}), "
+                "which is not this gateway's"
+            )
+            _received(session, raw, refused=why)
+            if f"ack:{raw.dispatch_id}" in session.foreign_audited:
+                return
+            session.foreign_audited.add(f"ack:{raw.dispatch_id}")
+            await refuse_gateway(
+                self._authority,
+                session.gateway_id,
+                "dispatch_ack.foreign_refused",
+                raw.dispatch_id,
+                why,
+            )
+            return
+        ack = wire_dispatch.agent_ack(raw, session.gateway_id, datetime.now(UTC))
+        if ack is None:
+            log.warning("bad_ack_ignored", gateway=session.gateway_id, ack=str(raw))
+            _received(session, raw, refused="dispatch_ack.state is not a known state")
+            return
+        assert target is not None  # an unknown dispatch has no owner: refused above
+        if target.state.terminal:
+            await self._late(ack)
+            _received(session, raw)
+        else:  # confirmed once Temporal has it (it may wait for Temporal)
+            await self._sink(ack, lambda: _received(session, raw))
+
+
+def _received(session: AgentSession, raw: DispatchAck, refused: str = "") -> None:
+    """Tell the agent this ack was taken (or refused): it stops re-sending it.
+    A closed session is no matter: the agent re-sends it on its next one."""
+    with contextlib.suppress(SessionClosed):
+        session.send_nowait(wire_dispatch.ack_received(raw, refused))
+
+
+def late_ack_recorder(store: DispatchStore) -> Callable[[AgentAck], Awaitable[None]]:
+    """Keeps an ack that came after its dispatch ended: it changes nothing, but
+    belongs in the record (lost, and logged, only while the database is down)."""
+
+    async def record(ack: AgentAck) -> None:
+        log.info(
+            "late_dispatch_ack",
+            dispatch_id=ack.dispatch_id,
+            state=ack.state,
+            reason=ack.reason,
+            gateway=ack.gateway_id,
+        )
+        try:
+            await store.record_late_ack(ack)
+        except DATABASE_UNAVAILABLE:
+            log.warning("late_dispatch_ack_not_kept", dispatch_id=ack.dispatch_id)
+
+    return record
 
 
 def retry_delay(attempt: int, max_s: float, rng: random.Random | None = None) -> float:
@@ -139,9 +248,9 @@ class TemporalAckSink:
         so: a Temporal that has just restarted answers NOT_FOUND for its
         namespace, or even the workflow, for a while. Those are tried again,
         until ``give_up`` (the workflow is really gone: kept as late)."""
-        handle = self._client.get_workflow_handle(ack.dispatch_id)
+        handle = self._client.get_workflow_handle_for(DispatchWorkflow.run, ack.dispatch_id)
         try:
-            await handle.signal(SIGNAL_AGENT_ACK, ack)
+            await handle.signal(DispatchWorkflow.agent_ack, ack)
         except RPCError as exc:
             if exc.status in TRANSIENT:
                 raise

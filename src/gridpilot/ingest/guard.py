@@ -121,6 +121,23 @@ def gateway_actor(gateway_id: str) -> Actor:
     return Actor(f"gateway:{gateway_id}", "gateway", "mtls")
 
 
+async def refuse_gateway(
+    authority: GatewayAuthority | None,
+    gateway_id: str,
+    action: str,
+    target: str,
+    reason: str,
+    fingerprint: str = "",
+) -> None:
+    """A refused Hello or message of a connected gateway: audited through the
+    authority (once per cause); in plain-text dev mode, which has none, only
+    logged."""
+    if authority is not None:
+        await authority.refuse(gateway_actor(gateway_id), action, target, reason, fingerprint)
+    else:
+        log.warning(action, gateway=gateway_id, target=target, reason=reason)
+
+
 def peer_fingerprint(auth_context: Mapping[str, list[bytes]]) -> str:
     """SHA-256 of the peer's client certificate ("" when it sent none or it
     cannot be read): what tells one refused certificate from another."""

@@ -1,21 +1,34 @@
 """A local dispatch report (proto LocalDispatch) checked and turned into a
-dispatch record: the agent applied it on site; the headend records it."""
+dispatch record: the agent applied it on site; the headend records it
+(:class:`LocalDispatchIntake`) and confirms it with ``LocalDispatchRecorded``,
+after which the agent stops sending the report on each new session."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Set
+from collections.abc import Awaitable, Callable, Set
 from datetime import timedelta
+
+import structlog
 
 from gridpilot.core.dispatch import LOCAL_DISPATCH_PREFIX
 from gridpilot.core.errors import DomainError
+from gridpilot.security.audit import Actor
+from gridpilot.wire import dispatch as wire_dispatch
 from gridpilot.wire.messages import LocalDispatch
 from gridpilot.wire.text import clean_text
 from gridpilot.wire.times import ts_from_pb, ts_problem
 from gridpilot.workflows.models import DispatchInput
 
+from .guard import GatewayAuthority, gateway_actor, refuse_gateway
+from .sessions import AgentSession
+
+log = structlog.get_logger(__name__)
+
 MAX_ID_LEN = 100
 MAX_LEASE = timedelta(days=7)
+# Records a local dispatch (row + workflow); raises when the DB or Temporal is down.
+LocalSink = Callable[[DispatchInput, Actor], Awaitable[None]]
 
 
 class LocalDispatchRefused(DomainError):
@@ -66,3 +79,54 @@ def local_dispatch_input(
         submitted_by=f"{actor}@{gateway_id}",
         source="local",
     )
+
+
+class LocalDispatchIntake:
+    def __init__(
+        self, sink: LocalSink | None = None, authority: GatewayAuthority | None = None
+    ) -> None:
+        self._sink = sink
+        self._authority = authority
+
+    async def take(self, session: AgentSession, raw: LocalDispatch) -> bool:
+        """Record a dispatch made on site, then confirm it to the agent. False
+        when it could not be recorded now (database or Temporal down): the
+        stream is then ended before the acks behind it, and the agent sends
+        the report again on its next session."""
+        try:
+            inp = local_dispatch_input(raw, session.gateway_id, session.site_id, session.asset_ids)
+        except LocalDispatchRefused as exc:
+            target = clean_text(raw.dispatch_id, 200)  # the audit row must be storable
+            await refuse_gateway(
+                self._authority, session.gateway_id, "dispatch.local_refused", target, exc.message
+            )
+            _confirm(session, raw.dispatch_id, refused=exc.message)
+            return True
+        if self._sink is None:
+            log.warning("local_dispatch_not_recorded", gateway=session.gateway_id)
+            return True
+        try:
+            await self._sink(inp, gateway_actor(session.gateway_id))
+        except Exception as exc:
+            log.warning(
+                "local_dispatch_unrecorded",
+                gateway=session.gateway_id,
+                dispatch_id=inp.dispatch_id,
+                error=str(exc),
+            )
+            return False
+        log.info(
+            "local_dispatch_recorded",
+            gateway=session.gateway_id,
+            dispatch_id=inp.dispatch_id,
+            asset_id=inp.asset_id,
+            p_kw=inp.p_kw,
+            by=inp.submitted_by,
+        )
+        _confirm(session, inp.dispatch_id)
+        return True
+
+
+def _confirm(session: AgentSession, dispatch_id: str, refused: str = "") -> None:
+    """Tell the agent to stop re-sending this local dispatch report."""
+    session.send_nowait(wire_dispatch.local_dispatch_recorded(dispatch_id, refused))

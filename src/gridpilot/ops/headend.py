@@ -21,14 +21,14 @@ from gridpilot.api.app import ApiDeps, create_app
 from gridpilot.api.auth import AuthSettings
 from gridpilot.api.dispatch_service import DispatchOptions, DispatchService
 from gridpilot.core.sessions import EndReason
-from gridpilot.ingest.acks import TemporalAckSink
+from gridpilot.ingest.acks import TemporalAckSink, late_ack_recorder
 from gridpilot.ingest.enrollment import EnrollmentStore
 from gridpilot.ingest.guard import GatewayAuthority, SessionGuard
 from gridpilot.ingest.metrics import IngestCollector
 from gridpilot.ingest.pipeline import IngestBatch, TelemetryPipeline
 from gridpilot.ingest.queue import MemoryTelemetryQueue
 from gridpilot.ingest.registry import GatewayStore
-from gridpilot.ingest.servicer import AgentGatewayServicer, late_ack_recorder
+from gridpilot.ingest.servicer import AgentGatewayServicer
 from gridpilot.ingest.sessions import SessionRegistry
 from gridpilot.schema import db
 from gridpilot.security.audit import AuditLog
