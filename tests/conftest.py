@@ -70,7 +70,8 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
     if existing:
         yield PgServer(existing)
         return
-    from gridpilot.ops.embedded import EmbeddedPostgres, free_port
+    from gridpilot.ops.embedded import EmbeddedPostgres
+    from gridpilot.ops.processes import free_port
 
     server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"), free_port(), fast=True)
     server.start()

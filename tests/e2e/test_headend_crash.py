@@ -25,7 +25,7 @@ from gp_testing import (
     wait_for,
 )
 
-from gridpilot.ops.embedded import free_port
+from gridpilot.ops.processes import free_port
 from gridpilot.schema.pb import agent_pb2 as pb
 
 pytestmark = pytest.mark.e2e

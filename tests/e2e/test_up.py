@@ -17,7 +17,7 @@ import pytest
 from asyncua import Client, ua
 from gp_testing import wait_for_sync
 
-from gridpilot.ops.embedded import free_port
+from gridpilot.ops.processes import free_port
 
 pytestmark = pytest.mark.e2e
 

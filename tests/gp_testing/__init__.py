@@ -114,8 +114,8 @@ async def running_headend(
     arguments replace its settings."""
     from uuid import uuid4
 
-    from gridpilot.ops.embedded import free_port
     from gridpilot.ops.headend import Headend
+    from gridpilot.ops.processes import free_port
     from gridpilot.ops.settings import Settings
     from gridpilot.security.audit import Actor
 
@@ -424,7 +424,8 @@ def mixed_site_assets() -> list[Any]:
 async def own_temporal(db_file: Path) -> AsyncIterator[TemporalDevServer]:
     """A Temporal dev server of the test's own (to stop and start again: its
     state is kept in ``db_file``), serving when this yields, stopped after."""
-    from gridpilot.ops.embedded import TemporalDevServer, free_port
+    from gridpilot.ops.embedded import TemporalDevServer
+    from gridpilot.ops.processes import free_port
     from gridpilot.workflows.constants import SEARCH_ATTRIBUTES
 
     temporal = TemporalDevServer(

@@ -22,7 +22,7 @@ import httpx
 import psycopg
 import yaml
 
-from gridpilot.ops.embedded import free_port
+from gridpilot.ops.processes import free_port
 
 from .waiting import wait_for_sync
 

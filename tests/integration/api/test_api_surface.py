@@ -26,7 +26,8 @@ from structlog.testing import capture_logs
 
 from gridpilot.api.auth import RULES
 from gridpilot.core.errors import Conflict
-from gridpilot.ops.embedded import EmbeddedPostgres, free_port
+from gridpilot.ops.embedded import EmbeddedPostgres
+from gridpilot.ops.processes import free_port
 from gridpilot.schema import db
 from gridpilot.security.audit import Actor, AuditLog
 from gridpilot.security.principal import Permission, Role

@@ -21,7 +21,7 @@ from gp_testing import (
     wait_for,
 )
 
-from gridpilot.ops.embedded import free_port
+from gridpilot.ops.processes import free_port
 from gridpilot.schema import db
 from gridpilot.schema.pb import agent_pb2 as pb
 

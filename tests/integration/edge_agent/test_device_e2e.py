@@ -15,7 +15,7 @@ from gp_testing.opcua_peer import NS_URI, OpcUaPeer
 
 from gridpilot.edge_agent import EdgeAgent, SiteConfig
 from gridpilot.edge_agent.adapters.modbus.codec import decode, encode
-from gridpilot.ops.embedded import free_port
+from gridpilot.ops.processes import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -27,7 +27,7 @@ from gp_testing.sunspec_image import image
 from gridpilot.edge_agent import load_config
 from gridpilot.edge_agent.adapters.modbus.codec import encode
 from gridpilot.edge_agent.probe import ProbeResult, probe_site
-from gridpilot.ops.embedded import free_port
+from gridpilot.ops.processes import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,7 @@ from gridpilot.edge_agent.adapters.mqtt import MqttAdapter
 from gridpilot.edge_agent.clock import SystemClock
 from gridpilot.edge_agent.config import MqttDevice, MqttPublish
 from gridpilot.edge_agent.telemetry.publish import MqttTelemetryPublisher
-from gridpilot.ops.embedded import free_port
+from gridpilot.ops.processes import free_port
 
 pytestmark = pytest.mark.integration
 

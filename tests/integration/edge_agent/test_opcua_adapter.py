@@ -18,7 +18,7 @@ from gridpilot.edge_agent.adapters import DeviceMisconfigured, DeviceUnavailable
 from gridpilot.edge_agent.adapters.opcua import OpcUaAdapter
 from gridpilot.edge_agent.clock import SystemClock
 from gridpilot.edge_agent.config import OpcUaDevice
-from gridpilot.ops.embedded import free_port
+from gridpilot.ops.processes import free_port
 
 pytestmark = pytest.mark.integration
 

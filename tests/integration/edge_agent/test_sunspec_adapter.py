@@ -17,7 +17,7 @@ from gridpilot.edge_agent.adapters.sunspec import SunSpecAdapter
 from gridpilot.edge_agent.clock import SystemClock
 from gridpilot.edge_agent.config import ModbusDevice
 from gridpilot.edge_agent.device import ManagedDevice
-from gridpilot.ops.embedded import free_port
+from gridpilot.ops.processes import free_port
 
 pytestmark = pytest.mark.integration
 

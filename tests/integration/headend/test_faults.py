@@ -27,8 +27,9 @@ from gp_testing import (
 from gridpilot.api.dispatch_service import DispatchOptions, DispatchService
 from gridpilot.api.errors import Unavailable
 from gridpilot.api.schemas import DispatchCreate
-from gridpilot.ops.embedded import TemporalDevServer, free_port
+from gridpilot.ops.embedded import TemporalDevServer
 from gridpilot.ops.headend import Headend
+from gridpilot.ops.processes import free_port
 from gridpilot.ops.temporal import connect
 from gridpilot.schema import db
 from gridpilot.schema.pb import agent_pb2 as pb

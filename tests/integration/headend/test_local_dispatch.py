@@ -24,8 +24,9 @@ from gp_testing import (
 
 from gridpilot.cli.dispatch import timeline
 from gridpilot.edge_agent import EdgeAgent, SiteConfig
-from gridpilot.ops.embedded import EmbeddedPostgres, free_port
+from gridpilot.ops.embedded import EmbeddedPostgres
 from gridpilot.ops.headend import Headend
+from gridpilot.ops.processes import free_port
 from gridpilot.ops.settings import Settings
 from gridpilot.schema import db
 from gridpilot.schema.pb import agent_pb2 as pb

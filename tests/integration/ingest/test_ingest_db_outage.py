@@ -23,7 +23,8 @@ from gp_testing.procs import (
     stored_samples,
 )
 
-from gridpilot.ops.embedded import EmbeddedPostgres, free_port
+from gridpilot.ops.embedded import EmbeddedPostgres
+from gridpilot.ops.processes import free_port
 
 if TYPE_CHECKING:
     from temporalio.testing import WorkflowEnvironment

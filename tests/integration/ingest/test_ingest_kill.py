@@ -21,7 +21,7 @@ from gp_testing.procs import (
     stored_samples,
 )
 
-from gridpilot.ops.embedded import free_port
+from gridpilot.ops.processes import free_port
 
 if TYPE_CHECKING:
     from temporalio.testing import WorkflowEnvironment

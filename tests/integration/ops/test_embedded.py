@@ -20,9 +20,9 @@ from gridpilot.ops.embedded import (
     EmbeddedPostgres,
     EmbeddedStackError,
     TemporalDevServer,
-    free_port,
     stack_lock,
 )
+from gridpilot.ops.processes import free_port
 
 pytestmark = pytest.mark.integration
 

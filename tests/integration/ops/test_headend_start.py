@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from gridpilot.ops.embedded import free_port
+from gridpilot.ops.processes import free_port
 
 pytestmark = pytest.mark.integration
 

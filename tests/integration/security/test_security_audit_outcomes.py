@@ -17,7 +17,8 @@ from gridpilot.api.admin import SecurityDeps
 from gridpilot.api.app import ApiDeps, create_app
 from gridpilot.api.auth import AuthSettings
 from gridpilot.api.dispatch_service import DispatchOptions, DispatchService
-from gridpilot.ops.embedded import TemporalDevServer, free_port
+from gridpilot.ops.embedded import TemporalDevServer
+from gridpilot.ops.processes import free_port
 from gridpilot.ops.temporal import connect
 from gridpilot.security.authn import Authenticator
 
