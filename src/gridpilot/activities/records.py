@@ -9,6 +9,7 @@ from temporalio import activity
 
 from gridpilot.store.dispatches import DispatchStore
 from gridpilot.workflows.models import (
+    AgentAck,
     AllocationRecord,
     ClaimRequest,
     ClaimResult,
@@ -34,6 +35,12 @@ class RecordActivities:
     @activity.defn(name="record_allocation")
     async def record_allocation(self, rec: AllocationRecord) -> None:
         await self._store.record_allocation(rec)
+
+    @activity.defn(name="record_late_ack")
+    async def record_late_ack(self, ack: AgentAck) -> None:
+        """An ack that came while the dispatch was ending: kept with those that
+        came after its end (``dispatch_late_acks``), once."""
+        await self._store.record_late_ack(ack)
 
     @activity.defn(name="resolve_route")
     async def resolve_route(self, asset_id: str) -> Route:

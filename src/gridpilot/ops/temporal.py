@@ -112,6 +112,7 @@ def dispatch_worker(client: Client, task_queue: str, store: DispatchStore) -> Wo
             records.record_dispatch,
             records.record_transition,
             records.record_allocation,
+            records.record_late_ack,
             records.resolve_route,
             records.load_split_inputs,
             records.claim_asset,

@@ -63,6 +63,10 @@ PATCH_SUPERSEDE_AT_HANDOVER = "supersede-at-handover"
 # (core.supersede) ends this one SUPERSEDED at once, instead of resolving the
 # route again until the winner's cancel signal comes.
 PATCH_CANCEL_BEFORE_DELIVERY = "cancel-before-delivery"
+# Acks that came while it was ending (e.g. the agent's answer to the Release) are
+# written to dispatch_late_acks, as those after its end are, not only kept in
+# the workflow's result.
+PATCH_LATE_ACKS_KEPT = "late-acks-kept"
 
 
 @workflow.defn
@@ -162,8 +166,20 @@ class DispatchWorkflow:
         # Release) change nothing, but are kept for the record.
         self.late_acks.extend(self.acks)
         self.acks.clear()
+        if self.late_acks and workflow.patched(PATCH_LATE_ACKS_KEPT):
+            await self._keep_late_acks()
         self.outcome = end
         return await close(end, self.cancel_requested)
+
+    async def _keep_late_acks(self) -> None:
+        """Write the late acks to the record, those that arrive meanwhile too
+        (the ack signal appends to ``late_acks`` once the state is terminal).
+        Only an ack signalled in the workflow's very last task stays in its
+        result alone; one after the close is kept by the headend (ingest.acks)."""
+        kept = 0
+        while kept < len(self.late_acks):
+            await on_database(RecordActivities.record_late_ack, self.late_acks[kept])
+            kept += 1
 
     async def _claim(self) -> DispatchResult | None:
         """At most one live dispatch per asset: refuse if a higher priority one

@@ -145,6 +145,10 @@ class FakeBackend:
         self._called("record_allocation", rec)
         self.allocations.append(rec)
 
+    @activity.defn(name="record_late_ack")
+    async def record_late_ack(self, ack: AgentAck) -> None:
+        self._called("record_late_ack", ack)
+
     @activity.defn(name="resolve_route")
     async def resolve_route(self, asset_id: str) -> Route:
         self._called("resolve_route", asset_id)
@@ -234,6 +238,7 @@ class FakeBackend:
             self.record_dispatch,
             self.record_transition,
             self.record_allocation,
+            self.record_late_ack,
             self.resolve_route,
             self.load_split_inputs,
             self.claim_asset,

@@ -373,6 +373,12 @@ async def test_agent_answer_arriving_while_dispatch_ends_is_kept_as_late_ack(dev
     assert [(a.state, a.reason) for a in status.late_acks] == [
         ("released", ReasonCode.CANCELLED_BY_OPERATOR)
     ]
+    # ... and written where the acks after the end go (dispatch_late_acks), not
+    # only into the workflow's result.
+    kept = [c.arg for c in b.called("record_late_ack")]
+    assert [(a.dispatch_id, a.state, a.reason) for a in kept] == [
+        (inp.dispatch_id, "released", ReasonCode.CANCELLED_BY_OPERATOR)
+    ]
 
 
 async def test_repeated_applied_ack_while_active_is_ignored(dev):

@@ -18,6 +18,7 @@ NAMES = {
     RecordActivities.record_dispatch: "record_dispatch",
     RecordActivities.record_transition: "record_transition",
     RecordActivities.record_allocation: "record_allocation",
+    RecordActivities.record_late_ack: "record_late_ack",
     RecordActivities.resolve_route: "resolve_route",
     RecordActivities.claim_asset: "claim_asset",
     RecordActivities.load_split_inputs: "load_split_inputs",
