@@ -354,7 +354,7 @@ async def test_ack_after_the_workflow_closed_is_refused_and_changes_nothing(dev)
     assert len(b.called("record_transition")) == recorded
 
 
-async def test_agent_answer_arriving_while_dispatch_ends_is_kept_as_late_ack(dev):
+async def test_agent_answer_arriving_while_dispatch_ends_is_kept_as_late_ack(dev, record_histories):
     """The agent answers the cancel's Release at once; the workflow is already ending."""
     b = dev.backend
     b.online(ASSET)
@@ -379,6 +379,7 @@ async def test_agent_answer_arriving_while_dispatch_ends_is_kept_as_late_ack(dev
     assert [(a.dispatch_id, a.state, a.reason) for a in kept] == [
         (inp.dispatch_id, "released", ReasonCode.CANCELLED_BY_OPERATOR)
     ]
+    await record_histories(late_ack_while_ending=handle)
 
 
 async def test_repeated_applied_ack_while_active_is_ignored(dev):

@@ -38,6 +38,7 @@ REQUIRED = (
     "failed_unknown_asset",
     "cancelled_active",
     "cancelled_before_delivery",
+    "late_ack_while_ending",
     "delivered_after_offline",
     "redelivered_after_dead_headend",
     "site_fanout",
