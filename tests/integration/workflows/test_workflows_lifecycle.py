@@ -553,11 +553,14 @@ async def test_site_child_whose_agent_is_offline_expires_and_is_respread(dev):
     parent = await _start_site(dev, 100.0, deliver_s=2.0, offline=("pv-1",))
     p = parent.id
     v2 = _shares(100.0, excluded=("pv-1",))
+    # bess-2 keeps its share through the respread: brought active at once, so its
+    # own 2 s delivery window does not run out while pv-1's does (a busy machine).
+    await _to_active(dev, f"{p}.bess-2", "bess-2", v2["bess-2"])
 
     await b.wait_state(f"{p}.pv-1", S.EXPIRED)
     await b.wait_state(f"{p}.bess-1.v2", S.SENT)
     await _complete(dev, f"{p}.bess-1.v2", "bess-1", v2["bess-1"])
-    await _complete(dev, f"{p}.bess-2", "bess-2", v2["bess-2"])
+    await b.ack(f"{p}.bess-2", "completed", asset_id="bess-2", applied_p_kw=v2["bess-2"])
     result = await dev.result(parent)
 
     assert b.transitions[f"{p}.pv-1"][-1].reason is ReasonCode.AGENT_OFFLINE
