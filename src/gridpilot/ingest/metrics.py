@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .acks import TemporalAckSink
 from .pipeline import TelemetryPipeline
 from .servicer import AgentGatewayServicer
+from .sessions import SessionRegistry
 
 
 class IngestCollector(Collector):
@@ -84,3 +87,41 @@ class IngestCollector(Collector):
             for name, family in families.items():
                 family.add_metric([gateway_id], getattr(report, name))
         yield from families.values()
+
+
+def metrics_registry(
+    sessions: SessionRegistry,
+    pipeline: TelemetryPipeline,
+    ingest: IngestCollector,
+    acks: TemporalAckSink,
+) -> CollectorRegistry:
+    """The headend's /metrics: the ingest collector and the gauges of its sessions,
+    telemetry writer and waiting acks."""
+    reg = CollectorRegistry()
+    reg.register(ingest)
+    Gauge("gridpilot_agents_connected", "agent streams on this headend", registry=reg).set_function(
+        lambda: len(sessions.all())
+    )
+    Gauge("gridpilot_ingest_queue_batches", "telemetry batches waiting", registry=reg).set_function(
+        lambda: pipeline.depth
+    )
+    Gauge("gridpilot_ingest_rows_written", "telemetry rows committed", registry=reg).set_function(
+        lambda: pipeline.stats.rows_written
+    )
+    Gauge(
+        "gridpilot_ingest_rows_duplicate", "telemetry rows dropped as duplicates", registry=reg
+    ).set_function(lambda: pipeline.stats.rows_duplicate)
+    Gauge(
+        "gridpilot_ingest_db_available", "1 when the telemetry writer reaches the DB", registry=reg
+    ).set_function(lambda: 1 if pipeline.stats.db_available else 0)
+    Gauge(
+        "gridpilot_dispatch_acks_waiting",
+        "agent dispatch acks waiting for Temporal to answer",
+        registry=reg,
+    ).set_function(lambda: acks.waiting)
+    Gauge(
+        "gridpilot_dispatch_acks_dropped",
+        "agent dispatch acks dropped while Temporal was down (the waiting queue was full)",
+        registry=reg,
+    ).set_function(lambda: acks.dropped)
+    return reg

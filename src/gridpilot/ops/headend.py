@@ -12,7 +12,6 @@ from typing import Any
 import grpc
 import structlog
 import uvicorn
-from prometheus_client import CollectorRegistry, Gauge
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
@@ -24,7 +23,7 @@ from gridpilot.core.sessions import EndReason
 from gridpilot.ingest.acks import TemporalAckSink, late_ack_recorder
 from gridpilot.ingest.enrollment import EnrollmentStore
 from gridpilot.ingest.guard import GatewayAuthority, SessionGuard
-from gridpilot.ingest.metrics import IngestCollector
+from gridpilot.ingest.metrics import IngestCollector, metrics_registry
 from gridpilot.ingest.pipeline import IngestBatch, TelemetryPipeline
 from gridpilot.ingest.queue import MemoryTelemetryQueue
 from gridpilot.ingest.registry import GatewayStore
@@ -138,42 +137,6 @@ def _prepare_database(settings: Settings) -> None:
 def _redact(url: str) -> str:
     head, _, tail = url.rpartition("@")
     return ("…@" + tail) if head else url
-
-
-def _metrics(
-    sessions: SessionRegistry,
-    pipeline: TelemetryPipeline,
-    ingest: IngestCollector,
-    acks: TemporalAckSink,
-) -> CollectorRegistry:
-    reg = CollectorRegistry()
-    reg.register(ingest)
-    Gauge("gridpilot_agents_connected", "agent streams on this headend", registry=reg).set_function(
-        lambda: len(sessions.all())
-    )
-    Gauge("gridpilot_ingest_queue_batches", "telemetry batches waiting", registry=reg).set_function(
-        lambda: pipeline.depth
-    )
-    Gauge("gridpilot_ingest_rows_written", "telemetry rows committed", registry=reg).set_function(
-        lambda: pipeline.stats.rows_written
-    )
-    Gauge(
-        "gridpilot_ingest_rows_duplicate", "telemetry rows dropped as duplicates", registry=reg
-    ).set_function(lambda: pipeline.stats.rows_duplicate)
-    Gauge(
-        "gridpilot_ingest_db_available", "1 when the telemetry writer reaches the DB", registry=reg
-    ).set_function(lambda: 1 if pipeline.stats.db_available else 0)
-    Gauge(
-        "gridpilot_dispatch_acks_waiting",
-        "agent dispatch acks waiting for Temporal to answer",
-        registry=reg,
-    ).set_function(lambda: acks.waiting)
-    Gauge(
-        "gridpilot_dispatch_acks_dropped",
-        "agent dispatch acks dropped while Temporal was down (the waiting queue was full)",
-        registry=reg,
-    ).set_function(lambda: acks.dropped)
-    return reg
 
 
 class Headend:
@@ -305,7 +268,7 @@ class Headend:
                         Authenticator(self.tokens, jwt_verifier(s)), self.audit, s.metrics_public
                     ),
                     readiness=self._readiness,
-                    metrics=_metrics(
+                    metrics=metrics_registry(
                         self.sessions,
                         self.pipeline,
                         IngestCollector(self.pipeline, lambda: self.servicer),

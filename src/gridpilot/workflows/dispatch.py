@@ -172,10 +172,8 @@ class DispatchWorkflow:
         return await close(end, self.cancel_requested)
 
     async def _keep_late_acks(self) -> None:
-        """Write the late acks to the record, those that arrive meanwhile too
-        (the ack signal appends to ``late_acks`` once the state is terminal).
-        Only an ack signalled in the workflow's very last task stays in its
-        result alone; one after the close is kept by the headend (ingest.acks)."""
+        """Write the late acks to the record, also those signalled meanwhile (one
+        in the very last task stays in the result; after the close, ingest.acks)."""
         kept = 0
         while kept < len(self.late_acks):
             await on_database(RecordActivities.record_late_ack, self.late_acks[kept])
