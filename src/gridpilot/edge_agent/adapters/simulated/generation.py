@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, tzinfo
+from typing import Any
 
 from gridpilot.core.telemetry import Sample
 
@@ -21,7 +22,42 @@ def daylight_fraction(hour: float, sunrise_h: float, sunset_h: float) -> float:
     return math.sin(math.pi * (hour - sunrise_h) / (sunset_h - sunrise_h))
 
 
-class SimulatedPv(SimulatedDevice):
+class _Generator(SimulatedDevice):
+    """A generator the setpoint curtails: actual = min(setpoint, available), and
+    it never imports."""
+
+    def available_kw(self) -> float:
+        raise NotImplementedError
+
+    def actual_kw(self) -> float:
+        return max(0.0, min(self.setpoint_kw, self.available_kw()))
+
+    def _generation_sample(
+        self, now: datetime, available: float, p: float, idle: str, details: dict[str, Any]
+    ) -> Sample:
+        """The sample of a generator producing ``p`` of ``available`` kW (state
+        ``idle`` when nothing is available); ``details`` gain the curtailment."""
+        voltage, frequency = self._grid(now)
+        state = idle if available <= 0 else "curtailed" if p < available - 1e-9 else "producing"
+        return Sample(
+            asset_id=self.asset_id,
+            ts=now,
+            p_kw=p,
+            q_kvar=0.0,
+            available_charge_kw=0.0,
+            available_discharge_kw=available,
+            voltage_v=voltage,
+            frequency_hz=frequency,
+            state=state,
+            details={
+                **details,
+                "curtailed_kw": round(available - p, 3),
+                "setpoint_kw": self.setpoint_kw,
+            },
+        )
+
+
+class SimulatedPv(_Generator):
     """Available power follows the daylight curve over the site's local time
     (never below ``min_fraction`` of the peak); the setpoint curtails:
     actual = min(setpoint, available), and PV never imports."""
@@ -61,35 +97,18 @@ class SimulatedPv(SimulatedDevice):
     def available_kw(self) -> float:
         return self.peak_kw * self.fraction()
 
-    def actual_kw(self) -> float:
-        return max(0.0, min(self.setpoint_kw, self.available_kw()))
-
     def _sample(self, now: datetime) -> Sample:
         fraction = self.fraction()
         available, p = self.peak_kw * fraction, self.actual_kw()
-        voltage, frequency = self._grid(now)
-        state = "night" if available <= 0 else "curtailed" if p < available - 1e-9 else "producing"
-        return Sample(
-            asset_id=self.asset_id,
-            ts=now,
-            p_kw=p,
-            q_kvar=0.0,
-            available_charge_kw=0.0,
-            available_discharge_kw=available,
-            voltage_v=voltage,
-            frequency_hz=frequency,
-            state=state,
-            details={
-                "irradiance_w_m2": round(1000.0 * fraction, 1),
-                "dc_power_kw": round(p / self._inverter_eff, 3),
-                "curtailed_kw": round(available - p, 3),
-                "module_temp_c": round(20.0 + 25.0 * fraction, 1),
-                "setpoint_kw": self.setpoint_kw,
-            },
-        )
+        details = {
+            "irradiance_w_m2": round(1000.0 * fraction, 1),
+            "dc_power_kw": round(p / self._inverter_eff, 3),
+            "module_temp_c": round(20.0 + 25.0 * fraction, 1),
+        }
+        return self._generation_sample(now, available, p, "night", details)
 
 
-class SimulatedWind(SimulatedDevice):
+class SimulatedWind(_Generator):
     """A turbine on a cubic power curve (cut-in, rated, cut-out) under a wind
     that swings slowly around its mean with faster gusts; the setpoint curtails."""
 
@@ -131,28 +150,7 @@ class SimulatedWind(SimulatedDevice):
             return self.rated_kw
         return self.rated_kw * (v**3 - cut_in**3) / (rated**3 - cut_in**3)
 
-    def actual_kw(self) -> float:
-        return max(0.0, min(self.setpoint_kw, self.available_kw()))
-
     def _sample(self, now: datetime) -> Sample:
         available, p = self.available_kw(), self.actual_kw()
-        voltage, frequency = self._grid(now)
-        state = (
-            "stopped" if available <= 0 else "curtailed" if p < available - 1e-9 else "producing"
-        )
-        return Sample(
-            asset_id=self.asset_id,
-            ts=now,
-            p_kw=p,
-            q_kvar=0.0,
-            available_charge_kw=0.0,
-            available_discharge_kw=available,
-            voltage_v=voltage,
-            frequency_hz=frequency,
-            state=state,
-            details={
-                "wind_speed_m_s": round(self.wind_m_s(), 2),
-                "curtailed_kw": round(available - p, 3),
-                "setpoint_kw": self.setpoint_kw,
-            },
-        )
+        details = {"wind_speed_m_s": round(self.wind_m_s(), 2)}
+        return self._generation_sample(now, available, p, "stopped", details)
