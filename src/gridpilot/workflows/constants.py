@@ -18,7 +18,6 @@ SIGNAL_CANCEL = "cancel"
 # sender is a child DispatchWorkflow (dispatch.py), and site.py's workflow extends
 # DispatchWorkflow, so dispatch.py cannot import it for a method reference.
 SIGNAL_CHILD_STATE = "child_state"
-QUERY_STATUS = "status"
 
 # The error type of a setpoint refused at delivery because a newer dispatch claimed
 # the asset first (core.supersede); its details carry the winner's id.
