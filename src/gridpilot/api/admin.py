@@ -20,7 +20,7 @@ from gridpilot.ingest.enrollment import EnrollmentStore
 from gridpilot.ingest.registry import GatewayStore
 from gridpilot.security.audit import Actor, AuditEvent, AuditLog
 from gridpilot.security.certs import CertificateRegistry
-from gridpilot.security.principal import Role
+from gridpilot.security.principal import GRANTABLE, Role
 from gridpilot.security.tokens import TokenInfo, TokenStore
 
 from .auth import principal_of
@@ -51,6 +51,10 @@ class MeView(BaseModel):
     principal: str
     roles: list[str]
     auth: str
+    permissions: list[str] = Field(
+        description="what the roles grant (read, dispatch, audit, admin): the console "
+        "shows only the controls these allow; the server still checks each request"
+    )
 
 
 class TokenCreate(RequestBody):
@@ -117,7 +121,8 @@ class AuditView(BaseModel):
 @router.get("/me", response_model=MeView, tags=["security"])
 async def me(request: Request) -> MeView:
     p = principal_of(request.state)
-    return MeView(principal=p.name, roles=sorted(p.roles), auth=p.method)
+    granted = [m.value for m in GRANTABLE if p.can(m)]
+    return MeView(principal=p.name, roles=sorted(p.roles), auth=p.method, permissions=granted)
 
 
 @router.get("/tokens", response_model=list[TokenInfo], tags=["security"])

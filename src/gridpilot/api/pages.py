@@ -25,7 +25,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gridpilot.core.errors import NotFound
 from gridpilot.core.lifecycle import TERMINAL_VALUES
 
-CONSOLE = Path(__file__).parent / "console" / "index.html"
+CONSOLE_DIR = Path(__file__).parent / "console"
+CONSOLE_PAGES = {"index": "index.html", "dispatch": "dispatch.html"}
+CONSOLE_ASSETS_URL = "/console/assets"
+# The console's shared script and style; only these files are served.
+CONSOLE_ASSETS = {"console.js": "text/javascript", "console.css": "text/css"}
 DOCS_ASSETS_URL = "/docs/assets"
 _DOCS_FILES = Path(fastapi_offline.__file__).parent / "static"
 # Only these files are served: no path ever reaches the filesystem.
@@ -82,8 +86,9 @@ def console_html(template: str) -> str:
 
 
 def install(app: FastAPI) -> None:
-    """The console at ``/`` and Swagger UI at ``/docs``, both offline."""
-    console = console_html(CONSOLE.read_text())
+    """The console at ``/`` (dispatch detail at ``/console/dispatches/{id}``)
+    and Swagger UI at ``/docs``, all offline."""
+    pages = {k: console_html((CONSOLE_DIR / f).read_text()) for k, f in CONSOLE_PAGES.items()}
     docs_html = get_swagger_ui_html(
         openapi_url=app.openapi_url or "/openapi.json",
         title=f"{app.title} API",
@@ -99,7 +104,22 @@ def install(app: FastAPI) -> None:
 
     @app.get("/", include_in_schema=False)
     async def console_page() -> HTMLResponse:
-        return html_page(console)
+        return html_page(pages["index"])
+
+    # The page holds no data: its script reads the id from the address and
+    # asks the API (with the tab's token), so a link to it can be shared.
+    @app.get("/console/dispatches/{dispatch_id}", include_in_schema=False)
+    async def console_dispatch_page(dispatch_id: str) -> HTMLResponse:
+        return html_page(pages["dispatch"])
+
+    @app.get(CONSOLE_ASSETS_URL + "/{name}", include_in_schema=False)
+    async def console_asset(name: str) -> FileResponse:
+        media_type = CONSOLE_ASSETS.get(name)
+        if media_type is None:
+            raise NotFound(f"no console asset {name!r}", field="name")
+        return FileResponse(
+            CONSOLE_DIR / name, media_type=media_type, headers={"cache-control": "no-cache"}
+        )
 
     @app.get("/docs", include_in_schema=False)
     async def docs_page() -> HTMLResponse:

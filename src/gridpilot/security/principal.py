@@ -24,6 +24,10 @@ class Permission(StrEnum):
     ADMIN = "admin"  # tokens, gateways, certificates, bindings
 
 
+# The permissions a role grants (PUBLIC and AUTHENTICATED need no role), in
+# the order /api/v1/me lists them.
+GRANTABLE = (Permission.READ, Permission.DISPATCH, Permission.AUDIT, Permission.ADMIN)
+
 GRANTS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: frozenset({Permission.READ}),
     Role.OPERATOR: frozenset({Permission.READ, Permission.DISPATCH}),

@@ -153,7 +153,12 @@ async def test_token_lifecycle_hashed_at_rest_revoked_is_401_and_never_logged(ap
             assert again.status_code == 409
         async with api.client(secret) as alice:
             me = (await alice.get("/api/v1/me")).json()
-            assert me == {"principal": "token:alice", "roles": ["operator"], "auth": "token"}
+            assert me == {
+                "principal": "token:alice",
+                "roles": ["operator"],
+                "auth": "token",
+                "permissions": ["read", "dispatch"],
+            }
             assert (await alice.get("/api/v1/tokens")).status_code == 403
         async with api.client(api.by_role["admin"]) as admin:
             r = await admin.post(f"/api/v1/tokens/{created['id']}/revoke")

@@ -9,7 +9,7 @@ import pytest
 
 from gridpilot.api.dispatch_service import check_body, new_dispatch_id, single_asset_preview
 from gridpilot.api.dispatch_workflows import search_attributes, summary
-from gridpilot.api.pages import CONSOLE, console_html
+from gridpilot.api.pages import CONSOLE_DIR, CONSOLE_PAGES, console_html
 from gridpilot.api.schemas import DispatchCreate
 from gridpilot.core.assets import Asset, AssetType, PowerLimits
 from gridpilot.core.dispatch import DurationBounds
@@ -80,8 +80,11 @@ def test_search_attributes_name_only_the_targets_given() -> None:
 
 
 def test_the_console_gets_the_end_states_from_the_server() -> None:
-    template = CONSOLE.read_text()
-    assert '"cancelled"' not in template  # no copy of the vocabulary in its script
-    html = console_html(template)
-    assert f'<body data-terminal-states="{" ".join(TERMINAL_VALUES)}">' in html
-    assert "document.body.dataset.terminalStates" in html
+    script = (CONSOLE_DIR / "console.js").read_text()
+    assert "document.body.dataset.terminalStates" in script
+    for name in ["console.js", *CONSOLE_PAGES.values()]:
+        text = (CONSOLE_DIR / name).read_text()
+        assert '"cancelled"' not in text, name  # no copy of the vocabulary in a script
+    for name in CONSOLE_PAGES.values():
+        html = console_html((CONSOLE_DIR / name).read_text())
+        assert f'<body data-terminal-states="{" ".join(TERMINAL_VALUES)}">' in html

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 
-from gridpilot.api.pages import page_csp
+from gridpilot.api.pages import CONSOLE_ASSETS, CONSOLE_DIR, CONSOLE_PAGES, page_csp
 
 
 def _sha(text: str) -> str:
@@ -33,3 +34,16 @@ def test_page_csp_hashes_each_inline_script_and_style_and_nothing_else() -> None
 def test_page_without_inline_code_allows_only_its_origin() -> None:
     d = _directives(page_csp('<script src="/x.js"></script>'))
     assert d["script-src"] == ["'self'"] and d["style-src"] == ["'self'"]
+
+
+def test_console_pages_load_only_the_console_assets_the_package_serves() -> None:
+    for name in CONSOLE_PAGES.values():
+        html = (CONSOLE_DIR / name).read_text()
+        refs = re.findall(r"""(?:src|href)=["'](/console/assets/[^"']+)["']""", html)
+        assert sorted(refs) == ["/console/assets/console.css", "/console/assets/console.js"]
+        assert "http://" not in html and "https://" not in html
+        # style="" attributes would need 'unsafe-inline': the CSP allows none
+        assert "style=" not in html, name
+    for asset in CONSOLE_ASSETS:
+        assert (CONSOLE_DIR / asset).is_file()
+    assert "style=" not in (CONSOLE_DIR / "console.js").read_text()

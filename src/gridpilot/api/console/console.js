@@ -1,0 +1,72 @@
+// What every console page shares: sign-in (the token is kept in this tab
+// only), the API call, the caller's permissions, formatting and links.
+"use strict";
+const $ = (s) => document.querySelector(s);
+const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({"&":"&amp;","<":"&lt;",">":"&gt;","\"":"&quot;","'":"&#39;"}[c]));
+const TOKEN_KEY = "gridpilot.token";
+// The end states come from the server (core.lifecycle), on the <body> element.
+const TERMINAL_STATES = (document.body.dataset.terminalStates || "").split(" ");
+let ME = null;
+
+function signIn(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  ME = null;
+  document.body.classList.remove("can-dispatch");
+  $("#login-msg").textContent = message || "";
+  if (!$("#login").open) $("#login").showModal();
+}
+async function api(path, opts = {}) {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (!token) { signIn(); throw new Error("sign in first"); }
+  const headers = {"Content-Type": "application/json", "Authorization": "Bearer " + token};
+  const r = await fetch("/api/v1" + path, {...opts, headers});
+  const body = await r.json().catch(() => ({}));
+  if (r.status === 401) { signIn(body.message); throw new Error("sign in again"); }
+  if (!r.ok) throw new Error(body.message || ("HTTP " + r.status));
+  return body;
+}
+// The server grants permissions (read, dispatch, …) to roles; the console only
+// hides what the caller may not do, the server still refuses it.
+const can = (permission) => Boolean(ME && ME.permissions.includes(permission));
+async function whoami() {
+  ME = await api("/me");
+  $("#who").textContent = `${ME.principal} (${ME.roles.join(", ") || "no role"})`;
+  $("#logout").hidden = false;
+  document.body.classList.toggle("can-dispatch", can("dispatch"));
+  return ME;
+}
+// Sign-in for this page; onSignedIn runs once the caller is known.
+function startConsole(onSignedIn) {
+  $("#login-form").onsubmit = async (ev) => {
+    ev.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, $("#token").value.trim());
+    $("#token").value = "";
+    try { await whoami(); $("#login").close(); onSignedIn(); } catch (e) { /* signIn() shows why */ }
+  };
+  $("#logout").onclick = () => { $("#who").textContent = ""; $("#logout").hidden = true; signIn(); };
+  if (sessionStorage.getItem(TOKEN_KEY)) { whoami().then(onSignedIn).catch(() => {}); } else { signIn(); }
+}
+function age(ts) { if (!ts) return "—"; const s = Math.round((Date.now() - new Date(ts)) / 1000); return s + " s"; }
+function fmt(v, d = 1) { return v === null || v === undefined ? "—" : Number(v).toFixed(d); }
+// A time in the browser's zone, UTC on hover.
+function when(ts) {
+  if (!ts) return "—";
+  const t = new Date(ts);
+  return `<time datetime="${esc(ts)}" title="${esc(t.toISOString())}">${esc(t.toLocaleString())}</time>`;
+}
+const dispatchUrl = (id) => "/console/dispatches/" + encodeURIComponent(id);
+const dispatchLink = (id) => `<a href="${dispatchUrl(id)}">${esc(id)}</a>`;
+const copyButton = (id) => `<button type="button" class="copy" data-copy="${esc(id)}" aria-label="Copy ${esc(id)}">copy</button>`;
+const stateCell = (s) => `<span class="state state-${esc(s)}">${esc(s)}</span>`;
+const isLive = (d) => !TERMINAL_STATES.includes(d.state);
+async function cancelDispatch(id) {
+  if (!confirm(`Cancel dispatch ${id}? The asset returns to its default.`)) return false;
+  await api(`/dispatches/${encodeURIComponent(id)}/cancel`, {method: "POST", body: "{}"});
+  return true;
+}
+document.addEventListener("click", async (ev) => {
+  const id = ev.target.dataset && ev.target.dataset.copy; if (!id) return;
+  try { await navigator.clipboard.writeText(id); ev.target.textContent = "copied"; }
+  catch (e) { window.getSelection().selectAllChildren(ev.target.parentElement); ev.target.textContent = "selected"; }
+  setTimeout(() => { ev.target.textContent = "copy"; }, 1500);
+});
