@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gp_testing import RunningHeadend, ScriptedAgent, demo_assets, now_pb, wait_for
@@ -94,6 +97,177 @@ async def test_operator_signs_in_sees_the_site_and_dispatches_it(
             await page.screenshot(path=str(tmp_path / "console.png"), full_page=True)
         finally:
             await browser.close()
+
+
+WIDTHS = [(1440, 900), (390, 844)]  # desktop, phone
+TIMELINE_JS = """rows => rows.map(r => [r.querySelector('.to').textContent,
+    r.querySelector('.actor').textContent, r.querySelector('.reason').textContent])"""
+
+
+async def _apply_each(agent: ScriptedAgent, setpoints: list[pb.Setpoint]) -> None:
+    """The agent accepts and applies each setpoint (its children go active)."""
+    for sp in setpoints:
+        for state in (pb.ACK_STATE_ACCEPTED, pb.ACK_STATE_APPLIED):
+            ack = pb.DispatchAck(
+                dispatch_id=sp.dispatch_id, asset_id=sp.asset_id, state=state, time=now_pb()
+            )
+            if state == pb.ACK_STATE_APPLIED:
+                ack.applied_p_kw = sp.p_kw
+            await agent.send(pb.AgentMessage(dispatch_ack=ack))
+
+
+async def _sign_in(page: Any, base: str, token: str, width: int) -> None:
+    await page.goto(f"{base}/")
+    button = page.locator("#login-form button[type=submit]")
+    await expect_visible(button)
+    box = await button.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, box
+    await page.fill("#token", token)
+    await button.click()
+    await page.locator("#who").filter(has_text="token:").wait_for()
+
+
+async def expect_visible(locator: Any) -> None:
+    from playwright.async_api import expect
+
+    await expect(locator).to_be_visible()
+
+
+async def _fits(page: Any, width: int) -> None:
+    """No control pushes the page wider than the screen (tables scroll in their box)."""
+    scroll_width = await page.evaluate("document.documentElement.scrollWidth")
+    assert scroll_width <= width, (page.url, scroll_width, width)
+
+
+async def test_dispatch_detail_from_the_list_at_desktop_and_phone_widths(
+    headend: RunningHeadend, scripted_agent: ScriptedAgent, chromium: str, tmp_path: Path
+) -> None:
+    """An operator opens a site dispatch from the list by its link, reads the
+    timeline the API has, follows a child from the allocation and comes back
+    with the browser's back button; a viewer sees no mutating control."""
+    from playwright.async_api import async_playwright, expect
+
+    await scripted_agent.connect(demo_assets())
+    operator = await headend.token("operator", name="console-op")
+    viewer = await headend.token("viewer", name="console-viewer")
+    base = str(headend.api.base_url).rstrip("/")
+    shots = tmp_path / "screenshots"
+    print(f"console screenshots: {shots}")
+    api = headend.client(operator)
+    async with api:
+        body = {"site_id": "site-1", "p_kw": 90, "duration_s": 600}
+        created = await api.post("/api/v1/dispatches", json=body)
+        assert created.status_code == 201, created.text
+        site_dispatch = created.json()["id"]
+        await wait_for(lambda: len(scripted_agent.of("setpoint")) == 3)
+        await _apply_each(scripted_agent, scripted_agent.of("setpoint"))
+
+        async def detail(dispatch_id: str) -> dict[str, Any]:
+            r = await api.get(f"/api/v1/dispatches/{dispatch_id}")
+            assert r.status_code == 200, r.text
+            found: dict[str, Any] = r.json()
+            return found
+
+        async def timeline_is_the_apis(page: Any, dispatch_id: str) -> bool:
+            shown = await page.locator("#timeline tbody tr").evaluate_all(TIMELINE_JS)
+            transitions = (await detail(dispatch_id))["transitions"]
+            want = [[t["to_state"], t["actor"], t["reason"] or ""] for t in transitions]
+            return bool(want) and shown == want
+
+        async def site_active() -> bool:
+            return (await detail(site_dispatch))["state"] == "active"
+
+        await wait_for(site_active, what="the site dispatch goes active")
+        children = sorted((await detail(site_dispatch))["children"])
+        assert len(children) == 3
+
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=chromium, args=ARGS)
+            try:
+                for width, height in WIDTHS:
+                    context = await browser.new_context(viewport={"width": width, "height": height})
+                    page = await context.new_page()
+                    await _sign_in(page, base, operator, width)
+                    await expect(page.locator("#dispatch-form")).to_be_visible()
+                    row = page.locator(f'#dispatches tbody tr[data-dispatch="{site_dispatch}"]')
+                    await expect(row.locator("td.id a")).to_have_text(site_dispatch)  # full id
+                    await expect(row.locator("button.copy")).to_be_visible()
+                    await expect(row.locator("[data-cancel]")).to_have_count(1)
+                    # The children come right after their parent, in id order.
+                    listed = await page.locator("#dispatches tbody tr").evaluate_all(
+                        "rows => rows.map(r => r.dataset.dispatch)"
+                    )
+                    at = listed.index(site_dispatch)
+                    assert listed[at + 1 : at + 4] == children, listed
+                    await _fits(page, width)
+                    await page.screenshot(path=str(shots / f"list-{width}.png"), full_page=True)
+
+                    await row.locator("td.id a").click()
+                    await expect(page).to_have_url(f"{base}/console/dispatches/{site_dispatch}")
+                    await expect(page.locator("#dispatch-id")).to_have_text(site_dispatch)
+
+                    await wait_for(partial(timeline_is_the_apis, page, site_dispatch))
+                    allocation = page.locator("#allocation tbody tr")
+                    await expect(allocation).to_have_count(3)
+                    for child in children:
+                        share = (await detail(child))["p_kw"]
+                        line = page.locator(f'#allocation tr[data-child="{child}"]')
+                        await expect(line).to_contain_text(f"{share:.1f}")
+                    await expect(page.locator("#cancel")).to_be_visible()
+                    await _fits(page, width)
+                    await page.screenshot(path=str(shots / f"site-{width}.png"), full_page=True)
+
+                    await page.locator(f'#allocation tr[data-child="{children[0]}"] a').click()
+                    await expect(page).to_have_url(f"{base}/console/dispatches/{children[0]}")
+                    await expect(page.locator("#summary")).to_contain_text(site_dispatch)
+                    await wait_for(partial(timeline_is_the_apis, page, children[0]))
+                    await _fits(page, width)
+                    await page.screenshot(path=str(shots / f"child-{width}.png"), full_page=True)
+
+                    await page.go_back()
+                    await expect(page).to_have_url(f"{base}/console/dispatches/{site_dispatch}")
+                    await expect(page.locator("#dispatch-id")).to_have_text(site_dispatch)
+                    await page.go_back()
+                    await expect(page).to_have_url(f"{base}/")
+                    await expect(row).to_be_visible()
+                    await context.close()
+
+                    # A viewer reads the same pages without a mutating control.
+                    context = await browser.new_context(viewport={"width": width, "height": height})
+                    page = await context.new_page()
+                    await _sign_in(page, base, viewer, width)
+                    await expect(page.locator("#who")).to_contain_text("viewer")
+                    row = page.locator(f'#dispatches tbody tr[data-dispatch="{site_dispatch}"]')
+                    await expect(row.locator("td.id a")).to_have_text(site_dispatch)
+                    await expect(page.locator("#dispatch-form")).to_be_hidden()
+                    await expect(page.locator("[data-cancel]")).to_have_count(0)
+                    await page.screenshot(path=str(shots / f"viewer-list-{width}.png"))
+                    await row.locator("td.id a").click()
+                    await wait_for(partial(timeline_is_the_apis, page, site_dispatch))
+                    await expect(page.locator("#cancel")).to_be_hidden()
+                    await context.close()
+
+                # Cancel asks first: dismissed, nothing happens; accepted, it cancels.
+                context = await browser.new_context(viewport={"width": 1440, "height": 900})
+                page = await context.new_page()
+                await _sign_in(page, base, operator, 1440)
+                await page.goto(f"{base}/console/dispatches/{site_dispatch}")
+                await expect(page.locator("#cancel")).to_be_visible()
+                page.once("dialog", lambda d: asyncio.ensure_future(d.dismiss()))
+                await page.click("#cancel")
+                await expect(page.locator("#cancel")).to_be_visible()
+                assert (await detail(site_dispatch))["state"] == "active"
+                page.once("dialog", lambda d: asyncio.ensure_future(d.accept()))
+                await page.click("#cancel")
+
+                async def cancelled_by_operator() -> bool:
+                    transitions = (await detail(site_dispatch))["transitions"]
+                    return any(t["actor"] == "token:console-op" for t in transitions[1:])
+
+                await wait_for(cancelled_by_operator, what="the cancel reaches the dispatch")
+                await context.close()
+            finally:
+                await browser.close()
 
 
 async def test_api_docs_work_offline_and_authorize_with_a_token(
