@@ -200,6 +200,11 @@ async def test_docs_use_only_assets_served_by_the_package(api: Api) -> None:
         assert (await anonymous.get("/docs/assets/..%2Fcore.py")).status_code in (401, 404)
         assert (await anonymous.get("/docs/assets/core.py")).status_code == 404
         assert (await anonymous.get("/redoc")).status_code == 401  # no such page
+        # The console's assets likewise: its script and style, nothing else.
+        for name in ("console.js", "console.css"):
+            assert (await anonymous.get(f"/console/assets/{name}")).status_code == 200
+        assert (await anonymous.get("/console/assets/index.html")).status_code == 404
+        assert (await anonymous.get("/console/assets/..%2Fpages.py")).status_code in (401, 404)
 
 
 # ------------------------------------------------------------------ last admin

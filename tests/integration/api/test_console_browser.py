@@ -265,6 +265,8 @@ async def test_dispatch_detail_from_the_list_at_desktop_and_phone_widths(
                     return any(t["actor"] == "token:console-op" for t in transitions[1:])
 
                 await wait_for(cancelled_by_operator, what="the cancel reaches the dispatch")
+                await page.goto(f"{base}/console/dispatches/dsp-none")
+                await expect(page.locator("#load-msg")).to_contain_text("does not exist")
                 await context.close()
             finally:
                 await browser.close()
