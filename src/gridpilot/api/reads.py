@@ -14,6 +14,7 @@ from gridpilot.schema import tables as t
 
 from .inputs import Instant
 from .schemas import (
+    AgentSessionView,
     AgentView,
     AssetView,
     BucketView,
@@ -79,6 +80,27 @@ async def list_agents(request: Request) -> list[dict[str, Any]]:
         }
         for r in rows
     ]
+
+
+@router.get("/agents/{gateway_id}/sessions", response_model=list[AgentSessionView], tags=["agents"])
+async def agent_sessions(
+    request: Request, gateway_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 50
+) -> list[dict[str, Any]]:
+    """The gateway's sessions, newest first: its connects and disconnects."""
+    ses = t.agent_sessions
+    q = (
+        select(*(ses.c[name] for name in AgentSessionView.model_fields))
+        .where(ses.c.gateway_id == gateway_id)
+        .order_by(ses.c.connected_at.desc(), ses.c.id)
+        .limit(limit)
+    )
+    async with _engine(request).connect() as conn:
+        rows = (await conn.execute(q)).mappings().all()
+        if not rows:
+            known = await conn.execute(select(t.gateways.c.id).where(t.gateways.c.id == gateway_id))
+            if known.first() is None:
+                raise NotFound(f"gateway {gateway_id} does not exist", field="gateway_id")
+    return [dict(r) for r in rows]
 
 
 @router.get("/sites", response_model=list[SiteView], tags=["sites"])

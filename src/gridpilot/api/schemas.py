@@ -167,6 +167,23 @@ class AgentView(BaseModel):
     last_ended_at: datetime | None = None
 
 
+class AgentSessionView(BaseModel):
+    """One stream of a gateway's agent to a headend, live or ended."""
+
+    id: str
+    gateway_id: str
+    site_id: str
+    headend_id: str
+    peer: str
+    agent_version: str
+    connected_at: datetime
+    last_seen: datetime
+    ended_at: datetime | None = Field(None, description="null while the session is live")
+    end_reason: str | None = Field(
+        None, description="why it ended: closed, network, unresponsive, revoked, ..."
+    )
+
+
 class SiteView(BaseModel):
     id: str
     name: str
