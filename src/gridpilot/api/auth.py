@@ -45,6 +45,7 @@ RULES: dict[tuple[str, str], Permission] = {
     # asks for a token before it calls the API.
     ("GET", "/"): P.PUBLIC,
     ("GET", "/console/dispatches/{dispatch_id}"): P.PUBLIC,
+    ("GET", "/console/agents"): P.PUBLIC,
     ("GET", "/console/assets/{name}"): P.PUBLIC,
     ("GET", "/openapi.json"): P.PUBLIC,
     ("GET", "/docs"): P.PUBLIC,

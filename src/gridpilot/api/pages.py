@@ -26,7 +26,7 @@ from gridpilot.core.errors import NotFound
 from gridpilot.core.lifecycle import TERMINAL_VALUES
 
 CONSOLE_DIR = Path(__file__).parent / "console"
-CONSOLE_PAGES = {"index": "index.html", "dispatch": "dispatch.html"}
+CONSOLE_PAGES = {"index": "index.html", "dispatch": "dispatch.html", "agents": "agents.html"}
 CONSOLE_ASSETS_URL = "/console/assets"
 # The console's shared script and style; only these files are served.
 CONSOLE_ASSETS = {"console.js": "text/javascript", "console.css": "text/css"}
@@ -86,8 +86,8 @@ def console_html(template: str) -> str:
 
 
 def install(app: FastAPI) -> None:
-    """The console at ``/`` (dispatch detail at ``/console/dispatches/{id}``)
-    and Swagger UI at ``/docs``, all offline."""
+    """The console at ``/`` (dispatch detail at ``/console/dispatches/{id}``,
+    agents at ``/console/agents``) and Swagger UI at ``/docs``, all offline."""
     pages = {k: console_html((CONSOLE_DIR / f).read_text()) for k, f in CONSOLE_PAGES.items()}
     docs_html = get_swagger_ui_html(
         openapi_url=app.openapi_url or "/openapi.json",
@@ -111,6 +111,10 @@ def install(app: FastAPI) -> None:
     @app.get("/console/dispatches/{dispatch_id}", include_in_schema=False)
     async def console_dispatch_page(dispatch_id: str) -> HTMLResponse:
         return html_page(pages["dispatch"])
+
+    @app.get("/console/agents", include_in_schema=False)
+    async def console_agents_page() -> HTMLResponse:
+        return html_page(pages["agents"])
 
     @app.get(CONSOLE_ASSETS_URL + "/{name}", include_in_schema=False)
     async def console_asset(name: str) -> FileResponse:

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-from gp_testing import RunningHeadend, ScriptedAgent, demo_assets, now_pb, wait_for
+from gp_testing import (
+    RunningHeadend,
+    ScriptedAgent,
+    agents_connected,
+    demo_assets,
+    now_pb,
+    wait_for,
+)
 
 from gridpilot.schema.pb import agent_pb2 as pb
 
@@ -321,3 +329,91 @@ async def test_api_docs_work_offline_and_authorize_with_a_token(
             await browser.close()
     assert outside == []
     assert problems == []
+
+
+async def test_overview_and_agents_pages_show_the_site_and_an_agent_going_offline(
+    headend: RunningHeadend, scripted_agent: ScriptedAgent, chromium: str, tmp_path: Path
+) -> None:
+    """At 1440 and 390 px the overview shows the site with the API's asset
+    count and its agent connected, no offline banner; the Agents link opens
+    the agent's connection and session history. Once the agent stops, the
+    overview shows the offline banner and alarm, and the banner's link opens
+    the agents page showing it disconnected with the API's reason."""
+    from playwright.async_api import async_playwright, expect
+
+    await scripted_agent.connect(demo_assets())
+    sample = pb.TelemetrySample(asset_id="bess-1", ts=now_pb(), p_kw=12.5, soc_pct=61.0)
+    await scripted_agent.send(
+        pb.AgentMessage(telemetry=pb.TelemetryBatch(batch_seq=1, samples=[sample]))
+    )
+    await wait_for(lambda: scripted_agent.first("telemetry_ack"))
+    viewer = await headend.token("viewer", name="console-viewer")
+    base = str(headend.api.base_url).rstrip("/")
+    shots = tmp_path / "screenshots"
+    print(f"console screenshots: {shots}")
+    api = headend.client(viewer)
+
+    async def agent() -> dict[str, Any]:
+        found: dict[str, Any] = (await api.get("/api/v1/agents")).json()[0]
+        return found
+
+    async with api, async_playwright() as p:
+        sites = (await api.get("/api/v1/sites")).json()
+        site = next(s for s in sites if s["id"] == "site-1")
+        assert len(site["asset_ids"]) == 3
+        browser = await p.chromium.launch(executable_path=chromium, args=ARGS)
+        try:
+            for phase in ("online", "offline"):
+                if phase == "offline":
+                    await scripted_agent.close()
+                    await wait_for(partial(agents_connected, api, False), what="agent offline")
+                gw = await agent()
+                for width, height in WIDTHS:
+                    context = await browser.new_context(viewport={"width": width, "height": height})
+                    page = await context.new_page()
+                    await _sign_in(page, base, viewer, width)
+                    row = page.locator('#sites tbody tr[data-site="site-1"]')
+                    await expect(row.locator(".assets")).to_have_text(str(len(site["asset_ids"])))
+                    banner = page.locator("#offline-banner")
+                    if phase == "online":
+                        await expect(row.locator(".agents")).to_have_text("1 / 1")
+                        await expect(banner).to_be_hidden()
+                        await _fits(page, width)
+                        await page.screenshot(
+                            path=str(shots / f"overview-{width}.png"), full_page=True
+                        )
+                        await page.click('header a:text-is("Agents")')
+                    else:
+                        await expect(row.locator(".agents")).to_have_text("0 / 1")
+                        await expect(banner).to_contain_text("gw-1")
+                        alarm = page.locator('#alarms [data-alarm="agent-offline"]')
+                        await expect(alarm).to_contain_text(gw["last_end_reason"])
+                        await _fits(page, width)
+                        await page.screenshot(
+                            path=str(shots / f"overview-offline-{width}.png"), full_page=True
+                        )
+                        await banner.locator("a").click()
+                    await expect(page).to_have_url(re.compile(f"^{base}/console/agents"))
+                    section = page.locator('section[data-gateway="gw-1"]')
+                    sessions = section.locator("table.sessions tbody tr")
+                    if phase == "online":
+                        await expect(section.locator(".state-cell")).to_have_text("connected")
+                        await expect(section.locator(".session")).to_have_text(gw["session_id"])
+                        await expect(sessions).to_have_count(1)
+                    else:
+                        reason = gw["last_end_reason"]
+                        await expect(section.locator("h2")).to_contain_text(
+                            f"disconnected ({reason})"
+                        )
+                        await expect(banner).to_be_visible()
+                        await expect(sessions.first.locator(".reason")).to_have_text(reason)
+                    await _fits(page, width)
+                    await page.screenshot(
+                        path=str(shots / f"agents-{phase}-{width}.png"), full_page=True
+                    )
+                    await page.click('header a:text-is("Console")')
+                    await expect(page).to_have_url(f"{base}/")
+                    await expect(row.locator(".assets")).to_have_text(str(len(site["asset_ids"])))
+                    await context.close()
+        finally:
+            await browser.close()

@@ -70,3 +70,13 @@ document.addEventListener("click", async (ev) => {
   catch (e) { window.getSelection().selectAllChildren(ev.target.parentElement); ev.target.textContent = "selected"; }
   setTimeout(() => { ev.target.textContent = "copy"; }, 1500);
 });
+// Agents: a link to an agent's part of the agents page, and the banner every
+// page shows while any agent is offline.
+const agentUrl = (id) => "/console/agents#agent-" + encodeURIComponent(id);
+function showOfflineBanner(agents) {
+  const offline = agents.filter((a) => !a.connected);
+  const banner = $("#offline-banner");
+  banner.hidden = offline.length === 0;
+  banner.innerHTML = offline.length ? `${offline.length} agent${offline.length > 1 ? "s" : ""} offline: `
+    + offline.map((a) => `<a href="${agentUrl(a.gateway_id)}">${esc(a.gateway_id)}</a> (${esc(a.site_name)}${a.last_end_reason ? ", " + esc(a.last_end_reason) : ""})`).join(", ") : "";
+}
