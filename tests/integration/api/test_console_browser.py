@@ -13,8 +13,10 @@ import pytest
 from gp_testing import (
     RunningHeadend,
     ScriptedAgent,
+    agent_ack,
     agents_connected,
     demo_assets,
+    dispatch_in_state,
     now_pb,
     wait_for,
 )
@@ -335,7 +337,8 @@ async def test_overview_and_agents_pages_show_the_site_and_an_agent_going_offlin
     headend: RunningHeadend, scripted_agent: ScriptedAgent, chromium: str, tmp_path: Path
 ) -> None:
     """At 1440 and 390 px the overview shows the site with the API's asset
-    count and its agent connected, no offline banner; the Agents link opens
+    count, its active dispatch and its agent connected, no offline banner,
+    a failed dispatch's alarm links to its page; the Agents link opens
     the agent's connection and session history. Once the agent stops, the
     overview shows the offline banner and alarm, and the banner's link opens
     the agents page showing it disconnected with the API's reason."""
@@ -347,6 +350,17 @@ async def test_overview_and_agents_pages_show_the_site_and_an_agent_going_offlin
         pb.AgentMessage(telemetry=pb.TelemetryBatch(batch_seq=1, samples=[sample]))
     )
     await wait_for(lambda: scripted_agent.first("telemetry_ack"))
+    # One dispatch failed (the agent refuses it), one active.
+    body = {"asset_id": "ev-1", "p_kw": -10, "duration_s": 600}
+    failed = (await headend.api.post("/api/v1/dispatches", json=body)).json()["id"]
+    sp = await wait_for(lambda: scripted_agent.first("setpoint"))
+    await scripted_agent.send(agent_ack(sp, pb.ACK_STATE_REJECTED, detail="local limit"))
+    await wait_for(partial(dispatch_in_state, headend.api, failed, "failed"))
+    body = {"asset_id": "bess-1", "p_kw": 20, "duration_s": 600}
+    active = (await headend.api.post("/api/v1/dispatches", json=body)).json()["id"]
+    await wait_for(lambda: len(scripted_agent.of("setpoint")) == 2)
+    await _apply_each(scripted_agent, scripted_agent.of("setpoint")[1:])
+    await wait_for(partial(dispatch_in_state, headend.api, active, "active"))
     viewer = await headend.token("viewer", name="console-viewer")
     base = str(headend.api.base_url).rstrip("/")
     shots = tmp_path / "screenshots"
@@ -378,10 +392,18 @@ async def test_overview_and_agents_pages_show_the_site_and_an_agent_going_offlin
                     if phase == "online":
                         await expect(row.locator(".agents")).to_have_text("1 / 1")
                         await expect(banner).to_be_hidden()
+                        await expect(row.locator(".active")).to_have_text("1")
+                        alarm = page.locator('#alarms [data-alarm="dispatch-failed"]')
+                        await expect(alarm).to_contain_text(failed)
                         await _fits(page, width)
                         await page.screenshot(
                             path=str(shots / f"overview-{width}.png"), full_page=True
                         )
+                        await alarm.locator("a").click()
+                        await expect(page).to_have_url(f"{base}/console/dispatches/{failed}")
+                        await expect(page.locator("#summary")).to_contain_text("failed")
+                        await page.go_back()
+                        await expect(banner).to_be_hidden()
                         await page.click('header a:text-is("Agents")')
                     else:
                         await expect(row.locator(".agents")).to_have_text("0 / 1")
