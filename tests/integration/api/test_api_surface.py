@@ -152,7 +152,7 @@ def _hash(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
 
-@pytest.mark.parametrize("path", ["/", "/console/dispatches/dsp-x", "/docs"])
+@pytest.mark.parametrize("path", ["/", "/console/dispatches/dsp-x", "/console/agents", "/docs"])
 async def test_pages_send_security_headers_and_allow_only_their_own_inline_code(
     api: Api, path: str
 ) -> None:
