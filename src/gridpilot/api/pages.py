@@ -26,7 +26,13 @@ from gridpilot.core.errors import NotFound
 from gridpilot.core.lifecycle import TERMINAL_VALUES
 
 CONSOLE_DIR = Path(__file__).parent / "console"
-CONSOLE_PAGES = {"index": "index.html", "dispatch": "dispatch.html", "agents": "agents.html"}
+# Each console page is the shared frame (head, header, sign-in dialog, offline
+# banner: frame.html) under the page's title, then its own body (<name>.html).
+CONSOLE_PAGES = {
+    "index": "GridPilot console",
+    "dispatch": "Dispatch · GridPilot console",
+    "agents": "Agents · GridPilot console",
+}
 CONSOLE_ASSETS_URL = "/console/assets"
 # The console's shared script and style; only these files are served.
 CONSOLE_ASSETS = {"console.js": "text/javascript", "console.css": "text/css"}
@@ -85,10 +91,16 @@ def console_html(template: str) -> str:
     return template.replace("<body>", f'<body data-terminal-states="{states}">', 1)
 
 
+def build_console_page(name: str) -> str:
+    """The console page ``name`` (a key of ``CONSOLE_PAGES``), whole."""
+    frame = (CONSOLE_DIR / "frame.html").read_text().replace("{title}", CONSOLE_PAGES[name])
+    return console_html(frame + (CONSOLE_DIR / f"{name}.html").read_text())
+
+
 def install(app: FastAPI) -> None:
     """The console at ``/`` (dispatch detail at ``/console/dispatches/{id}``,
     agents at ``/console/agents``) and Swagger UI at ``/docs``, all offline."""
-    pages = {k: console_html((CONSOLE_DIR / f).read_text()) for k, f in CONSOLE_PAGES.items()}
+    pages = {name: build_console_page(name) for name in CONSOLE_PAGES}
     docs_html = get_swagger_ui_html(
         openapi_url=app.openapi_url or "/openapi.json",
         title=f"{app.title} API",
