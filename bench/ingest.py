@@ -44,10 +44,13 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from gridpilot.core.telemetry import CORE_FIELDS
+from gridpilot.ingest.enrollment import EnrollmentStore
 from gridpilot.ingest.pipeline import COLUMNS, COPY_TYPES
-from gridpilot.ops.embedded import EmbeddedPostgres, TemporalDevServer, free_port
+from gridpilot.ops.embedded import EmbeddedPostgres, TemporalDevServer
+from gridpilot.ops.processes import free_port
 from gridpilot.schema import db
 from gridpilot.schema.pb import agent_pb2 as pb
+from gridpilot.security.audit import Actor, AuditLog
 
 AGENTS = 4
 ASSETS = 50  # per agent
@@ -277,6 +280,18 @@ def tls(work: Path, agents: int) -> tuple[dict[str, str], list[grpc.ChannelCrede
     return env, creds
 
 
+async def enroll_gateways(url: str, agents: int) -> None:
+    """Each bench gateway enrolled for its site, as an admin would (`gridpilot
+    gateway enroll`): a Hello for a site the gateway is not enrolled for is refused."""
+    engine = db.async_engine(url)
+    try:
+        store = EnrollmentStore(engine, AuditLog(engine))
+        for a in range(agents):
+            await store.enroll(f"bench-site-{a}", f"bench{a}", None, Actor("bench"))
+    finally:
+        await engine.dispose()
+
+
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="gridpilot-bench-"))
     pg = EmbeddedPostgres(work / "pg", free_port())
@@ -315,6 +330,7 @@ def main() -> None:
                     break
             time.sleep(0.3)
 
+        asyncio.run(enroll_gateways(e2e_url, AGENTS))
         t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
         print(
             f"encoding {AGENTS} x {BATCHES} batches of {SAMPLES_PER_BATCH} samples ...", flush=True
