@@ -12,7 +12,10 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
-@pytest.mark.parametrize("script", sorted(BENCH.glob("*.py")), ids=lambda p: p.name)
+SCRIPTS = sorted(p for p in BENCH.glob("*.py") if not p.name.startswith("_"))  # _x: shared parts
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_bench_script_imports(script: Path) -> None:
     namespace = runpy.run_path(str(script), run_name="bench_import_check")  # not __main__
     assert callable(namespace.get("main")), f"{script.name} has no main()"
