@@ -19,7 +19,7 @@ from pathlib import Path
 import fastapi_offline
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gridpilot.core.errors import NotFound
@@ -32,10 +32,18 @@ CONSOLE_PAGES = {
     "index": "GridPilot console",
     "dispatch": "Dispatch · GridPilot console",
     "agents": "Agents · GridPilot console",
+    "site": "Site · GridPilot console",
+    "asset": "Asset · GridPilot console",
 }
-CONSOLE_ASSETS_URL = "/console/assets"
-# The console's shared script and style; only these files are served.
-CONSOLE_ASSETS = {"console.js": "text/javascript", "console.css": "text/css"}
+# /console/assets/{id} is an asset's page; the console's own files are here.
+CONSOLE_ASSETS_URL = "/console/static"
+# The console's shared script, charts, style and icon; only these files are served.
+CONSOLE_ASSETS = {
+    "console.js": "text/javascript",
+    "chart.js": "text/javascript",
+    "console.css": "text/css",
+    "favicon.svg": "image/svg+xml",
+}
 DOCS_ASSETS_URL = "/docs/assets"
 _DOCS_FILES = Path(fastapi_offline.__file__).parent / "static"
 # Only these files are served: no path ever reaches the filesystem.
@@ -99,7 +107,8 @@ def build_console_page(name: str) -> str:
 
 def install(app: FastAPI) -> None:
     """The console at ``/`` (dispatch detail at ``/console/dispatches/{id}``,
-    agents at ``/console/agents``) and Swagger UI at ``/docs``, all offline."""
+    agents at ``/console/agents``, a site at ``/console/sites/{id}``, an asset
+    at ``/console/assets/{id}``) and Swagger UI at ``/docs``, all offline."""
     pages = {name: build_console_page(name) for name in CONSOLE_PAGES}
     docs_html = get_swagger_ui_html(
         openapi_url=app.openapi_url or "/openapi.json",
@@ -127,6 +136,19 @@ def install(app: FastAPI) -> None:
     @app.get("/console/agents", include_in_schema=False)
     async def console_agents_page() -> HTMLResponse:
         return html_page(pages["agents"])
+
+    @app.get("/console/sites/{site_id}", include_in_schema=False)
+    async def console_site_page(site_id: str) -> HTMLResponse:
+        return html_page(pages["site"])
+
+    @app.get("/console/assets/{asset_id}", include_in_schema=False)
+    async def console_asset_page(asset_id: str) -> HTMLResponse:
+        return html_page(pages["asset"])
+
+    # Browsers ask for it on every page, without a token: no answer, not a 401.
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return Response(status_code=204)
 
     @app.get(CONSOLE_ASSETS_URL + "/{name}", include_in_schema=False)
     async def console_asset(name: str) -> FileResponse:
