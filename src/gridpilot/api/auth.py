@@ -44,6 +44,7 @@ RULES: dict[tuple[str, str], Permission] = {
     # The console page and the API's description hold no data; the console
     # asks for a token before it calls the API.
     ("GET", "/"): P.PUBLIC,
+    ("GET", "/console/dispatches"): P.PUBLIC,
     ("GET", "/console/dispatches/{dispatch_id}"): P.PUBLIC,
     ("GET", "/console/agents"): P.PUBLIC,
     ("GET", "/console/sites/{site_id}"): P.PUBLIC,

@@ -23,7 +23,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gridpilot.core.errors import NotFound
-from gridpilot.core.lifecycle import TERMINAL_VALUES
+from gridpilot.core.lifecycle import TERMINAL_VALUES, DispatchState
 
 CONSOLE_DIR = Path(__file__).parent / "console"
 # Each console page is the shared frame (head, header, sign-in dialog, offline
@@ -32,6 +32,7 @@ CONSOLE_PAGES = {
     "index": "GridPilot console",
     "dispatch": "Dispatch · GridPilot console",
     "agents": "Agents · GridPilot console",
+    "dispatches": "Dispatches · GridPilot console",
     "site": "Site · GridPilot console",
     "asset": "Asset · GridPilot console",
 }
@@ -93,10 +94,12 @@ def html_page(html: str) -> HTMLResponse:
 
 
 def console_html(template: str) -> str:
-    """The console page, told the server's vocabulary (the end states, from
-    ``core.lifecycle``) on its ``<body>``, so its script keeps no copy."""
-    states = " ".join(TERMINAL_VALUES)
-    return template.replace("<body>", f'<body data-terminal-states="{states}">', 1)
+    """The console page, told the server's vocabulary (the states and which
+    end, from ``core.lifecycle``) on its ``<body>``, so its script keeps no copy."""
+    ends = " ".join(TERMINAL_VALUES)
+    states = " ".join(s.value for s in DispatchState)
+    body = f'<body data-terminal-states="{ends}" data-states="{states}">'
+    return template.replace("<body>", body, 1)
 
 
 def build_console_page(name: str) -> str:
@@ -106,7 +109,8 @@ def build_console_page(name: str) -> str:
 
 
 def install(app: FastAPI) -> None:
-    """The console at ``/`` (dispatch detail at ``/console/dispatches/{id}``,
+    """The console at ``/`` (the dispatch list at ``/console/dispatches``, one
+    dispatch at ``/console/dispatches/{id}``,
     agents at ``/console/agents``, a site at ``/console/sites/{id}``, an asset
     at ``/console/assets/{id}``) and Swagger UI at ``/docs``, all offline."""
     pages = {name: build_console_page(name) for name in CONSOLE_PAGES}
@@ -136,6 +140,10 @@ def install(app: FastAPI) -> None:
     @app.get("/console/agents", include_in_schema=False)
     async def console_agents_page() -> HTMLResponse:
         return html_page(pages["agents"])
+
+    @app.get("/console/dispatches", include_in_schema=False)
+    async def console_dispatches_page() -> HTMLResponse:
+        return html_page(pages["dispatches"])
 
     @app.get("/console/sites/{site_id}", include_in_schema=False)
     async def console_site_page(site_id: str) -> HTMLResponse:

@@ -8,17 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
-from gp_testing import RunningHeadend, ScriptedAgent, demo_assets, wait_for
+from gp_testing import RunningHeadend
 
 pytestmark = pytest.mark.integration
 NEXT = re.compile(r'^<(/api/v1/dispatches\?[^>]+)>; rel="next"$')
-
-
-async def _submit(api: httpx.AsyncClient, **body: Any) -> str:
-    r = await api.post("/api/v1/dispatches", json={"duration_s": 600, **body})
-    assert r.status_code == 201, r.text
-    dispatch_id: str = r.json()["id"]
-    return dispatch_id
 
 
 async def _pages(api: httpx.AsyncClient, url: str) -> list[list[str]]:
@@ -32,24 +25,6 @@ async def _pages(api: httpx.AsyncClient, url: str) -> list[list[str]]:
         link = r.headers.get("link")
         next_url = NEXT.match(link).group(1) if link else None  # type: ignore[union-attr]
     return pages
-
-
-@pytest.fixture
-async def family(headend: RunningHeadend, scripted_agent: ScriptedAgent) -> dict[str, Any]:
-    """Oldest to newest: a battery dispatch, a site dispatch (three children),
-    a PV dispatch."""
-    await scripted_agent.connect(demo_assets())
-    api = headend.api
-    first = await _submit(api, asset_id="bess-1", p_kw=10)
-    site = await _submit(api, site_id="site-1", p_kw=90)
-
-    async def children() -> list[str] | None:
-        found: list[str] = (await api.get(f"/api/v1/dispatches/{site}")).json()["children"]
-        return sorted(found) if len(found) == 3 else None
-
-    kids = await wait_for(children, what="the site dispatch's children")
-    last = await _submit(api, asset_id="pv-1", p_kw=20)
-    return {"first": first, "site": site, "children": kids, "last": last}
 
 
 async def test_tree_pages_keep_each_family_whole_and_follow_the_link(
@@ -76,7 +51,9 @@ async def test_tree_filters_match_a_family_by_any_member(
     bess_child = [c for c in family["children"] if c.endswith("bess-1")]
     assert sorted(flat[0]) == sorted([family["first"], *bess_child])
     assert await _pages(headend.api, "/api/v1/dispatches?tree=true&source=local") == [[]]
-    r = await headend.api.get("/api/v1/dispatches", params={"tree": "true", "site_id": "site-1"})
+    on_site_2 = await _pages(headend.api, "/api/v1/dispatches?tree=true&site_id=site-2")
+    assert on_site_2 == [[family["last"]]]
+    r = await headend.api.get("/api/v1/dispatches", params={"tree": "true"})
     created = [d["created_at"] for d in r.json() if d["parent_id"] is None]
     assert len(created) == 3 and created == sorted(created, reverse=True)
     window = {"since": created[1], "until": created[0], "tree": "true"}

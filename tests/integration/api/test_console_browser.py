@@ -14,6 +14,7 @@ from gp_testing import (
     ScriptedAgent,
     agent_ack,
     agents_connected,
+    apply_setpoints,
     demo_assets,
     dispatch_in_state,
     now_pb,
@@ -98,18 +99,6 @@ TIMELINE_JS = """rows => rows.map(r => [r.querySelector('.to').textContent,
     r.querySelector('.actor').textContent, r.querySelector('.reason').textContent])"""
 
 
-async def _apply_each(agent: ScriptedAgent, setpoints: list[pb.Setpoint]) -> None:
-    """The agent accepts and applies each setpoint (its children go active)."""
-    for sp in setpoints:
-        for state in (pb.ACK_STATE_ACCEPTED, pb.ACK_STATE_APPLIED):
-            ack = pb.DispatchAck(
-                dispatch_id=sp.dispatch_id, asset_id=sp.asset_id, state=state, time=now_pb()
-            )
-            if state == pb.ACK_STATE_APPLIED:
-                ack.applied_p_kw = sp.p_kw
-            await agent.send(pb.AgentMessage(dispatch_ack=ack))
-
-
 async def test_dispatch_detail_from_the_list_at_desktop_and_phone_widths(
     headend: RunningHeadend, scripted_agent: ScriptedAgent, chromium: str, tmp_path: Path
 ) -> None:
@@ -131,7 +120,7 @@ async def test_dispatch_detail_from_the_list_at_desktop_and_phone_widths(
         assert created.status_code == 201, created.text
         site_dispatch = created.json()["id"]
         await wait_for(lambda: len(scripted_agent.of("setpoint")) == 3)
-        await _apply_each(scripted_agent, scripted_agent.of("setpoint"))
+        await apply_setpoints(scripted_agent, scripted_agent.of("setpoint"))
 
         async def detail(dispatch_id: str) -> dict[str, Any]:
             r = await api.get(f"/api/v1/dispatches/{dispatch_id}")
@@ -320,7 +309,7 @@ async def test_overview_and_agents_pages_show_the_site_and_an_agent_going_offlin
     body = {"asset_id": "bess-1", "p_kw": 20, "duration_s": 600}
     active = (await headend.api.post("/api/v1/dispatches", json=body)).json()["id"]
     await wait_for(lambda: len(scripted_agent.of("setpoint")) == 2)
-    await _apply_each(scripted_agent, scripted_agent.of("setpoint")[1:])
+    await apply_setpoints(scripted_agent, scripted_agent.of("setpoint")[1:])
     await wait_for(partial(dispatch_in_state, headend.api, active, "active"))
     viewer = await headend.token("viewer", name="console-viewer")
     base = str(headend.api.base_url).rstrip("/")

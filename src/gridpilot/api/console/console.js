@@ -15,7 +15,8 @@ function signIn(message) {
   $("#login-msg").textContent = message || "";
   if (!$("#login").open) $("#login").showModal();
 }
-async function api(path, opts = {}) {
+// The API's answer and, for a list with more, the `before` of its next page.
+async function apiPage(path, opts = {}) {
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (!token) { signIn(); throw new Error("sign in first"); }
   const headers = {"Content-Type": "application/json", "Authorization": "Bearer " + token};
@@ -23,8 +24,10 @@ async function api(path, opts = {}) {
   const body = await r.json().catch(() => ({}));
   if (r.status === 401) { signIn(body.message); throw new Error("sign in again"); }
   if (!r.ok) throw new Error(body.message || ("HTTP " + r.status));
-  return body;
+  const next = /[?&]before=([^&>]*)[^>]*>; rel="next"/.exec(r.headers.get("link") || "");
+  return [body, next ? decodeURIComponent(next[1]) : null];
 }
+const api = async (path, opts = {}) => (await apiPage(path, opts))[0];
 // The server grants permissions (read, dispatch, …) to roles; the console only
 // hides what the caller may not do, the server still refuses it.
 const can = (permission) => Boolean(ME && ME.permissions.includes(permission));
