@@ -300,6 +300,15 @@ def agent_ack(sp: Any, state: int, **kw: Any) -> Any:
     )
 
 
+async def apply_setpoints(agent: ScriptedAgent, setpoints: list[Any]) -> None:
+    """The agent accepts and applies each setpoint (the dispatches go active)."""
+    from gridpilot.schema.pb import agent_pb2 as pb
+
+    for sp in setpoints:
+        await agent.send(agent_ack(sp, pb.ACK_STATE_ACCEPTED))
+        await agent.send(agent_ack(sp, pb.ACK_STATE_APPLIED, applied_p_kw=sp.p_kw))
+
+
 async def agents_connected(api: httpx.AsyncClient, connected: bool) -> bool:
     """Every agent the headend knows is (or is not) connected, and there is one."""
     agents = (await api.get("/api/v1/agents")).json()

@@ -44,9 +44,13 @@ RULES: dict[tuple[str, str], Permission] = {
     # The console page and the API's description hold no data; the console
     # asks for a token before it calls the API.
     ("GET", "/"): P.PUBLIC,
+    ("GET", "/console/dispatches"): P.PUBLIC,
     ("GET", "/console/dispatches/{dispatch_id}"): P.PUBLIC,
     ("GET", "/console/agents"): P.PUBLIC,
-    ("GET", "/console/assets/{name}"): P.PUBLIC,
+    ("GET", "/console/sites/{site_id}"): P.PUBLIC,
+    ("GET", "/console/assets/{asset_id}"): P.PUBLIC,
+    ("GET", "/console/static/{name}"): P.PUBLIC,
+    ("GET", "/favicon.ico"): P.PUBLIC,
     ("GET", "/openapi.json"): P.PUBLIC,
     ("GET", "/docs"): P.PUBLIC,
     ("GET", "/docs/assets/{name}"): P.PUBLIC,

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gridpilot.core.errors import NotFound
+from gridpilot.core.errors import NotFound, ValidationFailed
 from gridpilot.core.lifecycle import DispatchState
 from gridpilot.store import reads as store_reads
 
@@ -77,21 +77,66 @@ async def cancel_dispatch(
     return await dispatch_view(request.app.state.engine, dispatch_id)
 
 
-@router.get("/dispatches", response_model=list[DispatchView])
+NEXT_PAGE = {
+    "Link": {
+        "description": 'the next (older) page, `<...&before=ID>; rel="next"`; absent on the last',
+        "schema": {"type": "string"},
+    }
+}
+
+
+@router.get(
+    "/dispatches",
+    response_model=list[DispatchView],
+    responses={200: {"headers": NEXT_PAGE}},
+)
 async def list_dispatches(
     request: Request,
+    response: Response,
     state: DispatchState | None = None,
     asset_id: str | None = None,
     site_id: str | None = None,
     since: Annotated[Instant | None, Query(description="created at or after")] = None,
+    until: Annotated[Instant | None, Query(description="created before")] = None,
     source: Annotated[
         Literal["cloud", "local"] | None,
         Query(description="cloud (this API) or local (written on site)"),
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    tree: Annotated[
+        bool,
+        Query(
+            description="families: a site dispatch then its children, listed when any of "
+            "them matches, counted once against limit and never split across pages"
+        ),
+    ] = False,
+    before: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="the page after this dispatch (the last one, or with tree the last "
+            "family's parent, of the previous page): the Link header gives it",
+        ),
+    ] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=1000, description="dispatches (with tree: families) per page")
+    ] = 100,
 ) -> list[dict[str, Any]]:
-    where = store_reads.DispatchFilter(state, asset_id, site_id, since, source, limit)
-    return await store_reads.list_dispatches(request.app.state.engine, where)
+    """Newest first. Pages follow the `Link: rel="next"` header."""
+    if since is not None and until is not None and until <= since:
+        raise ValidationFailed("until must be after since", field="until")
+    where = store_reads.DispatchFilter(
+        state, asset_id, site_id, since, source, limit, until, before, tree
+    )
+    try:
+        rows, after = await store_reads.dispatch_page(request.app.state.engine, where)
+    except store_reads.UnknownCursor:
+        raise ValidationFailed(
+            f"before: dispatch {before} does not exist", field="before"
+        ) from None
+    if after is not None:
+        url = request.url.include_query_params(before=after)
+        response.headers["Link"] = f'<{url.path}?{url.query}>; rel="next"'
+    return rows
 
 
 @router.get("/dispatches/{dispatch_id}", response_model=DispatchView)

@@ -19,11 +19,11 @@ from pathlib import Path
 import fastapi_offline
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gridpilot.core.errors import NotFound
-from gridpilot.core.lifecycle import TERMINAL_VALUES
+from gridpilot.core.lifecycle import TERMINAL_VALUES, DispatchState
 
 CONSOLE_DIR = Path(__file__).parent / "console"
 # Each console page is the shared frame (head, header, sign-in dialog, offline
@@ -32,10 +32,19 @@ CONSOLE_PAGES = {
     "index": "GridPilot console",
     "dispatch": "Dispatch · GridPilot console",
     "agents": "Agents · GridPilot console",
+    "dispatches": "Dispatches · GridPilot console",
+    "site": "Site · GridPilot console",
+    "asset": "Asset · GridPilot console",
 }
-CONSOLE_ASSETS_URL = "/console/assets"
-# The console's shared script and style; only these files are served.
-CONSOLE_ASSETS = {"console.js": "text/javascript", "console.css": "text/css"}
+# /console/assets/{id} is an asset's page; the console's own files are here.
+CONSOLE_ASSETS_URL = "/console/static"
+# The console's shared script, charts, style and icon; only these files are served.
+CONSOLE_ASSETS = {
+    "console.js": "text/javascript",
+    "chart.js": "text/javascript",
+    "console.css": "text/css",
+    "favicon.svg": "image/svg+xml",
+}
 DOCS_ASSETS_URL = "/docs/assets"
 _DOCS_FILES = Path(fastapi_offline.__file__).parent / "static"
 # Only these files are served: no path ever reaches the filesystem.
@@ -85,10 +94,12 @@ def html_page(html: str) -> HTMLResponse:
 
 
 def console_html(template: str) -> str:
-    """The console page, told the server's vocabulary (the end states, from
-    ``core.lifecycle``) on its ``<body>``, so its script keeps no copy."""
-    states = " ".join(TERMINAL_VALUES)
-    return template.replace("<body>", f'<body data-terminal-states="{states}">', 1)
+    """The console page, told the server's vocabulary (the states and which
+    end, from ``core.lifecycle``) on its ``<body>``, so its script keeps no copy."""
+    ends = " ".join(TERMINAL_VALUES)
+    states = " ".join(s.value for s in DispatchState)
+    body = f'<body data-terminal-states="{ends}" data-states="{states}">'
+    return template.replace("<body>", body, 1)
 
 
 def build_console_page(name: str) -> str:
@@ -98,8 +109,10 @@ def build_console_page(name: str) -> str:
 
 
 def install(app: FastAPI) -> None:
-    """The console at ``/`` (dispatch detail at ``/console/dispatches/{id}``,
-    agents at ``/console/agents``) and Swagger UI at ``/docs``, all offline."""
+    """The console at ``/`` (the dispatch list at ``/console/dispatches``, one
+    dispatch at ``/console/dispatches/{id}``,
+    agents at ``/console/agents``, a site at ``/console/sites/{id}``, an asset
+    at ``/console/assets/{id}``) and Swagger UI at ``/docs``, all offline."""
     pages = {name: build_console_page(name) for name in CONSOLE_PAGES}
     docs_html = get_swagger_ui_html(
         openapi_url=app.openapi_url or "/openapi.json",
@@ -127,6 +140,23 @@ def install(app: FastAPI) -> None:
     @app.get("/console/agents", include_in_schema=False)
     async def console_agents_page() -> HTMLResponse:
         return html_page(pages["agents"])
+
+    @app.get("/console/dispatches", include_in_schema=False)
+    async def console_dispatches_page() -> HTMLResponse:
+        return html_page(pages["dispatches"])
+
+    @app.get("/console/sites/{site_id}", include_in_schema=False)
+    async def console_site_page(site_id: str) -> HTMLResponse:
+        return html_page(pages["site"])
+
+    @app.get("/console/assets/{asset_id}", include_in_schema=False)
+    async def console_asset_page(asset_id: str) -> HTMLResponse:
+        return html_page(pages["asset"])
+
+    # Browsers ask for it on every page, without a token: no answer, not a 401.
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return Response(status_code=204)
 
     @app.get(CONSOLE_ASSETS_URL + "/{name}", include_in_schema=False)
     async def console_asset(name: str) -> FileResponse:

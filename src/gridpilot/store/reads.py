@@ -4,11 +4,11 @@ site's split inputs), for the REST API and the activities."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select, true, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gridpilot.core.dispatch import DispatchKind
@@ -23,12 +23,24 @@ MAX_EVIDENCE_SAMPLES = 10_000
 
 @dataclass(frozen=True)
 class DispatchFilter:
+    """Which dispatches a list shows. ``tree``: a site dispatch and its
+    children are one family, matched when any member matches, counted once
+    against ``limit`` and never split across pages. ``before``: the id of the
+    last dispatch (the last family's parent, with ``tree``) of the previous page."""
+
     state: DispatchState | None = None
     asset_id: str | None = None
     site_id: str | None = None
     since: datetime | None = None
     source: str | None = None
     limit: int = 100
+    until: datetime | None = None
+    before: str | None = None
+    tree: bool = False
+
+
+class UnknownCursor(LookupError):
+    """``before`` names no dispatch."""
 
 
 async def load_split_inputs(engine: AsyncEngine, site_id: str, now: datetime) -> SplitInputs:
@@ -77,22 +89,65 @@ async def asset_row(engine: AsyncEngine, asset_id: str) -> Mapping[str, Any] | N
     return None if row is None else dict(row)
 
 
-async def list_dispatches(engine: AsyncEngine, f: DispatchFilter) -> list[dict[str, Any]]:
-    """Newest first."""
-    d = t.dispatches
-    q = select(d).order_by(d.c.created_at.desc()).limit(f.limit)
+def _matches(d: Any, f: DispatchFilter) -> list[Any]:
+    where = []
     if f.since is not None:
-        q = q.where(d.c.created_at >= f.since)
+        where.append(d.c.created_at >= f.since)
+    if f.until is not None:
+        where.append(d.c.created_at < f.until)
     if f.state:
-        q = q.where(d.c.state == f.state.value)
+        where.append(d.c.state == f.state.value)
     if f.asset_id:
-        q = q.where(d.c.asset_id == f.asset_id)
+        where.append(d.c.asset_id == f.asset_id)
     if f.site_id:
-        q = q.where(d.c.site_id == f.site_id)
+        where.append(d.c.site_id == f.site_id)
     if f.source:
-        q = q.where(d.c.source == f.source)
+        where.append(d.c.source == f.source)
+    return where
+
+
+async def list_dispatches(engine: AsyncEngine, f: DispatchFilter) -> list[dict[str, Any]]:
+    """Newest first (by creation, then id); with ``tree``, each family's parent
+    then its children in id order. Raises UnknownCursor for a bad ``before``."""
+    d = t.dispatches
+    newest_first = (d.c.created_at.desc(), d.c.id.desc())
+    q = select(d).order_by(*newest_first).limit(f.limit)
+    if f.tree:
+        kin = d.alias("kin")
+        member = select(kin.c.id).where(kin.c.parent_id == d.c.id, *_matches(kin, f))
+        q = q.where(d.c.parent_id.is_(None), or_(and_(true(), *_matches(d, f)), member.exists()))
+    else:
+        q = q.where(*_matches(d, f))
     async with engine.connect() as conn:
-        return [dict(r) for r in (await conn.execute(q)).mappings().all()]
+        if f.before is not None:
+            cursor = (
+                await conn.execute(select(d.c.created_at, d.c.id).where(d.c.id == f.before))
+            ).first()
+            if cursor is None:
+                raise UnknownCursor(f.before)
+            q = q.where(tuple_(d.c.created_at, d.c.id) < tuple_(cursor.created_at, cursor.id))
+        rows = [dict(r) for r in (await conn.execute(q)).mappings().all()]
+        if not f.tree or not rows:
+            return rows
+        children = await conn.execute(
+            select(d).where(d.c.parent_id.in_([r["id"] for r in rows])).order_by(d.c.id)
+        )
+        by_parent: dict[str, list[dict[str, Any]]] = {}
+        for c in children.mappings().all():
+            by_parent.setdefault(c["parent_id"], []).append(dict(c))
+    return [x for r in rows for x in (r, *by_parent.get(r["id"], []))]
+
+
+async def dispatch_page(
+    engine: AsyncEngine, f: DispatchFilter
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of :func:`list_dispatches` and the ``before`` of the next
+    page (None: this is the last)."""
+    rows = await list_dispatches(engine, replace(f, limit=f.limit + 1))
+    heads = [r for r in rows if not f.tree or r["parent_id"] is None]
+    if len(heads) <= f.limit:
+        return rows, None
+    return rows[: rows.index(heads[f.limit])], heads[f.limit - 1]["id"]
 
 
 async def dispatch_detail(engine: AsyncEngine, dispatch_id: str) -> dict[str, Any] | None:

@@ -152,7 +152,17 @@ def _hash(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
 
-@pytest.mark.parametrize("path", ["/", "/console/dispatches/dsp-x", "/console/agents", "/docs"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/console/dispatches/dsp-x",
+        "/console/agents",
+        "/console/sites/site-x",
+        "/console/assets/asset-x",
+        "/docs",
+    ],
+)
 async def test_pages_send_security_headers_and_allow_only_their_own_inline_code(
     api: Api, path: str
 ) -> None:
@@ -201,10 +211,12 @@ async def test_docs_use_only_assets_served_by_the_package(api: Api) -> None:
         assert (await anonymous.get("/docs/assets/core.py")).status_code == 404
         assert (await anonymous.get("/redoc")).status_code == 401  # no such page
         # The console's assets likewise: its script and style, nothing else.
-        for name in ("console.js", "console.css"):
-            assert (await anonymous.get(f"/console/assets/{name}")).status_code == 200
-        assert (await anonymous.get("/console/assets/index.html")).status_code == 404
-        assert (await anonymous.get("/console/assets/..%2Fpages.py")).status_code in (401, 404)
+        for name in ("console.js", "chart.js", "console.css", "favicon.svg"):
+            assert (await anonymous.get(f"/console/static/{name}")).status_code == 200
+        assert (await anonymous.get("/console/static/index.html")).status_code == 404
+        assert (await anonymous.get("/console/static/..%2Fpages.py")).status_code in (401, 404)
+        # The browser's own favicon request is answered without a token.
+        assert (await anonymous.get("/favicon.ico")).status_code == 204
 
 
 # ------------------------------------------------------------------ last admin

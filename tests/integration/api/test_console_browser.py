@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -15,35 +14,22 @@ from gp_testing import (
     ScriptedAgent,
     agent_ack,
     agents_connected,
+    apply_setpoints,
     demo_assets,
     dispatch_in_state,
     now_pb,
     wait_for,
 )
+from gp_testing.browser import ARGS, WIDTHS, chromium_path, fits, sign_in
 
 from gridpilot.schema.pb import agent_pb2 as pb
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# Flags for a closed network: no background calls home.
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
 
 @pytest.fixture
 def chromium() -> str:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does)")
-    return CHROMIUM
+    return chromium_path()
 
 
 async def test_operator_signs_in_sees_the_site_and_dispatches_it(
@@ -109,44 +95,8 @@ async def test_operator_signs_in_sees_the_site_and_dispatches_it(
             await browser.close()
 
 
-WIDTHS = [(1440, 900), (390, 844)]  # desktop, phone
 TIMELINE_JS = """rows => rows.map(r => [r.querySelector('.to').textContent,
     r.querySelector('.actor').textContent, r.querySelector('.reason').textContent])"""
-
-
-async def _apply_each(agent: ScriptedAgent, setpoints: list[pb.Setpoint]) -> None:
-    """The agent accepts and applies each setpoint (its children go active)."""
-    for sp in setpoints:
-        for state in (pb.ACK_STATE_ACCEPTED, pb.ACK_STATE_APPLIED):
-            ack = pb.DispatchAck(
-                dispatch_id=sp.dispatch_id, asset_id=sp.asset_id, state=state, time=now_pb()
-            )
-            if state == pb.ACK_STATE_APPLIED:
-                ack.applied_p_kw = sp.p_kw
-            await agent.send(pb.AgentMessage(dispatch_ack=ack))
-
-
-async def _sign_in(page: Any, base: str, token: str, width: int) -> None:
-    await page.goto(f"{base}/")
-    button = page.locator("#login-form button[type=submit]")
-    await expect_visible(button)
-    box = await button.bounding_box()
-    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, box
-    await page.fill("#token", token)
-    await button.click()
-    await page.locator("#who").filter(has_text="token:").wait_for()
-
-
-async def expect_visible(locator: Any) -> None:
-    from playwright.async_api import expect
-
-    await expect(locator).to_be_visible()
-
-
-async def _fits(page: Any, width: int) -> None:
-    """No control pushes the page wider than the screen (tables scroll in their box)."""
-    scroll_width = await page.evaluate("document.documentElement.scrollWidth")
-    assert scroll_width <= width, (page.url, scroll_width, width)
 
 
 async def test_dispatch_detail_from_the_list_at_desktop_and_phone_widths(
@@ -170,7 +120,7 @@ async def test_dispatch_detail_from_the_list_at_desktop_and_phone_widths(
         assert created.status_code == 201, created.text
         site_dispatch = created.json()["id"]
         await wait_for(lambda: len(scripted_agent.of("setpoint")) == 3)
-        await _apply_each(scripted_agent, scripted_agent.of("setpoint"))
+        await apply_setpoints(scripted_agent, scripted_agent.of("setpoint"))
 
         async def detail(dispatch_id: str) -> dict[str, Any]:
             r = await api.get(f"/api/v1/dispatches/{dispatch_id}")
@@ -197,7 +147,7 @@ async def test_dispatch_detail_from_the_list_at_desktop_and_phone_widths(
                 for width, height in WIDTHS:
                     context = await browser.new_context(viewport={"width": width, "height": height})
                     page = await context.new_page()
-                    await _sign_in(page, base, operator, width)
+                    await sign_in(page, base, operator, width)
                     await expect(page.locator("#dispatch-form")).to_be_visible()
                     row = page.locator(f'#dispatches tbody tr[data-dispatch="{site_dispatch}"]')
                     await expect(row.locator("td.id a")).to_have_text(site_dispatch)  # full id
@@ -209,7 +159,7 @@ async def test_dispatch_detail_from_the_list_at_desktop_and_phone_widths(
                     )
                     at = listed.index(site_dispatch)
                     assert listed[at + 1 : at + 4] == children, listed
-                    await _fits(page, width)
+                    await fits(page, width)
                     await page.screenshot(path=str(shots / f"list-{width}.png"), full_page=True)
 
                     await row.locator("td.id a").click()
@@ -224,14 +174,14 @@ async def test_dispatch_detail_from_the_list_at_desktop_and_phone_widths(
                         line = page.locator(f'#allocation tr[data-child="{child}"]')
                         await expect(line).to_contain_text(f"{share:.1f}")
                     await expect(page.locator("#cancel")).to_be_visible()
-                    await _fits(page, width)
+                    await fits(page, width)
                     await page.screenshot(path=str(shots / f"site-{width}.png"), full_page=True)
 
                     await page.locator(f'#allocation tr[data-child="{children[0]}"] a').click()
                     await expect(page).to_have_url(f"{base}/console/dispatches/{children[0]}")
                     await expect(page.locator("#summary")).to_contain_text(site_dispatch)
                     await wait_for(partial(timeline_is_the_apis, page, children[0]))
-                    await _fits(page, width)
+                    await fits(page, width)
                     await page.screenshot(path=str(shots / f"child-{width}.png"), full_page=True)
 
                     await page.go_back()
@@ -245,7 +195,7 @@ async def test_dispatch_detail_from_the_list_at_desktop_and_phone_widths(
                     # A viewer reads the same pages without a mutating control.
                     context = await browser.new_context(viewport={"width": width, "height": height})
                     page = await context.new_page()
-                    await _sign_in(page, base, viewer, width)
+                    await sign_in(page, base, viewer, width)
                     await expect(page.locator("#who")).to_contain_text("viewer")
                     row = page.locator(f'#dispatches tbody tr[data-dispatch="{site_dispatch}"]')
                     await expect(row.locator("td.id a")).to_have_text(site_dispatch)
@@ -260,7 +210,7 @@ async def test_dispatch_detail_from_the_list_at_desktop_and_phone_widths(
                 # Cancel asks first: dismissed, nothing happens; accepted, it cancels.
                 context = await browser.new_context(viewport={"width": 1440, "height": 900})
                 page = await context.new_page()
-                await _sign_in(page, base, operator, 1440)
+                await sign_in(page, base, operator, 1440)
                 await page.goto(f"{base}/console/dispatches/{site_dispatch}")
                 await expect(page.locator("#cancel")).to_be_visible()
                 page.once("dialog", lambda d: asyncio.ensure_future(d.dismiss()))
@@ -359,7 +309,7 @@ async def test_overview_and_agents_pages_show_the_site_and_an_agent_going_offlin
     body = {"asset_id": "bess-1", "p_kw": 20, "duration_s": 600}
     active = (await headend.api.post("/api/v1/dispatches", json=body)).json()["id"]
     await wait_for(lambda: len(scripted_agent.of("setpoint")) == 2)
-    await _apply_each(scripted_agent, scripted_agent.of("setpoint")[1:])
+    await apply_setpoints(scripted_agent, scripted_agent.of("setpoint")[1:])
     await wait_for(partial(dispatch_in_state, headend.api, active, "active"))
     viewer = await headend.token("viewer", name="console-viewer")
     base = str(headend.api.base_url).rstrip("/")
@@ -385,7 +335,7 @@ async def test_overview_and_agents_pages_show_the_site_and_an_agent_going_offlin
                 for width, height in WIDTHS:
                     context = await browser.new_context(viewport={"width": width, "height": height})
                     page = await context.new_page()
-                    await _sign_in(page, base, viewer, width)
+                    await sign_in(page, base, viewer, width)
                     row = page.locator('#sites tbody tr[data-site="site-1"]')
                     await expect(row.locator(".assets")).to_have_text(str(len(site["asset_ids"])))
                     banner = page.locator("#offline-banner")
@@ -395,7 +345,7 @@ async def test_overview_and_agents_pages_show_the_site_and_an_agent_going_offlin
                         await expect(row.locator(".active")).to_have_text("1")
                         alarm = page.locator('#alarms [data-alarm="dispatch-failed"]')
                         await expect(alarm).to_contain_text(failed)
-                        await _fits(page, width)
+                        await fits(page, width)
                         await page.screenshot(
                             path=str(shots / f"overview-{width}.png"), full_page=True
                         )
@@ -410,7 +360,7 @@ async def test_overview_and_agents_pages_show_the_site_and_an_agent_going_offlin
                         await expect(banner).to_contain_text("gw-1")
                         alarm = page.locator('#alarms [data-alarm="agent-offline"]')
                         await expect(alarm).to_contain_text(gw["last_end_reason"])
-                        await _fits(page, width)
+                        await fits(page, width)
                         await page.screenshot(
                             path=str(shots / f"overview-offline-{width}.png"), full_page=True
                         )
@@ -429,7 +379,7 @@ async def test_overview_and_agents_pages_show_the_site_and_an_agent_going_offlin
                         )
                         await expect(banner).to_be_visible()
                         await expect(sessions.first.locator(".reason")).to_have_text(reason)
-                    await _fits(page, width)
+                    await fits(page, width)
                     await page.screenshot(
                         path=str(shots / f"agents-{phase}-{width}.png"), full_page=True
                     )

@@ -8,6 +8,7 @@ import re
 
 from gridpilot.api.pages import (
     CONSOLE_ASSETS,
+    CONSOLE_ASSETS_URL,
     CONSOLE_DIR,
     CONSOLE_PAGES,
     build_console_page,
@@ -45,11 +46,16 @@ def test_page_without_inline_code_allows_only_its_origin() -> None:
 def test_console_pages_load_only_the_console_assets_the_package_serves() -> None:
     for name in CONSOLE_PAGES:
         html = build_console_page(name)
-        refs = re.findall(r"""(?:src|href)=["'](/console/assets/[^"']+)["']""", html)
-        assert sorted(refs) == ["/console/assets/console.css", "/console/assets/console.js"]
+        refs = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html)
+        local = [r for r in refs if r.startswith(CONSOLE_ASSETS_URL + "/")]
+        for shared in ("console.css", "console.js", "favicon.svg"):
+            assert f"{CONSOLE_ASSETS_URL}/{shared}" in local, name
+        # every file a page loads is one the package serves; links go to pages
+        assert {r.rsplit("/", 1)[1] for r in local} <= set(CONSOLE_ASSETS), name
         assert "http://" not in html and "https://" not in html
         # style="" attributes would need 'unsafe-inline': the CSP allows none
         assert "style=" not in html, name
     for asset in CONSOLE_ASSETS:
         assert (CONSOLE_DIR / asset).is_file()
-    assert "style=" not in (CONSOLE_DIR / "console.js").read_text()
+    for script in ("console.js", "chart.js"):
+        assert "style=" not in (CONSOLE_DIR / script).read_text()

@@ -15,7 +15,8 @@ function signIn(message) {
   $("#login-msg").textContent = message || "";
   if (!$("#login").open) $("#login").showModal();
 }
-async function api(path, opts = {}) {
+// The API's answer and, for a list with more, the `before` of its next page.
+async function apiPage(path, opts = {}) {
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (!token) { signIn(); throw new Error("sign in first"); }
   const headers = {"Content-Type": "application/json", "Authorization": "Bearer " + token};
@@ -23,8 +24,10 @@ async function api(path, opts = {}) {
   const body = await r.json().catch(() => ({}));
   if (r.status === 401) { signIn(body.message); throw new Error("sign in again"); }
   if (!r.ok) throw new Error(body.message || ("HTTP " + r.status));
-  return body;
+  const next = /[?&]before=([^&>]*)[^>]*>; rel="next"/.exec(r.headers.get("link") || "");
+  return [body, next ? decodeURIComponent(next[1]) : null];
 }
+const api = async (path, opts = {}) => (await apiPage(path, opts))[0];
 // The server grants permissions (read, dispatch, …) to roles; the console only
 // hides what the caller may not do, the server still refuses it.
 const can = (permission) => Boolean(ME && ME.permissions.includes(permission));
@@ -80,3 +83,49 @@ function showOfflineBanner(agents) {
   banner.innerHTML = offline.length ? `${offline.length} agent${offline.length > 1 ? "s" : ""} offline: `
     + offline.map((a) => `<a href="${agentUrl(a.gateway_id)}">${esc(a.gateway_id)}</a> (${esc(a.site_name)}${a.last_end_reason ? ", " + esc(a.last_end_reason) : ""})`).join(", ") : "";
 }
+
+// A site dispatch's children are listed right after it (indented), in id order;
+// a child whose parent is not in this page of the list stands on its own.
+function treeOrder(dispatches) {
+  const ids = new Set(dispatches.map((d) => d.id));
+  const children = {};
+  for (const d of dispatches) {
+    if (d.parent_id && ids.has(d.parent_id)) (children[d.parent_id] ||= []).push(d);
+  }
+  const rows = [];
+  for (const d of dispatches) {
+    if (d.parent_id && ids.has(d.parent_id)) continue;
+    rows.push([d, false]);
+    for (const c of (children[d.id] || []).sort((a, b) => a.id.localeCompare(b.id))) rows.push([c, true]);
+  }
+  return rows;
+}
+function dispatchRow([d, child]) {
+  const cancel = can("dispatch") && isLive(d) && d.source !== "local"
+    ? `<button type="button" class="needs-dispatch" data-cancel="${esc(d.id)}">Cancel</button>` : "";
+  return `<tr data-dispatch="${esc(d.id)}"${child ? ` class="child" data-parent="${esc(d.parent_id)}"` : ""}>
+    <td class="id">${dispatchLink(d.id)}${copyButton(d.id)}</td>
+    <td>${d.asset_id ? assetLink(d.asset_id) : `<a href="${siteUrl(d.site_id)}">${esc(d.site_id)}</a>`}</td><td>${fmt(d.p_kw)}</td><td>${stateCell(d.state)}</td>
+    <td>${esc(d.reason || "")}</td><td>${d.source === "local" ? "on site: " : ""}${esc(d.submitted_by)}</td>
+    <td>${when(d.created_at)}</td><td>${cancel}</td></tr>`;
+}
+// Sites and assets: their pages, and each asset's latest sample (null: none yet).
+const siteUrl = (id) => "/console/sites/" + encodeURIComponent(id);
+const assetUrl = (id) => "/console/assets/" + encodeURIComponent(id);
+const assetLink = (id) => `<a href="${assetUrl(id)}">${esc(id)}</a>`;
+const latestOf = (assets) => Promise.all(assets.map((a) => api(`/assets/${encodeURIComponent(a.id)}/telemetry/latest`).catch(() => null)));
+// A sample's points that are not good ({field: "stale"|"bad"}, details.quality), as words.
+function quality(sample) {
+  if (!sample) return "no data";
+  const q = (sample.details && sample.details.quality) || {};
+  const bad = Object.entries(q).map(([f, v]) => `${f} ${v}`);
+  return bad.length ? bad.join(", ") : "good";
+}
+function dispatchTable(dispatches) {
+  return treeOrder(dispatches).map(dispatchRow).join("") || '<tr><td colspan="8" class="muted">none</td></tr>';
+}
+document.addEventListener("click", async (ev) => {
+  const id = ev.target.dataset && ev.target.dataset.cancel; if (!id) return;
+  try { if (await cancelDispatch(id)) document.dispatchEvent(new Event("gridpilot:changed")); }
+  catch (e) { const m = $("#list-msg"); if (m) m.innerHTML = `<span class="bad">${esc(e.message)}</span>`; }
+});

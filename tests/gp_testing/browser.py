@@ -1,0 +1,49 @@
+"""Driving the console in Debian's chromium through Playwright (no download)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Flags for a closed network: no background calls home.
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WIDTHS = [(1440, 900), (390, 844)]  # desktop, phone
+
+
+def chromium_path() -> str:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does)")
+    return CHROMIUM
+
+
+async def sign_in(page: Any, base: str, token: str, width: int) -> None:
+    """Open the console, check the sign-in button is on screen, sign in."""
+    from playwright.async_api import expect
+
+    await page.goto(f"{base}/")
+    button = page.locator("#login-form button[type=submit]")
+    await expect(button).to_be_visible()
+    box = await button.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, box
+    await page.fill("#token", token)
+    await button.click()
+    await page.locator("#who").filter(has_text="token:").wait_for()
+
+
+async def fits(page: Any, width: int) -> None:
+    """No control pushes the page wider than the screen (tables scroll in their box)."""
+    scroll_width = await page.evaluate("document.documentElement.scrollWidth")
+    assert scroll_width <= width, (page.url, scroll_width, width)
