@@ -48,6 +48,10 @@ with workflow.unsafe.imports_passed_through():
 S = DispatchState
 # The site's end state is decided from what its children delivered (core.site_outcome).
 PATCH_SITE_OUTCOME = "site-outcome"
+# The children of an allocation start together (their start commands in one workflow
+# task, CHILD_START_BATCH at a time) rather than one workflow task each.
+PATCH_CHILDREN_TOGETHER = "children-together"
+CHILD_START_BATCH = 50
 # A child of this workflow, typed: its signals go by method reference.
 Child = ChildWorkflowHandle[DispatchWorkflow, DispatchResult]
 
@@ -131,6 +135,19 @@ class SiteDispatchWorkflow(DispatchWorkflow):
             ),
         )
 
+    async def _start_children(
+        self, lines: list[AllocationLine], respread: bool = False
+    ) -> dict[str, Child]:
+        """The children of these lines, by asset, started in line order."""
+        if not workflow.patched(PATCH_CHILDREN_TOGETHER):
+            return {line.asset_id: await self._start_child(line, respread) for line in lines}
+        started: dict[str, Child] = {}
+        for i in range(0, len(lines), CHILD_START_BATCH):
+            batch = lines[i : i + CHILD_START_BATCH]
+            handles = await asyncio.gather(*(self._start_child(x, respread) for x in batch))
+            started.update(zip((x.asset_id for x in batch), handles, strict=True))
+        return started
+
     async def _cancel_children(self, handles: list[Child]) -> None:
         req = self.cancel_request
         assert req is not None
@@ -147,11 +164,8 @@ class SiteDispatchWorkflow(DispatchWorkflow):
         re-spread the target over the remaining assets (a new allocation
         version, whose children supersede the old ones of the same asset)."""
         assert self.allocation is not None
-        current: dict[str, Child] = {}
-        shares: dict[str, float] = {}
-        for line in self.allocation.lines:
-            current[line.asset_id] = await self._start_child(line)
-            shares[line.asset_id] = line.p_kw
+        current = await self._start_children(self.allocation.lines)
+        shares = {line.asset_id: line.p_kw for line in self.allocation.lines}
         await self._advance(S.SENT)
         excluded: set[str] = set()
         finished: dict[str, DispatchResult] = {}  # by asset, the final result
@@ -205,9 +219,9 @@ class SiteDispatchWorkflow(DispatchWorkflow):
                         to_start.append(line)
                 self.allocation = allocation
                 await on_database(RecordActivities.record_allocation, self.allocation)
+                # Same priority as its sibling: the new child supersedes it.
+                current.update(await self._start_children(to_start, respread=True))
                 for line in to_start:
-                    # Same priority as its sibling: the new child supersedes it.
-                    current[line.asset_id] = await self._start_child(line, respread=True)
                     shares[line.asset_id] = line.p_kw
                     finished.pop(line.asset_id, None)
             nxt = next_state(self.state, [self.child_states.get(h.id) for h in current.values()])

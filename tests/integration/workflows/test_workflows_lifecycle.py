@@ -545,7 +545,8 @@ async def test_site_child_rejected_respreads_over_remaining_assets(
     assert b.states(f"{p}.pv-1") == [S.SUBMITTED, S.SENT, S.FAILED]
     assert b.called("deliver_release") == []  # superseded and rejected: no Release
     if target_kw == 150.0:
-        await record_histories(site_respread=parent)
+        # site_respread.json: the path before patch "children-together"
+        await record_histories(site_respread_together=parent)
 
 
 async def test_site_child_whose_agent_is_offline_expires_and_is_respread(dev):

@@ -125,8 +125,10 @@ async def test_site_dispatch_splits_into_children_and_follows_them_to_complete(
         assert b.states(cid) == [S.SUBMITTED, S.SENT, S.ACKED, S.ACTIVE, S.COMPLETE]
         child = dev.client.get_workflow_handle_for(DispatchWorkflow.run, cid)
         assert (await child.result()).state is S.COMPLETE
+    # site_fanout.json is the path before patch "children-together" (one child a task)
     await record_histories(
-        site_fanout=parent, site_fanout_child=dev.client.get_workflow_handle(children[0])
+        site_children_together=parent,
+        site_fanout_child=dev.client.get_workflow_handle(children[0]),
     )
 
 

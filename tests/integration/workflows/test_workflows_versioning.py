@@ -65,6 +65,9 @@ REQUIRED = (
     # patch "site-outcome": the site's end from what its children delivered
     "outcome_site_failed",
     "outcome_site_superseded",
+    # patch "children-together": an allocation's children start in one workflow task
+    "site_children_together",
+    "site_respread_together",
 )
 NAMES = sorted(set(REQUIRED) | {p.stem for p in HISTORIES_DIR.glob("*.json")})
 
