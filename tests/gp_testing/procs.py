@@ -193,6 +193,7 @@ class AgentProcess:
     assets: int = 10
     interval_s: float = 0.1
     buffer: dict[str, Any] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
     proc: Proc | None = None
     starts: int = 0
 
@@ -239,7 +240,8 @@ class AgentProcess:
             cmd = [sys.executable, "-c", _HELD_START, str(self._go_file), *args]
         else:
             cmd = [sys.executable, "-m", "gridpilot", *args]
-        self.proc = Proc("agent", cmd, dict(os.environ), self.workdir / f"agent-{self.starts}.log")
+        env = {**os.environ, **self.extra_env}
+        self.proc = Proc("agent", cmd, env, self.workdir / f"agent-{self.starts}.log")
         if held:
             wait_for_sync(lambda: self.proc is not None and "held" in self.proc.tail(), 120, "held")
 

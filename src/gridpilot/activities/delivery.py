@@ -11,6 +11,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from gridpilot.ingest.sessions import SessionClosed, SessionRegistry
+from gridpilot.ops import spans
 from gridpilot.store.dispatches import DispatchStore
 from gridpilot.wire import dispatch as wire
 from gridpilot.wire.messages import HeadendMessage
@@ -38,7 +39,6 @@ class DeliveryActivities:
 
     @activity.defn(name="deliver_setpoint")
     async def deliver_setpoint(self, cmd: SetpointCommand) -> None:
-        msg = wire.setpoint(cmd)
         async with self._store.held_for_delivery(cmd.asset_id, cmd.dispatch_id) as winner:
             if winner is not None:
                 raise ApplicationError(
@@ -47,7 +47,14 @@ class DeliveryActivities:
                     type=ERROR_SUPERSEDED,
                     non_retryable=True,
                 )
-            self._send(cmd.gateway_id, msg)
+            attributes = {
+                "gridpilot.dispatch_id": cmd.dispatch_id,
+                "gridpilot.asset_id": cmd.asset_id,
+                "gridpilot.gateway_id": cmd.gateway_id,
+            }
+            # The Setpoint carries this span's context: the agent's spans continue it.
+            with spans.span("headend.send_setpoint", attributes=attributes):
+                self._send(cmd.gateway_id, wire.setpoint(cmd, spans.carrier()))
 
     @activity.defn(name="deliver_release")
     async def deliver_release(self, cmd: ReleaseCommand) -> None:

@@ -43,6 +43,8 @@ class ApiDeps:
     metrics: CollectorRegistry | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # A trace UI's link with {trace_id} (Settings.trace_ui_url): a dispatch's trace_url.
+    trace_ui_url: str | None = None
 
 
 async def _database_check(engine: AsyncEngine) -> str:

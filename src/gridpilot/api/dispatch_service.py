@@ -29,6 +29,7 @@ from gridpilot.core.dispatch import (
 )
 from gridpilot.core.errors import Conflict, NotFound, OutOfLimits, ValidationFailed
 from gridpilot.core.split import Available, check_capacity, split
+from gridpilot.ops import spans
 from gridpilot.security.audit import Action, Actor, AuditLog
 from gridpilot.store import reads
 from gridpilot.store.dispatches import DispatchStore
@@ -164,6 +165,7 @@ class DispatchService:
             request_hash=request_hash,
             priority=body.priority,
             submit_seq=await self._store.next_submit_seq(),
+            trace_id=spans.current_trace_id(),
         )
 
     async def _start_audited(self, actor: Actor, inp: DispatchInput) -> None:

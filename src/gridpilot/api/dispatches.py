@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gridpilot.core.errors import NotFound, ValidationFailed
 from gridpilot.core.lifecycle import DispatchState
@@ -31,11 +30,15 @@ def _principal(request: Request) -> str:
     return principal_of(request.state).name
 
 
-async def dispatch_view(engine: AsyncEngine, dispatch_id: str) -> dict[str, Any]:
-    """One dispatch with its transitions, children, evidence and late acks."""
-    found = await store_reads.dispatch_detail(engine, dispatch_id)
+async def dispatch_view(request: Request, dispatch_id: str) -> dict[str, Any]:
+    """One dispatch with its transitions, children, evidence and late acks,
+    and the link to its trace when a trace UI is configured."""
+    found = await store_reads.dispatch_detail(request.app.state.engine, dispatch_id)
     if found is None:
         raise NotFound(f"dispatch {dispatch_id} does not exist", field="dispatch_id")
+    template = request.app.state.deps.trace_ui_url
+    if template and found.get("trace_id"):
+        found["trace_url"] = template.replace("{trace_id}", found["trace_id"])
     return found
 
 
@@ -59,7 +62,7 @@ async def submit_dispatch(
     if not created:
         response.status_code = 200
     response.headers["Location"] = f"/api/v1/dispatches/{dispatch_id}"
-    return await dispatch_view(request.app.state.engine, dispatch_id)
+    return await dispatch_view(request, dispatch_id)
 
 
 @router.post("/dispatches/preview", response_model=SplitPreview)
@@ -74,7 +77,7 @@ async def cancel_dispatch(
     await _service(request).cancel(
         dispatch_id, _principal(request), body.detail if body else "", admin.actor(request)
     )
-    return await dispatch_view(request.app.state.engine, dispatch_id)
+    return await dispatch_view(request, dispatch_id)
 
 
 NEXT_PAGE = {
@@ -141,4 +144,4 @@ async def list_dispatches(
 
 @router.get("/dispatches/{dispatch_id}", response_model=DispatchView)
 async def get_dispatch(request: Request, dispatch_id: str) -> dict[str, Any]:
-    return await dispatch_view(request.app.state.engine, dispatch_id)
+    return await dispatch_view(request, dispatch_id)

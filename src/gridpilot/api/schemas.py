@@ -109,6 +109,15 @@ class DispatchView(BaseModel):
     # cloud: submitted through this API; local: written on site (the agent's OPC UA
     # surface) and reported by the agent, which applied it.
     source: str = "cloud"
+    trace_id: str | None = Field(
+        default=None,
+        description="OpenTelemetry trace id of the submit: the dispatch's one trace across "
+        "headend and agent (null when tracing was off)",
+    )
+    trace_url: str | None = Field(
+        default=None,
+        description="the trace in the configured trace UI (GRIDPILOT_TRACE_UI_URL), if any",
+    )
     children: list[str] = Field(default_factory=list)
     transitions: list[Transition] | None = None
     evidence: Evidence | None = None

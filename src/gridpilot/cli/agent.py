@@ -20,6 +20,8 @@ from gridpilot.edge_agent import ConfigError, EdgeAgent, SiteConfig, load_config
 from gridpilot.edge_agent.adapters import quiet_protocol_loggers
 from gridpilot.edge_agent.runtime import buffer_path
 from gridpilot.edge_agent.telemetry.buffer_sqlite import BufferLocked
+from gridpilot.ops.logging import add_trace_ids
+from gridpilot.ops.tracing import SERVICE_AGENT, TracingConfigError, configure_tracing
 
 from .agent_probe import check_connect, make_opcua_certificate, write_schema
 
@@ -76,6 +78,11 @@ def agent(
     if headend is not None:
         cfg = _with_headend(cfg, headend)
     _configure_logging(log_level)
+    try:
+        configure_tracing(SERVICE_AGENT)  # OTEL_* variables; off when unset
+    except TracingConfigError as exc:
+        typer.echo(f"gridpilot agent: {exc}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
     asyncio.run(_run(cfg, state_dir or config.resolve().parent))
 
 
@@ -206,6 +213,7 @@ def _configure_logging(level: str) -> None:
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
+            add_trace_ids,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             structlog.processors.LogfmtRenderer(

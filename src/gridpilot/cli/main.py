@@ -42,9 +42,11 @@ def headend(
     """Run a headend: AgentGateway (gRPC), REST API + console, ingest and a Temporal worker.
 
     Configured by GRIDPILOT_* variables (see .env.example): GRIDPILOT_DATABASE_URL,
-    GRIDPILOT_TEMPORAL_ADDRESS, GRIDPILOT_RESET_DB, ...
+    GRIDPILOT_TEMPORAL_ADDRESS, GRIDPILOT_RESET_DB, ... Traces (OpenTelemetry, OTLP) are
+    sent when OTEL_EXPORTER_OTLP_ENDPOINT is set (docs/tracing.md).
     """
     from gridpilot.ops.headend import HeadendError, serve
+    from gridpilot.ops.tracing import SERVICE_HEADEND, TracingConfigError, configure_tracing
 
     overrides = {
         k: v
@@ -54,8 +56,9 @@ def headend(
     settings = load_settings(**overrides)
     configure_logging(settings.log_level)
     try:
-        asyncio.run(serve(settings))
-    except (HeadendError, ConnectionError) as exc:
+        tracing = configure_tracing(SERVICE_HEADEND)  # OTEL_* variables; off when unset
+        asyncio.run(serve(settings, tracing=tracing))
+    except (HeadendError, ConnectionError, TracingConfigError) as exc:
         typer.echo(f"gridpilot headend: {exc}", err=True)
         raise typer.Exit(1) from None
 

@@ -29,13 +29,16 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import structlog
+from opentelemetry import context as otel_context
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from gridpilot.core.sessions import EndReason
+from gridpilot.ops import spans
 from gridpilot.schema.db import DATABASE_UNAVAILABLE
 from gridpilot.store.dispatches import DispatchStore
 from gridpilot.wire import dispatch as wire_dispatch
+from gridpilot.wire.codes import ack_state_name
 from gridpilot.wire.messages import DispatchAck
 from gridpilot.workflows.dispatch import DispatchWorkflow
 from gridpilot.workflows.models import AgentAck
@@ -81,7 +84,25 @@ class AckIntake:
     async def take(self, session: AgentSession, raw: DispatchAck) -> None:
         """Take the agent's ack: signal it to its workflow (or keep it as a late
         ack), then confirm it (DispatchAckReceived), so the agent stops
-        re-sending it. With the database down the stream ends unconfirmed."""
+        re-sending it. With the database down the stream ends unconfirmed.
+        Traced in the dispatch's trace: the ack carries the agent's span."""
+        attributes = {
+            "gridpilot.dispatch_id": raw.dispatch_id,
+            "gridpilot.gateway_id": session.gateway_id,
+            "gridpilot.ack_state": ack_state_name(raw.state) or str(raw.state),
+        }
+        with spans.span(
+            "headend.dispatch_ack", raw.trace_context, attributes, spans.SpanKind.CONSUMER
+        ):
+            log.info(
+                "dispatch_ack_received",
+                dispatch_id=raw.dispatch_id,
+                state=attributes["gridpilot.ack_state"],
+                gateway=session.gateway_id,
+            )
+            await self._take(session, raw)
+
+    async def _take(self, session: AgentSession, raw: DispatchAck) -> None:
         problem = wire_dispatch.ack_problem(raw)
         if problem is not None:  # refused, or it is re-sent forever
             log.warning("bad_ack_ignored", gateway=session.gateway_id, problem=problem)
@@ -181,7 +202,8 @@ class TemporalAckSink:
         self._max = max_waiting
         self._retry_max_s = retry_max_s
         self._give_up_s = give_up_s
-        self._waiting: deque[tuple[AgentAck, Done]] = deque()
+        # Each with the trace context it came in: signalled later, still its trace.
+        self._waiting: deque[tuple[AgentAck, Done, otel_context.Context]] = deque()
         self._wake = asyncio.Event()
         self.dropped = 0  # acks dropped because the queue was full (oldest first)
         self.temporal_available = True
@@ -209,18 +231,19 @@ class TemporalAckSink:
         """Signal what waits, oldest first, until it is all delivered; forever."""
         attempt = 0
         not_found_since: float | None = None  # the head's first "not found"
-        last_head: tuple[AgentAck, Done] | None = None
+        last_head: tuple[AgentAck, Done, otel_context.Context] | None = None
         while True:
             await self._wake.wait()
             while self._waiting:
                 head = self._waiting[0]
                 if head is not last_head:  # (a full queue may drop the head meanwhile)
                     last_head, not_found_since = head, None
-                ack, done = head
+                ack, done, trace_context = head
                 give_up = (
                     not_found_since is not None
                     and time.monotonic() - not_found_since > self._give_up_s
                 )
+                token = otel_context.attach(trace_context)
                 try:
                     await self._deliver(ack, give_up=give_up)
                     done()
@@ -233,6 +256,8 @@ class TemporalAckSink:
                     continue
                 except Exception:  # a bug (e.g. the ack cannot be encoded): show it, go on
                     log.exception("dispatch_ack_not_delivered", dispatch_id=ack.dispatch_id)
+                finally:
+                    otel_context.detach(token)
                 if self._waiting and self._waiting[0] is head:
                     self._waiting.popleft()
                 if not self.temporal_available:
@@ -278,7 +303,7 @@ class TemporalAckSink:
 
     def _queue(self, ack: AgentAck, done: Done) -> None:
         if len(self._waiting) >= self._max:
-            lost, _ = self._waiting.popleft()
+            lost, _, _ = self._waiting.popleft()
             self.dropped += 1
             log.error(
                 "dispatch_ack_dropped",
@@ -287,7 +312,7 @@ class TemporalAckSink:
                 reason="too many acks waiting for Temporal",
                 max_waiting=self._max,
             )
-        self._waiting.append((ack, done))
+        self._waiting.append((ack, done, otel_context.get_current()))
         self._wake.set()
 
     def _unavailable(self, exc: RPCError) -> None:

@@ -42,6 +42,7 @@ import psycopg
 import structlog
 
 from gridpilot.core.telemetry import Sample
+from gridpilot.ops import spans
 from gridpilot.schema.db import DATABASE_OR_NETWORK_DOWN
 
 from .copyrows import (
@@ -165,8 +166,10 @@ class TelemetryPipeline:
         queue: TelemetryQueue[IngestBatch],
         max_batches_per_commit: int = 256,
         max_bytes_per_commit: int = 1 * 1024 * 1024,
+        trace_ratio: float = 0.0,
     ) -> None:
         self._url = database_url
+        self._trace_ratio = trace_ratio  # share of commits with a telemetry.commit span
         self.queue = queue
         self._per_commit = max_batches_per_commit
         # Leave room in the queue while a commit is in flight (pipelining).
@@ -269,6 +272,22 @@ class TelemetryPipeline:
         return True
 
     async def _write(self, batches: list[IngestBatch]) -> None:
+        if self._trace_ratio and random.random() < self._trace_ratio:
+            with spans.span("telemetry.commit") as span:
+                ms = await self._write_once(batches)
+                span.set_attributes(
+                    {
+                        "gridpilot.telemetry.batches": len(batches),
+                        "gridpilot.telemetry.samples": sum(b.rows.count for b in batches),
+                        "gridpilot.telemetry.bytes": sum(b.size for b in batches),
+                        "gridpilot.telemetry.commit_ms": ms,
+                    }
+                )
+        else:
+            await self._write_once(batches)
+
+    async def _write_once(self, batches: list[IngestBatch]) -> float:
+        """One transaction for ``batches``; returns how long it took, in ms."""
         conn = await self._connection()
         started = time.monotonic()
         staged = not self._is_fresh(batches)
@@ -285,12 +304,9 @@ class TelemetryPipeline:
             self._committed_seq[gateway_id] = max(seq, self._committed_seq.get(gateway_id, 0))
         self.stats.commits += 1
         self.stats.batches_committed += len(batches)
-        log.debug(
-            "telemetry_committed",
-            batches=len(batches),
-            staged=staged,
-            ms=round((time.monotonic() - started) * 1000, 1),
-        )
+        ms = round((time.monotonic() - started) * 1000, 1)
+        log.debug("telemetry_committed", batches=len(batches), staged=staged, ms=ms)
+        return ms
 
     async def _commit(
         self,

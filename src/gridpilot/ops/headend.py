@@ -55,6 +55,10 @@ GRPC_SERVER_OPTIONS = [
 ]
 
 
+# Probes and scrapes: a span each would drown the dispatches' traces.
+UNTRACED_URLS = "healthz,readyz,metrics,console/assets"
+
+
 class HeadendError(Exception):
     """A start-up problem worth one clear line to the operator."""
 
@@ -140,8 +144,9 @@ def _redact(url: str) -> str:
 
 
 class Headend:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, tracing: bool = False) -> None:
         self.settings = settings
+        self.tracing = tracing  # an SDK tracer provider is installed (ops.tracing)
         self.engine: AsyncEngine = db.async_engine(settings.database_url)
         self.sessions = SessionRegistry()
         self.store = GatewayStore(self.engine)
@@ -149,6 +154,7 @@ class Headend:
         self.pipeline = TelemetryPipeline(
             settings.database_url,
             MemoryTelemetryQueue[IngestBatch](settings.telemetry_queue_bytes),
+            trace_ratio=settings.trace_telemetry_ratio,
         )
         self.servicer: AgentGatewayServicer | None = None
         self.audit = AuditLog(self.engine)
@@ -186,7 +192,10 @@ class Headend:
         await asyncio.to_thread(prepare_database, s)
         await self.store.close_headend_sessions(s.headend_id, EndReason.HEADEND_RESTARTED)
         self.client = await temporal.connect(
-            s.temporal_address, s.temporal_namespace, s.temporal_connect_timeout_s
+            s.temporal_address,
+            s.temporal_namespace,
+            s.temporal_connect_timeout_s,
+            tracing=self.tracing,
         )
         # Agents' dispatch acks → workflows; they wait (in order) while Temporal is down.
         self.acks = acks = TemporalAckSink(self.client, late_ack_recorder(self.dispatches))
@@ -275,8 +284,13 @@ class Headend:
                         acks,
                     ),
                     max_body_bytes=s.api_max_body_bytes,
+                    trace_ui_url=s.trace_ui_url,
                 )
             )
+            if self.tracing:
+                from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+                FastAPIInstrumentor.instrument_app(app, excluded_urls=UNTRACED_URLS)
             api_server = uvicorn.Server(
                 uvicorn.Config(
                     app, host=s.api_host, port=s.api_port, log_level="warning", lifespan="off"
@@ -357,9 +371,9 @@ class Headend:
                 log.warning("telemetry_partitions_failed", error=str(exc))
 
 
-async def serve(settings: Settings) -> None:
-    """Run a headend until SIGINT/SIGTERM."""
-    headend = Headend(settings)
+async def serve(settings: Settings, *, tracing: bool = False) -> None:
+    """Run a headend until SIGINT/SIGTERM (``tracing``: ops.tracing installed an SDK)."""
+    headend = Headend(settings, tracing=tracing)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):

@@ -122,12 +122,35 @@ class Settings(BaseSettings):
     )
     ack_timeout_s: float = Field(30.0, gt=0, description="how long to wait for the agent's ack")
     log_level: str = "info"
+    trace_ui_url: str | None = Field(
+        None,
+        description="link to a dispatch's trace in a trace UI (Jaeger, Tempo, ...), with "
+        "{trace_id} where the id goes, e.g. http://jaeger:16686/trace/{trace_id}; shown in "
+        "GET /dispatches/{id} (trace_url) and the console. Tracing itself is configured by "
+        "the standard OTEL_* variables (docs/tracing.md)",
+    )
+    trace_telemetry_ratio: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="share of telemetry commits that get a span (telemetry.commit) when "
+        "tracing is on; 0 = none, 1 = every commit",
+    )
 
     @field_validator("database_url")
     @classmethod
     def _pg_url(cls, v: str) -> str:
         if not v.startswith(("postgresql://", "postgres://")):
             raise ValueError("expected a postgresql:// URL")
+        return v
+
+    @field_validator("trace_ui_url")
+    @classmethod
+    def _trace_ui_url(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        if "{trace_id}" not in v or not v.startswith(("http://", "https://")):
+            raise ValueError("expected an http(s) URL with {trace_id} in it")
         return v
 
     @field_validator("db_app_role")

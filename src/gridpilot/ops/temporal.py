@@ -9,9 +9,10 @@ from datetime import timedelta
 
 import structlog
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from gridpilot.activities.delivery import DeliveryActivities
 from gridpilot.activities.outcome import request_own_cancel
@@ -30,12 +31,32 @@ _GRACE = timedelta(seconds=5)
 PROBE_TIMEOUT = timedelta(seconds=2)
 
 
+def interceptors(tracing: bool) -> list[Interceptor]:
+    """The client's interceptors (its workers inherit them; a Replayer must use
+    the same): with tracing, Temporal's OpenTelemetry one, which carries the
+    trace from the start and each signal into the workflow and its activities."""
+    if not tracing:
+        return []
+    from temporalio.contrib.opentelemetry import TracingInterceptor
+
+    return [TracingInterceptor()]
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox of the workflows: OpenTelemetry passes through (the tracing
+    interceptor's spans live in the worker, not in each run's re-imports)."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("opentelemetry")
+    )
+
+
 async def connect(
     address: str,
     namespace: str,
     wait_s: float = 30.0,
     *,
     setting: str = "GRIDPILOT_TEMPORAL_ADDRESS",
+    tracing: bool = False,
 ) -> Client:
     """Connect, retrying (with backoff, one log line per failed try) while
     Temporal starts; after wait_s a ConnectionError in one line that names the
@@ -49,7 +70,10 @@ async def connect(
             # A black-holed address must not hang one try past the whole wait.
             return await asyncio.wait_for(
                 Client.connect(
-                    address, namespace=namespace, data_converter=pydantic_data_converter
+                    address,
+                    namespace=namespace,
+                    data_converter=pydantic_data_converter,
+                    interceptors=interceptors(tracing),
                 ),
                 timeout=max(min(_TRY_TIMEOUT_S, left), 1.0),
             )
@@ -108,6 +132,7 @@ def dispatch_worker(client: Client, task_queue: str, store: DispatchStore) -> Wo
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
+        workflow_runner=workflow_runner(),
         activities=[
             records.record_dispatch,
             records.record_transition,

@@ -184,6 +184,8 @@ dispatches = Table(
     Column("submit_seq", BigInteger, nullable=True),
     # cloud (the API) | local (written on site, reported by the agent; migration 0004)
     Column("source", Text, nullable=False, server_default="cloud"),
+    # The OpenTelemetry trace of its submit, 32 hex digits (migration 0010).
+    Column("trace_id", Text, nullable=True),
     # An Idempotency-Key is the caller's own (migration 0009).
     UniqueConstraint("tenant_id", "submitted_by", "idempotency_key"),
     Index("ix_dispatches_created_at", "created_at"),

@@ -76,6 +76,7 @@ def dispatch_row(inp: DispatchInput, state: str) -> dict[str, object]:
         "priority": inp.priority,
         "source": inp.source,
         "submit_seq": inp.submit_seq or None,
+        "trace_id": inp.trace_id,
     }
 
 

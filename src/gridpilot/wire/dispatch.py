@@ -4,6 +4,7 @@ confirms. The agent's side is :mod:`.agent`."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from gridpilot.core.acks import AckState
@@ -17,13 +18,18 @@ from .times import ts_from_pb, ts_problem, ts_to_pb
 MAX_DETAIL_CHARS = 1000
 
 
-def setpoint(cmd: SetpointCommand) -> pb.HeadendMessage:
+def setpoint(
+    cmd: SetpointCommand, trace_context: Mapping[str, str] | None = None
+) -> pb.HeadendMessage:
+    """``trace_context``: the dispatch's W3C trace context, which the agent's
+    spans continue and its acks echo."""
     sp = pb.Setpoint(
         dispatch_id=cmd.dispatch_id,
         asset_id=cmd.asset_id,
         p_kw=cmd.p_kw,
         start=ts_to_pb(cmd.start_at),
         end=ts_to_pb(cmd.end_at),
+        trace_context=dict(trace_context or {}),
     )
     if cmd.q_kvar is not None:
         sp.q_kvar = cmd.q_kvar

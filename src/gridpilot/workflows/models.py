@@ -36,6 +36,8 @@ class DispatchInput(BaseModel):
     # The submission order (core.supersede), taken in the API submit; a site's
     # children carry their parent's. 0: submitted before it was recorded.
     submit_seq: int = 0
+    # The OpenTelemetry trace id of its submit (32 hex digits); None: not traced.
+    trace_id: str | None = None
 
 
 class AgentAck(BaseModel):

@@ -27,6 +27,10 @@ from gridpilot.workflows.dispatch import DispatchWorkflow
 from gridpilot.workflows.models import DispatchInput, DispatchResult
 from gridpilot.workflows.site import SiteDispatchWorkflow
 
+with workflow.unsafe.imports_passed_through():
+    # This module holds a workflow (below): the sandbox re-imports it per run.
+    from gridpilot.ops import temporal
+
 HISTORIES_DIR = Path(__file__).with_name("histories")
 # Every branch a running dispatch can be in; each must have a committed history.
 REQUIRED = (
@@ -82,17 +86,24 @@ def _history(name: str) -> WorkflowHistory:
     return WorkflowHistory.from_json(f"replay-{name}", path.read_text())
 
 
-def _replayer(*workflows: type) -> Replayer:
-    # The same workflows and data converter as the headend's worker.
-    return Replayer(workflows=list(workflows), data_converter=pydantic_data_converter)
+def _replayer(*workflows: type, tracing: bool = False) -> Replayer:
+    # The same workflows, data converter, sandbox and interceptors as the headend's worker.
+    return Replayer(
+        workflows=list(workflows),
+        data_converter=pydantic_data_converter,
+        workflow_runner=temporal.workflow_runner(),
+        interceptors=temporal.interceptors(tracing),
+    )
 
 
+@pytest.mark.parametrize("tracing", [False, True], ids=["untraced", "traced"])
 @pytest.mark.parametrize("name", NAMES)
-async def test_recorded_dispatch_history_replays_on_current_workflow_code(name: str):
+async def test_recorded_dispatch_history_replays_on_current_workflow_code(name: str, tracing: bool):
     history = _history(name)
     assert len(history.events) > 5, f"{name}.json holds no real run"
 
-    result = await _replayer(DispatchWorkflow, SiteDispatchWorkflow).replay_workflow(history)
+    replayer = _replayer(DispatchWorkflow, SiteDispatchWorkflow, tracing=tracing)
+    result = await replayer.replay_workflow(history)
 
     assert result.replay_failure is None
 

@@ -26,6 +26,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from gridpilot.core.lifecycle import ReasonCode
+from gridpilot.ops import spans
 
 from ..clock import Clock
 
@@ -148,7 +149,8 @@ class AckRecorder:
             time=self._clock.now(),
             reason=reason,
             detail=detail,
-            trace_context=dict(trace_context or {}),
+            # The agent's current span of this dispatch, when there is one.
+            trace_context=spans.carrier_or(trace_context),
             applied_p_kw=applied_p_kw,
         )
         self.history.record(ack)

@@ -21,12 +21,13 @@ from ..adapters import DeviceReadOnly
 from ..clock import Clock
 from ..device import ManagedDevice
 from .acks import AckRecorder, AckState
-from .arbitration import admit, arbitrate
+from .arbitration import arbitrate
 from .commands import Due, Lease, ReleaseCommand, Revert, SetpointCommand, TimerKind
 from .local_control import Arbitration, ControlView, Mode, Source
 from .output import RAMP_STEP_S, DeviceOutput, ramp_step
 from .reporting import LeaseReporter, describe
 from .timers import Timers
+from .traced import admit, device_write_span, setpoint_span
 
 if TYPE_CHECKING:
     from .journal import ControlJournal
@@ -157,7 +158,8 @@ class AssetController:
             try:
                 match command:
                     case SetpointCommand():
-                        await self._on_setpoint(command)
+                        with setpoint_span(command):
+                            await self._on_setpoint(command)
                     case ReleaseCommand():
                         await self._on_release(command)
                     case Due(kind="start"):
@@ -242,30 +244,31 @@ class AssetController:
         ramp = lease.ramp_kw_per_s
         if ramp and self._out.last_written is not None:
             first = ramp_step(self._out.last_written, lease.p_kw, ramp, self._ramp_step_s)
-        try:
-            applied = await self._out.write(first)
-        except Exception as exc:
-            self._out.log_error("setpoint", first, exc)
-            self._report.ack(
-                lease,
-                AckState.FAILED,
-                ReasonCode.DEVICE_WRITE_FAILED,
-                f"device write failed: {exc}",
-            )
-            await self._revert()
-            return
-        self._active = lease
-        self._revert_pending = False
-        self._timers.cancel("revert")
-        self._timers.cancel("ramp")
-        if first != lease.p_kw:
-            assert lease.ramp_kw_per_s is not None
-            detail = f"ramping from {first:g} kW at {lease.ramp_kw_per_s:g} kW/s"
-            self._report.ack(lease, AckState.APPLIED, None, detail, applied_p_kw=lease.p_kw)
-            self._timers.after("ramp", lease.dispatch_id, self._ramp_step_s)
-        else:
-            self._report.ack(lease, AckState.APPLIED, None, "", applied_p_kw=applied)
-        self._timers.at("end", lease.dispatch_id, lease.end)
+        with device_write_span(self.asset.asset_id, lease, first):  # + its ack
+            try:
+                applied = await self._out.write(first)
+            except Exception as exc:
+                self._out.log_error("setpoint", first, exc)
+                self._report.ack(
+                    lease,
+                    AckState.FAILED,
+                    ReasonCode.DEVICE_WRITE_FAILED,
+                    f"device write failed: {exc}",
+                )
+                await self._revert()
+                return
+            self._active = lease
+            self._revert_pending = False
+            self._timers.cancel("revert")
+            self._timers.cancel("ramp")
+            if first != lease.p_kw:
+                assert lease.ramp_kw_per_s is not None
+                detail = f"ramping from {first:g} kW at {lease.ramp_kw_per_s:g} kW/s"
+                self._report.ack(lease, AckState.APPLIED, None, detail, applied_p_kw=lease.p_kw)
+                self._timers.after("ramp", lease.dispatch_id, self._ramp_step_s)
+            else:
+                self._report.ack(lease, AckState.APPLIED, None, "", applied_p_kw=applied)
+            self._timers.at("end", lease.dispatch_id, lease.end)
 
     async def _on_ramp_due(self, dispatch_id: str) -> None:
         lease = self._active
