@@ -66,7 +66,8 @@ def agent(
     ),
 ) -> None:
     """Run the agent until SIGINT/SIGTERM: it connects out to the headend,
-    streams telemetry, and applies dispatches within the config's limits."""
+    streams telemetry, and applies dispatches within the config's limits.
+    Traces go to OTEL_EXPORTER_OTLP_ENDPOINT when it is set (docs/tracing.md)."""
     if ctx.invoked_subcommand is not None:
         return
     if config is None:

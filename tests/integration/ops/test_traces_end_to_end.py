@@ -7,6 +7,7 @@ unbroken; GET /dispatches/{id} names that trace."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 TRACE_UI = "http://traces.example/trace/{trace_id}"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 SUBMIT_SPAN = "POST /api/v1/dispatches"
 
 
@@ -80,6 +83,25 @@ def _one(spans: list[Span], name: str, **attributes: object) -> Span:
     ]
     assert len(found) == 1, f"{len(found)} spans {name} {attributes}"
     return found[0]
+
+
+def _console_links_the_trace(base: str, token: str, dispatch_id: str, trace_url: str) -> None:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is not installed (apt-get install chromium; .ci/run does)")
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(f"{base}/console/dispatches/{dispatch_id}")
+            page.fill("#token", token)
+            page.click("#login-form button[type=submit]")
+            link = page.locator("#trace-link")
+            expect(link).to_have_attribute("href", trace_url)
+            expect(link).to_have_text(trace_url.rsplit("/", 1)[-1])
+        finally:
+            browser.close()
 
 
 def test_a_dispatch_is_one_trace_across_headend_and_agent(
@@ -172,6 +194,9 @@ def test_a_dispatch_is_one_trace_across_headend_and_agent(
         x.split("event='")[1].split("'")[0] for x in lines
     }
     assert all(f"trace_id='{trace_id}'" in x for x in lines), lines
+
+    # The console's dispatch page links the trace (real Chromium).
+    _console_links_the_trace(headend.api, token, dispatch_id, view["trace_url"])
 
     # Telemetry commits get spans too (the ratio is 1 here), with size and time.
     commits = [s for s in receiver.snapshot() if s.name == "telemetry.commit"]
