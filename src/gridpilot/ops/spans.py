@@ -79,6 +79,12 @@ def span(
         yield current
 
 
+def annotate(attributes: Attributes) -> None:
+    """Add attributes to the current span (e.g. the dispatch id on the REST
+    submit's span, so the trace is found by it)."""
+    trace.get_current_span().set_attributes(attributes)
+
+
 def trace_ids() -> tuple[str, str] | None:
     """(trace_id, span_id) of the current span in hex, None when there is none."""
     ctx = trace.get_current_span().get_span_context()

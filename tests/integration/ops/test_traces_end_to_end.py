@@ -144,6 +144,7 @@ def test_a_dispatch_is_one_trace_across_headend_and_agent(
     assert {s.service for s in spans} == {"gridpilot-headend", "gridpilot-agent"}
     (root,) = [s for s in spans if not s.parent_id]
     assert root.name == SUBMIT_SPAN and root.service == "gridpilot-headend"
+    assert root.attributes["gridpilot.dispatch_id"] == dispatch_id
 
     # Down: REST → workflow → delivery on the replica's queue → the agent's write.
     wrote = _one(spans, "agent.device_write")
