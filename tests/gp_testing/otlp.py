@@ -4,16 +4,24 @@ OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint export their spans to it
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 
+import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from gridpilot.ops import spans
+from gridpilot.ops.processes import Managed
 
 
 @dataclass(frozen=True)
@@ -28,7 +36,7 @@ class Span:
 
 
 @dataclass
-class OtlpReceiver:
+class OtlpReceiver(Managed):
     spans: list[Span] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
@@ -76,7 +84,7 @@ class OtlpReceiver:
         with self._lock:
             self.spans.extend(got)
 
-    def __enter__(self) -> OtlpReceiver:
+    def start(self) -> None:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -98,14 +106,8 @@ class OtlpReceiver:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -114,3 +116,23 @@ class OtlpReceiver:
 def _value(v: object) -> object:
     kind = v.WhichOneof("value")  # type: ignore[attr-defined]
     return getattr(v, kind) if kind else None
+
+
+@contextlib.contextmanager
+def recorded_spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
+    """GridPilot's spans (ops.spans) recorded in memory by an SDK provider of the
+    test's own: the process's global provider stays as it is."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(spans, "tracer", lambda: provider.get_tracer("test"))
+    try:
+        yield exporter
+    finally:
+        provider.shutdown()
+
+
+def finished_span(exporter: InMemorySpanExporter, name: str) -> ReadableSpan:
+    """The one finished span called ``name``."""
+    (found,) = [s for s in exporter.get_finished_spans() if s.name == name]
+    return found

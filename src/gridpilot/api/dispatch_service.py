@@ -104,6 +104,7 @@ class DispatchService:
             if earlier is not None:
                 return earlier, False
         inp = await self._plan(body, idempotency_key, principal, request_hash)
+        spans.annotate({"gridpilot.dispatch_id": inp.dispatch_id})
         await self._start_audited(actor or Actor(principal), inp)
         # Written here and again, idempotently, by the workflow.
         await self._store.insert(inp)

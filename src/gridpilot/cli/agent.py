@@ -29,7 +29,9 @@ agent_app = typer.Typer(
     help=(
         "The edge agent: one per site, it speaks for all the site's assets over one "
         "outbound gRPC stream to the headend.\n\n"
-        "Run it with --config site.yaml; validate a config with 'check'."
+        "Run it with --config site.yaml; validate a config with 'check'.\n\n"
+        "Traces (OpenTelemetry, OTLP) are sent when OTEL_EXPORTER_OTLP_ENDPOINT is set "
+        "(docs/tracing.md)."
     ),
     no_args_is_help=False,
 )

@@ -195,6 +195,8 @@ def timeline(d: dict[str, Any]) -> str:
         f"  window     {d['start_at']} → {d['end_at']}",
         f"  state      {d['state']}" + (f"  reason {d['reason']}" if d["reason"] else ""),
     ]
+    if d.get("trace_id"):  # its OpenTelemetry trace (docs/tracing.md)
+        lines.append(f"  trace      {d.get('trace_url') or d['trace_id']}")
     if d.get("superseded_by"):
         lines.append(f"  superseded by {d['superseded_by']}")
     if d.get("applied_p_kw") is not None:

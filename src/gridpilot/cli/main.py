@@ -42,8 +42,10 @@ def headend(
     """Run a headend: AgentGateway (gRPC), REST API + console, ingest and a Temporal worker.
 
     Configured by GRIDPILOT_* variables (see .env.example): GRIDPILOT_DATABASE_URL,
-    GRIDPILOT_TEMPORAL_ADDRESS, GRIDPILOT_RESET_DB, ... Traces (OpenTelemetry, OTLP) are
-    sent when OTEL_EXPORTER_OTLP_ENDPOINT is set (docs/tracing.md).
+    GRIDPILOT_TEMPORAL_ADDRESS, GRIDPILOT_RESET_DB, ...
+
+    Traces (OpenTelemetry, OTLP) are sent when OTEL_EXPORTER_OTLP_ENDPOINT is set
+    (docs/tracing.md).
     """
     from gridpilot.ops.headend import HeadendError, serve
     from gridpilot.ops.tracing import SERVICE_HEADEND, TracingConfigError, configure_tracing

@@ -23,10 +23,13 @@ SpanKind = trace.SpanKind
 Attributes = Mapping[str, AttributeValue]
 
 
+# The API's proxy: it delegates to the SDK's tracer once a provider is set
+# (ops.tracing, after this import), and records nothing until then.
+_TRACER = trace.get_tracer(TRACER_NAME)
+
+
 def tracer() -> trace.Tracer:
-    # Asked each time: a provider installed after import is used (the global
-    # proxy tracer delegates once one is set).
-    return trace.get_tracer(TRACER_NAME)
+    return _TRACER
 
 
 def carrier() -> dict[str, str]:
@@ -74,6 +77,12 @@ def span(
         name, context=_parent(from_message), kind=kind, attributes=attributes
     ) as current:
         yield current
+
+
+def annotate(attributes: Attributes) -> None:
+    """Add attributes to the current span (e.g. the dispatch id on the REST
+    submit's span, so the trace is found by it)."""
+    trace.get_current_span().set_attributes(attributes)
 
 
 def trace_ids() -> tuple[str, str] | None:

@@ -9,9 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from gp_testing import wait_for
+from gp_testing.otlp import finished_span, recorded_spans
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -44,22 +43,13 @@ class Device:
 
 @pytest.fixture
 def finished(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(spans, "tracer", lambda: provider.get_tracer("test"))
-    yield exporter
-    provider.shutdown()
+    with recorded_spans(monkeypatch) as exporter:
+        yield exporter
 
 
 def _span_of(ack: Ack) -> trace.SpanContext:
     ctx = TraceContextTextMapPropagator().extract(dict(ack.trace_context))
     return trace.get_current_span(ctx).get_span_context()
-
-
-def _named(exporter: InMemorySpanExporter, name: str) -> ReadableSpan:
-    (found,) = [s for s in exporter.get_finished_spans() if s.name == name]
-    return found
 
 
 async def test_acks_carry_the_agents_spans_of_the_dispatch_back(
@@ -83,10 +73,10 @@ async def test_acks_carry_the_agents_spans_of_the_dispatch_back(
     await wait_for(lambda: any(a.state is AckState.APPLIED for a in acks), 5, "APPLIED")
     await controller.stop(5)
 
-    sent = _named(finished, "headend.send_setpoint")
-    handled = _named(finished, "agent.setpoint")
-    rails = _named(finished, "agent.rails")
-    wrote = _named(finished, "agent.device_write")
+    sent = finished_span(finished, "headend.send_setpoint")
+    handled = finished_span(finished, "agent.setpoint")
+    rails = finished_span(finished, "agent.rails")
+    wrote = finished_span(finished, "agent.device_write")
     assert handled.parent is not None and handled.parent.span_id == sent.context.span_id
     assert rails.parent is not None and rails.parent.span_id == handled.context.span_id
     assert wrote.parent is not None and wrote.parent.span_id == handled.context.span_id

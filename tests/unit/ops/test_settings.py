@@ -30,6 +30,9 @@ def test_defaults_and_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
         ("GRIDPILOT_ROLES", "grpc,cook", "unknown roles"),
         ("GRIDPILOT_ENVIRONMENT", "staging", "dev"),
         ("GRIDPILOT_RESET_DB", "maybe", "boolean"),
+        ("GRIDPILOT_TRACE_UI_URL", "http://jaeger:16686/trace/", "{trace_id}"),
+        ("GRIDPILOT_TRACE_UI_URL", "javascript:alert({trace_id})", "http(s) URL"),
+        ("GRIDPILOT_TRACE_TELEMETRY_RATIO", "2", "less than or equal to 1"),
     ],
 )
 def test_bad_variable_prints_one_line_naming_it_and_exits_2(

@@ -7,8 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from gp_testing.otlp import finished_span, recorded_spans
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from gridpilot.ops import spans
@@ -17,17 +16,8 @@ from gridpilot.ops.logging import add_trace_ids
 
 @pytest.fixture
 def finished(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(spans, "tracer", lambda: provider.get_tracer("test"))
-    yield exporter
-    provider.shutdown()
-
-
-def _named(exporter: InMemorySpanExporter, name: str) -> ReadableSpan:
-    (found,) = [s for s in exporter.get_finished_spans() if s.name == name]
-    return found
+    with recorded_spans(monkeypatch) as exporter:
+        yield exporter
 
 
 def test_a_span_continues_the_trace_a_message_carried(finished: InMemorySpanExporter) -> None:
@@ -39,9 +29,9 @@ def test_a_span_continues_the_trace_a_message_carried(finished: InMemorySpanExpo
         with spans.span("agent.device_write"):
             pass
 
-    sent = _named(finished, "headend.send_setpoint")
-    took = _named(finished, "agent.setpoint")
-    wrote = _named(finished, "agent.device_write")
+    sent = finished_span(finished, "headend.send_setpoint")
+    took = finished_span(finished, "agent.setpoint")
+    wrote = finished_span(finished, "agent.device_write")
     assert took.context.trace_id == sent.context.trace_id == wrote.context.trace_id
     assert took.parent is not None and took.parent.span_id == sent.context.span_id
     assert wrote.parent is not None and wrote.parent.span_id == took.context.span_id

@@ -8,17 +8,18 @@ ack span is their child. No-ops without an OpenTelemetry SDK."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from datetime import datetime
+import functools
+from collections.abc import Callable, Iterator
+from typing import Concatenate, ParamSpec
 
 from opentelemetry.trace import Span
 
-from gridpilot.core.assets import PowerLimits
 from gridpilot.ops import spans
 
 from . import arbitration
 from .commands import Lease, SetpointCommand
-from .local_control import Arbitration
+
+P = ParamSpec("P")
 
 
 def _attributes(dispatch_id: str, asset_id: str, p_kw: float) -> spans.Attributes:
@@ -38,26 +39,29 @@ def setpoint_span(cmd: SetpointCommand) -> contextlib.AbstractContextManager[Spa
     )
 
 
-def admit(
-    cmd: SetpointCommand,
-    limits: PowerLimits,
-    policy: Arbitration,
-    active: Lease | None,
-    now: datetime,
-) -> arbitration.Admission:
-    """:func:`.arbitration.admit` in an ``agent.rails`` span that tells its outcome."""
-    with spans.span(
-        "agent.rails", cmd.trace_context, _attributes(cmd.dispatch_id, cmd.asset_id, cmd.p_kw)
-    ) as span:
-        admission = arbitration.admit(cmd, limits, policy, active, now)
-        lease = admission.lease
-        span.set_attribute(
-            "gridpilot.rails.outcome",
-            "accepted" if lease is not None else str(admission.reason or "refused"),
-        )
-        if lease is not None:
-            span.set_attribute("gridpilot.rails.p_kw", lease.p_kw)
+def rails_span(
+    admit: Callable[Concatenate[SetpointCommand, P], arbitration.Admission],
+) -> Callable[Concatenate[SetpointCommand, P], arbitration.Admission]:
+    """``admit`` in an ``agent.rails`` span that tells its outcome."""
+
+    @functools.wraps(admit)
+    def traced(cmd: SetpointCommand, *args: P.args, **kwargs: P.kwargs) -> arbitration.Admission:
+        attributes = _attributes(cmd.dispatch_id, cmd.asset_id, cmd.p_kw)
+        with spans.span("agent.rails", cmd.trace_context, attributes) as span:
+            admission = admit(cmd, *args, **kwargs)
+            lease = admission.lease
+            span.set_attribute(
+                "gridpilot.rails.outcome",
+                "accepted" if lease is not None else str(admission.reason or "refused"),
+            )
+            if lease is not None:
+                span.set_attribute("gridpilot.rails.p_kw", lease.p_kw)
         return admission
+
+    return traced
+
+
+admit = rails_span(arbitration.admit)
 
 
 @contextlib.contextmanager
