@@ -20,5 +20,10 @@ def value(text: str, name: str, **labels: str) -> float | None:
 
 
 def names(text: str) -> set[str]:
-    """The sample names on the page (a histogram's _bucket/_count/_sum, a counter's _total)."""
-    return {name for name, _ in samples(text)}
+    """The sample names the page declares, with or without samples yet (a
+    counter's _total, a histogram's _bucket/_count/_sum)."""
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}
+    out = {name for name, _ in samples(text)}
+    for family in text_string_to_metric_families(text):
+        out.update(family.name + s for s in suffixes.get(family.type, ("",)))
+    return out

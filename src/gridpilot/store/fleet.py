@@ -203,6 +203,13 @@ async def late_acks(conn: AsyncConnection, since: datetime) -> int:
     return int((await conn.execute(q)).scalar_one())
 
 
+async def newest_sample(conn: AsyncConnection, asset_id: str) -> datetime | None:
+    latest = t.telemetry_latest
+    q = select(latest.c.ts).where(latest.c.asset_id == asset_id)
+    at: datetime | None = (await conn.execute(q)).scalar()
+    return at
+
+
 async def database_now(conn: AsyncConnection) -> datetime:
     now: datetime = (await conn.execute(select(literal_column("clock_timestamp()")))).scalar_one()
     return now
