@@ -8,7 +8,9 @@ fleet, edge buffers, dispatches) come from the database: ``ops.fleet_metrics``.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.core import (
@@ -41,11 +43,49 @@ def histogram_family(
 
 
 def labelled(
-    family: CounterMetricFamily | GaugeMetricFamily, rows: Iterable[tuple[Sequence[str], float]]
+    family: CounterMetricFamily | GaugeMetricFamily,
+    rows: Iterable[tuple[Sequence[str], float | None]],
 ) -> CounterMetricFamily | GaugeMetricFamily:
+    """``family`` with a sample per row (labels, value); None: no sample."""
     for labels, value in rows:
-        family.add_metric(list(labels), value)
+        if value is not None:
+            family.add_metric(list(labels), value)
     return family
+
+
+# name, help, labels, the StreamCounts counter (keyed by site, or by (site, reason))
+_STREAM_COUNTERS = (
+    (
+        "gridpilot_telemetry_batches_received",
+        "telemetry batches received from agents on this replica",
+        ("site",),
+        "batches",
+    ),
+    (
+        "gridpilot_telemetry_samples_received",
+        "telemetry samples received from agents on this replica",
+        ("site",),
+        "samples",
+    ),
+    (
+        "gridpilot_telemetry_samples_rejected",
+        "samples refused at the gateway, never stored, by reason",
+        ("site", "reason"),
+        "rejected",
+    ),
+    (
+        "gridpilot_agent_connects",
+        "agent streams opened on this replica (Hello accepted)",
+        ("site",),
+        "connects",
+    ),
+    (
+        "gridpilot_agent_disconnects",
+        "agent streams ended on this replica, by end reason (core.sessions.EndReason)",
+        ("site", "reason"),
+        "disconnects",
+    ),
+)
 
 
 class IngestCollector(Collector):
@@ -115,47 +155,12 @@ class IngestCollector(Collector):
             "samples rejected at the gateway (unknown asset, non-finite, future ts), never stored",
             value=servicer.rejected_samples,
         )
-        c = servicer.counts
-        yield labelled(
-            CounterMetricFamily(
-                "gridpilot_telemetry_batches_received",
-                "telemetry batches received from agents on this replica",
-                labels=["site"],
-            ),
-            (((site,), n) for site, n in sorted(c.batches.items())),
-        )
-        yield labelled(
-            CounterMetricFamily(
-                "gridpilot_telemetry_samples_received",
-                "telemetry samples received from agents on this replica",
-                labels=["site"],
-            ),
-            (((site,), n) for site, n in sorted(c.samples.items())),
-        )
-        yield labelled(
-            CounterMetricFamily(
-                "gridpilot_telemetry_samples_rejected",
-                "samples refused at the gateway, never stored, by reason",
-                labels=["site", "reason"],
-            ),
-            ((key, n) for key, n in sorted(c.rejected.items())),
-        )
-        yield labelled(
-            CounterMetricFamily(
-                "gridpilot_agent_connects",
-                "agent streams opened on this replica (Hello accepted)",
-                labels=["site"],
-            ),
-            (((site,), n) for site, n in sorted(c.connects.items())),
-        )
-        yield labelled(
-            CounterMetricFamily(
-                "gridpilot_agent_disconnects",
-                "agent streams ended on this replica, by end reason (core.sessions.EndReason)",
-                labels=["site", "reason"],
-            ),
-            ((key, n) for key, n in sorted(c.disconnects.items())),
-        )
+        for name, doc, labels, attr in _STREAM_COUNTERS:
+            counts: Counter[Any] = getattr(servicer.counts, attr)
+            yield labelled(
+                CounterMetricFamily(name, doc, labels=list(labels)),
+                ((k if isinstance(k, tuple) else (k,), n) for k, n in sorted(counts.items())),
+            )
 
 
 def metrics_registry(

@@ -94,35 +94,32 @@ class FleetCollector(Collector):
             active = await fleet.dispatch_latencies(conn, self.started_at, DispatchState.ACTIVE)
             unapplied = await fleet.oldest_unapplied(conn, now)
             late = await fleet.late_acks(conn, self.started_at)
+        per_site = (
+            ("agents_connected", "live agent sessions of the site (all replicas)"),
+            ("assets", "assets of the site (not held for approval)"),
+            (
+                "newest_sample_age_seconds",
+                "database time minus the device time of the site's newest stored sample",
+            ),
+        )
+        figures = {
+            s.site_id: {
+                "agents_connected": s.agents_connected,
+                "assets": s.assets,
+                "newest_sample_age_seconds": None
+                if s.newest_sample_at is None
+                else (now - s.newest_sample_at).total_seconds(),
+            }
+            for s in sites
+        }
         out: list[Metric] = [
             labelled(
-                GaugeMetricFamily(
-                    "gridpilot_site_agents_connected",
-                    "live agent sessions of the site (all replicas)",
-                    labels=["site"],
-                ),
-                (((s.site_id,), s.agents_connected) for s in sites),
-            ),
-            labelled(
-                GaugeMetricFamily(
-                    "gridpilot_site_assets",
-                    "assets of the site (not held for approval)",
-                    labels=["site"],
-                ),
-                (((s.site_id,), s.assets) for s in sites),
-            ),
-            labelled(
-                GaugeMetricFamily(
-                    "gridpilot_site_newest_sample_age_seconds",
-                    "database time minus the device time of the site's newest stored sample",
-                    labels=["site"],
-                ),
-                (
-                    ((s.site_id,), (now - s.newest_sample_at).total_seconds())
-                    for s in sites
-                    if s.newest_sample_at is not None
-                ),
-            ),
+                GaugeMetricFamily(f"gridpilot_site_{key}", doc, labels=["site"]),
+                (((site,), value[key]) for site, value in figures.items()),
+            )
+            for key, doc in per_site
+        ]
+        out += [
             labelled(
                 GaugeMetricFamily(
                     "gridpilot_gateway_last_seen_age_seconds",
