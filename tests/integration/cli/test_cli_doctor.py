@@ -93,3 +93,23 @@ async def test_doctor_fails_the_deployment_when_temporal_does_not_answer(
     assert found["migrations"].status.value == "ok"
     assert "workers" not in found  # not asked without Temporal
     assert report.next_step == "docs/runbooks/temporal-outage.md"
+
+
+async def test_doctor_names_an_agent_whose_stream_is_open_but_silent_unresponsive(
+    headend: RunningHeadend, scripted_agent: ScriptedAgent
+) -> None:
+    """The headend here tolerates an hour of silence (agent_silence_s), so the
+    stream stays open: past 30 s without a heartbeat the doctor calls the agent
+    unresponsive, with the time it was last heard."""
+    await scripted_agent.connect(demo_assets())  # and never a heartbeat
+
+    async def unresponsive() -> Any:
+        report, _ = await _run(headend.settings, "site-1", None, None)
+        agent = next(f for f in report.findings if f.check == "agent gw-1")
+        return report if agent.status.value == "fail" else None
+
+    report = await wait_for(unresponsive, timeout=120, interval=2)
+    agent = next(f for f in report.findings if f.check == "agent gw-1")
+    assert agent.detail.startswith("agent unresponsive since ")
+    assert "is open but nothing came since" in agent.detail
+    assert "restart it on the site's host" in report.next_step
