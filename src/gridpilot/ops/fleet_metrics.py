@@ -88,7 +88,7 @@ class FleetCollector(Collector):
         async with self._engine.connect() as conn:
             now = await fleet.database_now(conn)
             sites = await fleet.sites(conn)
-            agents = await fleet.agents(conn)
+            agents = await fleet.agents(conn, history=False)
             outcomes = await fleet.dispatch_outcomes(conn, self.started_at)
             sent = await fleet.dispatch_latencies(conn, self.started_at, DispatchState.SENT)
             active = await fleet.dispatch_latencies(conn, self.started_at, DispatchState.ACTIVE)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, literal_column, select
+from sqlalchemy import and_, false, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gridpilot.core.dispatch import DispatchKind
@@ -34,9 +34,12 @@ LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 _OPEN = (DispatchState.SUBMITTED, DispatchState.SENT, DispatchState.ACKED)
 
 
-async def agents(conn: AsyncConnection, site_id: str | None = None) -> list[dict[str, Any]]:
+async def agents(
+    conn: AsyncConnection, site_id: str | None = None, history: bool = True
+) -> list[dict[str, Any]]:
     """Every gateway (of ``site_id``) with its live session, the end of its last
-    one, and its edge figures; ordered by gateway id."""
+    one (``history``: it reads the gateways' ended sessions; /metrics, asking
+    every few seconds, does without), and its edge figures; by gateway id."""
     g, s, live = t.gateways, t.sites, t.agent_sessions.alias("live")
     ended = t.agent_sessions.alias("ended")
     last = (  # each gateway's ended sessions, newest first (nth == 1)
@@ -51,6 +54,13 @@ async def agents(conn: AsyncConnection, site_id: str | None = None) -> list[dict
         .where(ended.c.ended_at.is_not(None))
         .subquery("last")
     )
+    if not history:  # the same columns, without reading the sessions' history
+        last = (
+            select(ended.c.gateway_id, ended.c.ended_at, ended.c.end_reason)
+            .where(false())
+            .add_columns(literal_column("1").label("nth"))
+            .subquery("last")
+        )
     q = (
         select(
             g.c.id.label("gateway_id"),

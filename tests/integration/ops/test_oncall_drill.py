@@ -165,8 +165,11 @@ def test_stopping_the_agent_fires_the_alert_and_the_doctor_names_the_cause(
     assert firing[0]["annotations"]["runbook_url"] == "docs/runbooks/no-data.md"
     assert f"gridpilot doctor --site {SITE}" in firing[0]["annotations"]["description"]
 
+    asked = time.monotonic()
     diagnosed = doctor(headend, "--site", SITE)
     to_diagnosis = time.monotonic() - stopped
+    doctor_took = time.monotonic() - asked
+    scrape = prometheus.query('max_over_time(scrape_duration_seconds{job="gridpilot-headend"}[5m])')
     out = diagnosed.stdout
     assert diagnosed.returncode == 1, out + diagnosed.stderr
     assert f"FAIL  agent {GATEWAY}" in out and "agent gone since" in out, out
@@ -175,7 +178,9 @@ def test_stopping_the_agent_fires_the_alert_and_the_doctor_names_the_cause(
     assert out.strip().splitlines()[-1].startswith("next: on the site's host"), out
     print(
         f"\ndrill: agent stopped -> alert firing {to_alert:.1f} s "
-        f"(scrape 1 s, eval 1 s, for 2 s); -> doctor named the cause {to_diagnosis:.1f} s\n" + out
+        f"(scrape 1 s, eval 1 s, for 2 s); -> doctor named the cause {to_diagnosis:.1f} s "
+        f"(the doctor itself {doctor_took:.1f} s); slowest /metrics scrape "
+        f"{float(scrape[0]['value'][1]) * 1000:.0f} ms\n" + out
     )
 
 
