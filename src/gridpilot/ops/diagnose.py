@@ -39,6 +39,12 @@ _AGENT_GONE_NEXT = (
 )
 
 
+_AGENT_HUNG_NEXT = (
+    "the agent hangs or its link stalls: on the site's host `systemctl restart "
+    "gridpilot-agent`, then its log (" + NO_DATA + ")"
+)
+
+
 def _ended(reason: str | None) -> str:
     if reason is None:
         return "no session ended yet"
@@ -51,14 +57,16 @@ def _ended(reason: str | None) -> str:
 async def _agent(dep: Deployment, report: Report, a: Mapping[str, Any], now: datetime) -> None:
     gw = a["gateway_id"]
     if not a["connected"]:
-        since = a["last_ended_at"] or a["last_seen"]
-        word = "unresponsive" if a["last_end_reason"] == EndReason.UNRESPONSIVE else "gone"
+        hung = a["last_end_reason"] == EndReason.UNRESPONSIVE
+        # A hung agent went silent when it was last heard, not when the
+        # headend gave up on it (GRIDPILOT_AGENT_SILENCE_S later).
+        since = a["last_seen"] if hung else a["last_ended_at"] or a["last_seen"]
         report.add(
             f"agent {gw}",
             Status.FAIL,
-            f"agent {word} since {ago(since, now)}; session ended {_ended(a['last_end_reason'])}; "
-            f"last heard {ago(a['last_seen'], now)}",
-            _AGENT_GONE_NEXT,
+            f"agent {'unresponsive' if hung else 'gone'} since {ago(since, now)}; session "
+            f"ended {ago(a['last_ended_at'], now)}, {_ended(a['last_end_reason'])}",
+            _AGENT_HUNG_NEXT if hung else _AGENT_GONE_NEXT,
         )
     elif now - a["last_seen"] > SILENT_AFTER:
         report.add(

@@ -5,15 +5,17 @@ tests/integration/ops/test_oncall_drill.py)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from gp_testing import (
     RunningHeadend,
     ScriptedAgent,
+    TestPki,
     demo_assets,
     dispatch_in_state,
     now_pb,
+    running_headend,
     wait_for,
 )
 
@@ -21,6 +23,9 @@ from gridpilot.cli.dispatch import timeline
 from gridpilot.cli.doctor import _run
 from gridpilot.ops.processes import free_port
 from gridpilot.schema.pb import agent_pb2 as pb
+
+if TYPE_CHECKING:
+    from temporalio.testing import WorkflowEnvironment
 
 pytestmark = pytest.mark.integration
 
@@ -113,3 +118,34 @@ async def test_doctor_names_an_agent_whose_stream_is_open_but_silent_unresponsiv
     assert agent.detail.startswith("agent unresponsive since ")
     assert "is open but nothing came since" in agent.detail
     assert "restart it on the site's host" in report.next_step
+
+
+async def test_doctor_dates_an_agent_ended_unresponsive_from_when_it_was_last_heard(
+    database_url: str, temporal_env: WorkflowEnvironment, task_queue: str, test_pki: TestPki
+) -> None:
+    """The headend ends a silent stream after agent_silence_s (2 s here); the
+    doctor says unresponsive since its last message, not since that end."""
+    address = temporal_env.client.service_client.config.target_host
+    async with running_headend(
+        database_url, address, task_queue, test_pki, agent_silence_s=2
+    ) as headend:
+        agent = headend.agent()
+        try:
+            await agent.connect(demo_assets())  # and then silence
+            await wait_for(lambda: agent.ended, timeout=60)
+
+            async def ended() -> Any:
+                report, _ = await _run(headend.settings, "site-1", None, None)
+                found = {f.check: f for f in report.findings}
+                return report if "unresponsive" in found["agent gw-1"].detail else None
+
+            report = await wait_for(ended, timeout=60, interval=0.5)
+        finally:
+            await agent.close()
+    found = {f.check: f for f in report.findings}
+    detail = found["agent gw-1"].detail
+    heard, _, rest = detail.removeprefix("agent unresponsive since ").partition(" (")
+    assert "unresponsive: the agent was unresponsive" in rest
+    ended_at = rest.split("session ended ", 1)[1].split(" (", 1)[0]
+    assert heard < ended_at  # ISO times: last heard before the headend gave up
+    assert "systemctl restart gridpilot-agent" in report.next_step
