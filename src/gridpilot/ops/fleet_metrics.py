@@ -122,6 +122,14 @@ class FleetCollector(Collector):
         out += [
             labelled(
                 GaugeMetricFamily(
+                    "gridpilot_gateway_connected",
+                    "1 while the gateway's agent has a live session (on any replica)",
+                    labels=["gateway_id", "site"],
+                ),
+                (((a["gateway_id"], a["site_id"]), int(a["connected"])) for a in agents),
+            ),
+            labelled(
+                GaugeMetricFamily(
                     "gridpilot_gateway_last_seen_age_seconds",
                     "seconds since the gateway's agent last sent anything (hello or heartbeat)",
                     labels=["gateway_id", "site"],

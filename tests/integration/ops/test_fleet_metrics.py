@@ -85,5 +85,6 @@ async def test_metrics_show_the_site_its_samples_and_a_dispatch_from_submit_to_c
 
     text = await wait_for(gone)
     assert value(text, "gridpilot_agent_disconnects_total", reason="network", **SITE) == 1
+    assert value(text, "gridpilot_gateway_connected", gateway_id="gw-1", **SITE) == 0
     seen = value(text, "gridpilot_gateway_last_seen_age_seconds", gateway_id="gw-1", **SITE)
     assert seen is not None and seen >= 0
