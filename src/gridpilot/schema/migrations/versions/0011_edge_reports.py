@@ -5,8 +5,8 @@ agent's store-and-forward figures and the samples the gateway refused since
 its stream started: /metrics on any API replica and `gridpilot doctor` read
 them from here, also after the agent has gone.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-06 06:30:00
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
