@@ -13,7 +13,7 @@ cd "$(dirname "$0")"
 umask 077
 mkdir -p secrets
 chmod 0700 secrets
-for name in db-superuser-password db-owner-password db-app-password temporal-db-password; do
+for name in db-superuser-password db-owner-password db-app-password temporal-db-password grafana-admin-password; do
   if [ ! -s "secrets/$name" ]; then
     python3 -c 'import secrets; print(secrets.token_urlsafe(32), end="")' > "secrets/$name"
   fi

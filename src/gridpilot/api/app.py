@@ -41,6 +41,8 @@ class ApiDeps:
     auth: AuthSettings
     readiness: HealthCheck | None = None
     metrics: CollectorRegistry | None = None
+    # Awaited before each /metrics render: reads the figures kept elsewhere (the database).
+    metrics_refresh: Callable[[], Awaitable[None]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     # A trace UI's link with {trace_id} (Settings.trace_ui_url): a dispatch's trace_url.
@@ -126,6 +128,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
     async def metrics() -> Response:
         if deps.metrics is None:
             raise NotFound("this process has no metrics registry")
+        if deps.metrics_refresh is not None:
+            await deps.metrics_refresh()
         return Response(generate_latest(deps.metrics), media_type=CONTENT_TYPE_LATEST)
 
     return app

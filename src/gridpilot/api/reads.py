@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gridpilot.core.errors import NotFound, ValidationFailed
 from gridpilot.schema import tables as t
+from gridpilot.store import fleet
 
 from .inputs import Instant
 from .schemas import (
@@ -34,52 +35,8 @@ def _engine(request: Request) -> AsyncEngine:
 
 @router.get("/agents", response_model=list[AgentView], tags=["agents"])
 async def list_agents(request: Request) -> list[dict[str, Any]]:
-    g, s, live = t.gateways, t.sites, t.agent_sessions.alias("live")
-    ended = t.agent_sessions.alias("ended")
-    last = (  # each gateway's ended sessions, newest first (nth == 1)
-        select(
-            ended.c.gateway_id,
-            ended.c.ended_at,
-            ended.c.end_reason,
-            func.row_number()
-            .over(partition_by=ended.c.gateway_id, order_by=ended.c.ended_at.desc())
-            .label("nth"),
-        )
-        .where(ended.c.ended_at.is_not(None))
-        .subquery("last")
-    )
-    q = (
-        select(
-            g.c.id.label("gateway_id"),
-            g.c.site_id,
-            s.c.name.label("site_name"),
-            g.c.last_seen,
-            g.c.agent_version,
-            live.c.id.label("session_id"),
-            live.c.peer,
-            live.c.headend_id,
-            live.c.connected_at,
-            live.c.last_seen.label("session_last_seen"),
-            last.c.end_reason.label("last_end_reason"),
-            last.c.ended_at.label("last_ended_at"),
-        )
-        .select_from(
-            g.join(s, s.c.id == g.c.site_id)
-            .outerjoin(live, and_(live.c.gateway_id == g.c.id, live.c.ended_at.is_(None)))
-            .outerjoin(last, and_(last.c.gateway_id == g.c.id, last.c.nth == 1))
-        )
-        .order_by(g.c.id)
-    )
     async with _engine(request).connect() as conn:
-        rows = (await conn.execute(q)).mappings().all()
-    return [
-        {
-            **r,
-            "connected": r["session_id"] is not None,
-            "last_seen": r["session_last_seen"] or r["last_seen"],
-        }
-        for r in rows
-    ]
+        return await fleet.agents(conn)
 
 
 @router.get("/agents/{gateway_id}/sessions", response_model=list[AgentSessionView], tags=["agents"])

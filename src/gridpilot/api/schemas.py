@@ -174,6 +174,21 @@ class AgentView(BaseModel):
         "revoked, superseded, invalid_message, ... (docs/guarantees.md)",
     )
     last_ended_at: datetime | None = None
+    buffered_batches: int = Field(
+        0, description="telemetry batches waiting in the agent's buffer, as last reported"
+    )
+    buffered_bytes: int = Field(0, description="their serialized bytes, as last reported")
+    dropped_batches: int = Field(
+        0, description="batches the agent dropped unsent (buffer full or too old), cumulative"
+    )
+    dropped_samples: int = Field(0, description="samples in those batches, cumulative")
+    rejected_samples: int = Field(
+        0, description="samples of this gateway the headend refused (never stored), cumulative"
+    )
+    last_rejection: str | None = Field(None, description="why the newest refused sample was")
+    reported_at: datetime | None = Field(
+        None, description="when the agent's buffer was last reported (its last heartbeat)"
+    )
 
 
 class AgentSessionView(BaseModel):

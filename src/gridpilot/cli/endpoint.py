@@ -39,7 +39,7 @@ class Endpoint:
         )
 
 
-def _read_up_json(path: Path) -> dict[str, object] | None:
+def read_up_json(path: Path) -> dict[str, object] | None:
     try:
         info = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -53,7 +53,7 @@ def resolve(api: str | None, up_json: Path | None = None) -> Endpoint:
         source = API_ENV if os.environ.get(API_ENV) == api else "--api"
         return Endpoint(api.rstrip("/"), token, source)
     path = up_json or default_up_json()
-    info = _read_up_json(path)
+    info = read_up_json(path)
     if info is None:
         return Endpoint(DEFAULT_API, token, f"the default; no running `gridpilot up` at {path}")
     base = str(info["api_url"]).rstrip("/").removesuffix("/api/v1")

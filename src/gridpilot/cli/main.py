@@ -13,6 +13,7 @@ from gridpilot.ops.settings import load_settings
 
 from .agent import agent_app
 from .dispatch import dispatch_app
+from .doctor import doctor
 from .gateway import gateway_app
 from .security import audit_app, pki_app, token_app
 
@@ -29,6 +30,7 @@ app.add_typer(pki_app, name="pki")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
+app.command()(doctor)
 
 
 @app.command()

@@ -1,21 +1,91 @@
-"""Prometheus view of the ingest path: queue, writer, rejections, edge buffers.
+"""Prometheus view of this process's ingest path: queue, writer, streams,
+refused samples, waiting acks (docs/metrics.md lists every series).
 
 Read at scrape time from the objects that keep the numbers, so nothing on
-the hot path touches a metrics library.
+the hot path touches a metrics library. Figures every replica shares (the
+fleet, edge buffers, dispatches) come from the database: ``ops.fleet_metrics``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from .acks import TemporalAckSink
 from .pipeline import TelemetryPipeline
 from .servicer import AgentGatewayServicer
 from .sessions import SessionRegistry
+
+
+def histogram_family(
+    name: str,
+    doc: str,
+    bounds: Sequence[float],
+    cumulative: Sequence[int],
+    count: int,
+    total: float,
+) -> HistogramMetricFamily:
+    """A histogram from cumulative counts per upper bound, the count and the sum."""
+    buckets = [(str(float(b)), float(n)) for b, n in zip(bounds, cumulative, strict=True)]
+    return HistogramMetricFamily(
+        name, doc, buckets=[*buckets, ("+Inf", float(count))], sum_value=total
+    )
+
+
+def labelled(
+    family: CounterMetricFamily | GaugeMetricFamily,
+    rows: Iterable[tuple[Sequence[str], float | None]],
+) -> CounterMetricFamily | GaugeMetricFamily:
+    """``family`` with a sample per row (labels, value); None: no sample."""
+    for labels, value in rows:
+        if value is not None:
+            family.add_metric(list(labels), value)
+    return family
+
+
+# name, help, labels, the StreamCounts counter (keyed by site, or by (site, reason))
+_STREAM_COUNTERS = (
+    (
+        "gridpilot_telemetry_batches_received",
+        "telemetry batches received from agents on this replica",
+        ("site",),
+        "batches",
+    ),
+    (
+        "gridpilot_telemetry_samples_received",
+        "telemetry samples received from agents on this replica",
+        ("site",),
+        "samples",
+    ),
+    (
+        "gridpilot_telemetry_samples_rejected",
+        "samples refused at the gateway, never stored, by reason",
+        ("site", "reason"),
+        "rejected",
+    ),
+    (
+        "gridpilot_agent_connects",
+        "agent streams opened on this replica (Hello accepted)",
+        ("site",),
+        "connects",
+    ),
+    (
+        "gridpilot_agent_disconnects",
+        "agent streams ended on this replica, by end reason (core.sessions.EndReason)",
+        ("site", "reason"),
+        "disconnects",
+    ),
+)
 
 
 class IngestCollector(Collector):
@@ -53,6 +123,30 @@ class IngestCollector(Collector):
         yield CounterMetricFamily(
             "gridpilot_ingest_commits", "telemetry write transactions committed", value=s.commits
         )
+        yield CounterMetricFamily(
+            "gridpilot_telemetry_batches_written",
+            "telemetry batches committed to the database (then acked)",
+            value=s.batches_committed,
+        )
+        yield CounterMetricFamily(
+            "gridpilot_telemetry_samples_written",
+            "telemetry samples (rows) committed to the database",
+            value=s.rows_written,
+        )
+        yield CounterMetricFamily(
+            "gridpilot_telemetry_samples_duplicate",
+            "telemetry samples dropped as already stored (re-sent batches)",
+            value=s.rows_duplicate,
+        )
+        lag = s.commit_lag
+        yield histogram_family(
+            "gridpilot_telemetry_commit_lag_seconds",
+            "per committed batch: commit time minus the device time of its newest sample",
+            lag.bounds,
+            lag.cumulative(),
+            lag.count,
+            lag.total,
+        )
         servicer = self._servicer()
         if servicer is None:
             return
@@ -61,32 +155,12 @@ class IngestCollector(Collector):
             "samples rejected at the gateway (unknown asset, non-finite, future ts), never stored",
             value=servicer.rejected_samples,
         )
-        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
-            "dropped_batches": CounterMetricFamily(
-                "gridpilot_edge_dropped_batches",
-                "telemetry batches an agent dropped unsent (buffer full or too old), as reported",
-                labels=["gateway_id"],
-            ),
-            "dropped_samples": CounterMetricFamily(
-                "gridpilot_edge_dropped_samples",
-                "telemetry samples an agent dropped unsent, as reported",
-                labels=["gateway_id"],
-            ),
-            "buffered_batches": GaugeMetricFamily(
-                "gridpilot_edge_buffered_batches",
-                "telemetry batches waiting in an agent's buffer, as last reported",
-                labels=["gateway_id"],
-            ),
-            "buffered_bytes": GaugeMetricFamily(
-                "gridpilot_edge_buffered_bytes",
-                "serialized bytes waiting in an agent's buffer, as last reported",
-                labels=["gateway_id"],
-            ),
-        }
-        for gateway_id, report in sorted(servicer.edge_reports.all().items()):
-            for name, family in families.items():
-                family.add_metric([gateway_id], getattr(report, name))
-        yield from families.values()
+        for name, doc, labels, attr in _STREAM_COUNTERS:
+            counts: Counter[Any] = getattr(servicer.counts, attr)
+            yield labelled(
+                CounterMetricFamily(name, doc, labels=list(labels)),
+                ((k if isinstance(k, tuple) else (k,), n) for k, n in sorted(counts.items())),
+            )
 
 
 def metrics_registry(
@@ -94,11 +168,14 @@ def metrics_registry(
     pipeline: TelemetryPipeline,
     ingest: IngestCollector,
     acks: TemporalAckSink,
+    *more: Collector,
 ) -> CollectorRegistry:
-    """The headend's /metrics: the ingest collector and the gauges of its sessions,
-    telemetry writer and waiting acks."""
+    """The headend's /metrics: the ingest collector, the gauges of its sessions,
+    telemetry writer and waiting acks, and ``more`` collectors."""
     reg = CollectorRegistry()
     reg.register(ingest)
+    for collector in more:
+        reg.register(collector)
     Gauge("gridpilot_agents_connected", "agent streams on this headend", registry=reg).set_function(
         lambda: len(sessions.all())
     )

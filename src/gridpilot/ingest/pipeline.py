@@ -35,7 +35,7 @@ import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import psycopg
@@ -54,6 +54,7 @@ from .copyrows import (
     encode_samples,
     merge_latest,
 )
+from .histogram import LAG_BUCKETS, Histogram
 from .queue import TelemetryQueue
 
 log = structlog.get_logger(__name__)
@@ -153,6 +154,8 @@ class PipelineStats:
     batches_refused: int = 0  # refused by the database: logged, never acked
     db_available: bool = True
     last_error: str = ""
+    # Per committed batch: commit time minus its newest sample's device time.
+    commit_lag: Histogram = field(default_factory=lambda: Histogram(LAG_BUCKETS))
 
 
 class _Duplicate(Exception):
@@ -299,6 +302,11 @@ class TelemetryPipeline:
         if staged:
             await self._commit(conn, batches, staged=True)
             self.stats.staged_commits += 1
+        committed_us = time.time() * 1e6
+        for b in batches:
+            if b.rows.latest:
+                newest_us = max(us for us, _ in b.rows.latest.values())
+                self.stats.commit_lag.observe(max(committed_us - newest_us, 0.0) / 1e6)
         marks = self._marks(batches)
         for gateway_id, seq in marks.items():
             self._committed_seq[gateway_id] = max(seq, self._committed_seq.get(gateway_id, 0))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict
+from typing import Any
 
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -12,7 +14,9 @@ from gridpilot.core.assets import Asset
 from gridpilot.core.errors import Conflict, NotFound
 from gridpilot.core.sessions import EndReason
 from gridpilot.schema import tables as t
+from gridpilot.wire.text import clean_text
 
+from .edge_reports import EdgeBufferReport
 from .enrollment import OPEN, Admission
 
 
@@ -161,19 +165,33 @@ class GatewayStore:
             )
         return ended_ids
 
-    async def touch(self, session_id: str) -> bool:
-        """Update last_seen; False when the session was ended elsewhere
-        (e.g. superseded through another headend replica)."""
-        s = t.agent_sessions
+    async def touch(
+        self,
+        session_id: str,
+        report: EdgeBufferReport | None = None,
+        rejected: int = 0,
+        last_rejection: str | None = None,
+    ) -> bool:
+        """Update last_seen, and the gateway's edge figures: its buffer as the
+        heartbeat ``report``s it, ``rejected`` more refused samples, the last
+        one's reason. False when the session was ended elsewhere (e.g.
+        superseded through another headend replica)."""
+        s, g = t.agent_sessions, t.gateways
         live = and_(s.c.id == session_id, s.c.ended_at.is_(None))
+        values: dict[str, Any] = {"last_seen": func.now()}
+        if report is not None:
+            values.update(asdict(report), reported_at=func.now())
+        if rejected:
+            values["rejected_samples"] = g.c.rejected_samples + rejected
+            values["last_rejection"] = clean_text(last_rejection or "", 500)
         async with self._engine.begin() as conn:
             # The gateway's row before the session's, in open_session's order:
             # the other order can deadlock with a new Hello of this gateway.
             res = await conn.execute(
-                update(t.gateways)
-                .where(t.gateways.c.id == select(s.c.gateway_id).where(live).scalar_subquery())
-                .values(last_seen=func.now())
-                .returning(t.gateways.c.id)
+                update(g)
+                .where(g.c.id == select(s.c.gateway_id).where(live).scalar_subquery())
+                .values(**values)
+                .returning(g.c.id)
             )
             if res.scalar() is None:
                 return False

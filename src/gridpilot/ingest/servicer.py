@@ -30,7 +30,7 @@ from gridpilot.wire.text import clean_text
 
 from .acks import AckIntake, AckSink
 from .copyrows import CopyRows, EncodedBatch, encode_batch
-from .edge_reports import EdgeBufferReports
+from .edge_reports import EdgeBufferReport, EdgeBufferReports, StreamCounts
 from .enrollment import EnrollmentStore
 from .guard import GatewayAuthority, refuse_gateway
 from .handshake import Handshake
@@ -89,6 +89,7 @@ class AgentGatewayServicer(AgentGatewayServicerBase):
         self._skew = max_future_skew
         self.rejected_samples = 0
         self.edge_reports = EdgeBufferReports()
+        self.counts = StreamCounts()
         self._authority = authority
         self.streams_started = 0  # Connect calls that reached the servicer (after TLS)
         self._ending: set[asyncio.Task[None]] = set()
@@ -112,6 +113,7 @@ class AgentGatewayServicer(AgentGatewayServicerBase):
             log.exception("agent_handshake_failed", peer=context.peer())
             await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
             raise AssertionError("unreachable") from None
+        self.counts.connects[session.site_id] += 1
         context.add_done_callback(lambda ctx: self._rpc_done(session, ctx))
         try:
             last_seq = 0
@@ -162,6 +164,7 @@ class AgentGatewayServicer(AgentGatewayServicerBase):
         reason = session.end_reason
         session.close(reason)
         self._sessions.detach(session)
+        self.counts.disconnects[session.site_id, reason.value] += 1
         with contextlib.suppress(Exception):
             await self._store.close_session(session.session_id, reason)
         log.info(
@@ -209,8 +212,8 @@ class AgentGatewayServicer(AgentGatewayServicerBase):
                         session.close(EndReason.LOCAL_DISPATCH_UNRECORDED)
                         return
                 elif kind == "heartbeat":
-                    self.edge_reports.update(session.gateway_id, msg.heartbeat)
-                    if not await self._touch(session):
+                    report = self.edge_reports.update(session.gateway_id, msg.heartbeat)
+                    if not await self._touch(session, report):
                         session.close(EndReason.SUPERSEDED)
                         return
         except SessionClosed:
@@ -227,6 +230,8 @@ class AgentGatewayServicer(AgentGatewayServicerBase):
     async def _on_telemetry(self, session: AgentSession, batch: TelemetryBatch) -> None:
         received = datetime.now(UTC)  # the checks below use the time of receipt
         samples, known, seq = batch.samples, session.asset_ids, batch.batch_seq
+        self.counts.batches[session.site_id] += 1
+        self.counts.samples[session.site_id] += len(samples)
         # Audited here, once per session and asset, not in the writer: a stream
         # naming foreign assets slows only itself and cannot flood the log.
         foreign = {s.asset_id for s in samples}.difference(known)
@@ -255,7 +260,11 @@ class AgentGatewayServicer(AgentGatewayServicerBase):
             )
             for i in range(MAX_SAMPLES_PER_BATCH, len(samples)):
                 encoded.rejections.append(f"{i}: over {MAX_SAMPLES_PER_BATCH} samples in one batch")
-            self.rejected_samples += len(encoded.rejections)
+            if encoded.rejections:
+                self.rejected_samples += len(encoded.rejections)
+                self.counts.rejections(session.site_id, encoded.rejections)
+                session.rejected_pending += len(encoded.rejections)
+                session.last_rejection = encoded.rejections[-1].partition(": ")[2]
             done.append(encoded)
             return encoded.rows
 
@@ -271,11 +280,16 @@ class AgentGatewayServicer(AgentGatewayServicerBase):
             IngestBatch(session.gateway_id, seq, encode, send_ack, size=batch.ByteSize())
         )
 
-    async def _touch(self, session: AgentSession) -> bool:
+    async def _touch(self, session: AgentSession, report: EdgeBufferReport) -> bool:
         """False when the session was ended elsewhere. A database outage is not
         a reason to drop a healthy stream: its telemetry waits in the queue."""
+        rejected = session.rejected_pending
         try:
-            return await self._store.touch(session.session_id)
+            live = await self._store.touch(
+                session.session_id, report, rejected, session.last_rejection
+            )
+            session.rejected_pending -= rejected
+            return live
         except DATABASE_UNAVAILABLE:
             log.debug("session_touch_skipped", gateway=session.gateway_id, reason="database")
             return True

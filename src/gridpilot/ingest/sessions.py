@@ -39,6 +39,9 @@ class AgentSession:
     # withdrawing the enrollment ends the session (ingest.guard).
     enrolled_only: bool = False
     hello_asset_ids: frozenset[str] = frozenset()
+    # Samples refused since the last heartbeat's write to the gateway row, and why the last was.
+    rejected_pending: int = 0
+    last_rejection: str | None = None
     foreign_audited: set[str] = field(default_factory=set)
     reader: asyncio.Task[None] | None = field(default=None, repr=False)  # reads the agent
     ending: asyncio.Task[None] | None = field(default=None, repr=False)  # closes the session once

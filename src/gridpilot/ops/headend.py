@@ -40,6 +40,7 @@ from gridpilot.store.dispatches import DispatchStore
 from gridpilot.wire.service import add_AgentGatewayServicer_to_server
 
 from . import temporal
+from .fleet_metrics import FleetCollector
 from .settings import Environment, Settings
 
 log = structlog.get_logger(__name__)
@@ -191,7 +192,7 @@ class Headend:
         credentials = grpc_credentials(s) if s.has_role("grpc") else None
         await asyncio.to_thread(prepare_database, s)
         await self.store.close_headend_sessions(s.headend_id, EndReason.HEADEND_RESTARTED)
-        self.client = await temporal.connect(
+        self.client = client = await temporal.connect(
             s.temporal_address,
             s.temporal_namespace,
             s.temporal_connect_timeout_s,
@@ -266,6 +267,11 @@ class Headend:
         api_server: uvicorn.Server | None = None
         api_task: asyncio.Task[Any] | None = None
         if s.has_role("api"):
+            fleet = FleetCollector(
+                self.engine,
+                lambda: temporal.probe(client),
+                {"grpc_server": s.grpc_tls_cert_file, "grpc_client_ca": s.grpc_client_ca_file},
+            )
             app = create_app(
                 ApiDeps(
                     engine=self.engine,
@@ -282,7 +288,9 @@ class Headend:
                         self.pipeline,
                         IngestCollector(self.pipeline, lambda: self.servicer),
                         acks,
+                        fleet,
                     ),
+                    metrics_refresh=fleet.refresh,
                     max_body_bytes=s.api_max_body_bytes,
                     trace_ui_url=s.trace_ui_url,
                 )

@@ -88,6 +88,15 @@ gateways = Table(
     Column("agent_version", Text, nullable=False, server_default=""),
     _ts("first_seen", now=True),
     _ts("last_seen", now=True),
+    # The agent's store-and-forward buffer as its last heartbeat reported it,
+    # and the samples refused at the gateway (migration 0010).
+    Column("buffered_batches", BigInteger, nullable=False, server_default="0"),
+    Column("buffered_bytes", BigInteger, nullable=False, server_default="0"),
+    Column("dropped_batches", BigInteger, nullable=False, server_default="0"),
+    Column("dropped_samples", BigInteger, nullable=False, server_default="0"),
+    Column("rejected_samples", BigInteger, nullable=False, server_default="0"),
+    Column("last_rejection", Text, nullable=True),
+    _ts("reported_at", nullable=True),
 )
 
 assets = Table(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import grpc
+from cryptography import x509
 
 
 class TlsConfigError(Exception):
@@ -34,3 +36,10 @@ def server_credentials(
     return grpc.ssl_server_credentials(
         [(key, chain)], root_certificates=roots, require_client_auth=True
     )
+
+
+def certificate_expiry(path: Path) -> datetime:
+    """When the soonest-expiring certificate of a PEM file (a chain or a
+    bundle) expires; OSError / ValueError when it cannot be read."""
+    certs = x509.load_pem_x509_certificates(path.read_bytes())
+    return min(c.not_valid_after_utc for c in certs)

@@ -151,7 +151,10 @@ def test_full_buffer_drops_by_its_policy_counts_and_reports_it(
         dropped = agent.counters()["dropped_batches"]
         wait_for_sync(
             lambda: (
-                headend.metric("gridpilot_edge_dropped_batches_total", gateway_id="gwf") == dropped
+                headend.metric(
+                    "gridpilot_edge_dropped_batches_total", gateway_id="gwf", site="site-gwf"
+                )
+                == dropped
             ),
             10,
             "the headend to hear of the drops",

@@ -13,6 +13,8 @@ from gridpilot.schema.pb import agent_pb2 as pb
 from gridpilot.wire.times import ts_to_pb
 
 pytestmark = pytest.mark.integration
+# Edge figures are read from the gateway's row: every API replica shows them.
+GW = '{gateway_id="gw-1",site="site-1"}'
 
 
 def _metric(text: str, name: str) -> float | None:
@@ -60,6 +62,24 @@ async def test_bad_samples_are_rejected_counted_and_the_rest_of_the_batch_stored
     metrics = (await headend.api.get("/metrics")).text
     assert _metric(metrics, "gridpilot_ingest_rejected_samples_total") == 5
     assert _metric(metrics, "gridpilot_ingest_batches_refused_total") == 0
+    rejected = "gridpilot_telemetry_samples_rejected_total"
+    assert _metric(metrics, f'{rejected}{{reason="unknown_asset",site="site-1"}}') == 1
+    assert _metric(metrics, f'{rejected}{{reason="non_finite",site="site-1"}}') == 2
+    assert _metric(metrics, f'{rejected}{{reason="future_ts",site="site-1"}}') == 1
+    assert _metric(metrics, f'{rejected}{{reason="invalid_text",site="site-1"}}') == 1
+    received = 'gridpilot_telemetry_samples_received_total{site="site-1"}'
+    assert _metric(metrics, received) == 7
+
+    # The next heartbeat writes the refusals to the gateway's row: the agents
+    # API (and gridpilot doctor) show them, whichever replica is asked.
+    await scripted_agent.send(pb.AgentMessage(heartbeat=pb.Heartbeat(time=now_pb())))
+
+    async def refused() -> dict[str, object] | None:
+        agents = (await headend.api.get("/api/v1/agents")).json()
+        return next((a for a in agents if a["rejected_samples"] == 5), None)
+
+    agent = await wait_for(refused)
+    assert "NUL" in agent["last_rejection"]
 
 
 async def test_heartbeats_report_the_agents_buffer_to_metrics(
@@ -80,9 +100,9 @@ async def test_heartbeats_report_the_agents_buffer_to_metrics(
 
     async def reported() -> str:
         text = (await headend.api.get("/metrics")).text
-        return text if 'gridpilot_edge_dropped_batches_total{gateway_id="gw-1"} 7.0' in text else ""
+        return text if f"gridpilot_edge_dropped_batches_total{GW} 7.0" in text else ""
 
     text = await wait_for(reported)
-    assert 'gridpilot_edge_dropped_samples_total{gateway_id="gw-1"} 21.0' in text
-    assert 'gridpilot_edge_buffered_batches{gateway_id="gw-1"} 3.0' in text
-    assert 'gridpilot_edge_buffered_bytes{gateway_id="gw-1"} 900.0' in text
+    assert f"gridpilot_edge_dropped_samples_total{GW} 21.0" in text
+    assert f"gridpilot_edge_buffered_batches{GW} 3.0" in text
+    assert f"gridpilot_edge_buffered_bytes{GW} 900.0" in text

@@ -36,6 +36,7 @@ EXPECTED = {
     "headend",
     "sim-agent",
     "prometheus",
+    "grafana",
 }
 
 

@@ -20,7 +20,7 @@ class Store:
     def __init__(self) -> None:
         self.touched = 0
 
-    async def touch(self, session_id: str) -> bool:
+    async def touch(self, session_id: str, *edge: object) -> bool:
         self.touched += 1
         return True
 
