@@ -86,4 +86,4 @@ def test_the_console_gets_the_end_states_from_the_server() -> None:
     for name in CONSOLE_PAGES:
         html = build_console_page(name)
         assert '"cancelled"' not in html, name
-        assert f'<body data-terminal-states="{" ".join(TERMINAL_VALUES)}">' in html
+        assert f'<body data-terminal-states="{" ".join(TERMINAL_VALUES)}"' in html
