@@ -21,13 +21,15 @@ from gridpilot.edge_agent.adapters import quiet_protocol_loggers
 from gridpilot.edge_agent.runtime import buffer_path
 from gridpilot.edge_agent.telemetry.buffer_sqlite import BufferLocked
 
+from .agent_enroll import enroll_cmd, renew_cmd
 from .agent_probe import check_connect, make_opcua_certificate, write_schema
 
 agent_app = typer.Typer(
     help=(
         "The edge agent: one per site, it speaks for all the site's assets over one "
         "outbound gRPC stream to the headend.\n\n"
-        "Run it with --config site.yaml; validate a config with 'check'."
+        "Run it with --config site.yaml; validate a config with 'check'; get its "
+        "certificate with 'enroll' (and later 'renew')."
     ),
     no_args_is_help=False,
 )
@@ -132,6 +134,10 @@ def check(
     )
     if connect and check_connect(console, cfg, timeout):
         raise typer.Exit(1)
+
+
+agent_app.command("enroll")(enroll_cmd)
+agent_app.command("renew")(renew_cmd)
 
 
 @agent_app.command("schema")

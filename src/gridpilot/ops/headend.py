@@ -24,6 +24,7 @@ from gridpilot.ingest.acks import TemporalAckSink, late_ack_recorder
 from gridpilot.ingest.enrollment import EnrollmentStore
 from gridpilot.ingest.guard import GatewayAuthority, SessionGuard
 from gridpilot.ingest.metrics import IngestCollector, metrics_registry
+from gridpilot.ingest.onboarding import GatewayOnboarding, load_ca
 from gridpilot.ingest.pipeline import IngestBatch, TelemetryPipeline
 from gridpilot.ingest.queue import MemoryTelemetryQueue
 from gridpilot.ingest.registry import GatewayStore
@@ -33,7 +34,9 @@ from gridpilot.schema import db
 from gridpilot.security.audit import AuditLog
 from gridpilot.security.authn import Authenticator
 from gridpilot.security.certs import CertificateRegistry
+from gridpilot.security.enroll_tokens import EnrollmentTokens
 from gridpilot.security.oidc import JwtVerifier, OidcConfig, parse_role_map
+from gridpilot.security.pki import Pki, PkiError
 from gridpilot.security.tls import TlsConfigError, server_credentials
 from gridpilot.security.tokens import TokenStore
 from gridpilot.store.dispatches import DispatchStore
@@ -68,6 +71,13 @@ def grpc_credentials(settings: Settings) -> grpc.ServerCredentials | None:
         return server_credentials(s.grpc_tls_cert_file, s.grpc_tls_key_file, s.grpc_client_ca_file)
     except TlsConfigError as exc:
         raise HeadendError(str(exc)) from None
+
+
+def _enrollment_ca(settings: Settings) -> Pki | None:
+    try:
+        return load_ca(settings.pki_dir, settings.trust_domain)
+    except PkiError as exc:
+        raise HeadendError(f"GRIDPILOT_PKI_DIR: {exc}") from None
 
 
 def jwt_verifier(settings: Settings) -> JwtVerifier | None:
@@ -155,6 +165,15 @@ class Headend:
         self.certs = CertificateRegistry(self.engine, self.audit)
         self.tokens = TokenStore(self.engine, self.audit)
         self.enrollment = EnrollmentStore(self.engine, self.audit)
+        self.onboarding = GatewayOnboarding(
+            self.audit,
+            EnrollmentTokens(self.engine, self.audit),
+            self.enrollment,
+            self.certs,
+            _enrollment_ca(settings),
+            settings.gateway_cert_days,
+            settings.enroll_token_ttl_s,
+        )
         self.client: Client | None = None
         self.acks: TemporalAckSink | None = None
         self._stop = asyncio.Event()
@@ -262,7 +281,12 @@ class Headend:
                     engine=self.engine,
                     dispatches=service,
                     security=SecurityDeps(
-                        self.audit, self.tokens, self.certs, self.store, self.enrollment
+                        self.audit,
+                        self.tokens,
+                        self.certs,
+                        self.store,
+                        self.enrollment,
+                        self.onboarding,
                     ),
                     auth=AuthSettings(
                         Authenticator(self.tokens, jwt_verifier(s)), self.audit, s.metrics_public

@@ -76,6 +76,20 @@ class Settings(BaseSettings):
         "gridpilot",
         description="gateway certificates name spiffe://<trust_domain>/gateway/<gateway id>",
     )
+    pki_dir: Path | None = Field(
+        None,
+        description="a `gridpilot pki` directory (pki.json, ca.pem, ca.key) whose CA signs "
+        "gateway certificates at enrollment (POST /api/v1/enroll); unset: enrollment answers 404",
+    )
+    enroll_token_ttl_s: int = Field(
+        3600,
+        ge=60,
+        le=7 * 86_400,
+        description="default lifetime of a one-time enrollment token (seconds)",
+    )
+    gateway_cert_days: int = Field(
+        90, ge=1, le=397, description="validity of gateway certificates signed at enrollment"
+    )
     revocation_check_s: float = Field(
         2.0, gt=0, le=60, description="how often live agent streams are re-checked for revocation"
     )
