@@ -204,8 +204,12 @@ class Headend:
         credentials = grpc_credentials(s) if s.has_role("grpc") else None
         await asyncio.to_thread(prepare_database, s)
         await self.store.close_headend_sessions(s.headend_id, EndReason.HEADEND_RESTARTED)
+        try:
+            tls = temporal.client_tls(s)
+        except ValueError as bad:
+            raise HeadendError(str(bad)) from None
         self.client = await temporal.connect(
-            s.temporal_address, s.temporal_namespace, s.temporal_connect_timeout_s
+            s.temporal_address, s.temporal_namespace, s.temporal_connect_timeout_s, tls=tls
         )
         # Agents' dispatch acks → workflows; they wait (in order) while Temporal is down.
         self.acks = acks = TemporalAckSink(self.client, late_ack_recorder(self.dispatches))
