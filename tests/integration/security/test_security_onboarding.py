@@ -16,7 +16,7 @@ import httpx
 import psycopg
 import pytest
 from cryptography.hazmat.primitives import serialization
-from gp_testing import RunningHeadend, wait_for
+from gp_testing import RunningHeadend, TestPki, running_headend, wait_for
 
 from gridpilot.edge_agent import EdgeAgent, SiteConfig
 from gridpilot.edge_agent.enroll import EnrollError, GatewayFiles, enroll, renew
@@ -242,3 +242,34 @@ async def test_renewal_with_the_current_key_gives_a_working_new_certificate(
     }
     r = await headend.api.post("/api/v1/enroll/renew", json=body)
     assert (r.status_code, r.json()["field"]) == (422, "proof")
+
+
+async def test_two_gateways_racing_with_one_token_get_one_certificate(
+    headend: RunningHeadend, tmp_path: Path
+) -> None:
+    token = await _token(headend, "gw-race", "site-race")
+    base = str(headend.api.base_url)
+
+    def attempt(i: int) -> str:
+        with httpx.Client(timeout=60) as client:
+            try:
+                return enroll(client, base, token, tmp_path / str(i)).fingerprint
+            except EnrollError as exc:
+                return str(exc)
+
+    results = await asyncio.gather(*(_in_thread(attempt, i) for i in range(4)))
+    won = [r for r in results if "token_used" not in r]
+    assert len(won) == 1, results
+    certs = (await headend.api.get("/api/v1/gateways/gw-race/certificates")).json()
+    assert [c["fingerprint"] for c in certs] == won
+
+
+async def test_without_a_ca_enrollment_answers_404_naming_the_setting(
+    database_url: str, temporal_env: Any, task_queue: str, test_pki: TestPki
+) -> None:
+    address = temporal_env.client.service_client.config.target_host
+    async with running_headend(database_url, address, task_queue, test_pki, pki_dir=None) as h:
+        token = await _token(h, "gw-no-ca", "site-no-ca")
+        r = await h.api.post("/api/v1/enroll/describe", json={"token": token})
+    assert (r.status_code, r.json()["code"]) == (404, "enrollment_not_configured")
+    assert "GRIDPILOT_PKI_DIR" in r.json()["message"]

@@ -97,3 +97,16 @@ def test_a_renewal_proof_verifies_only_with_the_current_key(tmp_path: Path) -> N
     other = make_csr(new_key(), "gw-1").decode()
     with pytest.raises(CsrRefused):
         check_renewal_proof(cert, other, sign_renewal(current, csr))
+
+
+def test_the_enrollment_ca_must_be_of_the_headends_trust_domain(tmp_path: Path) -> None:
+    from gridpilot.ingest.onboarding import load_ca
+    from gridpilot.security.pki import PkiError
+
+    assert load_ca(None, TD) is None
+    Pki.init(tmp_path / "pki", "other.example")
+    with pytest.raises(PkiError, match="'other.example', not 'gridpilot'"):
+        load_ca(tmp_path / "pki", TD)
+    with pytest.raises(PkiError, match="not a PKI directory"):
+        load_ca(tmp_path / "nothing", TD)
+    assert load_ca(tmp_path / "pki", "other.example") is not None
