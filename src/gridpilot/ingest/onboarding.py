@@ -52,7 +52,7 @@ class SignedGateway:
     not_after: datetime
 
 
-def _refused_cert(message: str, code: str = "certificate_refused", status: int = 401) -> Refused:
+def _refused_cert(message: str, code: str = "certificate_refused", status: int = 403) -> Refused:
     return Refused(f"certificate: {message}", code=code, field="certificate", status=status)
 
 
@@ -174,13 +174,13 @@ class GatewayOnboarding:
         try:
             check_renewal_proof(current, csr_pem, proof)
             if await self._certs.revoked_among([old.fingerprint]):
-                raise _refused_cert(f"it is revoked ({old.fingerprint[:16]}…)", status=403)
+                raise _refused_cert(f"it is revoked ({old.fingerprint[:16]}…)")
             sites = [
                 e["site_id"] for e in await self._enrollment.list_enrollments(gateway_id=gateway_id)
             ]
             site_id = old.site_id or (sites[0] if sites else None)
             if site_id is None:
-                raise _refused_cert(f"gateway {gateway_id} is enrolled for no site", status=403)
+                raise _refused_cert(f"gateway {gateway_id} is enrolled for no site")
             csr = check_csr(csr_pem, gateway_id, pki.trust_domain)
             cert = pki.sign_gateway(csr.public_key(), gateway_id, self._days, old.site_id)
             ident = identity_from_cert(cert, pki.trust_domain)

@@ -44,12 +44,12 @@ VIEW_FIELDS = (
 
 
 def refused(message: str, code: str, status: int, field: str = "token") -> Refused:
-    """Why a token cannot enroll: unknown (401), expired (401) or used (409)."""
+    """Why a token cannot enroll: unknown (403), expired (403) or used (409)."""
     return Refused(message, code=code, field=field, status=status)
 
 
 def unknown() -> Refused:
-    return refused("token: not an enrollment token of this headend", "token_unknown", 401)
+    return refused("token: not an enrollment token of this headend", "token_unknown", 403)
 
 
 def check_ttl(ttl_s: int) -> timedelta:
@@ -128,7 +128,7 @@ class EnrollmentTokens:
         return [{k: r[k] for k in VIEW_FIELDS} for r in rows]
 
     async def find(self, secret: str) -> dict[str, Any]:
-        """The record of a token, spent or not; Refused (401) if there is none."""
+        """The record of a token, spent or not; Refused (403) if there is none."""
         async with self._engine.connect() as conn:
             row = await _by_secret(conn, secret)
         return {k: row[k] for k in VIEW_FIELDS}
@@ -181,7 +181,7 @@ def _utc(at: datetime) -> str:
 
 
 def check_usable(row: Any) -> None:
-    """Refused (409 used, 401 expired) unless the token can still enroll."""
+    """Refused (409 used, 403 expired) unless the token can still enroll."""
     if row["used_at"] is not None:
         raise refused(
             f"token: {row['id']} was used at {_utc(row['used_at'])}; ask an admin for a new one",
@@ -192,5 +192,5 @@ def check_usable(row: Any) -> None:
         raise refused(
             f"token: {row['id']} expired at {_utc(row['expires_at'])}; ask an admin for a new one",
             "token_expired",
-            401,
+            403,
         )

@@ -177,7 +177,7 @@ async def test_a_csr_for_another_gateway_is_refused_and_does_not_spend_the_token
 @pytest.mark.parametrize(
     ("body", "status", "code", "field"),
     [
-        ({"token": "gpe_" + "x" * 43, "csr": "PEM"}, 401, "token_unknown", "token"),
+        ({"token": "gpe_" + "x" * 43, "csr": "PEM"}, 403, "token_unknown", "token"),
         ({"token": "TOKEN", "csr": "not a csr"}, 422, "csr_invalid", "csr"),
         ({"token": "TOKEN"}, 422, "validation_failed", "csr"),
         ({"token": "TOKEN", "csr": "x" * 20_000}, 422, "validation_failed", "csr"),
@@ -205,7 +205,7 @@ async def test_an_expired_token_is_refused_and_tokens_are_stored_hashed(
         conn.execute("UPDATE enrollment_tokens SET expires_at = now() - interval '1 second'")
     csr = make_csr(new_key(), "gw-old").decode()
     r = await headend.api.post("/api/v1/enroll", json={"token": token, "csr": csr})
-    assert (r.status_code, r.json()["code"], r.json()["field"]) == (401, "token_expired", "token")
+    assert (r.status_code, r.json()["code"], r.json()["field"]) == (403, "token_expired", "token")
     r = await headend.api.post(
         "/api/v1/enrollment-tokens", json={"gateway_id": "gw-x", "site_id": "s", "ttl_s": 10}
     )
