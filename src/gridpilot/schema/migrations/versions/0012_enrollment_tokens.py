@@ -5,8 +5,8 @@ token``); the gateway spends it with a CSR (``gridpilot agent enroll``) and
 gets a certificate signed by the headend's CA. Only the token's SHA-256 is
 stored.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-06 06:30:00
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0009"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
