@@ -109,9 +109,10 @@ async def running_headend(
     database_url: str, temporal_address: str, task_queue: str, pki: TestPki, **settings_: Any
 ) -> AsyncIterator[RunningHeadend]:
     """A whole headend (gRPC + API + worker) on free ports, secure as in
-    production: mTLS on gRPC (``.agent()`` has a certificate) and bearer tokens
-    on REST (``.api`` sends an admin token; ``.token(role)``). Keyword
-    arguments replace its settings."""
+    production: mTLS on gRPC (``.agent()`` has a certificate), gateway
+    enrollment signed by the test CA, and bearer tokens on REST (``.api``
+    sends an admin token; ``.token(role)``). Keyword arguments replace its
+    settings."""
     from uuid import uuid4
 
     from gridpilot.ops.headend import Headend
@@ -132,6 +133,7 @@ async def running_headend(
         grpc_tls_cert_file=pki.headend.cert_file,
         grpc_tls_key_file=pki.headend.key_file,
         grpc_client_ca_file=pki.pki.ca_file,
+        pki_dir=pki.pki.root,  # its CA signs enrolling gateways' CSRs
         revocation_check_s=0.5,
         agent_silence_s=3600,  # ScriptedAgent sends no heartbeats; silence tests set it small
     ).model_copy(update=settings_)

@@ -1,15 +1,20 @@
 """A TCP proxy on 127.0.0.1 that can go silent (swallow bytes both ways while
-keeping connections open: a dead link without FIN/RST) and recover."""
+keeping connections open: a dead link without FIN/RST) and recover; with an
+``ssl`` context it terminates TLS (e.g. in front of a plain-text server)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl as ssl_
 
 
 class TcpProxy:
-    def __init__(self, listen_port: int, target_port: int) -> None:
+    def __init__(
+        self, listen_port: int, target_port: int, ssl: ssl_.SSLContext | None = None
+    ) -> None:
         self.listen_port = listen_port
+        self.ssl = ssl
         self.target_port = target_port
         self.silent = False
         self.connections = 0
@@ -17,7 +22,9 @@ class TcpProxy:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.listen_port)
+        self._server = await asyncio.start_server(
+            self._handle, "127.0.0.1", self.listen_port, ssl=self.ssl
+        )
 
     async def stop(self) -> None:
         if self._server is not None:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gridpilot.ingest.enrollment import EnrollmentStore
+from gridpilot.ingest.onboarding import GatewayOnboarding
 from gridpilot.ingest.registry import GatewayStore
 from gridpilot.security.audit import Actor, AuditEvent, AuditLog
 from gridpilot.security.certs import CertificateRegistry
@@ -36,6 +37,8 @@ class SecurityDeps:
     certs: CertificateRegistry
     gateways: GatewayStore
     enrollment: EnrollmentStore
+    # Gateway certificates for enrollment tokens (api/onboarding.py); None: off.
+    onboarding: GatewayOnboarding | None = None
 
 
 def _deps(request: Request) -> SecurityDeps:

@@ -81,6 +81,14 @@ RULES: dict[tuple[str, str], Permission] = {
     ("DELETE", "/api/v1/sites/{site_id}/gateways/{gateway_id}"): P.ADMIN,
     ("GET", "/api/v1/sites/{site_id}/held-assets"): P.ADMIN,
     ("POST", "/api/v1/assets/{asset_id}/approve"): P.ADMIN,
+    # gateway onboarding (api/onboarding.py): an admin issues one-time tokens;
+    # a gateway spends one (or shows its current certificate's key) instead
+    # of a bearer token, so these three are public to the middleware.
+    ("GET", "/api/v1/enrollment-tokens"): P.ADMIN,
+    ("POST", "/api/v1/enrollment-tokens"): P.ADMIN,
+    ("POST", "/api/v1/enroll/describe"): P.PUBLIC,
+    ("POST", "/api/v1/enroll"): P.PUBLIC,
+    ("POST", "/api/v1/enroll/renew"): P.PUBLIC,
 }
 # What a request that matches no route (404/405) needs: any credential, so an
 # anonymous caller cannot map the API.

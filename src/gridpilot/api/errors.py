@@ -73,7 +73,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
-        status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 422)
+        # An error may carry its own status (e.g. an enrollment token's 401/409).
+        status = getattr(exc, "status", None) or next(
+            (s for cls, s in STATUS.items() if isinstance(exc, cls)), 422
+        )
         return JSONResponse(
             status_code=status, content=error_body(exc.code, exc.message, exc.field)
         )

@@ -58,6 +58,9 @@ GENERIC = {
     503: "A dependency (database, Temporal) is unavailable; retry after `Retry-After` seconds.",
 }
 
+_NO_CA = "`enrollment_not_configured`: this headend has no GRIDPILOT_PKI_DIR."
+GENERIC_DB = "The database is unavailable; retry after `Retry-After` seconds."
+
 # Statuses a route answers beyond what its rule and inputs imply (above). A
 # route may also declare them itself with ``responses=``.
 EXTRA: dict[tuple[str, str], dict[int, str]] = {
@@ -74,6 +77,27 @@ EXTRA: dict[tuple[str, str], dict[int, str]] = {
     },
     ("PUT", "/api/v1/assets/{asset_id}/gateway"): {
         409: "The gateway belongs to another site.",
+    },
+    # gateway onboarding (api/onboarding.py): 404 on a headend without a CA
+    ("GET", "/api/v1/enrollment-tokens"): {404: _NO_CA},
+    ("POST", "/api/v1/enrollment-tokens"): {404: _NO_CA},
+    ("POST", "/api/v1/enroll/describe"): {
+        403: "`token_unknown` or `token_expired`.",
+        404: _NO_CA,
+        409: "`token_used`: the token was spent.",
+        503: GENERIC_DB,
+    },
+    ("POST", "/api/v1/enroll"): {
+        403: "`token_unknown` or `token_expired`.",
+        404: _NO_CA,
+        409: "`token_used`: the token was spent (also by a concurrent request).",
+        503: GENERIC_DB,
+    },
+    ("POST", "/api/v1/enroll/renew"): {
+        403: "`certificate_refused` (not of this CA, revoked, or the gateway is enrolled "
+        "for no site) or `certificate_expired`.",
+        404: _NO_CA,
+        503: GENERIC_DB,
     },
 }
 _METHODS = ("get", "put", "post", "delete", "patch", "head", "options")

@@ -23,13 +23,15 @@ from gridpilot.edge_agent.telemetry.buffer_sqlite import BufferLocked
 from gridpilot.ops.logging import add_trace_ids
 from gridpilot.ops.tracing import SERVICE_AGENT, TracingConfigError, configure_tracing
 
+from .agent_enroll import enroll_cmd, renew_cmd
 from .agent_probe import check_connect, make_opcua_certificate, write_schema
 
 agent_app = typer.Typer(
     help=(
         "The edge agent: one per site, it speaks for all the site's assets over one "
         "outbound gRPC stream to the headend.\n\n"
-        "Run it with --config site.yaml; validate a config with 'check'.\n\n"
+        "Run it with --config site.yaml; validate a config with 'check'; get its "
+        "certificate with 'enroll' (and later 'renew').\n\n"
         "Traces (OpenTelemetry, OTLP) are sent when OTEL_EXPORTER_OTLP_ENDPOINT is set "
         "(docs/tracing.md)."
     ),
@@ -141,6 +143,10 @@ def check(
     )
     if connect and check_connect(console, cfg, timeout):
         raise typer.Exit(1)
+
+
+agent_app.command("enroll")(enroll_cmd)
+agent_app.command("renew")(renew_cmd)
 
 
 @agent_app.command("schema")

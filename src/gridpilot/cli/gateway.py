@@ -13,13 +13,16 @@ from typing import Annotated, Any
 import typer
 
 from gridpilot.ingest.enrollment import EnrollmentStore
+from gridpilot.ops.settings import load_settings
 from gridpilot.security.audit import AuditLog
+from gridpilot.security.enroll_tokens import MAX_TTL_S, MIN_TTL_S, EnrollmentTokens
 from gridpilot.security.identity import check_gateway_id, check_site_id
 
 from .security import _fail, _with_db, cli_actor
 
 gateway_app = typer.Typer(
-    help="Site enrollment: which gateways may speak for a site; approve held assets.",
+    help="Site enrollment: which gateways may speak for a site, one-time enrollment "
+    "tokens for new gateways, approval of held assets.",
     no_args_is_help=True,
 )
 
@@ -133,3 +136,38 @@ def approve(
 
     a = _with_db(work)
     typer.echo(f"asset {a['id']} approved ({a['p_min_kw']:g} … {a['p_max_kw']:g} kW)")
+
+
+@gateway_app.command("token")
+def token(
+    gateway_id: Annotated[str, typer.Argument(help="the gateway the token enrolls")],
+    site: SiteOpt,
+    ttl_s: Annotated[
+        int | None,
+        typer.Option(
+            min=MIN_TTL_S,
+            max=MAX_TTL_S,
+            help="lifetime in seconds (default: GRIDPILOT_ENROLL_TOKEN_TTL_S, 3600)",
+        ),
+    ] = None,
+    max_asset_kw: Annotated[
+        float | None,
+        typer.Option(min=0, max=1_000_000, help="the enrollment's bound (see `gateway enroll`)"),
+    ] = None,
+) -> None:
+    """Issue a one-time enrollment token for a gateway and site; print it once.
+    On the gateway: `gridpilot agent enroll --headend URL --token TOKEN`."""
+    _ids(site, gateway_id)
+    ttl = ttl_s or load_settings().enroll_token_ttl_s
+
+    async def work(audit: AuditLog) -> tuple[dict[str, Any], str]:
+        tokens = EnrollmentTokens(audit.engine, audit)
+        return await tokens.create(gateway_id, site, cli_actor(), ttl, max_asset_kw)
+
+    info, secret = _with_db(work)
+    typer.echo(secret)
+    typer.echo(
+        f"enrollment token {info['id']} for gateway {gateway_id}, site {site}; single use, "
+        f"expires {info['expires_at']:%Y-%m-%d %H:%M %Z}; shown once",
+        err=True,
+    )

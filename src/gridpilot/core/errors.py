@@ -32,3 +32,15 @@ class Conflict(DomainError):
 
 class IllegalTransition(DomainError):
     code = "illegal_transition"
+
+
+class Refused(DomainError):
+    """A refusal with a specific ``code`` and an HTTP-like ``status`` of its
+    own (401 unknown credential, 403, 409 spent, 422 invalid, 503 not set up)."""
+
+    def __init__(
+        self, message: str, *, code: str, field: str | None = None, status: int = 422
+    ) -> None:
+        super().__init__(message, field=field)
+        self.code = code
+        self.status = status

@@ -8,7 +8,8 @@ to the node each error is about.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Iterator
+import os
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .config import IDENTIFIER_PATTERN, Loc, SiteConfig
+from .interpolate import interpolate
 
 _TAG_KEYS = ("type", "kind")  # discriminator keys whose values pydantic puts in `loc`
 
@@ -45,8 +47,10 @@ class Problem:
         )
 
 
-def load_config(path: Path | str) -> SiteConfig:
-    """Read, parse and validate a site config; raises :class:`ConfigError`."""
+def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> SiteConfig:
+    """Read, parse and validate a site config; raises :class:`ConfigError`.
+    ``${NAME}`` in values comes from ``env`` (default: this process's
+    environment; edge_agent/interpolate.py)."""
     path = Path(path)
     name = str(path)
     try:
@@ -57,6 +61,14 @@ def load_config(path: Path | str) -> SiteConfig:
         loader = yaml.SafeLoader(text)
         try:
             root = loader.get_single_node()
+            unset = [
+                Problem(name, node.start_mark.line + 1, _dotted(where), msg)
+                for node, where, msg in (
+                    interpolate(root, os.environ if env is None else env, loader)
+                    if root is not None
+                    else ()
+                )
+            ]
             data = loader.construct_document(root) if root is not None else None
         finally:
             loader.dispose()
@@ -68,12 +80,14 @@ def load_config(path: Path | str) -> SiteConfig:
     if root is None:
         raise ConfigError(path, [Problem(name, 1, "", "the file is empty")])
 
-    problems = list(_duplicate_keys(name, root))
-    try:
-        cfg = SiteConfig.model_validate(data, context={"base_dir": path.parent})
-    except ValidationError as exc:
-        problems += _problems(name, root, exc)
-    if problems:
+    problems = [*unset, *_duplicate_keys(name, root)]
+    cfg = None
+    if not unset:  # else its validation would only repeat the holes the variables left
+        try:
+            cfg = SiteConfig.model_validate(data, context={"base_dir": path.parent})
+        except ValidationError as exc:
+            problems += _problems(name, root, exc)
+    if problems or cfg is None:
         problems.sort(key=lambda p: p.line)
         raise ConfigError(path, problems)
     return cfg

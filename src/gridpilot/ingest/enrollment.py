@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gridpilot.core.assets import Asset
 from gridpilot.core.errors import Conflict, NotFound
@@ -77,51 +77,67 @@ class EnrollmentStore:
         return Admission(enrolled=named)
 
     async def enroll(
-        self, site_id: str, gateway_id: str, max_asset_kw: float | None, actor: Actor
+        self,
+        site_id: str,
+        gateway_id: str,
+        max_asset_kw: float | None,
+        actor: Actor,
+        conn: AsyncConnection | None = None,
     ) -> dict[str, Any]:
-        """Enroll (or re-enroll with a new bound) a gateway for a site. A
-        gateway that already belongs to another site is refused (Conflict)."""
+        """Enroll (or re-enroll with a new bound) a gateway for a site, in
+        ``conn``'s transaction or one of its own. A gateway that already
+        belongs to another site is refused (Conflict)."""
+        if conn is not None:
+            return await self._enroll(conn, site_id, gateway_id, max_asset_kw, actor)
+        async with self._engine.begin() as own:
+            return await self._enroll(own, site_id, gateway_id, max_asset_kw, actor)
+
+    async def _enroll(
+        self,
+        conn: AsyncConnection,
+        site_id: str,
+        gateway_id: str,
+        max_asset_kw: float | None,
+        actor: Actor,
+    ) -> dict[str, Any]:
         e = t.gateway_enrollments
-        async with self._engine.begin() as conn:
-            owner = (
+        owner = (
+            await conn.execute(select(t.gateways.c.site_id).where(t.gateways.c.id == gateway_id))
+        ).scalar()
+        if owner is not None and owner != site_id:
+            raise Conflict(f"gateway {gateway_id} belongs to site {owner}", field="gateway_id")
+        stmt = insert(e).values(
+            site_id=site_id,
+            gateway_id=gateway_id,
+            enrolled_by=actor.name,
+            max_asset_kw=max_asset_kw,
+        )
+        row = (
+            (
                 await conn.execute(
-                    select(t.gateways.c.site_id).where(t.gateways.c.id == gateway_id)
+                    stmt.on_conflict_do_update(
+                        index_elements=[e.c.site_id, e.c.gateway_id],
+                        set_={
+                            "max_asset_kw": stmt.excluded.max_asset_kw,
+                            "enrolled_by": stmt.excluded.enrolled_by,
+                            "enrolled_at": func.now(),
+                        },
+                    ).returning(*e.c)
                 )
-            ).scalar()
-            if owner is not None and owner != site_id:
-                raise Conflict(f"gateway {gateway_id} belongs to site {owner}", field="gateway_id")
-            stmt = insert(e).values(
-                site_id=site_id,
-                gateway_id=gateway_id,
-                enrolled_by=actor.name,
-                max_asset_kw=max_asset_kw,
             )
-            row = (
-                (
-                    await conn.execute(
-                        stmt.on_conflict_do_update(
-                            index_elements=[e.c.site_id, e.c.gateway_id],
-                            set_={
-                                "max_asset_kw": stmt.excluded.max_asset_kw,
-                                "enrolled_by": stmt.excluded.enrolled_by,
-                                "enrolled_at": func.now(),
-                            },
-                        ).returning(*e.c)
-                    )
-                )
-                .mappings()
-                .one()
-            )
-            await self._audit.append(
-                AuditEvent(
-                    actor,
-                    "gateway.enroll",
-                    gateway_id,
-                    "ok",
-                    {"site_id": site_id, "max_asset_kw": max_asset_kw},
-                ),
-                conn,
-            )
+            .mappings()
+            .one()
+        )
+        await self._audit.append(
+            AuditEvent(
+                actor,
+                "gateway.enroll",
+                gateway_id,
+                "ok",
+                {"site_id": site_id, "max_asset_kw": max_asset_kw},
+            ),
+            conn,
+        )
         return dict(row)
 
     async def list_enrollments(

@@ -24,6 +24,7 @@ from gridpilot.ingest.acks import TemporalAckSink, late_ack_recorder
 from gridpilot.ingest.enrollment import EnrollmentStore
 from gridpilot.ingest.guard import GatewayAuthority, SessionGuard
 from gridpilot.ingest.metrics import IngestCollector, metrics_registry
+from gridpilot.ingest.onboarding import GatewayOnboarding
 from gridpilot.ingest.pipeline import IngestBatch, TelemetryPipeline
 from gridpilot.ingest.queue import MemoryTelemetryQueue
 from gridpilot.ingest.registry import GatewayStore
@@ -33,13 +34,13 @@ from gridpilot.schema import db
 from gridpilot.security.audit import AuditLog
 from gridpilot.security.authn import Authenticator
 from gridpilot.security.certs import CertificateRegistry
-from gridpilot.security.oidc import JwtVerifier, OidcConfig, parse_role_map
-from gridpilot.security.tls import TlsConfigError, server_credentials
+from gridpilot.security.enroll_tokens import EnrollmentTokens
 from gridpilot.security.tokens import TokenStore
 from gridpilot.store.dispatches import DispatchStore
 from gridpilot.wire.service import add_AgentGatewayServicer_to_server
 
 from . import temporal
+from .credentials import HeadendError, enrollment_ca, grpc_credentials, jwt_verifier
 from .fleet_metrics import FleetCollector
 from .settings import Environment, Settings
 
@@ -58,39 +59,6 @@ GRPC_SERVER_OPTIONS = [
 
 # Probes and scrapes: a span each would drown the dispatches' traces.
 UNTRACED_URLS = "healthz,readyz,metrics,console/assets"
-
-
-class HeadendError(Exception):
-    """A start-up problem worth one clear line to the operator."""
-
-
-def grpc_credentials(settings: Settings) -> grpc.ServerCredentials | None:
-    """mTLS credentials of the AgentGateway; None only in explicit insecure-dev mode."""
-    s = settings
-    if s.grpc_insecure:
-        return None
-    try:
-        return server_credentials(s.grpc_tls_cert_file, s.grpc_tls_key_file, s.grpc_client_ca_file)
-    except TlsConfigError as exc:
-        raise HeadendError(str(exc)) from None
-
-
-def jwt_verifier(settings: Settings) -> JwtVerifier | None:
-    s = settings
-    if not s.oidc_jwks_url:
-        return None
-    assert s.oidc_issuer and s.oidc_audience  # checked by Settings
-    return JwtVerifier(
-        OidcConfig(
-            jwks_url=s.oidc_jwks_url,
-            issuer=s.oidc_issuer,
-            audience=s.oidc_audience,
-            algorithms=s.oidc_algorithm_list,
-            role_claim=s.oidc_role_claim,
-            principal_claim=s.oidc_principal_claim,
-            role_map=parse_role_map(s.oidc_role_map),
-        )
-    )
 
 
 def prepare_database(settings: Settings) -> None:
@@ -162,6 +130,15 @@ class Headend:
         self.certs = CertificateRegistry(self.engine, self.audit)
         self.tokens = TokenStore(self.engine, self.audit)
         self.enrollment = EnrollmentStore(self.engine, self.audit)
+        self.onboarding = GatewayOnboarding(
+            self.audit,
+            EnrollmentTokens(self.engine, self.audit),
+            self.enrollment,
+            self.certs,
+            enrollment_ca(settings),
+            settings.gateway_cert_days,
+            settings.enroll_token_ttl_s,
+        )
         self.client: Client | None = None
         self.acks: TemporalAckSink | None = None
         self._stop = asyncio.Event()
@@ -192,11 +169,16 @@ class Headend:
         credentials = grpc_credentials(s) if s.has_role("grpc") else None
         await asyncio.to_thread(prepare_database, s)
         await self.store.close_headend_sessions(s.headend_id, EndReason.HEADEND_RESTARTED)
+        try:
+            tls = temporal.client_tls(s)
+        except ValueError as bad:
+            raise HeadendError(str(bad)) from None
         self.client = client = await temporal.connect(
             s.temporal_address,
             s.temporal_namespace,
             s.temporal_connect_timeout_s,
             tracing=self.tracing,
+            tls=tls,
         )
         # Agents' dispatch acks → workflows; they wait (in order) while Temporal is down.
         self.acks = acks = TemporalAckSink(self.client, late_ack_recorder(self.dispatches))
@@ -277,7 +259,12 @@ class Headend:
                     engine=self.engine,
                     dispatches=service,
                     security=SecurityDeps(
-                        self.audit, self.tokens, self.certs, self.store, self.enrollment
+                        self.audit,
+                        self.tokens,
+                        self.certs,
+                        self.store,
+                        self.enrollment,
+                        self.onboarding,
                     ),
                     auth=AuthSettings(
                         Authenticator(self.tokens, jwt_verifier(s)), self.audit, s.metrics_public

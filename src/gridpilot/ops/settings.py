@@ -49,7 +49,30 @@ class Settings(BaseSettings):
         False, description="drop and re-create the schema at headend start (dev only)"
     )
     temporal_address: str = Field("127.0.0.1:7233", description="host:port of Temporal")
-    temporal_namespace: str = "default"
+    temporal_namespace: str = Field(
+        "default", description="Temporal namespace (Temporal Cloud: <namespace>.<account id>)"
+    )
+    temporal_tls: bool = Field(
+        False,
+        description="TLS to Temporal with the system's CAs (on by itself when a "
+        "GRIDPILOT_TEMPORAL_TLS_* file is set); Temporal Cloud needs it",
+    )
+    temporal_tls_cert_file: Path | None = Field(
+        None, description="PEM client certificate for mTLS to Temporal (Temporal Cloud)"
+    )
+    temporal_tls_key_file: Path | None = Field(
+        None, description="PEM private key of GRIDPILOT_TEMPORAL_TLS_CERT_FILE"
+    )
+    temporal_tls_ca_file: Path | None = Field(
+        None,
+        description="PEM CA that Temporal's server certificate must chain to "
+        "(default: the system's)",
+    )
+    temporal_tls_server_name: str | None = Field(
+        None,
+        description="the name to verify Temporal's server certificate against "
+        "(default: the host of GRIDPILOT_TEMPORAL_ADDRESS)",
+    )
     temporal_connect_timeout_s: float = Field(
         30.0, gt=0, description="how long a starting headend retries an unreachable Temporal"
     )
@@ -75,6 +98,20 @@ class Settings(BaseSettings):
     trust_domain: str = Field(
         "gridpilot",
         description="gateway certificates name spiffe://<trust_domain>/gateway/<gateway id>",
+    )
+    pki_dir: Path | None = Field(
+        None,
+        description="a `gridpilot pki` directory (pki.json, ca.pem, ca.key) whose CA signs "
+        "gateway certificates at enrollment (POST /api/v1/enroll); unset: enrollment answers 404",
+    )
+    enroll_token_ttl_s: int = Field(
+        3600,
+        ge=60,
+        le=7 * 86_400,
+        description="default lifetime of a one-time enrollment token (seconds)",
+    )
+    gateway_cert_days: int = Field(
+        90, ge=1, le=397, description="validity of gateway certificates signed at enrollment"
     )
     revocation_check_s: float = Field(
         2.0, gt=0, le=60, description="how often live agent streams are re-checked for revocation"
@@ -169,6 +206,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _security(self) -> Settings:
+        if (self.temporal_tls_cert_file is None) != (self.temporal_tls_key_file is None):
+            raise ValueError(
+                "GRIDPILOT_TEMPORAL_TLS_CERT_FILE and GRIDPILOT_TEMPORAL_TLS_KEY_FILE go together"
+            )
         if self.grpc_insecure and self.environment is Environment.PRODUCTION:
             raise ValueError("grpc_insecure is refused in production (mutual TLS is required)")
         if self.oidc_jwks_url:
@@ -181,6 +222,11 @@ class Settings(BaseSettings):
             )
             parse_role_map(self.oidc_role_map)
         return self
+
+    @property
+    def temporal_uses_tls(self) -> bool:
+        files = (self.temporal_tls_cert_file, self.temporal_tls_ca_file)
+        return self.temporal_tls or any(f is not None for f in files)
 
     @property
     def oidc_algorithm_list(self) -> tuple[str, ...]:

@@ -6,11 +6,13 @@ import asyncio
 import re
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import structlog
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import TLSConfig
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -21,6 +23,8 @@ from gridpilot.ingest.sessions import SessionRegistry
 from gridpilot.store.dispatches import DispatchStore
 from gridpilot.workflows.dispatch import DispatchWorkflow
 from gridpilot.workflows.site import SiteDispatchWorkflow
+
+from .settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +54,46 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     )
 
 
+def tls_config(
+    cert_file: Path | None,
+    key_file: Path | None,
+    ca_file: Path | None,
+    server_name: str | None,
+) -> TLSConfig:
+    """TLS (and with a certificate, mTLS) to Temporal, e.g. Temporal Cloud;
+    an unreadable file is a ValueError naming its setting."""
+
+    def read(path: Path | None, setting: str) -> bytes | None:
+        if path is None:
+            return None
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise ValueError(
+                f"GRIDPILOT_TEMPORAL_TLS_{setting}: cannot read {path}: {exc.strerror}"
+            ) from None
+
+    return TLSConfig(
+        server_root_ca_cert=read(ca_file, "CA_FILE"),
+        client_cert=read(cert_file, "CERT_FILE"),
+        client_private_key=read(key_file, "KEY_FILE"),
+        domain=server_name,
+    )
+
+
+def client_tls(settings: Settings) -> TLSConfig | bool:
+    """The headend's TLS to Temporal from its settings (False: plain text)."""
+    s = settings
+    if not s.temporal_uses_tls:
+        return False
+    return tls_config(
+        s.temporal_tls_cert_file,
+        s.temporal_tls_key_file,
+        s.temporal_tls_ca_file,
+        s.temporal_tls_server_name,
+    )
+
+
 async def connect(
     address: str,
     namespace: str,
@@ -57,6 +101,7 @@ async def connect(
     *,
     setting: str = "GRIDPILOT_TEMPORAL_ADDRESS",
     tracing: bool = False,
+    tls: TLSConfig | bool = False,
 ) -> Client:
     """Connect, retrying (with backoff, one log line per failed try) while
     Temporal starts; after wait_s a ConnectionError in one line that names the
@@ -74,6 +119,7 @@ async def connect(
                     namespace=namespace,
                     data_converter=pydantic_data_converter,
                     interceptors=interceptors(tracing),
+                    tls=tls,
                 ),
                 timeout=max(min(_TRY_TIMEOUT_S, left), 1.0),
             )
@@ -82,7 +128,8 @@ async def connect(
             left = wait_s - (time.monotonic() - started)
             if left <= 0:
                 raise ConnectionError(
-                    f"Temporal is not reachable at {setting}={address} (namespace {namespace}): "
+                    f"Temporal is not reachable at {setting}={address} (namespace {namespace}"
+                    f"{', TLS' if tls else ''}): "
                     f"{error}; tried {attempt} times in {wait_s:g} s"
                 ) from None
             delay = min(2.0 ** (attempt - 1), _MAX_DELAY_S, left)

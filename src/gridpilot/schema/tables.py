@@ -324,6 +324,26 @@ gateway_certificates = Table(
     Column("revoke_reason", Text, nullable=True),
 )
 
+# One-time enrollment tokens: an admin binds one to a gateway id and a site;
+# ``POST /api/v1/enroll`` spends it (``used_at``) to get the gateway's CSR
+# signed. Only the SHA-256 of the token is stored.
+enrollment_tokens = Table(
+    "enrollment_tokens",
+    metadata,
+    Column("id", Text, primary_key=True),
+    _tenant(),
+    Column("token_hash", Text, nullable=False, unique=True),
+    Column("prefix", Text, nullable=False),
+    Column("gateway_id", Text, nullable=False, index=True),
+    Column("site_id", Text, nullable=False),
+    Column("max_asset_kw", Float, nullable=True),
+    Column("created_by", Text, nullable=False),
+    _ts("created_at", now=True),
+    _ts("expires_at"),
+    _ts("used_at", nullable=True),
+    Column("used_fingerprint", Text, nullable=True),  # the certificate it got signed
+)
+
 # Append-only and hash-chained: ids are contiguous, each row's hash covers its
 # fields and the previous row's hash. Triggers refuse UPDATE, DELETE, TRUNCATE.
 audit_log = Table(

@@ -16,7 +16,7 @@ from typing import Any
 from cryptography import x509
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gridpilot.schema import tables as t
 
@@ -57,6 +57,22 @@ class CertificateRegistry:
         assert row is not None
         return row[0] is None and row[1] == ident.gateway_id
 
+    async def record_issued(self, conn: AsyncConnection, ident: GatewayIdentity) -> None:
+        """Record a certificate the headend's CA just signed (not yet seen on
+        a stream), so revoking its gateway revokes it too."""
+        gc = t.gateway_certificates
+        await conn.execute(
+            insert(gc)
+            .values(
+                fingerprint=ident.fingerprint,
+                gateway_id=ident.gateway_id,
+                serial=ident.serial,
+                not_before=ident.not_before,
+                not_after=ident.not_after,
+            )
+            .on_conflict_do_nothing(index_elements=[gc.c.fingerprint])
+        )
+
     async def revoked_among(self, fingerprints: Iterable[str]) -> set[str]:
         fps = list(fingerprints)
         if not fps:
@@ -87,17 +103,7 @@ class CertificateRegistry:
                 ident = _identity(cert, trust_domain)
                 if ident.gateway_id != gateway_id:
                     raise ValueError(f"certificate names gateway {ident.gateway_id}")
-                await conn.execute(
-                    insert(gc)
-                    .values(
-                        fingerprint=ident.fingerprint,
-                        gateway_id=gateway_id,
-                        serial=ident.serial,
-                        not_before=ident.not_before,
-                        not_after=ident.not_after,
-                    )
-                    .on_conflict_do_nothing(index_elements=[gc.c.fingerprint])
-                )
+                await self.record_issued(conn, ident)
             revoked = (
                 await conn.execute(
                     update(gc)

@@ -26,6 +26,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .identity import IdentityError, check_trust_domain, gateway_uri, parse_gateway_uri
@@ -124,13 +125,31 @@ def issue_leaf(
     not_before: datetime,
     not_after: datetime,
 ) -> tuple[x509.Certificate, PrivateKey]:
-    """Any leaf certificate; the CLI's wrappers fix what a gateway or headend gets."""
+    """Any leaf certificate with a new key; the CLI's wrappers fix what a
+    gateway or headend gets."""
     key = new_key()
-    cert = (
+    cert = sign_leaf(
+        ca_cert, ca_key, key.public_key(), common_name, sans, usages, not_before, not_after
+    )
+    return cert, key
+
+
+def sign_leaf(
+    ca_cert: x509.Certificate,
+    ca_key: PrivateKey,
+    public_key: CertificatePublicKeyTypes,
+    common_name: str,
+    sans: list[x509.GeneralName],
+    usages: list[x509.ObjectIdentifier],
+    not_before: datetime,
+    not_after: datetime,
+) -> x509.Certificate:
+    """A leaf certificate for a key held elsewhere (e.g. a gateway's CSR)."""
+    return (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
         .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(not_before)
         .not_valid_after(not_after)
@@ -157,7 +176,6 @@ def issue_leaf(
         )
         .sign(ca_key, hashes.SHA256())
     )
-    return cert, key
 
 
 def headend_sans(dns: list[str], ips: list[str]) -> list[x509.GeneralName]:
@@ -248,21 +266,34 @@ class Pki:
     ) -> Issued:
         """A gateway's client certificate; with ``site_id`` it names the site
         too, which counts as the gateway's enrollment for that site."""
+        key = new_key()
+        cert = self.sign_gateway(key.public_key(), gateway_id, days, site_id)
+        return self._save(self.root / "gateways" / gateway_id, cert, key)
+
+    def sign_gateway(
+        self,
+        public_key: CertificatePublicKeyTypes,
+        gateway_id: str,
+        days: int = GATEWAY_DAYS,
+        site_id: str | None = None,
+    ) -> x509.Certificate:
+        """The gateway certificate profile (one URI SAN, clientAuth) for a
+        key the gateway keeps: nothing is written."""
         try:
             uri = gateway_uri(self.trust_domain, gateway_id, site_id)
         except ValueError as exc:
             raise PkiError(str(exc)) from None
         start, end = self._window(days, MAX_GATEWAY_DAYS, "gateway certificate")
-        cert, key = issue_leaf(
+        return sign_leaf(
             self.ca_cert,
             self.ca_key,
+            public_key,
             gateway_id,
             [x509.UniformResourceIdentifier(uri)],
             [ExtendedKeyUsageOID.CLIENT_AUTH],
             start,
             end,
         )
-        return self._save(self.root / "gateways" / gateway_id, cert, key)
 
     def issued_for(self, gateway_id: str) -> list[x509.Certificate]:
         """Every certificate this CA issued to the gateway (current and older)."""

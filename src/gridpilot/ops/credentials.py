@@ -1,0 +1,53 @@
+"""The headend's credentials from its settings: the AgentGateway's mTLS, the
+enrollment CA, the OIDC verifier. A bad one is a HeadendError: one clear line."""
+
+from __future__ import annotations
+
+import grpc
+
+from gridpilot.ingest.onboarding import load_ca
+from gridpilot.security.oidc import JwtVerifier, OidcConfig, parse_role_map
+from gridpilot.security.pki import Pki, PkiError
+from gridpilot.security.tls import TlsConfigError, server_credentials
+
+from .settings import Settings
+
+
+class HeadendError(Exception):
+    """A start-up problem worth one clear line to the operator."""
+
+
+def grpc_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """mTLS credentials of the AgentGateway; None only in explicit insecure-dev mode."""
+    s = settings
+    if s.grpc_insecure:
+        return None
+    try:
+        return server_credentials(s.grpc_tls_cert_file, s.grpc_tls_key_file, s.grpc_client_ca_file)
+    except TlsConfigError as exc:
+        raise HeadendError(str(exc)) from None
+
+
+def enrollment_ca(settings: Settings) -> Pki | None:
+    try:
+        return load_ca(settings.pki_dir, settings.trust_domain)
+    except PkiError as exc:
+        raise HeadendError(f"GRIDPILOT_PKI_DIR: {exc}") from None
+
+
+def jwt_verifier(settings: Settings) -> JwtVerifier | None:
+    s = settings
+    if not s.oidc_jwks_url:
+        return None
+    assert s.oidc_issuer and s.oidc_audience  # checked by Settings
+    return JwtVerifier(
+        OidcConfig(
+            jwks_url=s.oidc_jwks_url,
+            issuer=s.oidc_issuer,
+            audience=s.oidc_audience,
+            algorithms=s.oidc_algorithm_list,
+            role_claim=s.oidc_role_claim,
+            principal_claim=s.oidc_principal_claim,
+            role_map=parse_role_map(s.oidc_role_map),
+        )
+    )
