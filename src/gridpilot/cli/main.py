@@ -12,6 +12,7 @@ from gridpilot.ops.logging import configure_logging
 from gridpilot.ops.settings import load_settings
 
 from .agent import agent_app
+from .dev import dev_app
 from .dispatch import dispatch_app
 from .gateway import gateway_app
 from .security import audit_app, pki_app, token_app
@@ -29,6 +30,7 @@ app.add_typer(pki_app, name="pki")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
+app.add_typer(dev_app, name="dev")
 
 
 @app.command()
@@ -105,8 +107,12 @@ def db_upgrade() -> None:
         db.upgrade(settings.database_url, app_role=settings.db_app_role)
     except (PermissionError, ValueError) as exc:
         raise SystemExit(f"gridpilot: {exc}") from None
-    db.maintain_partitions(settings.database_url)
-    typer.echo(f"database at revision {db.current_revision(settings.database_url)}")
+    db.maintain_partitions(settings.database_url, settings.telemetry_policy)
+    backend = db.telemetry_backend(settings.database_url) or "plain PostgreSQL"
+    typer.echo(
+        f"database at revision {db.current_revision(settings.database_url)} "
+        f"(telemetry on {backend})"
+    )
 
 
 @db_app.command("reset")
