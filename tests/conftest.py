@@ -17,7 +17,7 @@ from uuid import uuid4
 
 import pytest
 import pytest_asyncio
-from gp_testing.backends import PgServer
+from gp_testing.backends import PgServer, timescaledb_source
 
 # Before anything loads gRPC (see gridpilot/__init__.py): the tests fork-exec
 # servers from a process full of gRPC threads.
@@ -56,20 +56,6 @@ def pg_server(pg_server_plain: PgServer) -> PgServer:
     """The server `database_url` creates databases on: plain PostgreSQL here; the storage,
     ingest and history tests override it with gp_testing's `pg_server_both` (both backends)."""
     return pg_server_plain
-
-
-def timescaledb_source() -> Path | None:
-    """`GRIDPILOT_TIMESCALEDB_SOURCE`, else the newest `timescaledb-*.tar.gz` in a
-    `shared/vendor/` beside the repository (or beside one of its parents)."""
-    given = os.environ.get("GRIDPILOT_TIMESCALEDB_SOURCE")
-    if given:
-        return Path(given)
-    repo = Path(__file__).resolve().parents[1]
-    for parent in repo.parents:
-        found = sorted((parent / "shared" / "vendor").glob("timescaledb-*.tar.gz"))
-        if found:
-            return found[-1]
-    return None
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,6 +21,20 @@ class PgServer:
     def url(self, database: str) -> str:
         """The libpq URL of `database` on this server (same user, host, port and options)."""
         return urlsplit(self.admin_url)._replace(path=f"/{database}").geturl()
+
+
+def timescaledb_source() -> Path | None:
+    """`GRIDPILOT_TIMESCALEDB_SOURCE`, else the newest `timescaledb-*.tar.gz` in a
+    `shared/vendor/` beside the repository (or beside one of its parents)."""
+    given = os.environ.get("GRIDPILOT_TIMESCALEDB_SOURCE")
+    if given:
+        return Path(given)
+    repo = Path(__file__).resolve().parents[2]
+    for parent in repo.parents:
+        found = sorted((parent / "shared" / "vendor").glob("timescaledb-*.tar.gz"))
+        if found:
+            return found[-1]
+    return None
 
 
 @pytest.fixture(scope="session", params=["plain", "timescaledb"])

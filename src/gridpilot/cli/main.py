@@ -115,6 +115,24 @@ def db_upgrade() -> None:
     )
 
 
+@db_app.command("move-to-timescaledb")
+def db_move_to_timescaledb() -> None:
+    """Move the telemetry of a plain-PostgreSQL database at GRIDPILOT_DATABASE_URL into a
+    TimescaleDB hypertable (with its compression, retention and rollups), as the owner, in
+    one transaction. Install the extension and preload it first; stop the headends
+    meanwhile (agents buffer on disk). See docs/operations.md."""
+    from gridpilot.schema import db
+
+    settings = load_settings()
+    try:
+        moved = db.move_to_timescaledb(
+            settings.database_url, settings.telemetry_policy, settings.db_app_role
+        )
+    except ValueError as exc:
+        raise SystemExit(f"gridpilot: {exc}") from None
+    typer.echo(f"telemetry on {db.telemetry_backend(settings.database_url)}: {moved} rows moved")
+
+
 @db_app.command("reset")
 def db_reset(
     yes: Annotated[bool, typer.Option("--yes", help="confirm: every row is deleted")] = False,

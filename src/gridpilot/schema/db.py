@@ -16,7 +16,13 @@ from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .roles import APP_ROLE, can_rewrite_audit, ensure_app_role
-from .telemetry_ddl import TelemetryPolicy, apply_policies, ensure_partitions, is_hypertable
+from .telemetry_ddl import (
+    TelemetryPolicy,
+    apply_policies,
+    convert_to_hypertable,
+    ensure_partitions,
+    is_hypertable,
+)
 
 log = structlog.get_logger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -121,6 +127,20 @@ def maintain_partitions(url: str, policy: TelemetryPolicy | None = None) -> list
         if getattr(exc.orig, "sqlstate", None) != "42501":  # insufficient_privilege
             raise
         return None
+    finally:
+        engine.dispose()
+
+
+def move_to_timescaledb(url: str, policy: TelemetryPolicy, app_role: str = APP_ROLE) -> int:
+    """Telemetry of a plain-PostgreSQL database into a hypertable, as the
+    owner (``gridpilot db move-to-timescaledb``); the rows moved."""
+    engine = sync_engine(url)
+    try:
+        with engine.begin() as conn:
+            moved = convert_to_hypertable(conn)
+            apply_policies(conn, policy)
+            ensure_app_role(conn, app_role)  # the new table and views
+        return moved
     finally:
         engine.dispose()
 

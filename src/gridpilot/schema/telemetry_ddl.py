@@ -83,9 +83,10 @@ def is_hypertable(conn: Connection) -> bool:
     )
 
 
-def create_telemetry_table(conn: Connection) -> str:
-    """Create the table; returns ``"hypertable"`` or ``"partitioned"``."""
-    if timescale_available(conn):
+def create_telemetry_table(conn: Connection, *, plain: bool = False) -> str:
+    """Create the table; returns ``"hypertable"`` or ``"partitioned"``
+    (``plain``: partitioned even where TimescaleDB could be used)."""
+    if timescale_available(conn) and not plain:
         conn.execute(text("CREATE EXTENSION IF NOT EXISTS timescaledb"))
         conn.execute(text(f"CREATE TABLE telemetry ({COLUMNS_SQL})"))
         conn.execute(
@@ -108,6 +109,31 @@ def create_telemetry_table(conn: Connection) -> str:
     conn.execute(text("CREATE TABLE telemetry_pdefault PARTITION OF telemetry DEFAULT"))
     ensure_partitions(conn, datetime.now(UTC).date())
     return "partitioned"
+
+
+def convert_to_hypertable(conn: Connection) -> int:
+    """Move a plain-PostgreSQL deployment's telemetry into a hypertable (same
+    name, columns, key and rows), with the default policies and, where
+    licensed, the rollups; returns the rows moved. One transaction: on any
+    error nothing changed. Writers must be stopped (agents buffer meanwhile)."""
+    from .rollups import create_rollups, has_rollups
+
+    if is_hypertable(conn):
+        return 0
+    if not timescale_available(conn):
+        raise ValueError(
+            "TimescaleDB is not available in this database: install the extension and add "
+            "timescaledb to shared_preload_libraries, then restart the server"
+        )
+    conn.execute(text("LOCK TABLE telemetry IN ACCESS EXCLUSIVE MODE"))
+    conn.execute(text("ALTER TABLE telemetry RENAME TO telemetry_plain"))
+    conn.execute(text("ALTER TABLE telemetry_plain RENAME CONSTRAINT pk_telemetry TO pk_plain"))
+    create_telemetry_table(conn)
+    moved = conn.execute(text("INSERT INTO telemetry SELECT * FROM telemetry_plain")).rowcount
+    conn.execute(text("DROP TABLE telemetry_plain CASCADE"))  # its partitions with it
+    if compression_licensed(conn) and not has_rollups(conn):
+        create_rollups(conn)
+    return moved
 
 
 def compression_licensed(conn: Connection) -> bool:

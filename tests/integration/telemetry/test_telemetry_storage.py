@@ -12,12 +12,14 @@ import psycopg
 import pytest
 from gp_testing import wait_for
 from gp_testing.backends import PgServer
+from sqlalchemy import text
 
 from gridpilot.core.telemetry import Sample
 from gridpilot.ingest.pipeline import IngestBatch, TelemetryPipeline
 from gridpilot.ingest.queue import MemoryTelemetryQueue
 from gridpilot.schema import db
-from gridpilot.schema.telemetry_ddl import TelemetryPolicy
+from gridpilot.schema.rollups import drop_rollups
+from gridpilot.schema.telemetry_ddl import TelemetryPolicy, create_telemetry_table
 
 pytestmark = pytest.mark.integration
 
@@ -137,3 +139,46 @@ async def test_compression_and_retention_policies_follow_the_settings(
         "retention=off",
     ]
     assert query(database_url, jobs) == [("policy_compression", "2 days", None)]
+
+
+def plain_telemetry(url: str) -> None:
+    """The telemetry table as a plain-PostgreSQL deployment made it, with rows."""
+    engine = db.sync_engine(url)
+    try:
+        with engine.begin() as conn:
+            drop_rollups(conn)
+            conn.execute(text("DROP TABLE telemetry"))
+            create_telemetry_table(conn, plain=True)
+            conn.execute(
+                text(
+                    "INSERT INTO telemetry (asset_id, ts, p_kw) SELECT 'bess', "
+                    "now() - make_interval(secs => s), s FROM generate_series(1, 5000) s"
+                )
+            )
+    finally:
+        engine.dispose()
+
+
+async def test_a_plain_postgresql_deployment_moves_to_timescaledb_with_its_rows(
+    database_url: str, pg_server: PgServer
+) -> None:
+    await asyncio.to_thread(db.upgrade, database_url)
+    move = db.move_to_timescaledb
+    if not pg_server.timescaledb:
+        with pytest.raises(ValueError, match="shared_preload_libraries"):
+            await asyncio.to_thread(move, database_url, TelemetryPolicy())
+        assert await asyncio.to_thread(db.telemetry_backend, database_url) is None
+        return
+    await asyncio.to_thread(plain_telemetry, database_url)
+    assert await asyncio.to_thread(db.telemetry_backend, database_url) is None
+    assert await asyncio.to_thread(move, database_url, TelemetryPolicy(3, 30)) == 5000
+    assert (await asyncio.to_thread(db.telemetry_backend, database_url) or "").startswith(
+        "timescaledb"
+    )
+    assert query(database_url, "SELECT count(*), sum(p_kw) FROM telemetry") == [(5000, 12502500.0)]
+    assert query(database_url, "SELECT to_regclass('telemetry_1h') IS NOT NULL") == [(True,)]
+    assert query(
+        database_url,
+        "SELECT count(*) FROM timescaledb_information.jobs WHERE hypertable_name = 'telemetry'",
+    ) == [(2,)]
+    assert await asyncio.to_thread(move, database_url, TelemetryPolicy(3, 30)) == 0  # once
