@@ -148,7 +148,11 @@ class AgentRun:
 
 
 async def run_agent(
-    agent: int, address: str, creds: grpc.ChannelCredentials | None, batches: list[bytes]
+    agent: int,
+    address: str,
+    creds: grpc.ChannelCredentials | None,
+    batches: list[bytes],
+    first_seq: int = 1,
 ) -> AgentRun:
     run = AgentRun()
     options = [("grpc.max_send_message_length", 8 * 1024 * 1024)]
@@ -184,7 +188,7 @@ async def run_agent(
 
     task = asyncio.create_task(reader())
     run.first_send = time.perf_counter()
-    for seq, payload in enumerate(batches, start=1):
+    for seq, payload in enumerate(batches, start=first_seq):
         await window.acquire()
         sent_at[seq] = time.perf_counter()
         await call.write(payload)
@@ -379,10 +383,12 @@ async def enroll_gateways(url: str, agents: int) -> None:
         await engine.dispose()
 
 
-def stream(address: str, creds: list[Any], payloads: list[list[bytes]]) -> list[AgentRun]:
+def stream(
+    address: str, creds: list[Any], payloads: list[list[bytes]], first_seq: int = 1
+) -> list[AgentRun]:
     async def run() -> list[AgentRun]:
         return await asyncio.gather(
-            *(run_agent(a, address, creds[a], payloads[a]) for a in range(AGENTS))
+            *(run_agent(a, address, creds[a], payloads[a], first_seq) for a in range(AGENTS))
         )
 
     return asyncio.run(run())
@@ -409,7 +415,7 @@ def with_compression(url: str, address: str, creds: list[Any], t0: datetime) -> 
         before = conn.execute("SELECT count(*) FROM telemetry").fetchone()[0]  # type: ignore[index]
     compressor = threading.Thread(target=lambda: done.append(compress_day(url, today)))
     compressor.start()
-    runs = stream(address, creds, payloads)
+    runs = stream(address, creds, payloads, BATCHES + 1)  # the agents' next batches
     compressor.join()
     committed, elapsed, _ = rows_per_s(runs, url, before)
     chunks, seconds = done[0] if done else (0, float("nan"))

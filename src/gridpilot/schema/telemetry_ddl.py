@@ -19,9 +19,9 @@ from sqlalchemy import Connection, text
 
 DAYS_AHEAD = 7
 DAYS_BEHIND = 2
-# A site sends ~1 sample/s per asset: 86 400 rows (~25 MB with the key index)
-# per asset and day. One day per chunk keeps a 100-asset fleet's open chunk
-# (~2.5 GB) well inside a 16 GB server's 25 %-of-memory rule, lets retention
+# A site sends ~1 sample/s per asset: 86 400 rows (~19 MB with the key index,
+# bench/ingest.py) per asset and day. One day per chunk keeps a 100-asset
+# fleet's open chunk (~2 GB) well inside a 16 GB server's 25 %-of-memory rule, lets retention
 # drop whole days, and compression works on days that are complete.
 CHUNK_INTERVAL = "1 day"
 
