@@ -15,8 +15,9 @@ def timescaledb(
     source: Annotated[
         Path,
         typer.Option(
+            envvar="GRIDPILOT_TIMESCALEDB_SOURCE",
             help="TimescaleDB source: a release tarball (timescaledb-X.Y.Z.tar.gz) or its "
-            "unpacked directory"
+            "unpacked directory (the tests build from the same variable)",
         ),
     ],
     cache_dir: Annotated[

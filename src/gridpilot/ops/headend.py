@@ -121,7 +121,8 @@ def _prepare_database(settings: Settings) -> None:
     if db.maintain_partitions(settings.database_url, settings.telemetry_policy) is None:
         log.warning(
             "telemetry_partitions_not_owner",
-            note="this database role may not create telemetry partitions; new days go to the "
+            note="this database role may not create telemetry partitions (or, on TimescaleDB, "
+            "change the compression/retention policies to the settings); new days go to the "
             "DEFAULT partition until the owner runs `gridpilot db upgrade` (run it daily)",
         )
     # Detected, not configured: an external database with the extension is used as one.
