@@ -1,10 +1,11 @@
 """Telemetry ingest benchmark: end-to-end over real gRPC vs raw binary COPY.
 
-    .venv/bin/python bench/ingest.py
+    .venv/bin/python bench/ingest.py [--backend plain|timescaledb]
 
-No arguments; starts what it needs in a temp dir (embedded PostgreSQL with
-its normal durability, the Temporal dev server, a headend as a child
-process), then:
+No arguments needed (``--backend`` defaults to plain PostgreSQL;
+``timescaledb`` needs `gridpilot dev timescaledb` first); starts what it
+needs in a temp dir (embedded PostgreSQL with its normal durability, the
+Temporal dev server, a headend as a child process), then:
 
 1. N simulated agents x M assets (one asyncio client process, batches
    pre-encoded so the client costs little CPU) stream as fast as their acks
@@ -17,14 +18,24 @@ process), then:
 2. the same rows, binary COPY in 5,000-row transactions from one
    connection into an identical (freshly migrated) table: rows/s.
 
+With ``--backend timescaledb`` the telemetry table is a hypertable in both
+runs (the raw COPY goes into the same kind of table), and two more figures
+follow: 3. end-to-end rows/s of a second day of rows while the first day's
+chunk is being compressed (``compress_chunk`` on another connection), and
+4. the disk size (table + indexes) of one day of the demo site's telemetry
+(3 assets at 1 sample/s, as ``gridpilot up`` sends) before and after
+compression.
+
 The last line is ``ingest_vs_copy_ratio <x>`` (end-to-end rows/s over raw
 COPY rows/s). Figures vary by +-20 % from run to run on a shared 2-core box.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import math
 import os
 import random
 import shutil
@@ -32,6 +43,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -136,7 +148,11 @@ class AgentRun:
 
 
 async def run_agent(
-    agent: int, address: str, creds: grpc.ChannelCredentials | None, batches: list[bytes]
+    agent: int,
+    address: str,
+    creds: grpc.ChannelCredentials | None,
+    batches: list[bytes],
+    first_seq: int = 1,
 ) -> AgentRun:
     run = AgentRun()
     options = [("grpc.max_send_message_length", 8 * 1024 * 1024)]
@@ -172,7 +188,7 @@ async def run_agent(
 
     task = asyncio.create_task(reader())
     run.first_send = time.perf_counter()
-    for seq, payload in enumerate(batches, start=1):
+    for seq, payload in enumerate(batches, start=first_seq):
         await window.acquire()
         sent_at[seq] = time.perf_counter()
         await call.write(payload)
@@ -220,6 +236,81 @@ def raw_copy(url: str, t0: datetime) -> tuple[int, float]:
             spent += flush()
             total += len(rows)
     return total, spent
+
+
+def compress_day(url: str, before: datetime) -> tuple[int, float]:
+    """Compress every chunk that ends by ``before``; (chunks, seconds)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        start = time.perf_counter()
+        row = conn.execute(
+            "SELECT count(compress_chunk(c, if_not_compressed => true)) "
+            "FROM show_chunks('telemetry', older_than => %s) c",
+            (before,),
+        ).fetchone()
+        return (row[0] if row else 0), time.perf_counter() - start
+
+
+def demo_day(day: datetime) -> list[tuple[Any, ...]]:
+    """A day of the demo site (BESS, PV, EV charger at 1 sample/s), as smooth
+    as real devices: values at their registers' resolution, a little noise."""
+    rng = random.Random(7)
+    received = datetime.now(UTC)
+    rows: list[tuple[Any, ...]] = []
+    soc = 50.0
+    for second in range(86_400):
+        ts = day + timedelta(seconds=second)
+        hour = second / 3600
+        bess = (100.0 if int(hour) % 4 < 2 else -100.0) + rng.gauss(0, 0.5)
+        soc = min(95.0, max(5.0, soc - bess / 3600 / 5))
+        pv = max(0.0, 250 * math.sin(math.pi * (hour - 6) / 12)) if 6 < hour < 18 else 0.0
+        ev = -22.0 if 8 <= hour < 17 else 0.0
+        volts, hz = round(rng.gauss(400, 1), 1), round(rng.gauss(50, 0.02), 3)
+        temp = {"temperature_c": round(25 + abs(bess) / 50, 1)}
+        for asset, p, charge_pct in (
+            ("demo-bess", bess, soc),
+            ("demo-pv", pv + rng.gauss(0, 0.3) * (pv > 0), None),
+            ("demo-ev", ev, None),
+        ):
+            rows.append(
+                (
+                    asset,
+                    ts,
+                    received,
+                    round(p, 1),
+                    0.0,
+                    None if charge_pct is None else round(charge_pct, 2),
+                    250.0,
+                    250.0,
+                    volts,
+                    hz,
+                    "online",
+                    Jsonb(temp if asset == "demo-bess" else {}),
+                )
+            )
+    return rows
+
+
+def demo_day_sizes(url: str) -> tuple[int, int, int]:
+    """(rows, bytes before, bytes after compression) of a day of the demo site."""
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    rows = demo_day(day - timedelta(days=3))
+    with psycopg.connect(url) as conn:
+        with (
+            conn.cursor() as cur,
+            cur.copy(f"COPY telemetry ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy,
+        ):
+            copy.set_types(COPY_TYPES)
+            for row in rows:
+                copy.write_row(row)
+        conn.commit()
+    size = "SELECT hypertable_size('telemetry')"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE telemetry")
+        before = conn.execute(size).fetchone()[0]  # type: ignore[index]
+    compress_day(url, day)
+    with psycopg.connect(url, autocommit=True) as conn:
+        after = conn.execute(size).fetchone()[0]  # type: ignore[index]
+    return len(rows), int(before), int(after)
 
 
 def pct(values: list[float], p: float) -> float:
@@ -292,9 +383,63 @@ async def enroll_gateways(url: str, agents: int) -> None:
         await engine.dispose()
 
 
-def main() -> None:
+def stream(
+    address: str, creds: list[Any], payloads: list[list[bytes]], first_seq: int = 1
+) -> list[AgentRun]:
+    async def run() -> list[AgentRun]:
+        return await asyncio.gather(
+            *(run_agent(a, address, creds[a], payloads[a], first_seq) for a in range(AGENTS))
+        )
+
+    return asyncio.run(run())
+
+
+def rows_per_s(runs: list[AgentRun], url: str, before: int = 0) -> tuple[int, float, int]:
+    """(rows committed, seconds from first send to last ack, rows acked)."""
+    elapsed = max(r.last_ack for r in runs) - min(r.first_send for r in runs)
+    with psycopg.connect(url) as conn:
+        committed = conn.execute("SELECT count(*) FROM telemetry").fetchone()[0]  # type: ignore[index]
+    return committed - before, elapsed, sum(r.accepted for r in runs)
+
+
+def with_compression(url: str, address: str, creds: list[Any], t0: datetime) -> None:
+    """A second day of rows streamed while the first day's chunk is compressed."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    t1 = max(datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10), today)
+    payloads = [
+        [encode(a, BATCHES + b + 1, readings(a, b, t1)) for b in range(BATCHES)]
+        for a in range(AGENTS)
+    ]
+    done: list[tuple[int, float]] = []
+    with psycopg.connect(url) as conn:
+        before = conn.execute("SELECT count(*) FROM telemetry").fetchone()[0]  # type: ignore[index]
+    compressor = threading.Thread(target=lambda: done.append(compress_day(url, today)))
+    compressor.start()
+    runs = stream(address, creds, payloads, BATCHES + 1)  # the agents' next batches
+    compressor.join()
+    committed, elapsed, _ = rows_per_s(runs, url, before)
+    chunks, seconds = done[0] if done else (0, float("nan"))
+    print(f"compressing_chunks        {chunks} ({seconds:.1f} s, day of {t0:%Y-%m-%d})")
+    print(f"rows_per_s_compressing    {committed / elapsed:.0f}  ({committed} rows)")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument(
+        "--backend",
+        choices=("plain", "timescaledb"),
+        default="plain",
+        help="telemetry on plain PostgreSQL (default) or a TimescaleDB hypertable "
+        "(install it first: gridpilot dev timescaledb --source PATH)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    timescale = args.backend == "timescaledb"
     work = Path(tempfile.mkdtemp(prefix="gridpilot-bench-"))
-    pg = EmbeddedPostgres(work / "pg", free_port())
+    pg = EmbeddedPostgres(work / "pg", free_port(), timescaledb=timescale)
     temporal = TemporalDevServer(port=free_port(), ui_port=None)
     headend: subprocess.Popen[bytes] | None = None
     started = time.monotonic()
@@ -304,6 +449,7 @@ def main() -> None:
         with psycopg.connect(pg.url(), autocommit=True) as conn:
             conn.execute("CREATE DATABASE ingest")
             conn.execute("CREATE DATABASE rawcopy")
+            conn.execute("CREATE DATABASE demoday")
         e2e_url, raw_url = pg.url("ingest"), pg.url("rawcopy")
         tls_env, creds = tls(work, AGENTS)
         api_port, grpc_port = free_port(), free_port()
@@ -341,15 +487,10 @@ def main() -> None:
         mean_bytes = statistics.mean(len(p) for p in payloads[0]) / SAMPLES_PER_BATCH
         address = f"127.0.0.1:{grpc_port}"
 
-        async def stream() -> list[AgentRun]:
-            return await asyncio.gather(
-                *(run_agent(a, address, creds[a], payloads[a]) for a in range(AGENTS))
-            )
-
         postmaster = pg.pid or 0
         cpu0 = cpu_seconds(headend.pid), postgres_cpu_seconds(postmaster), time.process_time()
         wall0 = time.perf_counter()
-        runs = asyncio.run(stream())
+        runs = stream(address, creds, payloads)
         cpu = [
             after - before
             for after, before in zip(
@@ -360,10 +501,7 @@ def main() -> None:
         ]
         wall = time.perf_counter() - wall0
         payloads.clear()  # free the encoded batches before the raw COPY
-        elapsed = max(r.last_ack for r in runs) - min(r.first_send for r in runs)
-        acked = sum(r.accepted for r in runs)
-        with psycopg.connect(e2e_url) as conn:
-            committed = conn.execute("SELECT count(*) FROM telemetry").fetchone()[0]  # type: ignore[index]
+        committed, elapsed, acked = rows_per_s(runs, e2e_url)
         rss = peak_rss_mb(headend.pid)
         latencies = [x for r in runs for x in r.latencies]
 
@@ -391,6 +529,14 @@ def main() -> None:
         )
         print(f"raw_copy_rows             {raw_rows}")
         print(f"raw_copy_rows_per_s       {raw_rate:.0f}")
+        if timescale:
+            print(f"backend                   {db.telemetry_backend(e2e_url)} (hypertable)")
+            with_compression(e2e_url, address, creds, t0)
+            db.upgrade(pg.url("demoday"))
+            rows, before, after = demo_day_sizes(pg.url("demoday"))
+            print(f"demo_day_rows             {rows}")
+            print(f"demo_day_bytes            {before} uncompressed, {after} compressed")
+            print(f"demo_day_compression      {before / after:.1f}x")
         print(f"bench_wall_seconds        {time.monotonic() - started:.0f}")
         if committed != AGENTS * BATCHES * SAMPLES_PER_BATCH or acked != committed:
             print(

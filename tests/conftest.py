@@ -11,14 +11,13 @@ import os
 import shutil
 import sys
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 from uuid import uuid4
 
 import pytest
 import pytest_asyncio
+from gp_testing.backends import PgServer, timescaledb_source
 
 # Before anything loads gRPC (see gridpilot/__init__.py): the tests fork-exec
 # servers from a process full of gRPC threads.
@@ -52,19 +51,46 @@ def temporal_test_server_path() -> str:
     return _venv_binary("temporal-test-server")
 
 
-@dataclass(frozen=True)
-class PgServer:
-    """A PostgreSQL server the tests may create and drop databases on."""
-
-    admin_url: str
-
-    def url(self, database: str) -> str:
-        """The libpq URL of `database` on this server (same user, host, port and options)."""
-        return urlsplit(self.admin_url)._replace(path=f"/{database}").geturl()
+@pytest.fixture(scope="session")
+def pg_server(pg_server_plain: PgServer) -> PgServer:
+    """The server `database_url` creates databases on: plain PostgreSQL here; the storage,
+    ingest and history tests override it with gp_testing's `pg_server_both` (both backends)."""
+    return pg_server_plain
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+def pg_server_timescaledb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+    """An embedded PostgreSQL that preloads TimescaleDB, installed into the embedded
+    pginstall from the build cache (built there first if the cache has none)."""
+    from gridpilot.ops.embedded import EmbeddedPostgres
+    from gridpilot.ops.pginstall import installed_timescaledb
+    from gridpilot.ops.processes import free_port
+    from gridpilot.ops.timescale import TimescaleInstallError, install
+
+    if installed_timescaledb() is None:
+        source = timescaledb_source()
+        if source is None or not source.exists():
+            pytest.skip(
+                "TimescaleDB is not installed in the embedded PostgreSQL and no source to build "
+                "it from: set GRIDPILOT_TIMESCALEDB_SOURCE or put timescaledb-*.tar.gz in "
+                "../shared/vendor/"
+            )
+        try:
+            install(source)
+        except TimescaleInstallError as exc:
+            pytest.skip(f"TimescaleDB could not be installed from {source}: {exc}")
+    server = EmbeddedPostgres(
+        tmp_path_factory.mktemp("pgts"), free_port(), fast=True, timescaledb=True
+    )
+    server.start()
+    try:
+        yield PgServer(server.url(), timescaledb=True)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server_plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
     """An admin URL: `GRIDPILOT_TEST_PG_URL` if set, else an embedded server for this session."""
     existing = os.environ.get("GRIDPILOT_TEST_PG_URL")
     if existing:
@@ -73,7 +99,10 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
     from gridpilot.ops.embedded import EmbeddedPostgres
     from gridpilot.ops.processes import free_port
 
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"), free_port(), fast=True)
+    # Plain PostgreSQL even where TimescaleDB is installed: `pg_server_timescaledb` is the other.
+    server = EmbeddedPostgres(
+        tmp_path_factory.mktemp("pg"), free_port(), fast=True, timescaledb=False
+    )
     server.start()
     try:
         yield PgServer(server.url())

@@ -17,6 +17,7 @@ import pytest
 from asyncua import Client, ua
 from gp_testing import wait_for_sync
 
+from gridpilot.ops.pginstall import installed_timescaledb
 from gridpilot.ops.processes import free_port
 
 pytestmark = pytest.mark.e2e
@@ -83,6 +84,11 @@ def test_up_runs_the_demo_dispatches_a_site_and_stops_cleanly(tmp_path: Path) ->
         assert info["site_id"] == "demo-site"
         assert sorted(info["asset_ids"]) == ["demo-bess", "demo-ev", "demo-pv"]
         assert "GridPilot is up" in log.read_text()
+        # On TimescaleDB whenever `gridpilot dev timescaledb` installed it, and says so.
+        installed = installed_timescaledb()
+        assert info["timescaledb"] == (installed or False)
+        on_timescale = f"telemetry on timescaledb {installed}" in log.read_text()
+        assert on_timescale == bool(installed)
         assert httpx.get(info["temporal_ui_url"]).status_code == 200
         # Migrated as the owner; the headend runs as the app role, which may not
         # rewrite the audit log.
@@ -100,6 +106,11 @@ def test_up_runs_the_demo_dispatches_a_site_and_stops_cleanly(tmp_path: Path) ->
         assert {a["asset_type"] for a in assets.values()} == {"bess", "pv", "ev_charger"}
         latest = httpx.get(f"{api}/assets/demo-bess/telemetry/latest", headers=auth).json()
         assert latest["soc_pct"] is not None
+        # History in buckets, as the app role (from the rollups on TimescaleDB).
+        history = httpx.get(
+            f"{api}/telemetry", params={"asset_id": "demo-bess", "bucket": "auto"}, headers=auth
+        )
+        assert history.status_code == 200 and history.json()[-1]["samples"] > 0
 
         # A local SCADA on the demo agent's OPC UA server, as up.json says to connect.
         local_id = asyncio.run(_scada_writes_a_setpoint(info["opcua"], 60.0))

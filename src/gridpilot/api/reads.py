@@ -6,12 +6,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from sqlalchemy import and_, func, literal_column, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gridpilot.core.errors import NotFound, ValidationFailed
 from gridpilot.schema import tables as t
+from gridpilot.schema.rollups import has_rollups
 from gridpilot.store import fleet
+from gridpilot.store.history import WIDTHS, HistoryQuery, history, pick_width
 
 from .inputs import Instant
 from .schemas import (
@@ -25,7 +27,6 @@ from .schemas import (
 
 router = APIRouter(prefix="/api/v1")
 MAX_ROWS = 10_000
-BUCKETS = {"1m": "1 minute", "5m": "5 minutes", "15m": "15 minutes", "1h": "1 hour"}
 
 
 def _engine(request: Request) -> AsyncEngine:
@@ -128,7 +129,18 @@ async def telemetry(
     site_id: str | None = None,
     start: Instant | None = None,
     end: Instant | None = None,
-    bucket: Annotated[str | None, Query(description="1m, 5m, 15m or 1h")] = None,
+    bucket: Annotated[
+        str | None,
+        Query(
+            description="aggregate into buckets of 1m, 5m, 15m, 1h, 6h or 1d, or `auto`: the "
+            "finest of those that keeps each series within max_points; without it, raw samples. "
+            "Buckets cover whole widths (the window is widened to bucket edges)."
+        ),
+    ] = None,
+    max_points: Annotated[
+        int,
+        Query(ge=1, le=MAX_ROWS, description="with bucket=auto: most buckets per series"),
+    ] = 500,
     limit: Annotated[int, Query(ge=1, le=MAX_ROWS)] = 1000,
 ) -> list[dict[str, Any]]:
     if not asset_id and not site_id:
@@ -138,36 +150,30 @@ async def telemetry(
     start = start or end - timedelta(hours=1)
     if start >= end:
         raise ValidationFailed("start must be before end", field="start")
+    if bucket is not None:
+        width = pick_width(start, end, max_points) if bucket == "auto" else bucket
+        if width is None:
+            raise ValidationFailed(
+                f"the window needs more than max_points={max_points} daily buckets: "
+                "raise max_points or shorten the window",
+                field="max_points",
+            )
+        if width not in WIDTHS:
+            raise ValidationFailed(
+                f"bucket must be auto or one of {', '.join(WIDTHS)}", field="bucket"
+            )
+        query = HistoryQuery(start, end, width, asset_id, site_id, limit)
+        async with _engine(request).connect() as conn:
+            rollups = getattr(request.app.state, "telemetry_rollups", None)
+            if rollups is None:
+                rollups = request.app.state.telemetry_rollups = await conn.run_sync(has_rollups)
+            return [dict(r) for r in await history(conn, query, rollups)]
     tel = t.telemetry
     where = [tel.c.ts >= start, tel.c.ts < end]
     if asset_id:
         where.append(tel.c.asset_id == asset_id)
     if site_id:
         where.append(tel.c.asset_id.in_(select(t.assets.c.id).where(t.assets.c.site_id == site_id)))
-    if bucket is not None:
-        if bucket not in BUCKETS:
-            raise ValidationFailed(f"bucket must be one of {', '.join(BUCKETS)}", field="bucket")
-        b = func.date_bin(
-            literal_column(f"interval '{BUCKETS[bucket]}'"),
-            tel.c.ts,
-            literal_column("'2000-01-01'::timestamptz"),
-        ).label("bucket")
-        q = (
-            select(
-                tel.c.asset_id,
-                b,
-                func.count().label("samples"),
-                func.avg(tel.c.p_kw).label("p_kw_avg"),
-                func.min(tel.c.p_kw).label("p_kw_min"),
-                func.max(tel.c.p_kw).label("p_kw_max"),
-                func.avg(tel.c.soc_pct).label("soc_pct_avg"),
-            )
-            .where(*where)
-            .group_by(tel.c.asset_id, b)
-            .order_by(b, tel.c.asset_id)
-            .limit(limit)
-        )
-    else:
-        q = select(tel).where(*where).order_by(tel.c.ts, tel.c.asset_id).limit(limit)
+    q = select(tel).where(*where).order_by(tel.c.ts, tel.c.asset_id).limit(limit)
     async with _engine(request).connect() as conn:
         return [dict(r) for r in (await conn.execute(q)).mappings().all()]

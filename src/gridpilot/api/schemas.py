@@ -249,10 +249,22 @@ class SampleView(BaseModel):
 
 
 class BucketView(BaseModel):
+    """One asset's telemetry over one bucket [bucket, bucket + width_s): averages, extremes
+    and the last value (that of the bucket's newest sample) of p_kw, q_kvar and soc_pct."""
+
     asset_id: str
     bucket: datetime
+    width_s: int = Field(description="the bucket's width in seconds")
     samples: int
     p_kw_avg: float | None
     p_kw_min: float | None
     p_kw_max: float | None
+    p_kw_last: float | None
+    q_kvar_avg: float | None
+    q_kvar_min: float | None
+    q_kvar_max: float | None
+    q_kvar_last: float | None
     soc_pct_avg: float | None
+    soc_pct_min: float | None
+    soc_pct_max: float | None
+    soc_pct_last: float | None

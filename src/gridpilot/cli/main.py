@@ -12,6 +12,7 @@ from gridpilot.ops.logging import configure_logging
 from gridpilot.ops.settings import load_settings
 
 from .agent import agent_app
+from .dev import dev_app
 from .dispatch import dispatch_app
 from .doctor import doctor
 from .gateway import gateway_app
@@ -31,6 +32,7 @@ app.add_typer(gateway_app, name="gateway")
 app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
 app.command()(doctor)
+app.add_typer(dev_app, name="dev")
 
 
 @app.command()
@@ -112,8 +114,30 @@ def db_upgrade() -> None:
         db.upgrade(settings.database_url, app_role=settings.db_app_role)
     except (PermissionError, ValueError) as exc:
         raise SystemExit(f"gridpilot: {exc}") from None
-    db.maintain_partitions(settings.database_url)
-    typer.echo(f"database at revision {db.current_revision(settings.database_url)}")
+    db.maintain_partitions(settings.database_url, settings.telemetry_policy)
+    backend = db.telemetry_backend(settings.database_url) or "plain PostgreSQL"
+    typer.echo(
+        f"database at revision {db.current_revision(settings.database_url)} "
+        f"(telemetry on {backend})"
+    )
+
+
+@db_app.command("move-to-timescaledb")
+def db_move_to_timescaledb() -> None:
+    """Move the telemetry of a plain-PostgreSQL database at GRIDPILOT_DATABASE_URL into a
+    TimescaleDB hypertable (with its compression, retention and rollups), as the owner, in
+    one transaction. Install the extension and preload it first; stop the headends
+    meanwhile (agents buffer on disk). See docs/operations.md."""
+    from gridpilot.schema import db
+
+    settings = load_settings()
+    try:
+        moved = db.move_to_timescaledb(
+            settings.database_url, settings.telemetry_policy, settings.db_app_role
+        )
+    except ValueError as exc:
+        raise SystemExit(f"gridpilot: {exc}") from None
+    typer.echo(f"telemetry on {db.telemetry_backend(settings.database_url)}: {moved} rows moved")
 
 
 @db_app.command("reset")

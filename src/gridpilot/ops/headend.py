@@ -91,12 +91,16 @@ def _prepare_database(settings: Settings) -> None:
         # At head there is nothing to do, so the app role (which may not
         # migrate) starts; behind it, this must be the owner.
         db.upgrade(settings.database_url, app_role=settings.db_app_role)
-    if db.maintain_partitions(settings.database_url) is None:
+    if db.maintain_partitions(settings.database_url, settings.telemetry_policy) is None:
         log.warning(
             "telemetry_partitions_not_owner",
-            note="this database role may not create telemetry partitions; new days go to the "
+            note="this database role may not create telemetry partitions (or, on TimescaleDB, "
+            "change the compression/retention policies to the settings); new days go to the "
             "DEFAULT partition until the owner runs `gridpilot db upgrade` (run it daily)",
         )
+    # Detected, not configured: an external database with the extension is used as one.
+    backend = db.telemetry_backend(settings.database_url) or "plain PostgreSQL (partitioned)"
+    log.info("telemetry_storage", backend=backend)
     problem = db.audit_bypass(settings.database_url)
     if problem is not None:
         log.warning(
@@ -358,7 +362,9 @@ class Headend:
             await asyncio.sleep(3600)
             try:
                 created = await asyncio.to_thread(
-                    db.maintain_partitions, self.settings.database_url
+                    db.maintain_partitions,
+                    self.settings.database_url,
+                    self.settings.telemetry_policy,
                 )
                 if created:
                     log.info("telemetry_partitions_created", names=created)

@@ -15,6 +15,8 @@ from typing import NoReturn
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gridpilot.schema.telemetry_ddl import TelemetryPolicy
+
 
 class Environment(StrEnum):
     DEV = "dev"
@@ -151,6 +153,20 @@ class Settings(BaseSettings):
         "written; a waiting batch takes under 4.5x this in memory); when full, agents' streams "
         "are not read (gRPC flow control)",
     )
+    telemetry_compress_after_days: int = Field(
+        7,
+        ge=0,
+        le=36_500,
+        description="TimescaleDB: compress telemetry chunks older than this (0 = never); "
+        "applied by the table's owner (`gridpilot db upgrade`, a headend that owns it)",
+    )
+    telemetry_retention_days: int = Field(
+        365,
+        ge=0,
+        le=36_500,
+        description="TimescaleDB: drop raw telemetry older than this (0 = keep it all); "
+        "the 1-minute and 1-hour rollups are kept",
+    )
     max_future_skew_s: float = Field(
         300.0, gt=0, description="samples further in the future are rejected"
     )
@@ -243,6 +259,10 @@ class Settings(BaseSettings):
 
     def has_role(self, role: str) -> bool:
         return role in self.roles.split(",")
+
+    @property
+    def telemetry_policy(self) -> TelemetryPolicy:
+        return TelemetryPolicy(self.telemetry_compress_after_days, self.telemetry_retention_days)
 
     @property
     def headend_task_queue(self) -> str:

@@ -25,6 +25,7 @@ import platformdirs
 import psycopg
 import yaml
 
+from gridpilot.schema import db
 from gridpilot.schema.roles import APP_ROLE
 from gridpilot.workflows.constants import SEARCH_ATTRIBUTES
 
@@ -144,6 +145,7 @@ def _run_locked(opts: UpOptions, data_dir: Path) -> int:
     try:
         print(f"gridpilot up: data in {data_dir}", flush=True)
         pg.start(timeout=60)
+        timescaledb = pg.timescaledb_version  # preloaded when `gridpilot dev timescaledb` ran
         database_url = _ensure_database(pg)
         # Secure by default: mTLS between agent and headend, a bearer token on REST.
         config = yaml.safe_load(DEMO_CONFIG.read_text())
@@ -209,6 +211,8 @@ def _run_locked(opts: UpOptions, data_dir: Path) -> int:
             "temporal_address": temporal.address,
             "grpc_address": f"127.0.0.1:{opts.grpc_port}",
             "database_url": database_url,
+            "timescaledb": timescaledb or False,
+            "telemetry_storage": db.telemetry_backend(database_url) or "postgresql",
             "app_database_url": app_database_url,
             "data_dir": str(data_dir),
             "logs_dir": str(logs),
@@ -243,6 +247,8 @@ def _run_locked(opts: UpOptions, data_dir: Path) -> int:
             f"  REST API     {info['api_url']}  (docs: {api}/docs)\n"
             f"  Temporal UI  {info['temporal_ui_url']}\n"
             f"  admin token  {token}  (in {token_file}; paste it into the console)\n"
+            f"  database     PostgreSQL, telemetry on {info['telemetry_storage']}"
+            f"{'' if timescaledb else ' (install TimescaleDB: gridpilot dev timescaledb)'}\n"
             f"  demo site    {info['site_id']}: {', '.join(asset_ids)}\n"
             f"  OPC UA       {opcua.connect['endpoint_url']}  (Basic256Sha256 SignAndEncrypt, "
             f"user {opcua.connect['username']}, password in {opcua.connect['password_file']}; "

@@ -16,7 +16,13 @@ from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .roles import APP_ROLE, can_rewrite_audit, ensure_app_role
-from .telemetry_ddl import ensure_partitions
+from .telemetry_ddl import (
+    TelemetryPolicy,
+    apply_policies,
+    convert_to_hypertable,
+    ensure_partitions,
+    is_hypertable,
+)
 
 log = structlog.get_logger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -106,18 +112,50 @@ def reset(url: str) -> None:
     upgrade(url)
 
 
-def maintain_partitions(url: str) -> list[str] | None:
-    """The telemetry partitions created; None when this role may not create
-    them (the app role does not own the table): rows then go to the DEFAULT
-    partition until the owner runs ``gridpilot db upgrade`` (daily, say)."""
+def maintain_partitions(url: str, policy: TelemetryPolicy | None = None) -> list[str] | None:
+    """The telemetry partitions created (plain PostgreSQL) or the policies
+    changed to ``policy`` (a hypertable); None when this role may not (the
+    app role does not own the table): rows then go to the DEFAULT partition
+    until the owner runs ``gridpilot db upgrade`` (daily, say)."""
     engine = sync_engine(url)
     try:
         with engine.begin() as conn:
+            if is_hypertable(conn):
+                return [] if policy is None else apply_policies(conn, policy)
             return ensure_partitions(conn, datetime.now(UTC).date())
     except ProgrammingError as exc:
         if getattr(exc.orig, "sqlstate", None) != "42501":  # insufficient_privilege
             raise
         return None
+    finally:
+        engine.dispose()
+
+
+def move_to_timescaledb(url: str, policy: TelemetryPolicy, app_role: str = APP_ROLE) -> int:
+    """Telemetry of a plain-PostgreSQL database into a hypertable, as the
+    owner (``gridpilot db move-to-timescaledb``); the rows moved."""
+    engine = sync_engine(url)
+    try:
+        with engine.begin() as conn:
+            moved = convert_to_hypertable(conn)
+            apply_policies(conn, policy)
+            ensure_app_role(conn, app_role)  # the new table and views
+        return moved
+    finally:
+        engine.dispose()
+
+
+def telemetry_backend(url: str) -> str | None:
+    """``"timescaledb <version>"`` when telemetry is a hypertable, else None."""
+    engine = sync_engine(url)
+    try:
+        with engine.connect() as conn:
+            if not is_hypertable(conn):
+                return None
+            version = conn.execute(
+                text("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+            ).scalar()
+            return f"timescaledb {version}"
     finally:
         engine.dispose()
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import httpx
 import psycopg
 import pytest
+from gp_testing.backends import PgServer
 from gp_testing.procs import (
     AgentProcess,
     HeadendProcess,
@@ -40,9 +41,10 @@ MAX_RSS_MB = 400.0
 
 
 def test_headend_rides_out_a_30s_database_outage_and_every_sample_lands_once(
-    tmp_path: Path, temporal_env: WorkflowEnvironment
+    tmp_path: Path, temporal_env: WorkflowEnvironment, pg_server: PgServer
 ) -> None:
-    pg = EmbeddedPostgres(tmp_path / "pg", free_port())
+    # Its own server of the backend under test (plain PostgreSQL or TimescaleDB).
+    pg = EmbeddedPostgres(tmp_path / "pg", free_port(), timescaledb=pg_server.timescaledb)
     pg.start()
     try:
         with psycopg.connect(pg.url(), autocommit=True) as conn:

@@ -1,0 +1,5 @@
+"""Telemetry storage and history run on both backends: plain PostgreSQL and TimescaleDB."""
+
+from __future__ import annotations
+
+from gp_testing.backends import pg_server_both as pg_server  # noqa: F401 - overrides
