@@ -24,6 +24,7 @@ from pathlib import Path
 
 import grpc
 import httpx
+import psycopg
 
 from gridpilot.ingest.enrollment import EnrollmentStore
 from gridpilot.ops.embedded import EmbeddedPostgres, TemporalDevServer
@@ -95,10 +96,20 @@ async def _prepare(url: str, sites: dict[str, str]) -> str:
 
 
 @contextlib.contextmanager
-def stack(prefix: str, sites: dict[str, str], **env: str) -> Iterator[Stack]:
-    """The whole headend side, torn down on exit; ``sites`` maps gateway -> site."""
+def stack(
+    prefix: str,
+    sites: dict[str, str],
+    *,
+    database: str | None = None,
+    databases: tuple[str, ...] = (),
+    timescaledb: bool = False,
+    **env: str,
+) -> Iterator[Stack]:
+    """The whole headend side, torn down on exit; ``sites`` maps gateway -> site.
+    The headend uses ``database`` (created; default the server's own), and
+    ``databases`` are created beside it (e.g. for a baseline)."""
     work = Path(tempfile.mkdtemp(prefix=f"gridpilot-{prefix}-"))
-    pg = EmbeddedPostgres(work / "pg", free_port())
+    pg = EmbeddedPostgres(work / "pg", free_port(), timescaledb=timescaledb)
     temporal = TemporalDevServer(
         port=free_port(),
         ui_port=None,
@@ -108,10 +119,13 @@ def stack(prefix: str, sites: dict[str, str], **env: str) -> Iterator[Stack]:
     try:
         pg.start(timeout=60)
         temporal.start(timeout=60)
+        with psycopg.connect(pg.url(), autocommit=True) as conn:
+            for name in (database, *databases) if database else databases:
+                conn.execute(f"CREATE DATABASE {name}")
         pki = Pki.init(work / "pki")
         server = pki.issue_headend(["localhost"], ["127.0.0.1"])
         api_port, grpc_port = free_port(), free_port()
-        url = pg.url()
+        url = pg.url(database) if database else pg.url()
         log = open(work / "headend.log", "wb")
         headend = subprocess.Popen(
             [sys.executable, "-m", "gridpilot", "headend"],

@@ -38,11 +38,8 @@ import contextlib
 import math
 import os
 import random
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -50,19 +47,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 import grpc
-import httpx
 import psycopg
+from _stack import cpu_seconds, pct, stack
 from psycopg.types.json import Jsonb
 
 from gridpilot.core.telemetry import CORE_FIELDS
-from gridpilot.ingest.enrollment import EnrollmentStore
 from gridpilot.ingest.pipeline import COLUMNS, COPY_TYPES
-from gridpilot.ops.embedded import EmbeddedPostgres, TemporalDevServer
-from gridpilot.ops.processes import free_port
 from gridpilot.schema import db
 from gridpilot.schema.pb import agent_pb2 as pb
-from gridpilot.security.audit import Actor, AuditLog
 
 AGENTS = 4
 ASSETS = 50  # per agent
@@ -313,23 +308,11 @@ def demo_day_sizes(url: str) -> tuple[int, int, int]:
     return len(rows), int(before), int(after)
 
 
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(p / 100 * len(values)))]
-
-
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def cpu_seconds(pid: int, children: bool = True) -> float:
-    """User + system CPU of a process (and of its children it has reaped)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = sum(int(x) for x in fields[11 : 15 if children else 13])
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def postgres_cpu_seconds(postmaster: int) -> float:
@@ -342,45 +325,6 @@ def postgres_cpu_seconds(postmaster: int) -> float:
             if int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
                 total += cpu_seconds(int(proc.name), children=False)
     return total
-
-
-def tls(work: Path, agents: int) -> tuple[dict[str, str], list[grpc.ChannelCredentials | None]]:
-    """Headend env and per-agent client credentials: mutual TLS if this build
-    has the PKI, else plain text."""
-    try:
-        from gridpilot.security.pki import Pki
-    except ImportError:
-        return {"GRIDPILOT_GRPC_INSECURE": "true"}, [None] * agents
-    pki = Pki.init(work / "pki")
-    server = pki.issue_headend(["localhost"], ["127.0.0.1"])
-    env = {
-        "GRIDPILOT_GRPC_TLS_CERT_FILE": str(server.cert_file),
-        "GRIDPILOT_GRPC_TLS_KEY_FILE": str(server.key_file),
-        "GRIDPILOT_GRPC_CLIENT_CA_FILE": str(pki.ca_file),
-    }
-    creds: list[grpc.ChannelCredentials | None] = []
-    for a in range(agents):
-        issued = pki.issue_gateway(f"bench{a}")
-        creds.append(
-            grpc.ssl_channel_credentials(
-                pki.ca_file.read_bytes(),
-                private_key=issued.key_file.read_bytes(),
-                certificate_chain=issued.cert_file.read_bytes(),
-            )
-        )
-    return env, creds
-
-
-async def enroll_gateways(url: str, agents: int) -> None:
-    """Each bench gateway enrolled for its site, as an admin would (`gridpilot
-    gateway enroll`): a Hello for a site the gateway is not enrolled for is refused."""
-    engine = db.async_engine(url)
-    try:
-        store = EnrollmentStore(engine, AuditLog(engine))
-        for a in range(agents):
-            await store.enroll(f"bench-site-{a}", f"bench{a}", None, Actor("bench"))
-    finally:
-        await engine.dispose()
 
 
 def stream(
@@ -438,45 +382,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     timescale = args.backend == "timescaledb"
-    work = Path(tempfile.mkdtemp(prefix="gridpilot-bench-"))
-    pg = EmbeddedPostgres(work / "pg", free_port(), timescaledb=timescale)
-    temporal = TemporalDevServer(port=free_port(), ui_port=None)
-    headend: subprocess.Popen[bytes] | None = None
     started = time.monotonic()
-    try:
-        pg.start(timeout=60)
-        temporal.start(timeout=60)
-        with psycopg.connect(pg.url(), autocommit=True) as conn:
-            conn.execute("CREATE DATABASE ingest")
-            conn.execute("CREATE DATABASE rawcopy")
-            conn.execute("CREATE DATABASE demoday")
-        e2e_url, raw_url = pg.url("ingest"), pg.url("rawcopy")
-        tls_env, creds = tls(work, AGENTS)
-        api_port, grpc_port = free_port(), free_port()
-        env = {
-            **os.environ,
-            "GRIDPILOT_DATABASE_URL": e2e_url,
-            "GRIDPILOT_TEMPORAL_ADDRESS": temporal.address,
-            "GRIDPILOT_API_PORT": str(api_port),
-            "GRIDPILOT_GRPC_LISTEN": f"127.0.0.1:{grpc_port}",
-            "GRIDPILOT_HEADEND_ID": "bench",
-            "GRIDPILOT_LOG_LEVEL": "warning",
-            **tls_env,
-        }
-        log = open(work / "headend.log", "wb")
-        headend = subprocess.Popen(
-            [sys.executable, "-m", "gridpilot", "headend"], env=env, stdout=log, stderr=log
-        )
-        deadline = time.monotonic() + 90
-        while True:
-            if headend.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"headend did not start:\n{(work / 'headend.log').read_text()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{api_port}/readyz").status_code == 200:
-                    break
-            time.sleep(0.3)
-
-        asyncio.run(enroll_gateways(e2e_url, AGENTS))
+    sites = {f"bench{a}": f"bench-site-{a}" for a in range(AGENTS)}
+    with stack(
+        "bench-ingest",
+        sites,
+        database="ingest",
+        databases=("rawcopy", "demoday"),
+        timescaledb=timescale,
+    ) as s:
+        pg, headend, e2e_url, raw_url = s.pg, s.headend, s.database_url, s.pg.url("rawcopy")
+        creds = [s.credentials(gateway) for gateway in sites]
         t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
         print(
             f"encoding {AGENTS} x {BATCHES} batches of {SAMPLES_PER_BATCH} samples ...", flush=True
@@ -485,7 +401,7 @@ def main(argv: list[str] | None = None) -> None:
             [encode(a, b + 1, readings(a, b, t0)) for b in range(BATCHES)] for a in range(AGENTS)
         ]
         mean_bytes = statistics.mean(len(p) for p in payloads[0]) / SAMPLES_PER_BATCH
-        address = f"127.0.0.1:{grpc_port}"
+        address = s.grpc_address
 
         postmaster = pg.pid or 0
         cpu0 = cpu_seconds(headend.pid), postgres_cpu_seconds(postmaster), time.process_time()
@@ -511,10 +427,9 @@ def main(argv: list[str] | None = None) -> None:
 
         e2e_rate = committed / elapsed
         raw_rate = raw_rows / raw_s
-        secure = "mutual TLS" if creds[0] is not None else "plain text"
         print(
             f"setup: {AGENTS} agents x {ASSETS} assets, {SAMPLES_PER_BATCH} samples/batch, "
-            f"window {WINDOW} batches/agent, gRPC {secure}, {mean_bytes:.0f} B/sample on the wire"
+            f"window {WINDOW} batches/agent, gRPC mutual TLS, {mean_bytes:.0f} B/sample on the wire"
         )
         print(f"end_to_end_rows           {committed}")
         print(f"end_to_end_seconds        {elapsed:.2f}")
@@ -544,16 +459,6 @@ def main(argv: list[str] | None = None) -> None:
                 f"committed {committed}, acked {acked}"
             )
         print(f"ingest_vs_copy_ratio {e2e_rate / raw_rate:.2f}")
-    finally:
-        if headend is not None and headend.poll() is None:
-            headend.terminate()
-            try:
-                headend.wait(30)
-            except subprocess.TimeoutExpired:
-                headend.kill()
-        temporal.stop()
-        pg.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
