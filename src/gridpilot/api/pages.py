@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import fastapi_offline
@@ -37,6 +38,15 @@ CONSOLE_PAGES = {
     "asset": "Asset · GridPilot console",
 }
 # /console/assets/{id} is an asset's page; the console's own files are here.
+# Where each page is served (path parameters are read by the page's script).
+CONSOLE_ROUTES = {
+    "/": "index",
+    "/console/dispatches": "dispatches",
+    "/console/dispatches/{dispatch_id}": "dispatch",
+    "/console/agents": "agents",
+    "/console/sites/{site_id}": "site",
+    "/console/assets/{asset_id}": "asset",
+}
 CONSOLE_ASSETS_URL = "/console/static"
 # The console's shared script, charts, style and icon; only these files are served.
 CONSOLE_ASSETS = {
@@ -108,6 +118,13 @@ def build_console_page(name: str) -> str:
     return console_html(frame + (CONSOLE_DIR / f"{name}.html").read_text())
 
 
+def _page_endpoint(html: str) -> Callable[[], Awaitable[HTMLResponse]]:
+    async def page() -> HTMLResponse:
+        return html_page(html)
+
+    return page
+
+
 def install(app: FastAPI) -> None:
     """The console at ``/`` (the dispatch list at ``/console/dispatches``, one
     dispatch at ``/console/dispatches/{id}``,
@@ -127,31 +144,10 @@ def install(app: FastAPI) -> None:
     ).body
     docs = bytes(docs_html).decode()
 
-    @app.get("/", include_in_schema=False)
-    async def console_page() -> HTMLResponse:
-        return html_page(pages["index"])
-
-    # The page holds no data: its script reads the id from the address and
-    # asks the API (with the tab's token), so a link to it can be shared.
-    @app.get("/console/dispatches/{dispatch_id}", include_in_schema=False)
-    async def console_dispatch_page(dispatch_id: str) -> HTMLResponse:
-        return html_page(pages["dispatch"])
-
-    @app.get("/console/agents", include_in_schema=False)
-    async def console_agents_page() -> HTMLResponse:
-        return html_page(pages["agents"])
-
-    @app.get("/console/dispatches", include_in_schema=False)
-    async def console_dispatches_page() -> HTMLResponse:
-        return html_page(pages["dispatches"])
-
-    @app.get("/console/sites/{site_id}", include_in_schema=False)
-    async def console_site_page(site_id: str) -> HTMLResponse:
-        return html_page(pages["site"])
-
-    @app.get("/console/assets/{asset_id}", include_in_schema=False)
-    async def console_asset_page(asset_id: str) -> HTMLResponse:
-        return html_page(pages["asset"])
+    # A page holds no data: its script reads any id from the address and asks
+    # the API (with the tab's token), so a link to it can be shared.
+    for path, name in CONSOLE_ROUTES.items():
+        app.add_api_route(path, _page_endpoint(pages[name]), include_in_schema=False)
 
     # Browsers ask for it on every page, without a token: no answer, not a 401.
     @app.get("/favicon.ico", include_in_schema=False)

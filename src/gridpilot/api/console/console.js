@@ -121,11 +121,24 @@ function quality(sample) {
   const bad = Object.entries(q).map(([f, v]) => `${f} ${v}`);
   return bad.length ? bad.join(", ") : "good";
 }
+// A list of dispatches, whole (head and rows), for a <table id="dispatches">.
 function dispatchTable(dispatches) {
-  return treeOrder(dispatches).map(dispatchRow).join("") || '<tr><td colspan="8" class="muted">none</td></tr>';
+  const rows = treeOrder(dispatches).map(dispatchRow).join("") || '<tr><td colspan="8" class="muted">none</td></tr>';
+  return `<thead><tr><th>Id</th><th>Target</th><th>P kW</th><th>State</th><th>Reason</th><th>By</th><th>Created</th><th></th></tr></thead><tbody>${rows}</tbody>`;
 }
 document.addEventListener("click", async (ev) => {
   const id = ev.target.dataset && ev.target.dataset.cancel; if (!id) return;
   try { if (await cancelDispatch(id)) document.dispatchEvent(new Event("gridpilot:changed")); }
   catch (e) { const m = $("#list-msg"); if (m) m.innerHTML = `<span class="bad">${esc(e.message)}</span>`; }
 });
+// A page: signed in, it draws (refresh) and redraws every 2 s and after a change it made.
+function runPage(refresh) {
+  document.addEventListener("gridpilot:changed", () => refresh());
+  startConsole(refresh);
+  setInterval(() => { if (ME) refresh(); }, 2000);
+}
+// The page is drawn: say when, and clear the last error.
+function drawn() {
+  $("#updated").textContent = "updated " + new Date().toLocaleTimeString();
+  for (const m of document.querySelectorAll("#load-msg, #list-msg")) m.textContent = "";
+}
