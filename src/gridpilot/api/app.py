@@ -43,6 +43,8 @@ class ApiDeps:
     metrics: CollectorRegistry | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # A dispatch's workflow in the Temporal UI: this + the dispatch id (pages.workflow_url).
+    workflow_url: str | None = None
 
 
 async def _database_check(engine: AsyncEngine) -> str:
@@ -80,7 +82,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.include_router(dispatches.router)
     app.include_router(admin.router)
     app.include_router(enrollment.router)
-    pages.install(app)
+    pages.install(app, deps.workflow_url)
     # Inside auth: an unauthenticated caller gets 401 whatever it sends.
     app.add_middleware(BodyLimit, max_bytes=deps.max_body_bytes)
     # Every request is authenticated, authorized and logged before any route

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import fastapi_offline
 from fastapi import FastAPI
@@ -52,6 +54,7 @@ CONSOLE_ASSETS_URL = "/console/static"
 CONSOLE_ASSETS = {
     "console.js": "text/javascript",
     "chart.js": "text/javascript",
+    "form.js": "text/javascript",
     "console.css": "text/css",
     "favicon.svg": "image/svg+xml",
 }
@@ -103,19 +106,29 @@ def html_page(html: str) -> HTMLResponse:
     return HTMLResponse(html, headers={"content-security-policy": page_csp(html)})
 
 
-def console_html(template: str) -> str:
+def console_html(template: str, workflows: str | None = None) -> str:
     """The console page, told the server's vocabulary (the states and which
-    end, from ``core.lifecycle``) on its ``<body>``, so its script keeps no copy."""
+    end, from ``core.lifecycle``) on its ``<body>``, so its script keeps no
+    copy, and where a dispatch's workflow is shown (``workflows`` + its id)."""
     ends = " ".join(TERMINAL_VALUES)
     states = " ".join(s.value for s in DispatchState)
-    body = f'<body data-terminal-states="{ends}" data-states="{states}">'
+    link = f' data-workflow-url="{html.escape(workflows)}"' if workflows else ""
+    body = f'<body data-terminal-states="{ends}" data-states="{states}"{link}>'
     return template.replace("<body>", body, 1)
 
 
-def build_console_page(name: str) -> str:
+def workflow_url(temporal_ui_url: str | None, namespace: str) -> str | None:
+    """Where the Temporal UI shows a workflow, less its id (the dispatch id);
+    without a run id the UI opens the latest run."""
+    if not temporal_ui_url:
+        return None
+    return f"{temporal_ui_url.rstrip('/')}/namespaces/{quote(namespace, safe='')}/workflows/"
+
+
+def build_console_page(name: str, workflows: str | None = None) -> str:
     """The console page ``name`` (a key of ``CONSOLE_PAGES``), whole."""
     frame = (CONSOLE_DIR / "frame.html").read_text().replace("{title}", CONSOLE_PAGES[name])
-    return console_html(frame + (CONSOLE_DIR / f"{name}.html").read_text())
+    return console_html(frame + (CONSOLE_DIR / f"{name}.html").read_text(), workflows)
 
 
 def _page_endpoint(html: str) -> Callable[[], Awaitable[HTMLResponse]]:
@@ -125,12 +138,12 @@ def _page_endpoint(html: str) -> Callable[[], Awaitable[HTMLResponse]]:
     return page
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, workflows: str | None = None) -> None:
     """The console at ``/`` (the dispatch list at ``/console/dispatches``, one
     dispatch at ``/console/dispatches/{id}``,
     agents at ``/console/agents``, a site at ``/console/sites/{id}``, an asset
     at ``/console/assets/{id}``) and Swagger UI at ``/docs``, all offline."""
-    pages = {name: build_console_page(name) for name in CONSOLE_PAGES}
+    pages = {name: build_console_page(name, workflows) for name in CONSOLE_PAGES}
     docs_html = get_swagger_ui_html(
         openapi_url=app.openapi_url or "/openapi.json",
         title=f"{app.title} API",

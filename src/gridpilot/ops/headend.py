@@ -19,6 +19,7 @@ from gridpilot.api.admin import SecurityDeps
 from gridpilot.api.app import ApiDeps, create_app
 from gridpilot.api.auth import AuthSettings
 from gridpilot.api.dispatch_service import DispatchOptions, DispatchService
+from gridpilot.api.pages import workflow_url
 from gridpilot.core.sessions import EndReason
 from gridpilot.ingest.acks import TemporalAckSink, late_ack_recorder
 from gridpilot.ingest.enrollment import EnrollmentStore
@@ -275,6 +276,7 @@ class Headend:
                         acks,
                     ),
                     max_body_bytes=s.api_max_body_bytes,
+                    workflow_url=workflow_url(s.temporal_ui_url, s.temporal_namespace),
                 )
             )
             api_server = uvicorn.Server(
