@@ -113,7 +113,12 @@ function dispatchRow([d, child]) {
 const siteUrl = (id) => "/console/sites/" + encodeURIComponent(id);
 const assetUrl = (id) => "/console/assets/" + encodeURIComponent(id);
 const assetLink = (id) => `<a href="${assetUrl(id)}">${esc(id)}</a>`;
-const latestOf = (assets) => Promise.all(assets.map((a) => api(`/assets/${encodeURIComponent(a.id)}/telemetry/latest`).catch(() => null)));
+// One call for them all (GET /telemetry/latest), in the order of `assets`.
+async function latestOf(assets, siteId) {
+  const found = await api("/telemetry/latest" + (siteId ? "?site_id=" + encodeURIComponent(siteId) : ""));
+  const by = Object.fromEntries(found.map((s) => [s.asset_id, s]));
+  return assets.map((a) => by[a.id] || null);
+}
 // A sample's points that are not good ({field: "stale"|"bad"}, details.quality), as words.
 function quality(sample) {
   if (!sample) return "no data";
