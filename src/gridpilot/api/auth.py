@@ -49,6 +49,7 @@ RULES: dict[tuple[str, str], Permission] = {
     ("GET", "/console/agents"): P.PUBLIC,
     ("GET", "/console/sites/{site_id}"): P.PUBLIC,
     ("GET", "/console/assets/{asset_id}"): P.PUBLIC,
+    ("GET", "/console/audit"): P.PUBLIC,
     ("GET", "/console/static/{name}"): P.PUBLIC,
     ("GET", "/favicon.ico"): P.PUBLIC,
     ("GET", "/openapi.json"): P.PUBLIC,

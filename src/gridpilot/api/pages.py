@@ -38,6 +38,7 @@ CONSOLE_PAGES = {
     "dispatches": "Dispatches · GridPilot console",
     "site": "Site · GridPilot console",
     "asset": "Asset · GridPilot console",
+    "audit": "Audit · GridPilot console",
 }
 # /console/assets/{id} is an asset's page; the console's own files are here.
 # Where each page is served (path parameters are read by the page's script).
@@ -48,6 +49,7 @@ CONSOLE_ROUTES = {
     "/console/agents": "agents",
     "/console/sites/{site_id}": "site",
     "/console/assets/{asset_id}": "asset",
+    "/console/audit": "audit",
 }
 CONSOLE_ASSETS_URL = "/console/static"
 # The console's shared script, charts, style and icon; only these files are served.

@@ -11,7 +11,7 @@ let ME = null;
 function signIn(message) {
   sessionStorage.removeItem(TOKEN_KEY);
   ME = null;
-  document.body.classList.remove("can-dispatch");
+  document.body.classList.remove("can-dispatch", "can-audit");
   $("#login-msg").textContent = message || "";
   if (!$("#login").open) $("#login").showModal();
 }
@@ -36,6 +36,7 @@ async function whoami() {
   $("#who").textContent = `${ME.principal} (${ME.roles.join(", ") || "no role"})`;
   $("#logout").hidden = false;
   document.body.classList.toggle("can-dispatch", can("dispatch"));
+  document.body.classList.toggle("can-audit", can("audit"));
   return ME;
 }
 // Sign-in for this page; onSignedIn runs once the caller is known.
@@ -146,4 +147,35 @@ function runPage(refresh) {
 function drawn() {
   $("#updated").textContent = "updated " + new Date().toLocaleTimeString();
   for (const m of document.querySelectorAll("#load-msg, #list-msg")) m.textContent = "";
+}
+// A filter form whose values are the page's address (a GET form), so a link
+// shows the same view and the back button returns to the last one.
+const PARAMS = new URLSearchParams(location.search);
+const options = (items) => items.map(([v, label]) => `<option value="${esc(v)}">${esc(label)}</option>`).join("");
+function addressForm(sel) {
+  // An empty filter is left out of the address (a disabled control is not sent).
+  $(sel).onsubmit = () => { for (const el of $(sel).elements) if (el.name && !el.value) el.disabled = true; };
+  fillFromAddress(sel);
+}
+function fillFromAddress(sel) {
+  for (const el of $(sel).elements) if (el.name && PARAMS.get(el.name)) el.value = PARAMS.get(el.name);
+}
+// A page size from a link that the list does not offer is added to it.
+function pageSize(sel, fallback) {
+  const size = PARAMS.get("limit") || fallback;
+  if (![...$(sel).options].some((o) => o.value === size)) $(sel).insertAdjacentHTML("beforeend", options([[size, size]]));
+  $(sel).value = size;
+}
+// The API's query for the address: its filters, times (the browser's zone) as instants.
+function addressQuery(names, more, fixed) {
+  const q = new URLSearchParams(fixed);
+  for (const [name, value] of PARAMS) {
+    if (!value || !(names.includes(name) || more.includes(name))) continue;
+    if (name === "since" || name === "until") {
+      const t = new Date(value);
+      if (isNaN(t)) throw new Error(`${name}: not a date and time`);
+      q.set(name, t.toISOString());
+    } else q.set(name, value);
+  }
+  return q;
 }
