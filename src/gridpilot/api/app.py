@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import gridpilot
 from gridpilot.core.errors import NotFound
 
-from . import admin, dispatches, enrollment, errors, openapi, pages, reads
+from . import admin, dispatches, enrollment, errors, events, openapi, pages, reads
 from .admin import SecurityDeps
 from .auth import AuthMiddleware, AuthSettings, require_rule
 from .dispatch_service import DispatchService
@@ -82,6 +82,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.include_router(dispatches.router)
     app.include_router(admin.router)
     app.include_router(enrollment.router)
+    app.include_router(events.router)
     pages.install(app, deps.workflow_url)
     # Inside auth: an unauthenticated caller gets 401 whatever it sends.
     app.add_middleware(BodyLimit, max_bytes=deps.max_body_bytes)

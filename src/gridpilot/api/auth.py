@@ -64,6 +64,7 @@ RULES: dict[tuple[str, str], Permission] = {
     ("GET", "/api/v1/assets/{asset_id}/telemetry/latest"): P.READ,
     ("GET", "/api/v1/telemetry"): P.READ,
     ("GET", "/api/v1/telemetry/latest"): P.READ,
+    ("GET", "/api/v1/events"): P.READ,
     ("GET", "/api/v1/dispatches"): P.READ,
     ("GET", "/api/v1/dispatches/{dispatch_id}"): P.READ,
     ("POST", "/api/v1/dispatches"): P.DISPATCH,

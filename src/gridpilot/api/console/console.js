@@ -137,15 +137,55 @@ document.addEventListener("click", async (ev) => {
   try { if (await cancelDispatch(id)) document.dispatchEvent(new Event("gridpilot:changed")); }
   catch (e) { const m = $("#list-msg"); if (m) m.innerHTML = `<span class="bad">${esc(e.message)}</span>`; }
 });
-// A page: signed in, it draws (refresh) and redraws every 2 s and after a change it made.
+// A page: signed in, it draws (refresh), then redraws on what the server's
+// event stream says changed and after a change it made itself.
 function runPage(refresh) {
   document.addEventListener("gridpilot:changed", () => refresh());
-  startConsole(refresh);
-  setInterval(() => { if (ME) refresh(); }, 2000);
+  let following = false;
+  startConsole(() => { refresh(); if (!following) { following = true; follow(refresh); } });
+  // Only while the stream is down: a slow poll, until it is back.
+  setInterval(() => { if (ME && !LIVE) refresh(); }, 10_000);
+}
+// Live: one event stream per tab (GET /api/v1/events, read with fetch so it
+// carries the tab's token like every call); a change redraws the page, at
+// most once a second. A broken stream is opened again after 3 s.
+let LIVE = false;
+async function follow(refresh) {
+  const redraw = throttled(() => { if (ME) refresh(); }, 1000);
+  for (;;) {
+    try {
+      const token = sessionStorage.getItem(TOKEN_KEY);
+      if (token) {
+        const r = await fetch("/api/v1/events", {headers: {Authorization: "Bearer " + token}});
+        if (r.ok) {
+          LIVE = true;
+          const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+          let buf = "";
+          for (;;) {
+            const {value, done} = await reader.read();
+            if (done) break;
+            buf += value;
+            for (let end; (end = buf.indexOf("\n\n")) >= 0; buf = buf.slice(end + 2)) {
+              if (/^event: (changed|tick)$/m.test(buf.slice(0, end))) redraw();
+            }
+          }
+        }
+      }
+    } catch (e) { /* closed or refused: open it again below */ }
+    LIVE = false;
+    await new Promise((done) => setTimeout(done, 3000));
+  }
+}
+function throttled(fn, ms) {
+  let timer = null, last = 0;
+  return () => {
+    if (timer) return;
+    timer = setTimeout(() => { timer = null; last = Date.now(); fn(); }, Math.max(0, ms - (Date.now() - last)));
+  };
 }
 // The page is drawn: say when, and clear the last error.
 function drawn() {
-  $("#updated").textContent = "updated " + new Date().toLocaleTimeString();
+  $("#updated").textContent = "updated " + new Date().toLocaleTimeString() + (LIVE ? " · live" : "");
   for (const m of document.querySelectorAll("#load-msg, #list-msg")) m.textContent = "";
 }
 // A filter form whose values are the page's address (a GET form), so a link
