@@ -10,15 +10,10 @@ from urllib.parse import urlencode
 
 import pytest
 from gp_testing import RunningHeadend, ScriptedAgent, demo_assets, wait_for
-from gp_testing.browser import ARGS, WIDTHS, chromium_path, fits, signed_in_page
+from gp_testing.browser import ARGS, WIDTHS, fits, signed_in_page
 
 pytestmark = pytest.mark.e2e
 IDS_JS = "rows => rows.map(r => Number(r.dataset.id))"
-
-
-@pytest.fixture
-def chromium() -> str:
-    return chromium_path()
 
 
 async def test_auditor_filters_and_exports_the_audit_log(

@@ -20,16 +20,11 @@ from gp_testing import (
     now_pb,
     wait_for,
 )
-from gp_testing.browser import ARGS, WIDTHS, chromium_path, fits, sign_in
+from gp_testing.browser import ARGS, WIDTHS, fits, sign_in
 
 from gridpilot.schema.pb import agent_pb2 as pb
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def chromium() -> str:
-    return chromium_path()
 
 
 async def test_operator_signs_in_sees_the_site_and_dispatches_it(

@@ -20,15 +20,10 @@ from gp_testing import (
     dispatch_in_state,
     wait_for,
 )
-from gp_testing.browser import ARGS, WIDTHS, chromium_path, fits, signed_in_page
+from gp_testing.browser import ARGS, WIDTHS, fits, signed_in_page
 
 pytestmark = pytest.mark.e2e
 SHARES_JS = "rows => rows.map(r => [r.dataset.asset, r.querySelector('.share').textContent])"
-
-
-@pytest.fixture
-def chromium() -> str:
-    return chromium_path()
 
 
 class Dialogs:

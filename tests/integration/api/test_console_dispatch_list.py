@@ -9,15 +9,10 @@ from typing import Any
 
 import pytest
 from gp_testing import RunningHeadend
-from gp_testing.browser import ARGS, WIDTHS, chromium_path, fits, signed_in_page
+from gp_testing.browser import ARGS, WIDTHS, fits, signed_in_page
 
 pytestmark = pytest.mark.e2e
 ROWS_JS = "rows => rows.map(r => [r.dataset.dispatch, r.classList.contains('child')])"
-
-
-@pytest.fixture
-def chromium() -> str:
-    return chromium_path()
 
 
 async def test_dispatch_list_filters_and_pages_keep_families_whole(

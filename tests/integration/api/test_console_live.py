@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from gp_testing import RunningHeadend, ScriptedAgent, demo_assets, now_pb, wait_for
-from gp_testing.browser import ARGS, WIDTHS, chromium_path, signed_in_page
+from gp_testing.browser import ARGS, WIDTHS, signed_in_page
 
 from gridpilot.schema.pb import agent_pb2 as pb
 
@@ -14,11 +14,10 @@ pytestmark = pytest.mark.e2e
 
 
 async def test_a_new_sample_shows_without_reload_over_one_stream(
-    headend: RunningHeadend, scripted_agent: ScriptedAgent, tmp_path: Path
+    headend: RunningHeadend, scripted_agent: ScriptedAgent, tmp_path: Path, chromium: str
 ) -> None:
     from playwright.async_api import async_playwright, expect
 
-    chromium = chromium_path()
     await scripted_agent.connect(demo_assets())
     viewer = await headend.token("viewer", name="console-viewer")
     base = str(headend.api.base_url).rstrip("/")

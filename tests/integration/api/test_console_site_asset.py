@@ -16,7 +16,7 @@ from gp_testing import (
     dispatch_in_state,
     wait_for,
 )
-from gp_testing.browser import ARGS, WIDTHS, chromium_path, fits, signed_in_page
+from gp_testing.browser import ARGS, WIDTHS, fits, signed_in_page
 
 from gridpilot.schema.pb import agent_pb2 as pb
 from gridpilot.wire.times import ts_to_pb
@@ -24,11 +24,6 @@ from gridpilot.wire.times import ts_to_pb
 pytestmark = pytest.mark.e2e
 
 POINTS_JS = "els => els.map(e => [e.dataset.t, Number(e.dataset.v)])"
-
-
-@pytest.fixture
-def chromium() -> str:
-    return chromium_path()
 
 
 def _sample(asset_id: str, minutes_ago: float, **values: Any) -> Any:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from gp_testing import TestPki, demo_assets, running_headend, wait_for
-from gp_testing.browser import ARGS, WIDTHS, chromium_path, fits, signed_in_page
+from gp_testing.browser import ARGS, WIDTHS, fits, signed_in_page
 from temporalio.testing import WorkflowEnvironment
 
 pytestmark = pytest.mark.e2e
@@ -19,10 +19,10 @@ async def test_dispatch_page_links_its_workflow_in_the_temporal_ui(
     task_queue: str,
     test_pki: TestPki,
     tmp_path: Path,
+    chromium: str,
 ) -> None:
     from playwright.async_api import async_playwright, expect
 
-    chromium = chromium_path()
     address = temporal_env.client.service_client.config.target_host
     namespace = temporal_env.client.namespace
     shots = tmp_path / "screenshots"
