@@ -47,3 +47,11 @@ async def fits(page: Any, width: int) -> None:
     """No control pushes the page wider than the screen (tables scroll in their box)."""
     scroll_width = await page.evaluate("document.documentElement.scrollWidth")
     assert scroll_width <= width, (page.url, scroll_width, width)
+
+
+async def signed_in_page(browser: Any, base: str, token: str, width: int, height: int) -> Any:
+    """A new context (its own tab storage) at this size, signed in: its page."""
+    context = await browser.new_context(viewport={"width": width, "height": height})
+    page = await context.new_page()
+    await sign_in(page, base, token, width)
+    return page

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import gridpilot
 from gridpilot.core.errors import NotFound
 
-from . import admin, dispatches, enrollment, errors, onboarding, openapi, pages, reads
+from . import admin, dispatches, enrollment, errors, events, onboarding, openapi, pages, reads
 from .admin import SecurityDeps
 from .auth import AuthMiddleware, AuthSettings, require_rule
 from .dispatch_service import DispatchService
@@ -47,6 +47,8 @@ class ApiDeps:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     # A trace UI's link with {trace_id} (Settings.trace_ui_url): a dispatch's trace_url.
     trace_ui_url: str | None = None
+    # A dispatch's workflow in the Temporal UI: this + the dispatch id (pages.workflow_url).
+    workflow_url: str | None = None
 
 
 async def _database_check(engine: AsyncEngine) -> str:
@@ -85,7 +87,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(enrollment.router)
     app.include_router(onboarding.router)
-    pages.install(app)
+    app.include_router(events.router)
+    pages.install(app, deps.workflow_url)
     # Inside auth: an unauthenticated caller gets 401 whatever it sends.
     app.add_middleware(BodyLimit, max_bytes=deps.max_body_bytes)
     # Every request is authenticated, authorized and logged before any route

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import fastapi_offline
 from fastapi import FastAPI
@@ -35,13 +38,25 @@ CONSOLE_PAGES = {
     "dispatches": "Dispatches · GridPilot console",
     "site": "Site · GridPilot console",
     "asset": "Asset · GridPilot console",
+    "audit": "Audit · GridPilot console",
 }
 # /console/assets/{id} is an asset's page; the console's own files are here.
+# Where each page is served (path parameters are read by the page's script).
+CONSOLE_ROUTES = {
+    "/": "index",
+    "/console/dispatches": "dispatches",
+    "/console/dispatches/{dispatch_id}": "dispatch",
+    "/console/agents": "agents",
+    "/console/sites/{site_id}": "site",
+    "/console/assets/{asset_id}": "asset",
+    "/console/audit": "audit",
+}
 CONSOLE_ASSETS_URL = "/console/static"
 # The console's shared script, charts, style and icon; only these files are served.
 CONSOLE_ASSETS = {
     "console.js": "text/javascript",
     "chart.js": "text/javascript",
+    "form.js": "text/javascript",
     "console.css": "text/css",
     "favicon.svg": "image/svg+xml",
 }
@@ -93,27 +108,44 @@ def html_page(html: str) -> HTMLResponse:
     return HTMLResponse(html, headers={"content-security-policy": page_csp(html)})
 
 
-def console_html(template: str) -> str:
+def console_html(template: str, workflows: str | None = None) -> str:
     """The console page, told the server's vocabulary (the states and which
-    end, from ``core.lifecycle``) on its ``<body>``, so its script keeps no copy."""
+    end, from ``core.lifecycle``) on its ``<body>``, so its script keeps no
+    copy, and where a dispatch's workflow is shown (``workflows`` + its id)."""
     ends = " ".join(TERMINAL_VALUES)
     states = " ".join(s.value for s in DispatchState)
-    body = f'<body data-terminal-states="{ends}" data-states="{states}">'
+    link = f' data-workflow-url="{html.escape(workflows)}"' if workflows else ""
+    body = f'<body data-terminal-states="{ends}" data-states="{states}"{link}>'
     return template.replace("<body>", body, 1)
 
 
-def build_console_page(name: str) -> str:
+def workflow_url(temporal_ui_url: str | None, namespace: str) -> str | None:
+    """Where the Temporal UI shows a workflow, less its id (the dispatch id);
+    without a run id the UI opens the latest run."""
+    if not temporal_ui_url:
+        return None
+    return f"{temporal_ui_url.rstrip('/')}/namespaces/{quote(namespace, safe='')}/workflows/"
+
+
+def build_console_page(name: str, workflows: str | None = None) -> str:
     """The console page ``name`` (a key of ``CONSOLE_PAGES``), whole."""
     frame = (CONSOLE_DIR / "frame.html").read_text().replace("{title}", CONSOLE_PAGES[name])
-    return console_html(frame + (CONSOLE_DIR / f"{name}.html").read_text())
+    return console_html(frame + (CONSOLE_DIR / f"{name}.html").read_text(), workflows)
 
 
-def install(app: FastAPI) -> None:
+def _page_endpoint(html: str) -> Callable[[], Awaitable[HTMLResponse]]:
+    async def page() -> HTMLResponse:
+        return html_page(html)
+
+    return page
+
+
+def install(app: FastAPI, workflows: str | None = None) -> None:
     """The console at ``/`` (the dispatch list at ``/console/dispatches``, one
     dispatch at ``/console/dispatches/{id}``,
     agents at ``/console/agents``, a site at ``/console/sites/{id}``, an asset
     at ``/console/assets/{id}``) and Swagger UI at ``/docs``, all offline."""
-    pages = {name: build_console_page(name) for name in CONSOLE_PAGES}
+    pages = {name: build_console_page(name, workflows) for name in CONSOLE_PAGES}
     docs_html = get_swagger_ui_html(
         openapi_url=app.openapi_url or "/openapi.json",
         title=f"{app.title} API",
@@ -127,31 +159,10 @@ def install(app: FastAPI) -> None:
     ).body
     docs = bytes(docs_html).decode()
 
-    @app.get("/", include_in_schema=False)
-    async def console_page() -> HTMLResponse:
-        return html_page(pages["index"])
-
-    # The page holds no data: its script reads the id from the address and
-    # asks the API (with the tab's token), so a link to it can be shared.
-    @app.get("/console/dispatches/{dispatch_id}", include_in_schema=False)
-    async def console_dispatch_page(dispatch_id: str) -> HTMLResponse:
-        return html_page(pages["dispatch"])
-
-    @app.get("/console/agents", include_in_schema=False)
-    async def console_agents_page() -> HTMLResponse:
-        return html_page(pages["agents"])
-
-    @app.get("/console/dispatches", include_in_schema=False)
-    async def console_dispatches_page() -> HTMLResponse:
-        return html_page(pages["dispatches"])
-
-    @app.get("/console/sites/{site_id}", include_in_schema=False)
-    async def console_site_page(site_id: str) -> HTMLResponse:
-        return html_page(pages["site"])
-
-    @app.get("/console/assets/{asset_id}", include_in_schema=False)
-    async def console_asset_page(asset_id: str) -> HTMLResponse:
-        return html_page(pages["asset"])
+    # A page holds no data: its script reads any id from the address and asks
+    # the API (with the tab's token), so a link to it can be shared.
+    for path, name in CONSOLE_ROUTES.items():
+        app.add_api_route(path, _page_endpoint(pages[name]), include_in_schema=False)
 
     # Browsers ask for it on every page, without a token: no answer, not a 401.
     @app.get("/favicon.ico", include_in_schema=False)

@@ -108,6 +108,24 @@ async def get_asset(request: Request, asset_id: str) -> dict[str, Any]:
     return dict(row)
 
 
+@router.get("/telemetry/latest", response_model=list[SampleView], tags=["telemetry"])
+async def latest_telemetry_of_many(
+    request: Request, site_id: str | None = None, asset_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Each asset's latest sample (of a site, or one asset, or every asset) in
+    one call, by asset id; an asset without telemetry has no entry."""
+    latest = t.telemetry_latest
+    q = select(latest).order_by(latest.c.asset_id)
+    if asset_id:
+        q = q.where(latest.c.asset_id == asset_id)
+    if site_id:
+        q = q.where(
+            latest.c.asset_id.in_(select(t.assets.c.id).where(t.assets.c.site_id == site_id))
+        )
+    async with _engine(request).connect() as conn:
+        return [dict(r) for r in (await conn.execute(q)).mappings().all()]
+
+
 @router.get("/assets/{asset_id}/telemetry/latest", response_model=SampleView, tags=["telemetry"])
 async def latest_telemetry(request: Request, asset_id: str) -> dict[str, Any]:
     q = select(t.telemetry_latest).where(t.telemetry_latest.c.asset_id == asset_id)

@@ -19,6 +19,7 @@ from gridpilot.api.admin import SecurityDeps
 from gridpilot.api.app import ApiDeps, create_app
 from gridpilot.api.auth import AuthSettings
 from gridpilot.api.dispatch_service import DispatchOptions, DispatchService
+from gridpilot.api.pages import workflow_url
 from gridpilot.core.sessions import EndReason
 from gridpilot.ingest.acks import TemporalAckSink, late_ack_recorder
 from gridpilot.ingest.enrollment import EnrollmentStore
@@ -284,6 +285,7 @@ class Headend:
                     metrics_refresh=fleet.refresh,
                     max_body_bytes=s.api_max_body_bytes,
                     trace_ui_url=s.trace_ui_url,
+                    workflow_url=workflow_url(s.temporal_ui_url, s.temporal_namespace),
                 )
             )
             if self.tracing:

@@ -75,6 +75,11 @@ class Settings(BaseSettings):
         description="the name to verify Temporal's server certificate against "
         "(default: the host of GRIDPILOT_TEMPORAL_ADDRESS)",
     )
+    temporal_ui_url: str | None = Field(
+        None,
+        description="base URL of the Temporal UI (e.g. http://127.0.0.1:8233); the console "
+        "links each dispatch to its workflow there; `gridpilot up` sets it to its UI",
+    )
     temporal_connect_timeout_s: float = Field(
         30.0, gt=0, description="how long a starting headend retries an unreachable Temporal"
     )

@@ -164,6 +164,8 @@ def _run_locked(opts: UpOptions, data_dir: Path) -> int:
             "GRIDPILOT_DATABASE_URL": app_database_url,
             "GRIDPILOT_DB_APP_ROLE": APP_ROLE,
             "GRIDPILOT_TEMPORAL_ADDRESS": temporal.address,
+            # the console's link to each dispatch's workflow
+            **({"GRIDPILOT_TEMPORAL_UI_URL": temporal.ui_url} if temporal.ui_url else {}),
             "GRIDPILOT_API_PORT": str(opts.api_port),
             "GRIDPILOT_GRPC_LISTEN": f"127.0.0.1:{opts.grpc_port}",
             "GRIDPILOT_HEADEND_ID": "demo-headend",

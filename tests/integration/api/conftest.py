@@ -16,6 +16,7 @@ from gp_testing import (
     dispatch_in_state,
     wait_for,
 )
+from gp_testing.browser import chromium_path
 
 
 async def submit_dispatch(api: httpx.AsyncClient, **body: Any) -> str:
@@ -67,3 +68,9 @@ async def family(
     assert len(children) == 3
     last = await submit_dispatch(api, asset_id=other_site, p_kw=20)
     return {"first": first, "site": site, "children": children, "last": last}
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Debian's chromium for Playwright (skips where it is not installed)."""
+    return chromium_path()

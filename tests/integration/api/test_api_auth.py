@@ -15,7 +15,7 @@ import psycopg
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
-from gp_testing import api_app
+from gp_testing import api_app, call
 from structlog.testing import capture_logs
 
 from gridpilot.api.auth import RULES
@@ -102,7 +102,7 @@ def _call_args(method: str, path: str) -> dict[str, Any]:
 async def test_role_matrix(api: Api, method: str, path: str) -> None:
     rule = RULES[(method, path)]
     async with api.client() as anonymous:
-        r = await anonymous.request(**_call_args(method, path))
+        r = await call(anonymous, **_call_args(method, path))
     if rule is Permission.PUBLIC:
         assert r.status_code not in (401, 403), r.text
     else:
@@ -111,7 +111,7 @@ async def test_role_matrix(api: Api, method: str, path: str) -> None:
         assert r.headers["www-authenticate"].startswith("Bearer")
     for role in ROLES:
         async with api.client(api.by_role[role]) as c:
-            r = await c.request(**_call_args(method, path))
+            r = await call(c, **_call_args(method, path))
         allowed = (
             rule in (Permission.PUBLIC, Permission.AUTHENTICATED) or rule in GRANTS[Role(role)]
         )

@@ -20,16 +20,11 @@ from gp_testing import (
     now_pb,
     wait_for,
 )
-from gp_testing.browser import ARGS, WIDTHS, chromium_path, fits, sign_in
+from gp_testing.browser import ARGS, WIDTHS, fits, sign_in
 
 from gridpilot.schema.pb import agent_pb2 as pb
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def chromium() -> str:
-    return chromium_path()
 
 
 async def test_operator_signs_in_sees_the_site_and_dispatches_it(
@@ -68,16 +63,17 @@ async def test_operator_signs_in_sees_the_site_and_dispatches_it(
             await expect(bess).to_contain_text("61.0")
 
             # A bad setpoint is refused with the API's message, nothing dispatched.
-            await page.select_option("#target", "asset:bess-1")
-            await page.fill("input[name=p_kw]", "9999")
-            await page.click("#submit")
-            await expect(page.locator("#msg")).to_contain_text("outside")
+            await expect(page.locator("#d-asset")).to_have_value("bess-1")
+            await page.fill("#d-p", "9999")
+            await expect(page.locator("#d-hint")).to_contain_text("outside")
+            await expect(page.locator("#submit")).to_be_disabled()
             assert scripted_agent.of("setpoint") == []
 
-            await page.select_option("#target", "site:site-1")
-            await page.fill("input[name=p_kw]", "90")
+            await page.select_option("#d-asset", "")
+            await page.select_option("#d-site", "site-1")
+            await page.fill("#d-p", "90")
             await page.click("#preview")
-            await expect(page.locator("#msg")).to_contain_text("capacity_weighted_clamped/v1")
+            await expect(page.locator("#split")).to_contain_text("capacity_weighted_clamped/v1")
             await page.click("#submit")
             await expect(page.locator("#msg")).to_contain_text("Dispatch")
             await wait_for(lambda: len(scripted_agent.of("setpoint")) == 3)

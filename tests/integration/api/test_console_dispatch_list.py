@@ -9,15 +9,10 @@ from typing import Any
 
 import pytest
 from gp_testing import RunningHeadend
-from gp_testing.browser import ARGS, WIDTHS, chromium_path, fits, sign_in
+from gp_testing.browser import ARGS, WIDTHS, fits, signed_in_page
 
 pytestmark = pytest.mark.e2e
 ROWS_JS = "rows => rows.map(r => [r.dataset.dispatch, r.classList.contains('child')])"
-
-
-@pytest.fixture
-def chromium() -> str:
-    return chromium_path()
 
 
 async def test_dispatch_list_filters_and_pages_keep_families_whole(
@@ -58,9 +53,7 @@ async def test_dispatch_list_filters_and_pages_keep_families_whole(
         browser = await p.chromium.launch(executable_path=chromium, args=ARGS)
         try:
             for width, height in WIDTHS:
-                context = await browser.new_context(viewport={"width": width, "height": height})
-                page = await context.new_page()
-                await sign_in(page, base, viewer, width)
+                page = await signed_in_page(browser, base, viewer, width, height)
                 await page.click('header a:text-is("Dispatches")')
                 await expect(page).to_have_url(f"{base}/console/dispatches")
                 assert await shown(page) == await apis(limit=20)
@@ -105,6 +98,6 @@ async def test_dispatch_list_filters_and_pages_keep_families_whole(
                 assert await shown(page) == on_bess
                 await expect(page.locator("#f-asset")).to_have_value("bess-1")
                 await expect(page.locator("#f-limit")).to_have_value("5")
-                await context.close()
+                await page.context.close()
         finally:
             await browser.close()

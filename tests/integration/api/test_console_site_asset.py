@@ -16,7 +16,7 @@ from gp_testing import (
     dispatch_in_state,
     wait_for,
 )
-from gp_testing.browser import ARGS, WIDTHS, chromium_path, fits, sign_in
+from gp_testing.browser import ARGS, WIDTHS, fits, signed_in_page
 
 from gridpilot.schema.pb import agent_pb2 as pb
 from gridpilot.wire.times import ts_to_pb
@@ -24,11 +24,6 @@ from gridpilot.wire.times import ts_to_pb
 pytestmark = pytest.mark.e2e
 
 POINTS_JS = "els => els.map(e => [e.dataset.t, Number(e.dataset.v)])"
-
-
-@pytest.fixture
-def chromium() -> str:
-    return chromium_path()
 
 
 def _sample(asset_id: str, minutes_ago: float, **values: Any) -> Any:
@@ -118,9 +113,7 @@ async def test_site_and_asset_pages_show_the_apis_values_and_history(
         browser = await p.chromium.launch(executable_path=chromium, args=ARGS)
         try:
             for width, height in WIDTHS:
-                context = await browser.new_context(viewport={"width": width, "height": height})
-                page = await context.new_page()
-                await sign_in(page, base, viewer, width)
+                page = await signed_in_page(browser, base, viewer, width, height)
                 await page.click('#sites tbody tr[data-site="site-1"] a')
                 await expect(page).to_have_url(f"{base}/console/sites/site-1")
                 await expect(page.locator("#site-name")).to_have_text(site["name"])
@@ -194,6 +187,6 @@ async def test_site_and_asset_pages_show_the_apis_values_and_history(
                     "charging"
                 )
                 await fits(page, width)
-                await context.close()
+                await page.context.close()
         finally:
             await browser.close()

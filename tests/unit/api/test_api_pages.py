@@ -13,6 +13,7 @@ from gridpilot.api.pages import (
     CONSOLE_PAGES,
     build_console_page,
     page_csp,
+    workflow_url,
 )
 
 
@@ -59,3 +60,13 @@ def test_console_pages_load_only_the_console_assets_the_package_serves() -> None
         assert (CONSOLE_DIR / asset).is_file()
     for script in ("console.js", "chart.js"):
         assert "style=" not in (CONSOLE_DIR / script).read_text()
+
+
+def test_the_workflow_link_is_the_temporal_uis_workflow_page_less_the_id() -> None:
+    assert workflow_url(None, "default") is None
+    assert workflow_url("", "default") is None
+    base = workflow_url("http://ui.example:8233/", "prod/eu")
+    assert base == "http://ui.example:8233/namespaces/prod%2Feu/workflows/"
+    page = build_console_page("dispatch", 'http://x/"><script>')
+    assert 'data-workflow-url="http://x/&quot;&gt;&lt;script&gt;"' in page
+    assert "data-workflow-url" not in build_console_page("dispatch")

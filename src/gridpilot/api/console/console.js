@@ -11,7 +11,7 @@ let ME = null;
 function signIn(message) {
   sessionStorage.removeItem(TOKEN_KEY);
   ME = null;
-  document.body.classList.remove("can-dispatch");
+  document.body.classList.remove("can-dispatch", "can-audit");
   $("#login-msg").textContent = message || "";
   if (!$("#login").open) $("#login").showModal();
 }
@@ -36,6 +36,7 @@ async function whoami() {
   $("#who").textContent = `${ME.principal} (${ME.roles.join(", ") || "no role"})`;
   $("#logout").hidden = false;
   document.body.classList.toggle("can-dispatch", can("dispatch"));
+  document.body.classList.toggle("can-audit", can("audit"));
   return ME;
 }
 // Sign-in for this page; onSignedIn runs once the caller is known.
@@ -113,7 +114,12 @@ function dispatchRow([d, child]) {
 const siteUrl = (id) => "/console/sites/" + encodeURIComponent(id);
 const assetUrl = (id) => "/console/assets/" + encodeURIComponent(id);
 const assetLink = (id) => `<a href="${assetUrl(id)}">${esc(id)}</a>`;
-const latestOf = (assets) => Promise.all(assets.map((a) => api(`/assets/${encodeURIComponent(a.id)}/telemetry/latest`).catch(() => null)));
+// One call for them all (GET /telemetry/latest), in the order of `assets`.
+async function latestOf(assets, siteId) {
+  const found = await api("/telemetry/latest" + (siteId ? "?site_id=" + encodeURIComponent(siteId) : ""));
+  const by = Object.fromEntries(found.map((s) => [s.asset_id, s]));
+  return assets.map((a) => by[a.id] || null);
+}
 // A sample's points that are not good ({field: "stale"|"bad"}, details.quality), as words.
 function quality(sample) {
   if (!sample) return "no data";
@@ -121,11 +127,95 @@ function quality(sample) {
   const bad = Object.entries(q).map(([f, v]) => `${f} ${v}`);
   return bad.length ? bad.join(", ") : "good";
 }
+// A list of dispatches, whole (head and rows), for a <table id="dispatches">.
 function dispatchTable(dispatches) {
-  return treeOrder(dispatches).map(dispatchRow).join("") || '<tr><td colspan="8" class="muted">none</td></tr>';
+  const rows = treeOrder(dispatches).map(dispatchRow).join("") || '<tr><td colspan="8" class="muted">none</td></tr>';
+  return `<thead><tr><th>Id</th><th>Target</th><th>P kW</th><th>State</th><th>Reason</th><th>By</th><th>Created</th><th></th></tr></thead><tbody>${rows}</tbody>`;
 }
 document.addEventListener("click", async (ev) => {
   const id = ev.target.dataset && ev.target.dataset.cancel; if (!id) return;
   try { if (await cancelDispatch(id)) document.dispatchEvent(new Event("gridpilot:changed")); }
   catch (e) { const m = $("#list-msg"); if (m) m.innerHTML = `<span class="bad">${esc(e.message)}</span>`; }
 });
+// A page: signed in, it draws (refresh), then redraws on what the server's
+// event stream says changed and after a change it made itself.
+function runPage(refresh) {
+  document.addEventListener("gridpilot:changed", () => refresh());
+  let following = false;
+  startConsole(() => { refresh(); if (!following) { following = true; follow(refresh); } });
+  // Only while the stream is down: a slow poll, until it is back.
+  setInterval(() => { if (ME && !LIVE) refresh(); }, 10_000);
+}
+// Live: one event stream per tab (GET /api/v1/events, read with fetch so it
+// carries the tab's token like every call); a change redraws the page, at
+// most once a second. A broken stream is opened again after 3 s.
+let LIVE = false;
+async function follow(refresh) {
+  const redraw = throttled(() => { if (ME) refresh(); }, 1000);
+  for (;;) {
+    try {
+      const token = sessionStorage.getItem(TOKEN_KEY);
+      if (token) {
+        const r = await fetch("/api/v1/events", {headers: {Authorization: "Bearer " + token}});
+        if (r.ok) {
+          LIVE = true;
+          const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+          let buf = "";
+          for (;;) {
+            const {value, done} = await reader.read();
+            if (done) break;
+            buf += value;
+            for (let end; (end = buf.indexOf("\n\n")) >= 0; buf = buf.slice(end + 2)) {
+              if (/^event: (changed|tick)$/m.test(buf.slice(0, end))) redraw();
+            }
+          }
+        }
+      }
+    } catch (e) { /* closed or refused: open it again below */ }
+    LIVE = false;
+    await new Promise((done) => setTimeout(done, 3000));
+  }
+}
+function throttled(fn, ms) {
+  let timer = null, last = 0;
+  return () => {
+    if (timer) return;
+    timer = setTimeout(() => { timer = null; last = Date.now(); fn(); }, Math.max(0, ms - (Date.now() - last)));
+  };
+}
+// The page is drawn: say when, and clear the last error.
+function drawn() {
+  $("#updated").textContent = "updated " + new Date().toLocaleTimeString() + (LIVE ? " · live" : "");
+  for (const m of document.querySelectorAll("#load-msg, #list-msg")) m.textContent = "";
+}
+// A filter form whose values are the page's address (a GET form), so a link
+// shows the same view and the back button returns to the last one.
+const PARAMS = new URLSearchParams(location.search);
+const options = (items) => items.map(([v, label]) => `<option value="${esc(v)}">${esc(label)}</option>`).join("");
+function addressForm(sel) {
+  // An empty filter is left out of the address (a disabled control is not sent).
+  $(sel).onsubmit = () => { for (const el of $(sel).elements) if (el.name && !el.value) el.disabled = true; };
+  fillFromAddress(sel);
+}
+function fillFromAddress(sel) {
+  for (const el of $(sel).elements) if (el.name && PARAMS.get(el.name)) el.value = PARAMS.get(el.name);
+}
+// A page size from a link that the list does not offer is added to it.
+function pageSize(sel, fallback) {
+  const size = PARAMS.get("limit") || fallback;
+  if (![...$(sel).options].some((o) => o.value === size)) $(sel).insertAdjacentHTML("beforeend", options([[size, size]]));
+  $(sel).value = size;
+}
+// The API's query for the address: its filters, times (the browser's zone) as instants.
+function addressQuery(names, more, fixed) {
+  const q = new URLSearchParams(fixed);
+  for (const [name, value] of PARAMS) {
+    if (!value || !(names.includes(name) || more.includes(name))) continue;
+    if (name === "since" || name === "until") {
+      const t = new Date(value);
+      if (isNaN(t)) throw new Error(`${name}: not a date and time`);
+      q.set(name, t.toISOString());
+    } else q.set(name, value);
+  }
+  return q;
+}
