@@ -37,6 +37,7 @@ EXPECTED = {
     "sim-agent",
     "prometheus",
     "grafana",
+    "otel-collector",
 }
 
 
@@ -142,3 +143,17 @@ def test_simulated_site_config_is_valid_but_for_the_secret_files() -> None:
         assert problem.message.startswith("file not found: "), problem
         assert problem.message.removeprefix("file not found: ") in mounted, problem
     assert len(caught.value.problems) == 3
+
+
+def test_headend_and_agent_send_their_traces_to_the_collector() -> None:
+    """The OTLP endpoint they are given is one the collector's traces pipeline receives on."""
+    services = compose()["services"]
+    root = COMPOSE.parent
+    mount = next(v for v in services["otel-collector"]["volumes"] if "otel-collector" in v)
+    config = yaml.safe_load((root / mount.split(":")[0]).read_text())
+    pipeline = config["service"]["pipelines"]["traces"]
+    assert "otlp" in pipeline["receivers"] and pipeline["exporters"]
+    http = config["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
+    for name in ("headend", "sim-agent"):
+        endpoint = services[name]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"]
+        assert endpoint == f"http://otel-collector:{http.rsplit(':', 1)[1]}", name
