@@ -131,7 +131,11 @@ async def dispatches(headend: RunningHeadend, **params: str) -> list[dict[str, A
 async def test_scada_sees_the_headends_telemetry_and_its_write_is_a_local_dispatch_until_the_cloud_takes_over(  # noqa: E501
     headend: RunningHeadend, scada: Scada
 ) -> None:
-    # what SCADA reads is the sample the headend stored at that source time
+    # what SCADA reads is what the headend stored from that source time on. The
+    # surface stamps a value with the time it changed (a steady soc keeps its
+    # first sample's time), and the uplink takes the poller's latest sample per
+    # batch, so a busy agent may skip that very sample: the first stored one at
+    # or after it carries the same value.
     async def same_sample() -> bool:
         soc = await scada.read("Telemetry/soc_pct")
         at = soc.SourceTimestamp
@@ -142,11 +146,11 @@ async def test_scada_sees_the_headends_telemetry_and_its_write_is_a_local_dispat
             params={
                 "asset_id": "sh-bess",
                 "start": at.isoformat(),
-                "end": (at + timedelta(milliseconds=1)).isoformat(),
+                "end": (at + timedelta(seconds=10)).isoformat(),
             },
         )
         rows = r.json() if r.status_code == 200 else []
-        return len(rows) == 1 and rows[0]["soc_pct"] == soc.Value.Value
+        return bool(rows) and rows[0]["soc_pct"] == soc.Value.Value
 
     await wait_for(same_sample, timeout=30)
 
