@@ -4,6 +4,8 @@
 # passwords and a dev CA with the headend's and the simulated gateway's
 # certificates (`gridpilot pki`). Existing files are kept, so it is safe to
 # run again. Needs `gridpilot` on PATH (pipx install ., or .venv/bin).
+# The headend gets the CA's key (pki.json, ca.pem, ca.key) to sign the CSRs
+# of gateways that enroll (`gridpilot agent enroll`).
 #
 # The containers run as uid 10001 and compose bind-mounts each secret file
 # as it is, so the files are made readable (0644) inside a directory only
@@ -27,5 +29,6 @@ fi
 if [ ! -f secrets/pki/gateways/sim-gw.pem ]; then
   gridpilot pki issue-gateway sim-gw --site sim-site --dir secrets/pki
 fi
-find secrets -type f ! -name ca.key -exec chmod 0644 {} +
+# ca.key too: the headend signs enrolling gateways' CSRs with it.
+find secrets -type f -exec chmod 0644 {} +
 echo "secrets in $(pwd)/secrets"

@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[3]
 COMPOSE = REPO / "docker-compose.yml"
 SPEC = importlib.resources.files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json"
 MAKE_SECRETS = REPO / "deploy" / "compose" / "make-secrets.sh"
+CA_FILES = {"pki.json", "ca.pem", "ca.key"}  # what `gridpilot pki init` writes
 SECRET_WORDS = re.compile(r"PASSWORD|PASSWD|PWD|SECRET|TOKEN|_KEY\b", re.IGNORECASE)
 ONE_SHOTS = {"migrate", "temporal-setup", "enroll-sim"}
 EXPECTED = {
@@ -96,13 +97,32 @@ def test_secrets_come_from_files_that_make_secrets_makes() -> None:
         assert path.parts[:3] == ("deploy", "compose", "secrets"), name
         rel = Path(*path.parts[3:])
         if rel.parts[0] == "pki":  # the script tests for each certificate it issues
-            assert f"secrets/{rel.with_suffix('.pem')}" in script, f"{name}: {rel} is not made"
+            made = rel.with_name("ca.pem") if rel.name in CA_FILES else rel.with_suffix(".pem")
+            assert f"secrets/{made}" in script, f"{name}: {rel} is not made"
         else:
             assert str(rel) in passwords.split(), f"{name}: {rel} is not made"
     assert "deploy/compose/secrets/" in (REPO / ".gitignore").read_text().splitlines()
     for name, service in doc["services"].items():
         for secret in service.get("secrets", []):
-            assert secret in doc["secrets"], (name, secret)
+            source = secret["source"] if isinstance(secret, dict) else secret
+            assert source in doc["secrets"], (name, secret)
+
+
+def test_the_headend_can_sign_enrolling_gateways() -> None:
+    """GRIDPILOT_PKI_DIR holds the three files `gridpilot pki init` makes,
+    from the same CA the gRPC server trusts."""
+    doc = compose()
+    headend = doc["services"]["headend"]
+    pki_dir = headend["environment"]["GRIDPILOT_PKI_DIR"]
+    mounted = {
+        Path(s["target"]).name: s["source"]
+        for s in headend["secrets"]
+        if isinstance(s, dict) and s["target"].startswith(f"{pki_dir}/")
+    }
+    assert set(mounted) == CA_FILES
+    for target, source in mounted.items():
+        assert doc["secrets"][source]["file"] == f"./deploy/compose/secrets/pki/{target}"
+    assert mounted["ca.pem"] == "grpc_ca"
 
 
 def test_no_secret_is_inline() -> None:

@@ -20,7 +20,17 @@ REPO = Path(__file__).resolve().parents[3]
 KUBE = REPO / "deploy" / "kubernetes"
 BASE = KUBE / "base"
 PILOT = KUBE / "overlays" / "pilot"
-KNOWN_KEYS = {"apiVersion", "kind", "resources", "namespace", "images", "patches", "labels"}
+COMPONENTS = KUBE / "components"
+KNOWN_KEYS = {
+    "apiVersion",
+    "kind",
+    "resources",
+    "components",
+    "namespace",
+    "images",
+    "patches",
+    "labels",
+}
 Obj = dict[str, Any]
 
 
@@ -58,14 +68,19 @@ def key(obj: Obj) -> tuple[str, str]:
     return obj["kind"], obj["metadata"]["name"]
 
 
-def render(root: Path) -> list[Obj]:
+def render(root: Path, objs: list[Obj] | None = None) -> list[Obj]:
+    """The objects of a kustomization; a Component (kustomize's
+    ``components:``) adds to and patches the ``objs`` of its parent."""
     k = kustomization(root)
     unknown = set(k) - KNOWN_KEYS
     assert not unknown, f"render() does not apply {unknown}: extend it or validate otherwise"
-    objs: list[Obj] = []
+    assert (k["kind"] == "Component") == (objs is not None), root
+    objs = [] if objs is None else objs
     for entry in k.get("resources", []):
         path = root / entry
         objs += render(path) if path.is_dir() else load(path)
+    for entry in k.get("components", []):
+        objs = render(root / entry, objs)
     by_key = {key(o): i for i, o in enumerate(objs)}
     for patch_entry in k.get("patches", []):
         assert set(patch_entry) == {"path"}, patch_entry
@@ -92,9 +107,10 @@ def validate(obj: Obj) -> None:
 
 
 def test_every_file_a_kustomization_lists_exists() -> None:
-    for root in (BASE, PILOT):
+    for root in (BASE, PILOT, *sorted(COMPONENTS.iterdir())):
         k = kustomization(root)
         listed = list(k.get("resources", [])) + [p["path"] for p in k.get("patches", [])]
+        listed += k.get("components", [])
         assert listed, root
         for entry in listed:
             assert (root / entry).exists(), f"{root}: {entry}"
@@ -168,3 +184,42 @@ def test_grpc_is_plain_l4_and_only_rest_goes_through_the_ingress() -> None:
     assert backends == {"gridpilot-http"}
     assert ("PodDisruptionBudget", "gridpilot-headend") in objs
     assert ("NetworkPolicy", "gridpilot-headend") in objs
+
+
+def test_the_pilot_headend_signs_enrolling_gateways_with_the_ca_secret() -> None:
+    """The enrollment component gives GRIDPILOT_PKI_DIR the three files of a
+    `gridpilot pki` directory, read-only, and keeps what the pilot patches."""
+    objs = {key(o): o for o in render(PILOT)}
+    pod = objs["Deployment", "gridpilot-headend"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["GRIDPILOT_PKI_DIR"] == "/etc/gridpilot/pki"
+    assert "GRIDPILOT_HEADEND_ID" in env  # the base's env is kept
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == env["GRIDPILOT_PKI_DIR"]]
+    assert mount["readOnly"] is True
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert {i["path"] for i in volume["secret"]["items"]} == {"pki.json", "ca.pem", "ca.key"}
+    assert {v["name"] for v in pod["volumes"]} >= {"tls", "db", "tmp"}
+
+
+def test_the_optional_service_monitor_scrapes_the_headends_metrics() -> None:
+    """Not in kubernetes-validate's schemas (a CRD): checked against the
+    objects it must match instead, on the base plus the component."""
+    objs = {key(o): o for o in render(COMPONENTS / "servicemonitor", render(BASE))}
+    monitor = objs["ServiceMonitor", "gridpilot-headend"]
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    services = [
+        o
+        for o in objs.values()
+        if o["kind"] == "Service" and selector.items() <= o["metadata"]["labels"].items()
+    ]
+    assert [s["metadata"]["name"] for s in services] == ["gridpilot-http"]
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in services[0]["spec"]["ports"]}
+    assert endpoint["path"] == "/metrics"
+    assert objs["ConfigMap", "gridpilot-headend"]["data"]["GRIDPILOT_METRICS_PUBLIC"] == "false"
+    assert endpoint["bearerTokenSecret"]["key"]  # so it scrapes with a token
+    for obj in objs.values():
+        if obj["kind"] != "ServiceMonitor":
+            validate(obj)
