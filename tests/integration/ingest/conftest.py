@@ -1,4 +1,4 @@
-"""The ingest tests run on both backends: plain PostgreSQL and TimescaleDB."""
+"""The ingest tests run on every backend: plain PostgreSQL and TimescaleDB (two ways)."""
 
 from __future__ import annotations
 

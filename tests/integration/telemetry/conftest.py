@@ -1,4 +1,4 @@
-"""Telemetry storage and history run on both backends: plain PostgreSQL and TimescaleDB."""
+"""Telemetry storage and history run on every backend: plain PostgreSQL and TimescaleDB."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """The shipped CI workflow (.github/workflows/images.yml: build both image
-targets, run the compose smoke test on a host with Docker) is a valid GitHub
-Actions workflow, by the schema check-jsonschema ships
-(``vendor/github-workflows.json``), and builds both targets."""
+targets, run the compose smoke test and the storage tests on the official
+TimescaleDB image, on a host with Docker) is a valid GitHub Actions workflow, by
+the schema check-jsonschema ships (``vendor/github-workflows.json``), builds both
+targets and opts in to the container test backend."""
 
 from __future__ import annotations
 
@@ -55,3 +56,12 @@ def test_both_image_targets_are_built() -> None:
     assert "for target in headend agent" in runs
     for target in ("headend", "agent"):
         assert f" AS {target}" in dockerfile, target  # a stage of that name
+
+
+def test_a_job_runs_the_storage_tests_on_the_official_timescaledb_image() -> None:
+    job = _workflow()["jobs"]["timescaledb-image"]
+    assert job["env"]["GRIDPILOT_TEST_CONTAINERS"] == "1"  # else the backend skips
+    runs = "\n".join(step.get("run", "") for step in job["steps"])
+    assert ".[dev]" in runs  # testcontainers
+    assert "tests/integration/telemetry tests/integration/ingest" in runs
+    assert "-k timescaledb-container" in runs
