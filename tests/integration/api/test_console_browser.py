@@ -27,7 +27,7 @@ pytestmark = pytest.mark.e2e
 
 
 async def test_operator_signs_in_sees_the_site_and_dispatches_it(
-    headend: RunningHeadend, scripted_agent: ScriptedAgent, chromium: str, tmp_path: Path
+    headend: RunningHeadend, scripted_agent: ScriptedAgent, chromium: str, shots: Path
 ) -> None:
     from playwright.async_api import async_playwright, expect
 
@@ -85,7 +85,7 @@ async def test_operator_signs_in_sees_the_site_and_dispatches_it(
             for child in children:
                 child_row = page.locator(f'#dispatches tbody tr[data-dispatch="{child}"]')
                 await expect(child_row).to_have_count(1, timeout=15_000)
-            await page.screenshot(path=str(tmp_path / "console.png"), full_page=True)
+            await page.screenshot(path=str(shots / "operator-1440.png"), full_page=True)
         finally:
             await browser.close()
 
@@ -95,7 +95,7 @@ TIMELINE_JS = """rows => rows.map(r => [r.querySelector('.to').textContent,
 
 
 async def test_dispatch_detail_from_the_list_at_desktop_and_phone_widths(
-    headend: RunningHeadend, scripted_agent: ScriptedAgent, chromium: str, tmp_path: Path
+    headend: RunningHeadend, scripted_agent: ScriptedAgent, chromium: str, shots: Path
 ) -> None:
     """An operator opens a site dispatch from the list by its link, reads the
     timeline the API has, follows a child from the allocation and comes back
@@ -106,8 +106,6 @@ async def test_dispatch_detail_from_the_list_at_desktop_and_phone_widths(
     operator = await headend.token("operator", name="console-op")
     viewer = await headend.token("viewer", name="console-viewer")
     base = str(headend.api.base_url).rstrip("/")
-    shots = tmp_path / "screenshots"
-    print(f"console screenshots: {shots}")
     api = headend.client(operator)
     async with api:
         body = {"site_id": "site-1", "p_kw": 90, "duration_s": 600}
@@ -215,6 +213,7 @@ async def test_dispatch_detail_from_the_list_at_desktop_and_phone_widths(
                 await expect(page.locator("#cancel")).to_be_visible()
                 assert (await detail(site_dispatch))["state"] == "active"
                 await page.click("#cancel")
+                await expect(page.locator("#confirm")).to_be_visible()
                 await page.screenshot(path=str(shots / "cancel-confirm-390.png"))
                 await confirm(page, True, 390)
 
@@ -282,7 +281,7 @@ async def test_api_docs_work_offline_and_authorize_with_a_token(
 
 
 async def test_overview_and_agents_pages_show_the_site_and_an_agent_going_offline(
-    headend: RunningHeadend, scripted_agent: ScriptedAgent, chromium: str, tmp_path: Path
+    headend: RunningHeadend, scripted_agent: ScriptedAgent, chromium: str, shots: Path
 ) -> None:
     """At 1440 and 390 px the overview shows the site with the API's asset
     count, its active dispatch and its agent connected, no offline banner,
@@ -316,8 +315,6 @@ async def test_overview_and_agents_pages_show_the_site_and_an_agent_going_offlin
     await scripted_agent.send(pb.AgentMessage(heartbeat=heartbeat))
     viewer = await headend.token("viewer", name="console-viewer")
     base = str(headend.api.base_url).rstrip("/")
-    shots = tmp_path / "screenshots"
-    print(f"console screenshots: {shots}")
     api = headend.client(viewer)
 
     async def agent() -> dict[str, Any]:

@@ -27,7 +27,7 @@ SHARES_JS = "rows => rows.map(r => [r.dataset.asset, r.querySelector('.share').t
 
 
 async def test_dispatch_form_checks_previews_and_confirms_what_it_will_do(
-    headend: RunningHeadend, scripted_agent: ScriptedAgent, chromium: str, tmp_path: Path
+    headend: RunningHeadend, scripted_agent: ScriptedAgent, chromium: str, shots: Path
 ) -> None:
     from playwright.async_api import async_playwright, expect
 
@@ -43,8 +43,6 @@ async def test_dispatch_form_checks_previews_and_confirms_what_it_will_do(
     await wait_for(partial(dispatch_in_state, headend.api, live, "active"))
     operator = await headend.token("operator", name="console-op")
     base = str(headend.api.base_url).rstrip("/")
-    shots = tmp_path / "screenshots"
-    print(f"console screenshots: {shots}")
     api = headend.client(operator)
 
     async def get(path: str) -> Any:
@@ -85,6 +83,7 @@ async def test_dispatch_form_checks_previews_and_confirms_what_it_will_do(
                 assert f"supersedes live dispatch {live}" in said
                 assert len(await get("/api/v1/dispatches?asset_id=bess-1")) == before
                 await page.click("#submit")
+                await expect(page.locator("#confirm")).to_be_visible()
                 await page.screenshot(path=str(shots / f"confirm-{width}.png"))
                 assert f"supersedes live dispatch {live}" in await confirm(page, True, width)
                 sent = await created(page)

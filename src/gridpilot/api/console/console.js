@@ -145,6 +145,14 @@ function dispatchRow([d, child]) {
     <td>${esc(d.reason || "")}</td><td>${d.source === "local" ? "on site: " : ""}${esc(d.submitted_by)}</td>
     <td>${when(d.created_at)}</td><td>${cancel}</td></tr>`;
 }
+// A page of one site or asset (/console/<kind>/<id>): its id, shown in
+// #<kind>-id, and its "all dispatches" link filtered to it (by `filter`).
+function subjectPage(kind, filter) {
+  const id = decodeURIComponent(location.pathname.split("/").pop());
+  $(`#${kind}-id`).textContent = id;
+  $("#all-dispatches").href = `/console/dispatches?${filter}=` + encodeURIComponent(id);
+  return id;
+}
 // Sites and assets: their pages, and each asset's latest sample (null: none yet).
 const siteUrl = (id) => "/console/sites/" + encodeURIComponent(id);
 const assetUrl = (id) => "/console/assets/" + encodeURIComponent(id);
