@@ -55,3 +55,26 @@ async def signed_in_page(browser: Any, base: str, token: str, width: int, height
     page = await context.new_page()
     await sign_in(page, base, token, width)
     return page
+
+
+async def confirm(page: Any, answer: bool | None, width: int | None = None) -> str:
+    """Answer the console's in-page confirmation (``<dialog id="confirm">``) by
+    its labelled buttons, or with the Escape key (``answer`` None), as a user
+    would; check it fits the screen (``width``); return what it said."""
+    from playwright.async_api import expect
+
+    dialog = page.locator("#confirm")
+    await expect(dialog).to_be_visible()
+    said: str = await dialog.inner_text()
+    no, yes = dialog.locator("#confirm-no"), dialog.locator("#confirm-yes")
+    await expect(no).to_be_focused()  # declining is the default
+    if width is not None:
+        for button in (no, yes):
+            box = await button.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, box
+    if answer is None:
+        await page.keyboard.press("Escape")
+    else:
+        await (yes if answer else no).click()
+    await expect(dialog).to_be_hidden()
+    return said

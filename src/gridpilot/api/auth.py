@@ -57,6 +57,7 @@ RULES: dict[tuple[str, str], Permission] = {
     ("GET", "/docs/assets/{name}"): P.PUBLIC,
     ("GET", "/api/v1/me"): P.AUTHENTICATED,
     ("GET", "/api/v1/agents"): P.READ,
+    ("GET", "/api/v1/agents/sessions"): P.READ,
     ("GET", "/api/v1/agents/{gateway_id}/sessions"): P.READ,
     ("GET", "/api/v1/sites"): P.READ,
     ("GET", "/api/v1/assets"): P.READ,

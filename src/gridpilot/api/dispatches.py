@@ -105,6 +105,9 @@ async def list_dispatches(
         Literal["cloud", "local"] | None,
         Query(description="cloud (this API) or local (written on site)"),
     ] = None,
+    parent_id: Annotated[
+        str | None, Query(description="the children of this site dispatch")
+    ] = None,
     tree: Annotated[
         bool,
         Query(
@@ -128,7 +131,7 @@ async def list_dispatches(
     if since is not None and until is not None and until <= since:
         raise ValidationFailed("until must be after since", field="until")
     where = store_reads.DispatchFilter(
-        state, asset_id, site_id, since, source, limit, until, before, tree
+        state, asset_id, site_id, since, source, limit, until, before, tree, parent_id
     )
     try:
         rows, after = await store_reads.dispatch_page(request.app.state.engine, where)

@@ -127,10 +127,26 @@ def workflow_url(temporal_ui_url: str | None, namespace: str) -> str | None:
     return f"{temporal_ui_url.rstrip('/')}/namespaces/{quote(namespace, safe='')}/workflows/"
 
 
-def build_console_page(name: str, workflows: str | None = None) -> str:
-    """The console page ``name`` (a key of ``CONSOLE_PAGES``), whole."""
+def console_asset_versions() -> dict[str, str]:
+    """Each console file's version: the start of its content's SHA-256."""
+    return {
+        name: hashlib.sha256((CONSOLE_DIR / name).read_bytes()).hexdigest()[:16]
+        for name in CONSOLE_ASSETS
+    }
+
+
+def build_console_page(
+    name: str, workflows: str | None = None, versions: dict[str, str] | None = None
+) -> str:
+    """The console page ``name`` (a key of ``CONSOLE_PAGES``), whole. With
+    ``versions``, the files it loads are named with theirs (``?v=``): a
+    browser keeps them until they change, instead of asking on every page."""
     frame = (CONSOLE_DIR / "frame.html").read_text().replace("{title}", CONSOLE_PAGES[name])
-    return console_html(frame + (CONSOLE_DIR / f"{name}.html").read_text(), workflows)
+    page = console_html(frame + (CONSOLE_DIR / f"{name}.html").read_text(), workflows)
+    for file, version in (versions or {}).items():
+        url = f"{CONSOLE_ASSETS_URL}/{file}"
+        page = page.replace(f'"{url}"', f'"{url}?v={version}"')
+    return page
 
 
 def _page_endpoint(html: str) -> Callable[[], Awaitable[HTMLResponse]]:
@@ -145,7 +161,8 @@ def install(app: FastAPI, workflows: str | None = None) -> None:
     dispatch at ``/console/dispatches/{id}``,
     agents at ``/console/agents``, a site at ``/console/sites/{id}``, an asset
     at ``/console/assets/{id}``) and Swagger UI at ``/docs``, all offline."""
-    pages = {name: build_console_page(name, workflows) for name in CONSOLE_PAGES}
+    versions = console_asset_versions()
+    pages = {name: build_console_page(name, workflows, versions) for name in CONSOLE_PAGES}
     docs_html = get_swagger_ui_html(
         openapi_url=app.openapi_url or "/openapi.json",
         title=f"{app.title} API",
@@ -170,12 +187,15 @@ def install(app: FastAPI, workflows: str | None = None) -> None:
         return Response(status_code=204)
 
     @app.get(CONSOLE_ASSETS_URL + "/{name}", include_in_schema=False)
-    async def console_asset(name: str) -> FileResponse:
+    async def console_asset(name: str, v: str | None = None) -> FileResponse:
         media_type = CONSOLE_ASSETS.get(name)
         if media_type is None:
             raise NotFound(f"no console asset {name!r}", field="name")
+        # Named with its current version, the file never changes: keep it.
+        current = v is not None and v == versions[name]
+        cache = "public, max-age=31536000, immutable" if current else "no-cache"
         return FileResponse(
-            CONSOLE_DIR / name, media_type=media_type, headers={"cache-control": "no-cache"}
+            CONSOLE_DIR / name, media_type=media_type, headers={"cache-control": cache}
         )
 
     @app.get("/docs", include_in_schema=False)

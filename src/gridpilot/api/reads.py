@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, select, true
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gridpilot.core.errors import NotFound, ValidationFailed
@@ -38,6 +38,25 @@ def _engine(request: Request) -> AsyncEngine:
 async def list_agents(request: Request) -> list[dict[str, Any]]:
     async with _engine(request).connect() as conn:
         return await fleet.agents(conn)
+
+
+@router.get("/agents/sessions", response_model=list[AgentSessionView], tags=["agents"])
+async def every_agents_sessions(
+    request: Request, per_gateway: Annotated[int, Query(ge=1, le=1000)] = 20
+) -> list[dict[str, Any]]:
+    """Every gateway's newest sessions (at most ``per_gateway`` each), by
+    gateway id, newest first: the agents page's history in one call."""
+    ses, g = t.agent_sessions, t.gateways
+    newest = (
+        select(*(ses.c[name] for name in AgentSessionView.model_fields))
+        .where(ses.c.gateway_id == g.c.id)
+        .order_by(ses.c.connected_at.desc(), ses.c.id)
+        .limit(per_gateway)
+        .lateral("newest")
+    )
+    q = select(newest).select_from(g.join(newest, true())).order_by(g.c.id)
+    async with _engine(request).connect() as conn:
+        return [dict(r) for r in (await conn.execute(q)).mappings().all()]
 
 
 @router.get("/agents/{gateway_id}/sessions", response_model=list[AgentSessionView], tags=["agents"])

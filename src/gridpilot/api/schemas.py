@@ -189,6 +189,11 @@ class AgentView(BaseModel):
     reported_at: datetime | None = Field(
         None, description="when the agent's buffer was last reported (its last heartbeat)"
     )
+    last_drop_at: datetime | None = Field(
+        None,
+        description="when a heartbeat last showed the dropped counts grow (null: never "
+        "since this was recorded); data is being dropped at the edge while it is recent",
+    )
 
 
 class AgentSessionView(BaseModel):

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -181,6 +181,11 @@ class GatewayStore:
         values: dict[str, Any] = {"last_seen": func.now()}
         if report is not None:
             values.update(asdict(report), reported_at=func.now())
+            # The counts are cumulative: "dropping now" is when they last grew.
+            values["last_drop_at"] = case(
+                (g.c.dropped_batches < report.dropped_batches, func.now()),
+                else_=g.c.last_drop_at,
+            )
         if rejected:
             values["rejected_samples"] = g.c.rejected_samples + rejected
             values["last_rejection"] = clean_text(last_rejection or "", 500)

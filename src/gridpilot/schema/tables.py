@@ -97,6 +97,8 @@ gateways = Table(
     Column("rejected_samples", BigInteger, nullable=False, server_default="0"),
     Column("last_rejection", Text, nullable=True),
     _ts("reported_at", nullable=True),
+    # When a heartbeat last showed the drop counts grow (migration 0014).
+    _ts("last_drop_at", nullable=True),
 )
 
 assets = Table(
@@ -157,6 +159,16 @@ agent_sessions = Table(
         unique=True,
         postgresql_where=text("ended_at IS NULL"),
     ),
+    # A gateway's history, its last disconnect, and the event stream's
+    # "agents changed" (migration 0014).
+    Index("ix_agent_sessions_gateway_connected", "gateway_id", "connected_at"),
+    Index(
+        "ix_agent_sessions_gateway_ended",
+        "gateway_id",
+        "ended_at",
+        postgresql_where=text("ended_at IS NOT NULL"),
+    ),
+    Index("ix_agent_sessions_seen", text("greatest(last_seen, ended_at)")),
 )
 
 dispatches = Table(
@@ -198,6 +210,9 @@ dispatches = Table(
     # An Idempotency-Key is the caller's own (migration 0009).
     UniqueConstraint("tenant_id", "submitted_by", "idempotency_key"),
     Index("ix_dispatches_created_at", "created_at"),
+    # The event stream's max(updated_at); lists by state (migration 0014).
+    Index("ix_dispatches_updated_at", "updated_at"),
+    Index("ix_dispatches_state_created_at", "state", "created_at"),
     Index(
         "ix_dispatches_live_asset",
         "asset_id",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, false, func, literal_column, select
+from sqlalchemy import and_, false, func, literal_column, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gridpilot.core.dispatch import DispatchKind
@@ -28,6 +28,7 @@ EDGE_FIELDS = (
     "rejected_samples",
     "last_rejection",
     "reported_at",
+    "last_drop_at",
 )
 # Upper bounds (s) of the dispatch latency histograms.
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -42,25 +43,17 @@ async def agents(
     every few seconds, does without), and its edge figures; by gateway id."""
     g, s, live = t.gateways, t.sites, t.agent_sessions.alias("live")
     ended = t.agent_sessions.alias("ended")
-    last = (  # each gateway's ended sessions, newest first (nth == 1)
-        select(
-            ended.c.gateway_id,
-            ended.c.ended_at,
-            ended.c.end_reason,
-            func.row_number()
-            .over(partition_by=ended.c.gateway_id, order_by=ended.c.ended_at.desc())
-            .label("nth"),
-        )
-        .where(ended.c.ended_at.is_not(None))
-        .subquery("last")
+    # Each gateway's newest ended session: one probe of its index per gateway
+    # (ix_agent_sessions_gateway_ended), however long the history.
+    last = (
+        select(ended.c.ended_at, ended.c.end_reason)
+        .where(ended.c.gateway_id == g.c.id, ended.c.ended_at.is_not(None))
+        .order_by(ended.c.ended_at.desc())
+        .limit(1)
     )
     if not history:  # the same columns, without reading the sessions' history
-        last = (
-            select(ended.c.gateway_id, ended.c.ended_at, ended.c.end_reason)
-            .where(false())
-            .add_columns(literal_column("1").label("nth"))
-            .subquery("last")
-        )
+        last = last.where(false())
+    last_ended = last.lateral("last")
     q = (
         select(
             g.c.id.label("gateway_id"),
@@ -75,13 +68,13 @@ async def agents(
             live.c.task_queue,
             live.c.connected_at,
             live.c.last_seen.label("session_last_seen"),
-            last.c.end_reason.label("last_end_reason"),
-            last.c.ended_at.label("last_ended_at"),
+            last_ended.c.end_reason.label("last_end_reason"),
+            last_ended.c.ended_at.label("last_ended_at"),
         )
         .select_from(
             g.join(s, s.c.id == g.c.site_id)
             .outerjoin(live, and_(live.c.gateway_id == g.c.id, live.c.ended_at.is_(None)))
-            .outerjoin(last, and_(last.c.gateway_id == g.c.id, last.c.nth == 1))
+            .outerjoin(last_ended, true())
         )
         .order_by(g.c.id)
     )

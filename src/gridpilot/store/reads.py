@@ -37,6 +37,7 @@ class DispatchFilter:
     until: datetime | None = None
     before: str | None = None
     tree: bool = False
+    parent_id: str | None = None
 
 
 class UnknownCursor(LookupError):
@@ -103,6 +104,8 @@ def _matches(d: Any, f: DispatchFilter) -> list[Any]:
         where.append(d.c.site_id == f.site_id)
     if f.source:
         where.append(d.c.source == f.source)
+    if f.parent_id:
+        where.append(d.c.parent_id == f.parent_id)
     return where
 
 

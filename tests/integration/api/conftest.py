@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -68,6 +69,14 @@ async def family(
     assert len(children) == 3
     last = await submit_dispatch(api, asset_id=other_site, p_kw=20)
     return {"first": first, "site": site, "children": children, "last": last}
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where a console test keeps its screenshots (every page at both widths), printed."""
+    folder = tmp_path / "screenshots"
+    print(f"console screenshots: {folder}")
+    return folder
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""GET /agents/{gateway_id}/sessions: a gateway's connects and disconnects."""
+"""GET /agents/{gateway_id}/sessions: a gateway's connects and disconnects;
+GET /agents/sessions: every gateway's, in one call."""
 
 from __future__ import annotations
 
@@ -31,6 +32,11 @@ async def test_sessions_list_newest_first_with_the_end_reason_of_each_ended_one(
         assert ended["connected_at"] <= live["connected_at"]
         one = await headend.api.get("/api/v1/agents/gw-1/sessions", params={"limit": 1})
         assert [s["id"] for s in one.json()] == [live["id"]]
+        every = await headend.api.get("/api/v1/agents/sessions")
+        assert every.status_code == 200, every.text
+        assert every.json() == sessions
+        newest = await headend.api.get("/api/v1/agents/sessions", params={"per_gateway": 1})
+        assert [s["id"] for s in newest.json()] == [live["id"]]
     finally:
         await second.close()
 

@@ -61,6 +61,16 @@ async def test_tree_filters_match_a_family_by_any_member(
     assert [d["id"] for d in r.json()] == [family["site"], *family["children"]]
 
 
+async def test_parent_id_lists_a_site_dispatchs_children(
+    headend: RunningHeadend, family: dict[str, Any]
+) -> None:
+    r = await headend.api.get("/api/v1/dispatches", params={"parent_id": family["site"]})
+    assert r.status_code == 200, r.text
+    assert sorted(d["id"] for d in r.json()) == sorted(family["children"])
+    r = await headend.api.get("/api/v1/dispatches", params={"parent_id": family["first"]})
+    assert r.json() == []
+
+
 @pytest.mark.parametrize(
     ("query", "field"),
     [

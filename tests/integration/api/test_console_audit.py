@@ -17,7 +17,11 @@ IDS_JS = "rows => rows.map(r => Number(r.dataset.id))"
 
 
 async def test_auditor_filters_and_exports_the_audit_log(
-    headend: RunningHeadend, scripted_agent: ScriptedAgent, chromium: str, tmp_path: Path
+    headend: RunningHeadend,
+    scripted_agent: ScriptedAgent,
+    chromium: str,
+    shots: Path,
+    tmp_path: Path,
 ) -> None:
     from playwright.async_api import async_playwright, expect
 
@@ -30,8 +34,6 @@ async def test_auditor_filters_and_exports_the_audit_log(
     auditor = await headend.token("auditor", name="console-auditor")
     viewer = await headend.token("viewer", name="console-viewer")
     base = str(headend.api.base_url).rstrip("/")
-    shots = tmp_path / "screenshots"
-    print(f"console screenshots: {shots}")
     api = headend.client(auditor)
     filters = {"actor": "token:console-op", "action": "dispatch.submit"}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from functools import partial
 from pathlib import Path
@@ -20,7 +19,7 @@ from gp_testing import (
     now_pb,
     wait_for,
 )
-from gp_testing.browser import ARGS, WIDTHS, fits, sign_in
+from gp_testing.browser import ARGS, WIDTHS, confirm, fits, sign_in
 
 from gridpilot.schema.pb import agent_pb2 as pb
 
@@ -28,7 +27,7 @@ pytestmark = pytest.mark.e2e
 
 
 async def test_operator_signs_in_sees_the_site_and_dispatches_it(
-    headend: RunningHeadend, scripted_agent: ScriptedAgent, chromium: str, tmp_path: Path
+    headend: RunningHeadend, scripted_agent: ScriptedAgent, chromium: str, shots: Path
 ) -> None:
     from playwright.async_api import async_playwright, expect
 
@@ -86,7 +85,7 @@ async def test_operator_signs_in_sees_the_site_and_dispatches_it(
             for child in children:
                 child_row = page.locator(f'#dispatches tbody tr[data-dispatch="{child}"]')
                 await expect(child_row).to_have_count(1, timeout=15_000)
-            await page.screenshot(path=str(tmp_path / "console.png"), full_page=True)
+            await page.screenshot(path=str(shots / "operator-1440.png"), full_page=True)
         finally:
             await browser.close()
 
@@ -96,7 +95,7 @@ TIMELINE_JS = """rows => rows.map(r => [r.querySelector('.to').textContent,
 
 
 async def test_dispatch_detail_from_the_list_at_desktop_and_phone_widths(
-    headend: RunningHeadend, scripted_agent: ScriptedAgent, chromium: str, tmp_path: Path
+    headend: RunningHeadend, scripted_agent: ScriptedAgent, chromium: str, shots: Path
 ) -> None:
     """An operator opens a site dispatch from the list by its link, reads the
     timeline the API has, follows a child from the allocation and comes back
@@ -107,8 +106,6 @@ async def test_dispatch_detail_from_the_list_at_desktop_and_phone_widths(
     operator = await headend.token("operator", name="console-op")
     viewer = await headend.token("viewer", name="console-viewer")
     base = str(headend.api.base_url).rstrip("/")
-    shots = tmp_path / "screenshots"
-    print(f"console screenshots: {shots}")
     api = headend.client(operator)
     async with api:
         body = {"site_id": "site-1", "p_kw": 90, "duration_s": 600}
@@ -203,18 +200,22 @@ async def test_dispatch_detail_from_the_list_at_desktop_and_phone_widths(
                     await expect(page.locator("#cancel")).to_be_hidden()
                     await context.close()
 
-                # Cancel asks first: dismissed, nothing happens; accepted, it cancels.
-                context = await browser.new_context(viewport={"width": 1440, "height": 900})
+                # Cancel asks first (at phone width): kept, nothing happens;
+                # confirmed, it cancels.
+                context = await browser.new_context(viewport={"width": 390, "height": 844})
                 page = await context.new_page()
-                await sign_in(page, base, operator, 1440)
+                await sign_in(page, base, operator, 390)
                 await page.goto(f"{base}/console/dispatches/{site_dispatch}")
                 await expect(page.locator("#cancel")).to_be_visible()
-                page.once("dialog", lambda d: asyncio.ensure_future(d.dismiss()))
                 await page.click("#cancel")
+                said = await confirm(page, False, 390)
+                assert f"Cancel dispatch {site_dispatch}?" in said
                 await expect(page.locator("#cancel")).to_be_visible()
                 assert (await detail(site_dispatch))["state"] == "active"
-                page.once("dialog", lambda d: asyncio.ensure_future(d.accept()))
                 await page.click("#cancel")
+                await expect(page.locator("#confirm")).to_be_visible()
+                await page.screenshot(path=str(shots / "cancel-confirm-390.png"))
+                await confirm(page, True, 390)
 
                 async def cancelled_by_operator() -> bool:
                     transitions = (await detail(site_dispatch))["transitions"]
@@ -280,12 +281,13 @@ async def test_api_docs_work_offline_and_authorize_with_a_token(
 
 
 async def test_overview_and_agents_pages_show_the_site_and_an_agent_going_offline(
-    headend: RunningHeadend, scripted_agent: ScriptedAgent, chromium: str, tmp_path: Path
+    headend: RunningHeadend, scripted_agent: ScriptedAgent, chromium: str, shots: Path
 ) -> None:
     """At 1440 and 390 px the overview shows the site with the API's asset
     count, its active dispatch and its agent connected, no offline banner,
-    a failed dispatch's alarm links to its page; the Agents link opens
-    the agent's connection and session history. Once the agent stops, the
+    a failed dispatch's alarm links to its page, and the agent's buffer
+    dropping at the edge (its heartbeat says so) is an alarm; the Agents link
+    opens the agent's connection, edge buffer and session history. Once the agent stops, the
     overview shows the offline banner and alarm, and the banner's link opens
     the agents page showing it disconnected with the API's reason."""
     from playwright.async_api import async_playwright, expect
@@ -307,17 +309,23 @@ async def test_overview_and_agents_pages_show_the_site_and_an_agent_going_offlin
     await wait_for(lambda: len(scripted_agent.of("setpoint")) == 2)
     await apply_setpoints(scripted_agent, scripted_agent.of("setpoint")[1:])
     await wait_for(partial(dispatch_in_state, headend.api, active, "active"))
+    # The agent's buffer has dropped data: its heartbeat says so.
+    edge = {"dropped_batches": 3, "dropped_samples": 30, "buffered_batches": 7}
+    heartbeat = pb.Heartbeat(time=now_pb(), buffered_bytes=4_500_000, **edge)
+    await scripted_agent.send(pb.AgentMessage(heartbeat=heartbeat))
     viewer = await headend.token("viewer", name="console-viewer")
     base = str(headend.api.base_url).rstrip("/")
-    shots = tmp_path / "screenshots"
-    print(f"console screenshots: {shots}")
     api = headend.client(viewer)
 
     async def agent() -> dict[str, Any]:
         found: dict[str, Any] = (await api.get("/api/v1/agents")).json()[0]
         return found
 
+    async def dropping() -> bool:
+        return (await agent())["last_drop_at"] is not None
+
     async with api, async_playwright() as p:
+        await wait_for(dropping, what="the heartbeat's drops are stored")
         sites = (await api.get("/api/v1/sites")).json()
         site = next(s for s in sites if s["id"] == "site-1")
         assert len(site["asset_ids"]) == 3
@@ -341,6 +349,11 @@ async def test_overview_and_agents_pages_show_the_site_and_an_agent_going_offlin
                         await expect(row.locator(".active")).to_have_text("1")
                         alarm = page.locator('#alarms [data-alarm="dispatch-failed"]')
                         await expect(alarm).to_contain_text(failed)
+                        dropping_alarm = page.locator('#alarms [data-alarm="edge-dropping"]')
+                        await expect(dropping_alarm).to_contain_text("3 batches (30 samples)")
+                        await expect(dropping_alarm.locator("a")).to_have_attribute(
+                            "href", "/console/agents#agent-gw-1"
+                        )
                         await fits(page, width)
                         await page.screenshot(
                             path=str(shots / f"overview-{width}.png"), full_page=True
@@ -364,6 +377,13 @@ async def test_overview_and_agents_pages_show_the_site_and_an_agent_going_offlin
                     await expect(page).to_have_url(re.compile(f"^{base}/console/agents"))
                     section = page.locator('section[data-gateway="gw-1"]')
                     sessions = section.locator("table.sessions tbody tr")
+                    edge_facts = section.locator("dl.edge")
+                    await expect(edge_facts.locator(".buffered")).to_have_text(
+                        f"4.5 MB in {gw['buffered_batches']} batches"
+                    )
+                    await expect(edge_facts.locator(".dropped")).to_contain_text(
+                        f"{gw['dropped_batches']} batches ({gw['dropped_samples']} samples)"
+                    )
                     if phase == "online":
                         await expect(section.locator(".state-cell")).to_have_text("connected")
                         await expect(section.locator(".session")).to_have_text(gw["session_id"])

@@ -1,10 +1,10 @@
 """The console's dispatch form in a real browser: per asset by default,
-limits checked as you type, the split preview as a table, and a confirmation
-naming what a submit will do (supersede, partial allocation, offline agent)."""
+limits checked as you type, the split preview as a table, and an in-page
+confirmation naming what a submit will do (supersede, partial allocation,
+offline agent), answered by its buttons or the keyboard."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from functools import partial
 from pathlib import Path
@@ -20,27 +20,14 @@ from gp_testing import (
     dispatch_in_state,
     wait_for,
 )
-from gp_testing.browser import ARGS, WIDTHS, fits, signed_in_page
+from gp_testing.browser import ARGS, WIDTHS, confirm, fits, signed_in_page
 
 pytestmark = pytest.mark.e2e
 SHARES_JS = "rows => rows.map(r => [r.dataset.asset, r.querySelector('.share').textContent])"
 
 
-class Dialogs:
-    """Answers the page's confirm() dialogs as told, keeping their messages."""
-
-    def __init__(self, page: Any) -> None:
-        self.messages: list[str] = []
-        self.accept = True
-        page.on("dialog", self._answer)
-
-    def _answer(self, dialog: Any) -> None:
-        self.messages.append(dialog.message)
-        asyncio.ensure_future(dialog.accept() if self.accept else dialog.dismiss())
-
-
 async def test_dispatch_form_checks_previews_and_confirms_what_it_will_do(
-    headend: RunningHeadend, scripted_agent: ScriptedAgent, chromium: str, tmp_path: Path
+    headend: RunningHeadend, scripted_agent: ScriptedAgent, chromium: str, shots: Path
 ) -> None:
     from playwright.async_api import async_playwright, expect
 
@@ -56,8 +43,6 @@ async def test_dispatch_form_checks_previews_and_confirms_what_it_will_do(
     await wait_for(partial(dispatch_in_state, headend.api, live, "active"))
     operator = await headend.token("operator", name="console-op")
     base = str(headend.api.base_url).rstrip("/")
-    shots = tmp_path / "screenshots"
-    print(f"console screenshots: {shots}")
     api = headend.client(operator)
 
     async def get(path: str) -> Any:
@@ -77,7 +62,6 @@ async def test_dispatch_form_checks_previews_and_confirms_what_it_will_do(
         try:
             for width, height in WIDTHS:
                 page = await signed_in_page(browser, base, operator, width, height)
-                dialogs = Dialogs(page)
                 await expect(page.locator("#d-asset")).to_have_value("bess-1")  # per asset
                 await expect(page.locator("#d-site")).to_have_value("")
                 bess = await get("/api/v1/assets/bess-1")
@@ -90,15 +74,18 @@ async def test_dispatch_form_checks_previews_and_confirms_what_it_will_do(
                 await page.fill("#d-p", "30")
                 await expect(hint).to_be_empty()
 
-                # Supersede: dismissed, nothing is sent; accepted, it is.
+                # Supersede: declined, nothing is sent; accepted, it is.
                 before = len(await get("/api/v1/dispatches?asset_id=bess-1"))
-                dialogs.accept = False
                 await page.click("#submit")
+                said = await confirm(page, False, width)
                 await expect(page.locator("#msg")).to_have_text("Not sent.")
-                assert f"supersedes live dispatch {live}" in dialogs.messages[-1]
+                assert "Dispatch 30.0 kW to asset bess-1?" in said, said
+                assert f"supersedes live dispatch {live}" in said
                 assert len(await get("/api/v1/dispatches?asset_id=bess-1")) == before
-                dialogs.accept = True
                 await page.click("#submit")
+                await expect(page.locator("#confirm")).to_be_visible()
+                await page.screenshot(path=str(shots / f"confirm-{width}.png"))
+                assert f"supersedes live dispatch {live}" in await confirm(page, True, width)
                 sent = await created(page)
                 assert (sent["kind"], sent["asset_id"], sent["p_kw"]) == ("asset", "bess-1", 30)
                 live = sent["id"]
@@ -108,10 +95,11 @@ async def test_dispatch_form_checks_previews_and_confirms_what_it_will_do(
                 await expect(hint).to_contain_text("the asset wins")
                 await page.fill("#d-p", "25")
                 await page.click("#submit")
+                said = await confirm(page, True, width)
                 await expect(page.locator("#msg")).not_to_contain_text(live)
                 sent = await created(page)
                 assert sent["kind"] == "asset" and sent["asset_id"] == "bess-1"
-                assert f"supersedes live dispatch {live}" in dialogs.messages[-1]
+                assert f"supersedes live dispatch {live}" in said
                 await expect(page.locator("#msg")).to_contain_text(sent["warnings"][0])
                 live = sent["id"]
 
@@ -139,31 +127,27 @@ async def test_dispatch_form_checks_previews_and_confirms_what_it_will_do(
                 assert shares == [[a["asset_id"], f"{a['p_kw']:.1f}"] for a in want["allocations"]]
                 await fits(page, width)
                 await page.screenshot(path=str(shots / f"form-{width}.png"), full_page=True)
-                asked = len(dialogs.messages)
                 await page.click("#submit")
+                said = await confirm(page, True, width)
                 await expect(page.locator("#msg")).not_to_contain_text(live)
                 sent = await created(page)
-                assert sent["kind"] == "site" and len(dialogs.messages) == asked + 1
+                assert sent["kind"] == "site"
                 unallocated = want["unallocated_kw"]
-                assert re.search(
-                    f"cannot be allocated: {unallocated:.1f} of {target:.1f} kW",
-                    dialogs.messages[-1],
-                ), dialogs.messages[-1]
-                assert f"supersedes live dispatch {live}" in dialogs.messages[-1]
+                assert re.search(f"cannot be allocated: {unallocated:.1f} of {target:.1f} kW", said)
+                assert f"supersedes live dispatch {live}" in said
                 await page.select_option("#d-asset", "bess-1")
                 await page.screenshot(path=str(shots / f"form-sent-{width}.png"), full_page=True)
                 await page.context.close()
 
-            # The agent offline: the confirmation says so; dismissed, nothing is sent.
+            # The agent offline: the confirmation says so; Escape declines, nothing is sent.
             await scripted_agent.close()
             await wait_for(partial(agents_connected, api, False), what="agent offline")
             page = await signed_in_page(browser, base, operator, 1440, 900)
-            dialogs = Dialogs(page)
-            dialogs.accept = False
             await expect(page.locator("#offline-banner")).to_be_visible()
             await page.fill("#d-p", "10")
             await page.click("#submit")
+            said = await confirm(page, None)
             await expect(page.locator("#msg")).to_have_text("Not sent.")
-            assert "agent gw-1" in dialogs.messages[-1] and "offline" in dialogs.messages[-1]
+            assert "agent gw-1" in said and "offline" in said
         finally:
             await browser.close()

@@ -20,7 +20,7 @@ async def test_dispatch_list_filters_and_pages_keep_families_whole(
     family: dict[str, Any],
     other_site: str,
     chromium: str,
-    tmp_path: Path,
+    shots: Path,
 ) -> None:
     """Five per page puts the site dispatch last on page one with its three
     children; Older shows the oldest; back returns; the asset filter lists
@@ -35,8 +35,6 @@ async def test_dispatch_list_filters_and_pages_keep_families_whole(
         assert r.status_code == 201, r.text
     viewer = await headend.token("viewer", name="console-viewer")
     base = str(headend.api.base_url).rstrip("/")
-    shots = tmp_path / "screenshots"
-    print(f"console screenshots: {shots}")
     api = headend.client(viewer)
 
     async def apis(**params: Any) -> list[list[Any]]:

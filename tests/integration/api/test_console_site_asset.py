@@ -57,7 +57,7 @@ async def _history(agent: ScriptedAgent) -> None:
 
 
 async def test_site_and_asset_pages_show_the_apis_values_and_history(
-    headend: RunningHeadend, scripted_agent: ScriptedAgent, chromium: str, tmp_path: Path
+    headend: RunningHeadend, scripted_agent: ScriptedAgent, chromium: str, shots: Path
 ) -> None:
     """From the overview an operator follows the site's link: its assets with
     the API's latest values and quality, its gateway, the stacked power bar
@@ -78,8 +78,6 @@ async def test_site_and_asset_pages_show_the_apis_values_and_history(
 
     viewer = await headend.token("viewer", name="console-viewer")
     base = str(headend.api.base_url).rstrip("/")
-    shots = tmp_path / "screenshots"
-    print(f"console screenshots: {shots}")
     api = headend.client(viewer)
 
     async def get(path: str, **params: Any) -> Any:

@@ -18,15 +18,13 @@ async def test_dispatch_page_links_its_workflow_in_the_temporal_ui(
     temporal_env: WorkflowEnvironment,
     task_queue: str,
     test_pki: TestPki,
-    tmp_path: Path,
+    shots: Path,
     chromium: str,
 ) -> None:
     from playwright.async_api import async_playwright, expect
 
     address = temporal_env.client.service_client.config.target_host
     namespace = temporal_env.client.namespace
-    shots = tmp_path / "screenshots"
-    print(f"console screenshots: {shots}")
     async with running_headend(
         database_url, address, task_queue, test_pki, temporal_ui_url=UI + "/"
     ) as headend:

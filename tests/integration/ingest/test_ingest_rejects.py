@@ -4,6 +4,7 @@ the batch is; and the agents' drop reports show up in /metrics."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
@@ -106,3 +107,27 @@ async def test_heartbeats_report_the_agents_buffer_to_metrics(
     assert f"gridpilot_edge_dropped_samples_total{GW} 21.0" in text
     assert f"gridpilot_edge_buffered_batches{GW} 3.0" in text
     assert f"gridpilot_edge_buffered_bytes{GW} 900.0" in text
+
+
+async def test_last_drop_at_moves_only_when_the_drop_counts_grow(
+    headend: RunningHeadend, scripted_agent: ScriptedAgent
+) -> None:
+    """The counts are cumulative: the agents API's last_drop_at says when a
+    heartbeat last showed them grow (the console's "dropping at the edge")."""
+    await scripted_agent.connect(demo_assets())
+
+    async def heartbeat(dropped: int, buffered: int) -> dict[str, Any]:
+        hb = pb.Heartbeat(time=now_pb(), dropped_batches=dropped, buffered_batches=buffered)
+        await scripted_agent.send(pb.AgentMessage(heartbeat=hb))
+
+        async def stored() -> dict[str, Any] | None:
+            agent: dict[str, Any] = (await headend.api.get("/api/v1/agents")).json()[0]
+            return agent if agent["buffered_batches"] == buffered else None
+
+        return await wait_for(stored, what=f"heartbeat with {buffered} buffered stored")
+
+    assert (await heartbeat(0, 1))["last_drop_at"] is None
+    first = (await heartbeat(2, 2))["last_drop_at"]
+    assert first is not None
+    assert (await heartbeat(2, 3))["last_drop_at"] == first  # no new drops
+    assert (await heartbeat(5, 4))["last_drop_at"] > first

@@ -39,18 +39,35 @@ async function whoami() {
   document.body.classList.toggle("can-audit", can("audit"));
   return ME;
 }
-// Sign-in for this page; onSignedIn runs once the caller is known.
+// Sign-in for this page. With a token already, the page's data is asked for
+// at once, beside /me (one round trip less): load() waits for both.
+let SIGNED_IN = Promise.reject(new Error("sign in first"));
+SIGNED_IN.catch(() => {});
 function startConsole(onSignedIn) {
   $("#login-form").onsubmit = async (ev) => {
     ev.preventDefault();
     sessionStorage.setItem(TOKEN_KEY, $("#token").value.trim());
     $("#token").value = "";
-    try { await whoami(); $("#login").close(); onSignedIn(); } catch (e) { /* signIn() shows why */ }
+    SIGNED_IN = whoami();
+    try { await SIGNED_IN; $("#login").close(); onSignedIn(); } catch (e) { /* signIn() shows why */ }
   };
   $("#logout").onclick = () => { $("#who").textContent = ""; $("#logout").hidden = true; signIn(); };
-  if (sessionStorage.getItem(TOKEN_KEY)) { whoami().then(onSignedIn).catch(() => {}); } else { signIn(); }
+  if (sessionStorage.getItem(TOKEN_KEY)) {
+    SIGNED_IN = whoami();
+    SIGNED_IN.then(() => {}, () => {});  // a refused token: signIn() says so
+    onSignedIn();
+  } else { signIn(); }
 }
+// The page's API answers, once the caller is known too (its permissions
+// decide which controls are drawn).
+const load = (...calls) => Promise.all([SIGNED_IN, ...calls]).then((all) => all.slice(1));
 function age(ts) { if (!ts) return "—"; const s = Math.round((Date.now() - new Date(ts)) / 1000); return s + " s"; }
+function bytes(n) {
+  if (n === null || n === undefined) return "—";
+  const units = ["B", "kB", "MB", "GB"]; let i = 0, v = Number(n);
+  while (v >= 1000 && i < units.length - 1) { v /= 1000; i++; }
+  return `${i ? v.toFixed(1) : v} ${units[i]}`;
+}
 function fmt(v, d = 1) { return v === null || v === undefined ? "—" : Number(v).toFixed(d); }
 // A time in the browser's zone, UTC on hover.
 function when(ts) {
@@ -63,8 +80,26 @@ const dispatchLink = (id) => `<a href="${dispatchUrl(id)}">${esc(id)}</a>`;
 const copyButton = (id) => `<button type="button" class="copy" data-copy="${esc(id)}" aria-label="Copy ${esc(id)}">copy</button>`;
 const stateCell = (s) => `<span class="state state-${esc(s)}">${esc(s)}</span>`;
 const isLive = (d) => !TERMINAL_STATES.includes(d.state);
+// An in-page confirmation (the frame's modal <dialog id="confirm">): what will
+// happen, in words, and two labelled buttons; Escape or "no" (focused
+// first) declines. Resolves true to go on.
+function ask(title, lines, yes, no) {
+  const dlg = $("#confirm");
+  $("#confirm-title").textContent = title;
+  $("#confirm-lines").innerHTML = lines.map((l) => `<li>${esc(l)}</li>`).join("");
+  $("#confirm-yes").textContent = yes;
+  $("#confirm-no").textContent = no;
+  return new Promise((done) => {
+    dlg.returnValue = "";
+    dlg.onclose = () => done(dlg.returnValue === "yes");
+    dlg.showModal();
+    $("#confirm-no").focus();
+  });
+}
 async function cancelDispatch(id) {
-  if (!confirm(`Cancel dispatch ${id}? The asset returns to its default.`)) return false;
+  const yes = await ask(`Cancel dispatch ${id}?`,
+    [`Dispatch ${id} is cancelled: the asset returns to its configured default.`], "Cancel dispatch", "Keep it");
+  if (!yes) return false;
   await api(`/dispatches/${encodeURIComponent(id)}/cancel`, {method: "POST", body: "{}"});
   return true;
 }
@@ -110,15 +145,22 @@ function dispatchRow([d, child]) {
     <td>${esc(d.reason || "")}</td><td>${d.source === "local" ? "on site: " : ""}${esc(d.submitted_by)}</td>
     <td>${when(d.created_at)}</td><td>${cancel}</td></tr>`;
 }
+// A page of one site or asset (/console/<kind>/<id>): its id, shown in
+// #<kind>-id, and its "all dispatches" link filtered to it (by `filter`).
+function subjectPage(kind, filter) {
+  const id = decodeURIComponent(location.pathname.split("/").pop());
+  $(`#${kind}-id`).textContent = id;
+  $("#all-dispatches").href = `/console/dispatches?${filter}=` + encodeURIComponent(id);
+  return id;
+}
 // Sites and assets: their pages, and each asset's latest sample (null: none yet).
 const siteUrl = (id) => "/console/sites/" + encodeURIComponent(id);
 const assetUrl = (id) => "/console/assets/" + encodeURIComponent(id);
 const assetLink = (id) => `<a href="${assetUrl(id)}">${esc(id)}</a>`;
-// One call for them all (GET /telemetry/latest), in the order of `assets`.
-async function latestOf(assets, siteId) {
+// Each asset's latest sample (of a site, or all) in one call, by asset id.
+async function latestBy(siteId) {
   const found = await api("/telemetry/latest" + (siteId ? "?site_id=" + encodeURIComponent(siteId) : ""));
-  const by = Object.fromEntries(found.map((s) => [s.asset_id, s]));
-  return assets.map((a) => by[a.id] || null);
+  return Object.fromEntries(found.map((s) => [s.asset_id, s]));
 }
 // A sample's points that are not good ({field: "stale"|"bad"}, details.quality), as words.
 function quality(sample) {

@@ -74,7 +74,10 @@ async function submit(ev) {
     const p = await preview();
     if (p.refused && !p.unallocated_kw) throw new Error(p.refused);
     const said = await consequences(p);
-    if (said.length && !confirm(said.join("\n") + "\n\nDispatch anyway?")) { $("#msg").textContent = "Not sent."; return; }
+    const what = p.asset_id ? `asset ${p.asset_id}` : `site ${p.site_id}`;
+    if (said.length && !await ask(`Dispatch ${fmt(p.target_kw)} kW to ${what}?`, said, "Dispatch anyway", "Don't send")) {
+      $("#msg").textContent = "Not sent."; return;
+    }
     const d = await api("/dispatches", {method: "POST", body: JSON.stringify(body({accept_partial: Boolean(p.unallocated_kw)}))});
     $("#msg").innerHTML = `Dispatch ${dispatchLink(d.id)} ${esc(d.state)}` + (d.warnings.length ? ` (${esc(d.warnings.join("; "))})` : "");
     document.dispatchEvent(new Event("gridpilot:changed"));
