@@ -106,12 +106,18 @@ class RunningHeadend:
 
 @contextlib.asynccontextmanager
 async def running_headend(
-    database_url: str, temporal_address: str, task_queue: str, pki: TestPki, **settings_: Any
+    database_url: str,
+    temporal_address: str,
+    task_queue: str,
+    pki: TestPki,
+    replica: str | None = None,
+    **settings_: Any,
 ) -> AsyncIterator[RunningHeadend]:
     """A whole headend (gRPC + API + worker) on free ports, secure as in
     production: mTLS on gRPC (``.agent()`` has a certificate), gateway
     enrollment signed by the test CA, and bearer tokens on REST (``.api``
-    sends an admin token; ``.token(role)``). Keyword arguments replace its
+    sends an admin token; ``.token(role)``). ``replica``: a name for a
+    second headend on the same database. Keyword arguments replace its
     settings."""
     from uuid import uuid4
 
@@ -149,10 +155,12 @@ async def running_headend(
                 return (await api.get("/readyz")).status_code == 200
             return False
 
-        await wait_for(ready, timeout=60)
-        admin_token = (await h.tokens.create("test-admin", "admin", Actor("test")))[1]
-        api.headers["Authorization"] = f"Bearer {admin_token}"
         try:
+            await wait_for(ready, timeout=60)
+            # A second replica on the same database names its admin token apart.
+            name = "test-admin" if replica is None else f"test-admin-{replica}"
+            admin_token = (await h.tokens.create(name, "admin", Actor("test")))[1]
+            api.headers["Authorization"] = f"Bearer {admin_token}"
             yield RunningHeadend(
                 h, settings, api, settings.grpc_listen, pki=pki, admin_token=admin_token
             )

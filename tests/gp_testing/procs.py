@@ -138,6 +138,7 @@ class HeadendProcess:
             **self.extra_env,
         }
         cmd = [sys.executable, "-m", "gridpilot", "headend"]
+        self.workdir.mkdir(parents=True, exist_ok=True)
         log = self.workdir / f"headend-{self.starts}.log"
         self.proc = Proc("headend", cmd, env, log)
         if wait:
@@ -193,6 +194,8 @@ class AgentProcess:
     assets: int = 10
     interval_s: float = 0.1
     buffer: dict[str, Any] = field(default_factory=dict)
+    failover_addresses: list[str] = field(default_factory=list)  # other headend replicas
+    failsafe_timeout_s: float = 600
     extra_env: dict[str, str] = field(default_factory=dict)
     proc: Proc | None = None
     starts: int = 0
@@ -204,10 +207,14 @@ class AgentProcess:
             "version": 1,
             "gateway_id": self.gateway_id,
             "site": {"id": f"site-{self.gateway_id}", "timezone": "UTC"},
-            "headend": {"address": self.headend_address, "insecure": True},
+            "headend": {
+                "address": self.headend_address,
+                "failover_addresses": self.failover_addresses,
+                "insecure": True,
+            },
             "telemetry_interval_s": self.interval_s,
             "heartbeat_interval_s": 0.5,
-            "failsafe_timeout_s": 600,
+            "failsafe_timeout_s": self.failsafe_timeout_s,
             "buffer": self.buffer,
             "assets": [
                 {
@@ -248,6 +255,13 @@ class AgentProcess:
     def release(self) -> None:
         """Let an agent started `held` run."""
         self._go_file.touch()
+
+    def log_lines(self, *words: str) -> list[str]:
+        """Lines of every run's log that hold all of ``words``."""
+        text = "".join(
+            p.read_text(errors="replace") for p in sorted(self.workdir.glob("agent-*.log"))
+        )
+        return [line for line in text.splitlines() if all(w in line for w in words)]
 
     @property
     def _go_file(self) -> Path:

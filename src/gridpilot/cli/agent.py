@@ -54,7 +54,8 @@ def agent(
     headend: str | None = typer.Option(
         None,
         "--headend",
-        help="Headend gRPC address; overrides headend.address from the config.",
+        help="Headend gRPC address (host:port, or several separated by commas: the "
+        "first, then failovers); overrides headend.address and failover_addresses.",
         metavar="HOST:PORT",
     ),
     log_level: str = typer.Option(
@@ -129,7 +130,7 @@ def check(
     console.print(table)
     security = "insecure (no TLS)" if cfg.headend.insecure else "mutual TLS"
     console.print(
-        f"{config}: OK. headend {cfg.headend.address}, {security}; telemetry every "
+        f"{config}: OK. headend {', '.join(cfg.headend.addresses)}, {security}; telemetry every "
         f"{cfg.telemetry_interval_s:g} s; fail-safe after {cfg.failsafe_timeout_s:g} s",
         markup=False,
         highlight=False,

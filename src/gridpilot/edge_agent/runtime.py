@@ -224,7 +224,7 @@ class EdgeAgent:
         self._log.info(
             "edge agent starting",
             version=__version__,
-            headend=self.config.headend.address,
+            headend=",".join(self.config.headend.addresses),
             assets=",".join(self.assets),
         )
         resume = leases_to_resume(

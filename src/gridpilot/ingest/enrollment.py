@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from gridpilot.core.assets import Asset
 from gridpilot.core.errors import Conflict, NotFound
 from gridpilot.schema import tables as t
+from gridpilot.schema.events import announce_gateway_changed
 from gridpilot.security.audit import Actor, AuditEvent, AuditLog
 
 
@@ -154,8 +155,8 @@ class EnrollmentStore:
 
     async def remove(self, site_id: str, gateway_id: str, actor: Actor) -> None:
         """Withdraw an enrollment: the gateway's live session for the site is
-        ended within a guard interval and its next Hello refused (unless its
-        certificate names the site)."""
+        ended at once (announced to every replica's guard) and its next Hello
+        refused (unless its certificate names the site)."""
         e = t.gateway_enrollments
         async with self._engine.begin() as conn:
             gone = await conn.execute(
@@ -167,6 +168,7 @@ class EnrollmentStore:
                 raise NotFound(
                     f"gateway {gateway_id} is not enrolled for site {site_id}", field="gateway_id"
                 )
+            await announce_gateway_changed(conn, gateway_id)
             await self._audit.append(
                 AuditEvent(actor, "gateway.unenroll", gateway_id, "ok", {"site_id": site_id}),
                 conn,

@@ -3,9 +3,13 @@ watch over live streams.
 
 grpcio checks certificates only during the TLS handshake; a stream that is
 already open keeps working after its certificate is revoked. The
-:class:`SessionGuard` therefore re-checks every live session every few seconds:
-a revoked certificate closes the stream, so does a withdrawn site enrollment,
-and an asset re-bound to another gateway leaves this session's set at once.
+:class:`SessionGuard` therefore re-checks a gateway's live sessions when a
+change to it is announced (``schema.events``: PostgreSQL NOTIFY, heard by
+every replica; one listening connection per process, not a query per
+stream), and all of them every ``revocation_check_s`` in case an
+announcement was missed (the listener was reconnecting): a revoked
+certificate closes the stream, so does a withdrawn site enrollment, and an
+asset re-bound to another gateway leaves this session's set.
 """
 
 from __future__ import annotations
@@ -15,13 +19,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import grpc
+import psycopg
 import structlog
 from cryptography import x509
+from psycopg import sql
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gridpilot.core.sessions import EndReason
 from gridpilot.schema import tables as t
+from gridpilot.schema.db import DATABASE_OR_NETWORK_DOWN
+from gridpilot.schema.events import GATEWAY_CHANGED
 from gridpilot.security.audit import Actor, AuditEvent, AuditLog
 from gridpilot.security.certs import CertificateRegistry
 from gridpilot.security.identity import (
@@ -160,8 +168,10 @@ class SessionGuard:
         self._sessions = sessions
         self._certs = certs
         self._interval = interval_s
+        self.listening = asyncio.Event()  # set while announcements are heard
 
     async def run(self) -> None:
+        """The backstop: every live session, every interval."""
         while True:
             await asyncio.sleep(self._interval)
             try:
@@ -169,8 +179,44 @@ class SessionGuard:
             except Exception as exc:
                 log.warning("session_guard_check_failed", error=str(exc))
 
-    async def check(self) -> None:
-        live = self._sessions.all()
+    async def listen(self, database_url: str) -> None:
+        """Check a gateway's sessions as soon as a change to it is announced.
+        A lost listening connection is made again (backoff to 30 s), then all
+        sessions are checked, for what was announced meanwhile."""
+        failures = 0
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    database_url, autocommit=True, connect_timeout=5
+                )
+                async with conn:
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(GATEWAY_CHANGED)))
+                    if failures:
+                        log.info("session_guard_listening_again", after_failures=failures)
+                        await self.check()
+                    failures = 0
+                    self.listening.set()
+                    async for note in conn.notifies():
+                        await self._check_announced(note.payload)
+            except Exception as exc:  # the database, or a bug: never ends the headend
+                self.listening.clear()
+                failures += 1
+                if failures == 1:
+                    expected = isinstance(exc, DATABASE_OR_NETWORK_DOWN)
+                    (log.warning if expected else log.exception)(
+                        "session_guard_not_listening", error=str(exc).strip()[:200]
+                    )
+                await asyncio.sleep(min(30.0, 0.5 * 2 ** min(failures, 6)))
+
+    async def _check_announced(self, gateway_id: str) -> None:
+        try:
+            await self.check({gateway_id})
+        except Exception as exc:  # the backstop poll tries again
+            log.warning("session_guard_check_failed", gateway=gateway_id, error=str(exc))
+
+    async def check(self, gateways: set[str] | None = None) -> None:
+        """Check the live sessions (of ``gateways`` only, if given)."""
+        live = [s for s in self._sessions.all() if gateways is None or s.gateway_id in gateways]
         if not live:
             return
         revoked = await self._certs.revoked_among(s.fingerprint for s in live if s.fingerprint)

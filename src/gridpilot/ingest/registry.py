@@ -14,6 +14,7 @@ from gridpilot.core.assets import Asset
 from gridpilot.core.errors import Conflict, NotFound
 from gridpilot.core.sessions import EndReason
 from gridpilot.schema import tables as t
+from gridpilot.schema.events import announce_gateway_changed
 from gridpilot.wire.text import clean_text
 
 from .edge_reports import EdgeBufferReport
@@ -292,6 +293,8 @@ class GatewayStore:
                 .where(t.assets.c.id == asset_id)
                 .values(gateway_id=gateway_id, updated_at=func.now())
             )
+            for changed in sorted({str(old), gateway_id}):  # their sessions drop or gain it
+                await announce_gateway_changed(conn, changed)
             if record is not None:
                 await record(conn, str(old))
             return str(old)

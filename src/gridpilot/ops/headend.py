@@ -131,6 +131,7 @@ class Headend:
             trace_ratio=settings.trace_telemetry_ratio,
         )
         self.servicer: AgentGatewayServicer | None = None
+        self.guard: SessionGuard | None = None
         self.audit = AuditLog(self.engine)
         self.certs = CertificateRegistry(self.engine, self.audit)
         self.tokens = TokenStore(self.engine, self.audit)
@@ -243,10 +244,11 @@ class Headend:
                 )
             else:
                 grpc_server.add_secure_port(s.grpc_listen, credentials)
-            spawn(
-                SessionGuard(self.engine, self.sessions, self.certs, s.revocation_check_s).run(),
-                "session-guard",
+            self.guard = guard = SessionGuard(
+                self.engine, self.sessions, self.certs, s.revocation_check_s
             )
+            spawn(guard.listen(s.database_url), "session-guard-listen")
+            spawn(guard.run(), "session-guard")
             await grpc_server.start()
             log.info("grpc_listening", listen=s.grpc_listen)
         for w in workers:

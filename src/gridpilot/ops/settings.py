@@ -121,7 +121,12 @@ class Settings(BaseSettings):
         90, ge=1, le=397, description="validity of gateway certificates signed at enrollment"
     )
     revocation_check_s: float = Field(
-        2.0, gt=0, le=60, description="how often live agent streams are re-checked for revocation"
+        30.0,
+        gt=0,
+        le=600,
+        description="how often every live agent stream is re-checked for revocation, withdrawn "
+        "enrollment and re-bound assets, in case an announcement (PostgreSQL NOTIFY, acted on "
+        "at once) was missed",
     )
     agent_silence_s: float = Field(
         25.0,

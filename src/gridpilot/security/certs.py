@@ -1,10 +1,12 @@
 """Gateway certificates in the database: seen on connect, revoked by fingerprint.
 
 grpcio has no CRL support, so revocation is a registry status the headend
-checks on every new stream and, for live streams, every few seconds
-(``ingest.guard``). Revoking a gateway revokes every certificate of it the
-headend has seen plus any the caller passes (e.g. all the CA issued to it), so
-a certificate issued afterwards works again.
+checks on every new stream; live streams are closed when the revocation is
+announced (``schema.events``, heard by ``ingest.guard`` on every replica),
+and re-checked by a slower poll in case an announcement was missed. Revoking
+a gateway revokes every certificate of it the headend has seen plus any the
+caller passes (e.g. all the CA issued to it), so a certificate issued
+afterwards works again.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gridpilot.schema import tables as t
+from gridpilot.schema.events import announce_gateway_changed
 
 from .audit import Actor, AuditEvent, AuditLog
 from .identity import GatewayIdentity, IdentityError, identity_from_cert
@@ -113,6 +116,7 @@ class CertificateRegistry:
                 )
             ).all()
             fps = sorted(r[0] for r in revoked)
+            await announce_gateway_changed(conn, gateway_id)  # delivered at commit
             await self._audit.append(
                 AuditEvent(
                     by,

@@ -4,8 +4,10 @@ revocation closes live streams, and every refusal is audited."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import psycopg
@@ -20,12 +22,16 @@ from gp_testing import (
     agent_ack,
     demo_assets,
     now_pb,
+    running_headend,
     wait_for,
 )
 
 from gridpilot.schema.pb import agent_pb2 as pb
 from gridpilot.security.identity import gateway_uri
 from gridpilot.security.pki import issue_leaf
+
+if TYPE_CHECKING:
+    from temporalio.testing import WorkflowEnvironment
 
 pytestmark = pytest.mark.integration
 
@@ -285,6 +291,36 @@ async def test_revoked_gateway_is_cut_off_live_and_refused_on_connect(
         assert fresh.error is None
     finally:
         await fresh.close()
+
+
+async def test_revocation_is_pushed_to_the_live_stream_without_waiting_for_the_poll(
+    database_url: str, temporal_env: WorkflowEnvironment, task_queue: str, test_pki: TestPki
+) -> None:
+    """Revoked through one replica, the stream on the other closes at once: the
+    re-check poll is set to 10 minutes, so only the announcement can do it."""
+    address = temporal_env.client.service_client.config.target_host
+    slow = {"revocation_check_s": 600}
+    async with (
+        running_headend(database_url, address, task_queue, test_pki, **slow) as a,
+        running_headend(database_url, address, task_queue, test_pki, "b", **slow) as b,
+    ):
+        await wait_for(lambda: b.headend.guard is not None and b.headend.guard.listening.is_set())
+        agent = b.agent()
+        try:
+            await agent.connect(demo_assets())
+            assert agent.error is None
+            revoked_at = time.monotonic()
+            r = await a.api.post("/api/v1/gateways/gw-1/revoke", json={"reason": "stolen"})
+            assert r.status_code == 200, r.text
+            await wait_for(lambda: agent.ended, timeout=10)
+            closed_s = time.monotonic() - revoked_at
+            assert agent.error is not None
+            assert agent.error.code() == grpc.StatusCode.UNAUTHENTICATED
+            print(
+                f"\nrevocation pushed: live stream on the other replica closed in {closed_s:.2f} s"
+            )
+        finally:
+            await agent.close()
 
 
 def _fresh_credentials(pki: TestPki, gateway_id: str) -> grpc.ChannelCredentials:

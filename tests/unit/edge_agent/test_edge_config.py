@@ -201,3 +201,36 @@ def test_buffer_path_is_relative_to_the_config_and_policy_is_checked(tmp_path: P
     found = problems(tmp_path, bad)
     assert any("buffer.policy" in p for p in found), found
     assert any("buffer.max_bytes" in p and "65536" in p for p in found), found
+
+
+def test_failover_addresses_are_dialled_after_the_address(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        "insecure: true}", 'insecure: true, failover_addresses: ["10.0.0.2:50051", "[::1]:50051"]}'
+    )
+    cfg = load_config(write(tmp_path, text))
+    assert cfg.headend.addresses == ["127.0.0.1:50051", "10.0.0.2:50051", "[::1]:50051"]
+
+
+@pytest.mark.parametrize(
+    ("failover", "expected"),
+    [
+        (
+            '["10.0.0.2"]',
+            "4: headend.failover_addresses: '10.0.0.2' is not host:port "
+            "(e.g. headend.example.com:50051)",
+        ),
+        (
+            '["127.0.0.1:50051"]',
+            "4: headend.failover_addresses: an address is listed twice (address included)",
+        ),
+    ],
+)
+def test_failover_address_rules(tmp_path: Path, failover: str, expected: str) -> None:
+    text = GOOD.replace("insecure: true}", f"insecure: true, failover_addresses: {failover}}}")
+    assert problems(tmp_path, text) == [expected]
+
+
+def test_headend_override_takes_a_comma_separated_list() -> None:
+    cfg = load_config(DEMO).with_headend_address("10.0.0.1:50051, 10.0.0.2:50051")
+    assert cfg.headend.addresses == ["10.0.0.1:50051", "10.0.0.2:50051"]
+    assert load_config(DEMO).with_headend_address("h:1").headend.addresses == ["h:1"]

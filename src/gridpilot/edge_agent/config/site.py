@@ -30,6 +30,13 @@ _ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
 # ---------------------------------------------------------------- site, link
 
 
+def _host_port(value: str) -> str:
+    match = _ADDRESS.match(value)
+    if match is None or not 0 < int(match.group(2)) < 65536:
+        raise ValueError(f"{value!r} is not host:port (e.g. headend.example.com:50051)")
+    return value
+
+
 class SiteInfo(Strict):
     id: Identifier
     name: str = Field("", max_length=200)
@@ -52,9 +59,21 @@ class SiteInfo(Strict):
 
 class HeadendConfig(Strict):
     """Where the agent dials out to. TLS is the default; ``insecure: true``
-    is for a headend on the same host or a lab network."""
+    is for a headend on the same host or a lab network.
+
+    ``address`` first; when a connect attempt fails or the stream is lost the
+    agent dials the next of ``failover_addresses`` (then ``address`` again),
+    with the usual backoff. A load balancer or a DNS name with one record per
+    replica in front of the headends needs none: gRPC tries every address a
+    name resolves to."""
 
     address: str = Field(description="host:port of the headend's gRPC AgentGateway")
+    failover_addresses: list[str] = Field(
+        default_factory=list,
+        max_length=16,
+        description="host:port of further headend replicas, dialled in turn (after address) "
+        "when a connect attempt fails or the stream is lost",
+    )
     insecure: bool = False
     ca_file: Path | None = None
     cert_file: Path | None = None
@@ -63,10 +82,22 @@ class HeadendConfig(Strict):
     @field_validator("address")
     @classmethod
     def _host_port(cls, value: str) -> str:
-        match = _ADDRESS.match(value)
-        if match is None or not 0 < int(match.group(2)) < 65536:
-            raise ValueError(f"{value!r} is not host:port (e.g. headend.example.com:50051)")
+        return _host_port(value)
+
+    @field_validator("failover_addresses")
+    @classmethod
+    def _host_ports(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        for address in value:
+            _host_port(address)
+        listed = [info.data.get("address"), *value]
+        if len(set(listed)) < len(listed):
+            raise ValueError("an address is listed twice (address included)")
         return value
+
+    @property
+    def addresses(self) -> list[str]:
+        """Every address the agent dials, in the order it tries them."""
+        return [self.address, *self.failover_addresses]
 
     @field_validator("ca_file", "cert_file", "key_file")
     @classmethod
@@ -249,9 +280,13 @@ class SiteConfig(Strict):
         return self
 
     def with_headend_address(self, address: str) -> SiteConfig:
-        """A copy that dials ``address`` instead (validated like the YAML's;
-        raises pydantic's ValidationError)."""
-        headend = HeadendConfig.model_validate({**self.headend.model_dump(), "address": address})
+        """A copy that dials ``address`` instead: one host:port, or several
+        separated by commas (the first, then the failovers). Validated like the
+        YAML's; raises pydantic's ValidationError."""
+        first, *failover = [a.strip() for a in address.split(",")]
+        headend = HeadendConfig.model_validate(
+            {**self.headend.model_dump(), "address": first, "failover_addresses": failover}
+        )
         return self.model_copy(update={"headend": headend})
 
     def asset(self, asset_id: str) -> AssetConfig | None:

@@ -179,8 +179,16 @@ class AssetController:
                 self._log.exception("dispatch control error", command=type(command).__name__)
 
     async def _on_setpoint(self, cmd: SetpointCommand) -> None:
+        # One line per setpoint that reaches the agent: "was it received, and
+        # once?" is answered from the agent's log (a redelivery is said so).
         if self._acks.resend_latest(cmd.dispatch_id):  # redelivery: never apply twice
+            self._log.info(
+                "setpoint redelivered; latest ack sent again", dispatch_id=cmd.dispatch_id
+            )
             return
+        self._log.info(
+            "setpoint received", dispatch_id=cmd.dispatch_id, p_kw=cmd.p_kw, source=str(cmd.source)
+        )
         now = self._clock.now()
         admission = admit(cmd, self.asset.limits, self.arbitration, self._active, now)
         lease = admission.lease

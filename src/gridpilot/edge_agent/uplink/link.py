@@ -3,7 +3,9 @@
 Each attempt opens a fresh channel (so gRPC's own reconnect backoff never
 stacks on ours), sends Hello, waits for Welcome, then runs one reader and one
 writer until the stream ends; then it backs off (full jitter, 0.5 s doubling
-to 30 s) and tries again. It logs transitions only: up, lost, recovered.
+to 30 s) and tries again, at the next of the configured headend addresses
+(a replica that died is not dialled again first; one address: always that).
+It logs transitions only: up, lost, recovered.
 gRPC and transport errors are mapped to a one-line reason here, nowhere else.
 """
 
@@ -112,7 +114,10 @@ class HeadendLink:
         self.session_id: str | None = None
         self.sessions = 0  # established sessions since start
         self._down_since = time.monotonic()
-        self._log = log.bind(headend=config.address)
+        self._addresses = config.addresses
+        self._turn = 0  # index of the address the next attempt dials
+        self.address = self._addresses[0]  # the one dialled last (the live one while up)
+        self._log = log
         self._closing = asyncio.Event()
 
     def close(self) -> None:
@@ -128,6 +133,9 @@ class HeadendLink:
         warned = False
         while not self._closing.is_set():
             established_before = self.sessions
+            self.address = self._addresses[self._turn % len(self._addresses)]
+            self._turn += 1
+            self._log = log.bind(headend=self.address)
             try:
                 await self._session()
                 reason = "headend closed the stream"
@@ -181,14 +189,14 @@ class HeadendLink:
     def _channel(self) -> grpc.aio.Channel:
         cfg = self._cfg
         if cfg.insecure:
-            return grpc.aio.insecure_channel(cfg.address, options=KEEPALIVE_OPTIONS)
+            return grpc.aio.insecure_channel(self.address, options=KEEPALIVE_OPTIONS)
         assert cfg.ca_file and cfg.cert_file and cfg.key_file  # enforced by the config
         credentials = grpc.ssl_channel_credentials(
             root_certificates=cfg.ca_file.read_bytes(),
             private_key=cfg.key_file.read_bytes(),
             certificate_chain=cfg.cert_file.read_bytes(),
         )
-        return grpc.aio.secure_channel(cfg.address, credentials, options=KEEPALIVE_OPTIONS)
+        return grpc.aio.secure_channel(self.address, credentials, options=KEEPALIVE_OPTIONS)
 
     async def _read(self, call: Any) -> None:
         while True:
