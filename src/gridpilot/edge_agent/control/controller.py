@@ -179,12 +179,9 @@ class AssetController:
                 self._log.exception("dispatch control error", command=type(command).__name__)
 
     async def _on_setpoint(self, cmd: SetpointCommand) -> None:
-        # One line per setpoint that reaches the agent: "was it received, and
-        # once?" is answered from the agent's log (a redelivery is said so).
+        # One log line per setpoint received: "did it arrive, once?" (on-call)
         if self._acks.resend_latest(cmd.dispatch_id):  # redelivery: never apply twice
-            self._log.info(
-                "setpoint redelivered; latest ack sent again", dispatch_id=cmd.dispatch_id
-            )
+            self._log.info("setpoint redelivered; ack resent", dispatch_id=cmd.dispatch_id)
             return
         self._log.info(
             "setpoint received", dispatch_id=cmd.dispatch_id, p_kw=cmd.p_kw, source=str(cmd.source)
