@@ -426,12 +426,13 @@ def api_app(engine: AsyncEngine, audit: AuditLog, tokens: TokenStore, **auth: An
 
     from .stores import security_deps
 
+    security = security_deps(engine, audit, tokens)
     return create_app(
         ApiDeps(
             engine=engine,
             dispatches=DispatchService(engine, None, DispatchOptions(task_queue="none"), audit),
-            security=security_deps(engine, audit, tokens),
-            auth=AuthSettings(Authenticator(tokens), audit, **auth),
+            security=security,
+            auth=AuthSettings(Authenticator(tokens, tenants=security.tenants), audit, **auth),
         )
     )
 

@@ -17,7 +17,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import gridpilot
 from gridpilot.core.errors import NotFound
 
-from . import admin, dispatches, enrollment, errors, events, onboarding, openapi, pages, reads
+from . import (
+    admin,
+    dispatches,
+    enrollment,
+    errors,
+    events,
+    onboarding,
+    openapi,
+    pages,
+    reads,
+    tenants,
+)
 from .admin import SecurityDeps
 from .auth import AuthMiddleware, AuthSettings, require_rule
 from .dispatch_service import DispatchService
@@ -88,6 +99,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.include_router(enrollment.router)
     app.include_router(onboarding.router)
     app.include_router(events.router)
+    app.include_router(tenants.router)
     pages.install(app, deps.workflow_url)
     # Inside auth: an unauthenticated caller gets 401 whatever it sends.
     app.add_middleware(BodyLimit, max_bytes=deps.max_body_bytes)

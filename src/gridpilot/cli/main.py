@@ -10,6 +10,7 @@ import typer
 
 from gridpilot.ops.logging import configure_logging
 from gridpilot.ops.settings import load_settings
+from gridpilot.schema import tenancy
 
 from .agent import agent_app
 from .dev import dev_app
@@ -33,6 +34,13 @@ app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
 app.command()(doctor)
 app.add_typer(dev_app, name="dev")
+
+
+@app.callback()
+def _system_scope() -> None:
+    # The CLI acts with the database's own credentials, for every tenant
+    # (row-level security's system scope, schema/tenancy.py).
+    tenancy.enter_scope(tenancy.SYSTEM)
 
 
 @app.command()
