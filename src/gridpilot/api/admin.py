@@ -28,6 +28,7 @@ from gridpilot.security.tokens import TokenInfo, TokenStore
 
 from .auth import principal_of, tenant_of
 from .inputs import INT64_MAX, Instant, RequestBody
+from .owned import require_asset, require_gateway
 
 router = APIRouter(prefix="/api/v1")
 
@@ -180,6 +181,7 @@ async def revoke_token(request: Request, token_id: str) -> TokenInfo:
     "/gateways/{gateway_id}/certificates", response_model=list[CertificateView], tags=["security"]
 )
 async def gateway_certificates(request: Request, gateway_id: str) -> list[dict[str, Any]]:
+    await require_gateway(request, gateway_id)
     return await _deps(request).certs.list_for(gateway_id)
 
 
@@ -191,6 +193,7 @@ async def revoke_gateway(
     stream is closed within seconds. (Certificates it never presented:
     ``gridpilot pki revoke``.)"""
     deps, who = _deps(request), actor(request)
+    await require_gateway(request, gateway_id)
     async with deps.audit.action(who, "gateway.revoke", gateway_id, recorded=True):
         fps = await deps.certs.revoke_gateway(gateway_id, who, body.reason if body else "")
     return RevokedView(gateway_id=gateway_id, revoked_fingerprints=fps)
@@ -202,6 +205,8 @@ async def rebind_asset(request: Request, asset_id: str, body: Rebind) -> RebindV
     The old gateway's telemetry and acks for it are refused from then on."""
     deps = _deps(request)
     who = actor(request)
+    await require_asset(request, asset_id)
+    await require_gateway(request, body.gateway_id)
 
     async def record(conn: AsyncConnection, old: str) -> None:
         await deps.audit.append(

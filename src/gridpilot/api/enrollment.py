@@ -16,6 +16,7 @@ from gridpilot.security.identity import GATEWAY_ID_PATTERN
 
 from .admin import SecurityDeps, actor
 from .inputs import RequestBody
+from .owned import require_asset, require_site_free_or_own
 from .schemas import AssetView
 
 router = APIRouter(prefix="/api/v1", tags=["enrollment"])
@@ -80,6 +81,7 @@ async def enroll_gateway(request: Request, site_id: SiteId, body: EnrollGateway)
     enrolled gateway's Hello for the site is accepted (or one whose
     certificate names the site)."""
     deps, who = _deps(request), actor(request)
+    await require_site_free_or_own(request, site_id)
     async with deps.audit.action(who, "gateway.enroll", body.gateway_id, recorded=True):
         return await deps.enrollment.enroll(site_id, body.gateway_id, body.max_asset_kw, who)
 
@@ -105,5 +107,6 @@ async def approve_asset(
 ) -> dict[str, Any]:
     """Count a held asset from now on: dispatch, site split, site capacity."""
     deps, who = _deps(request), actor(request)
+    await require_asset(request, asset_id)
     async with deps.audit.action(who, "asset.approve", asset_id, recorded=True):
         return await deps.enrollment.approve(asset_id, who, body.reason if body else "")

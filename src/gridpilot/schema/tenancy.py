@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import ColumnElement, Engine, event, true
 
 SETTING = "gridpilot.tenant"
 SYSTEM = "*"
@@ -79,3 +79,16 @@ def install(engine: Engine) -> None:
             cursor.execute("SELECT set_config(%s, %s, true)", (SETTING, current_scope()))
         finally:
             cursor.close()
+
+
+def visible(table: Any) -> ColumnElement[bool]:
+    """The application's own tenant filter: ``table``'s rows of the tenant in
+    scope (every row for system work). Every query an API request makes puts
+    it in its WHERE clause; row-level security repeats it in the database."""
+    tenant = scoped_tenant()
+    return true() if tenant is None else table.c.tenant_id == tenant
+
+
+def owner_tenant(default: str) -> str:
+    """The tenant a row written now belongs to: the scope's, else ``default``."""
+    return scoped_tenant() or default
