@@ -18,6 +18,7 @@ from .dispatch import dispatch_app
 from .doctor import doctor
 from .gateway import gateway_app
 from .security import audit_app, pki_app, token_app
+from .tenant import tenant_app
 
 app = typer.Typer(
     help="GridPilot: dispatch control plane for distributed energy resources.",
@@ -31,6 +32,7 @@ app.add_typer(dispatch_app, name="dispatch")
 app.add_typer(pki_app, name="pki")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(token_app, name="token")
+app.add_typer(tenant_app, name="tenant")
 app.add_typer(audit_app, name="audit")
 app.command()(doctor)
 app.add_typer(dev_app, name="dev")
