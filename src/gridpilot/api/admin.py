@@ -159,11 +159,11 @@ async def create_token(request: Request, body: TokenCreate) -> TokenCreated:
     deps, who = _deps(request), actor(request)
     own = tenant_of(request)
     tenant = body.tenant_id or own or principal_of(request.state).tenant_id
-    if own is not None and tenant != own:
-        raise NotFound(f"tenant {tenant} does not exist", field="tenant_id")
     if own is not None and body.role is Role.PLATFORM_ADMIN:
         raise HTTPException(403, "only a platform admin may grant platform-admin")
     async with deps.audit.action(who, "token.create", body.name, recorded=True):
+        if own is not None and tenant != own:
+            raise NotFound(f"tenant {tenant} does not exist", field="tenant_id")
         info, secret = await deps.tokens.create(
             body.name, body.role.value, who, body.expires_at, tenant
         )
@@ -193,8 +193,8 @@ async def revoke_gateway(
     stream is closed within seconds. (Certificates it never presented:
     ``gridpilot pki revoke``.)"""
     deps, who = _deps(request), actor(request)
-    await require_gateway(request, gateway_id)
     async with deps.audit.action(who, "gateway.revoke", gateway_id, recorded=True):
+        await require_gateway(request, gateway_id)
         fps = await deps.certs.revoke_gateway(gateway_id, who, body.reason if body else "")
     return RevokedView(gateway_id=gateway_id, revoked_fingerprints=fps)
 
@@ -205,8 +205,6 @@ async def rebind_asset(request: Request, asset_id: str, body: Rebind) -> RebindV
     The old gateway's telemetry and acks for it are refused from then on."""
     deps = _deps(request)
     who = actor(request)
-    await require_asset(request, asset_id)
-    await require_gateway(request, body.gateway_id)
 
     async def record(conn: AsyncConnection, old: str) -> None:
         await deps.audit.append(
@@ -221,6 +219,8 @@ async def rebind_asset(request: Request, asset_id: str, body: Rebind) -> RebindV
         )
 
     async with deps.audit.action(who, "asset.rebind", asset_id, recorded=True):
+        await require_asset(request, asset_id)
+        await require_gateway(request, body.gateway_id)
         old = await deps.gateways.rebind(asset_id, body.gateway_id, record)
     return RebindView(asset_id=asset_id, gateway_id=body.gateway_id, previous_gateway_id=old)
 

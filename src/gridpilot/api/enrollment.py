@@ -81,8 +81,8 @@ async def enroll_gateway(request: Request, site_id: SiteId, body: EnrollGateway)
     enrolled gateway's Hello for the site is accepted (or one whose
     certificate names the site)."""
     deps, who = _deps(request), actor(request)
-    await require_site_free_or_own(request, site_id)
     async with deps.audit.action(who, "gateway.enroll", body.gateway_id, recorded=True):
+        await require_site_free_or_own(request, site_id)
         return await deps.enrollment.enroll(site_id, body.gateway_id, body.max_asset_kw, who)
 
 
@@ -107,6 +107,6 @@ async def approve_asset(
 ) -> dict[str, Any]:
     """Count a held asset from now on: dispatch, site split, site capacity."""
     deps, who = _deps(request), actor(request)
-    await require_asset(request, asset_id)
     async with deps.audit.action(who, "asset.approve", asset_id, recorded=True):
+        await require_asset(request, asset_id)
         return await deps.enrollment.approve(asset_id, who, body.reason if body else "")

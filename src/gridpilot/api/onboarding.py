@@ -130,8 +130,8 @@ async def create_enrollment_token(request: Request, body: TokenRequest) -> dict[
     enrolled for one site (`gridpilot agent enroll --token`)."""
     onboarding, who = _onboarding(request), actor(request)
     deps: SecurityDeps = request.app.state.security
-    await require_site_free_or_own(request, body.site_id)
     async with deps.audit.action(who, "enrollment_token.create", body.gateway_id, recorded=True):
+        await require_site_free_or_own(request, body.site_id)
         info, secret = await onboarding.issue_token(
             body.gateway_id, body.site_id, who, body.ttl_s, body.max_asset_kw
         )
