@@ -68,8 +68,9 @@ async def create_tenant(request: Request, body: TenantCreate) -> TenantView:
 
 @router.post("/tenants/{tenant_id}/suspend", response_model=TenantView)
 async def suspend_tenant(request: Request, tenant_id: TenantId) -> TenantView:
-    """Refuse the tenant's principals (401) and its gateways' new streams from
-    now on. Its data stays. Idempotent."""
+    """Refuse the tenant's principals (401) and its gateways (their live
+    streams end within seconds, new ones are refused). Its data stays.
+    Idempotent."""
     store, who = _store(request), actor(request)
     async with request.app.state.security.audit.action(
         who, "tenant.suspend", tenant_id, recorded=True

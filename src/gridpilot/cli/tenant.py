@@ -63,8 +63,9 @@ def _set(tenant_id: str, suspended: bool) -> None:
 
 @tenant_app.command("suspend")
 def tenant_suspend(tenant_id: Annotated[str, typer.Argument(help="the tenant")]) -> None:
-    """Refuse the tenant's tokens and OIDC principals (401) and its gateways'
-    new streams; its data stays. Undo with `gridpilot tenant resume`."""
+    """Refuse the tenant's tokens and OIDC principals (401) and its gateways
+    (live streams end, new ones are refused); its data stays. Undo with
+    `gridpilot tenant resume`."""
     _set(tenant_id, True)
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gridpilot.core.errors import Conflict, NotFound, ValidationFailed
 from gridpilot.schema import tables as t
+from gridpilot.schema.events import announce_gateway_changed
 
 from .audit import Actor, AuditEvent, AuditLog
 
@@ -104,6 +105,12 @@ class TenantStore:
                 raise NotFound(f"tenant {tenant_id} does not exist", field="tenant_id")
             if (found[0] is not None) != suspended:
                 await conn.execute(update(ten).where(ten.c.id == tenant_id).values(**values))
+                # Every replica's session guard ends the tenant's live streams now.
+                gateways = await conn.execute(
+                    select(t.gateways.c.id).where(t.gateways.c.tenant_id == tenant_id)
+                )
+                for (gateway_id,) in gateways:
+                    await announce_gateway_changed(conn, gateway_id)
             action = "tenant.suspend" if suspended else "tenant.resume"
             detail = {} if (found[0] is not None) != suspended else {"unchanged": True}
             await self._audit.append(AuditEvent(by, action, tenant_id, "ok", detail), conn)

@@ -168,3 +168,27 @@ async def test_a_suspended_tenants_gateway_is_refused_at_its_hello(
         assert acme.error is None and acme.first("welcome") is not None
     finally:
         await acme.close()
+
+
+async def test_suspending_a_tenant_ends_its_gateways_live_streams(
+    two_tenants: tuple[RunningHeadend, dict[str, str]],
+) -> None:
+    headend, _ = two_tenants
+    bolt, acme = _agent(headend, B), _agent(headend, A)
+    try:
+        await bolt.connect([battery("bess-bolt")])
+        await acme.connect([battery("bess-acme")])
+        assert bolt.error is None and acme.error is None
+        with tenancy.scope(tenancy.SYSTEM):
+            await headend.headend.tenants.set_suspended(B, True, Actor("test"))
+        error = await wait_for(lambda: bolt.error, what="bolt's stream ended")
+        assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert error.details() == "the gateway's tenant is suspended"
+        # acme's stream is untouched: it still gets its telemetry acked
+        sample = pb.TelemetrySample(asset_id="bess-acme", ts=now_pb(), p_kw=1.0)
+        await acme.send(pb.AgentMessage(telemetry=pb.TelemetryBatch(batch_seq=1, samples=[sample])))
+        ack = await wait_for(lambda: acme.first("telemetry_ack"))
+        assert ack.rejected == 0 and acme.error is None
+    finally:
+        await bolt.close()
+        await acme.close()
