@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from temporalio.testing import WorkflowEnvironment
 
 # Search attributes the dispatch workflows upsert; the test dev server must know them.
-SEARCH_ATTRIBUTES = ("DispatchState", "AssetId", "SiteId", "DispatchKind")
+SEARCH_ATTRIBUTES = ("DispatchState", "AssetId", "SiteId", "DispatchKind", "TenantId")
 
 
 def _venv_binary(name: str) -> str:

@@ -86,16 +86,20 @@ class RunningHeadend:
     async def enroll(
         self, gateway_id: str, site_id: str, max_asset_kw: float | None = TEST_MAX_ASSET_KW
     ) -> None:
+        from gridpilot.schema import tenancy
         from gridpilot.security.audit import Actor
 
-        await self.headend.enrollment.enroll(site_id, gateway_id, max_asset_kw, Actor("test"))
+        with tenancy.scope(tenancy.SYSTEM):  # the test acts as the operator, for every tenant
+            await self.headend.enrollment.enroll(site_id, gateway_id, max_asset_kw, Actor("test"))
 
     async def token(self, role: str, name: str | None = None) -> str:
+        from gridpilot.schema import tenancy
         from gridpilot.security.audit import Actor
 
-        _, secret = await self.headend.tokens.create(
-            name or f"test-{role}-{time.monotonic_ns()}", role, Actor("test")
-        )
+        with tenancy.scope(tenancy.SYSTEM):
+            _, secret = await self.headend.tokens.create(
+                name or f"test-{role}-{time.monotonic_ns()}", role, Actor("test")
+            )
         return secret
 
     def client(self, token: str | None) -> httpx.AsyncClient:
@@ -124,6 +128,7 @@ async def running_headend(
     from gridpilot.ops.headend import Headend
     from gridpilot.ops.processes import free_port
     from gridpilot.ops.settings import Settings
+    from gridpilot.schema import tenancy
     from gridpilot.security.audit import Actor
 
     settings = Settings(
@@ -159,7 +164,8 @@ async def running_headend(
             await wait_for(ready, timeout=60)
             # A second replica on the same database names its admin token apart.
             name = "test-admin" if replica is None else f"test-admin-{replica}"
-            admin_token = (await h.tokens.create(name, "admin", Actor("test")))[1]
+            with tenancy.scope(tenancy.SYSTEM):
+                admin_token = (await h.tokens.create(name, "admin", Actor("test")))[1]
             api.headers["Authorization"] = f"Bearer {admin_token}"
             yield RunningHeadend(
                 h, settings, api, settings.grpc_listen, pki=pki, admin_token=admin_token
@@ -373,7 +379,7 @@ async def dispatch_up_to(
 
 async def create_token(database_url: str, role: str = "admin", name: str | None = None) -> str:
     """An API token straight in the database (as `gridpilot token create` does)."""
-    from gridpilot.schema import db
+    from gridpilot.schema import db, tenancy
     from gridpilot.security.audit import Actor, AuditLog
     from gridpilot.security.tokens import TokenStore
 
@@ -381,7 +387,8 @@ async def create_token(database_url: str, role: str = "admin", name: str | None 
     try:
         audit = AuditLog(engine)
         name = name or f"test-{role}-{time.monotonic_ns()}"
-        return (await TokenStore(engine, audit).create(name, role, Actor("test")))[1]
+        with tenancy.scope(tenancy.SYSTEM):
+            return (await TokenStore(engine, audit).create(name, role, Actor("test")))[1]
     finally:
         await engine.dispose()
 
@@ -403,13 +410,14 @@ def db_enroller(
 
     async def enroll(gateway_id: str, site_id: str) -> None:
         from gridpilot.ingest.enrollment import EnrollmentStore
-        from gridpilot.schema import db
+        from gridpilot.schema import db, tenancy
         from gridpilot.security.audit import Actor, AuditLog
 
         engine = db.async_engine(database_url)
         try:
             store = EnrollmentStore(engine, AuditLog(engine))
-            await store.enroll(site_id, gateway_id, max_asset_kw, Actor("test"))
+            with tenancy.scope(tenancy.SYSTEM):
+                await store.enroll(site_id, gateway_id, max_asset_kw, Actor("test"))
         finally:
             await engine.dispose()
 
@@ -426,12 +434,13 @@ def api_app(engine: AsyncEngine, audit: AuditLog, tokens: TokenStore, **auth: An
 
     from .stores import security_deps
 
+    security = security_deps(engine, audit, tokens)
     return create_app(
         ApiDeps(
             engine=engine,
             dispatches=DispatchService(engine, None, DispatchOptions(task_queue="none"), audit),
-            security=security_deps(engine, audit, tokens),
-            auth=AuthSettings(Authenticator(tokens), audit, **auth),
+            security=security,
+            auth=AuthSettings(Authenticator(tokens, tenants=security.tenants), audit, **auth),
         )
     )
 

@@ -9,6 +9,7 @@ from gridpilot.ingest.enrollment import EnrollmentStore
 from gridpilot.ingest.registry import GatewayStore
 from gridpilot.security.audit import AuditLog
 from gridpilot.security.certs import CertificateRegistry
+from gridpilot.security.tenants import TenantStore
 from gridpilot.security.tokens import TokenStore
 
 
@@ -21,4 +22,5 @@ def security_deps(engine: AsyncEngine, audit: AuditLog, tokens: TokenStore) -> S
         CertificateRegistry(engine, audit),
         GatewayStore(engine),
         EnrollmentStore(engine, audit),
+        tenants=TenantStore(engine, audit),
     )

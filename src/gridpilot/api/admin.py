@@ -11,21 +11,24 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gridpilot.core.errors import NotFound
 from gridpilot.ingest.enrollment import EnrollmentStore
 from gridpilot.ingest.onboarding import GatewayOnboarding
 from gridpilot.ingest.registry import GatewayStore
 from gridpilot.security.audit import Actor, AuditEvent, AuditLog
 from gridpilot.security.certs import CertificateRegistry
 from gridpilot.security.principal import GRANTABLE, Role
+from gridpilot.security.tenants import TenantStore
 from gridpilot.security.tokens import TokenInfo, TokenStore
 
-from .auth import principal_of
+from .auth import principal_of, tenant_of
 from .inputs import INT64_MAX, Instant, RequestBody
+from .owned import require_asset, require_gateway
 
 router = APIRouter(prefix="/api/v1")
 
@@ -39,6 +42,7 @@ class SecurityDeps:
     enrollment: EnrollmentStore
     # Gateway certificates for enrollment tokens (api/onboarding.py); None: off.
     onboarding: GatewayOnboarding | None = None
+    tenants: TenantStore | None = None
 
 
 def _deps(request: Request) -> SecurityDeps:
@@ -54,6 +58,7 @@ class MeView(BaseModel):
     principal: str
     roles: list[str]
     auth: str
+    tenant_id: str = Field(description="the tenant whose objects this caller sees")
     permissions: list[str] = Field(
         description="what the roles grant (read, dispatch, audit, admin): the console "
         "shows only the controls these allow; the server still checks each request"
@@ -64,6 +69,14 @@ class TokenCreate(RequestBody):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     role: Role
     expires_at: Instant | None = None
+    tenant_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=63,
+        pattern=r"^[a-z0-9][a-z0-9-]*$",
+        description="the token's tenant; default: the caller's (only a platform admin "
+        "names another)",
+    )
 
 
 @dataclass(frozen=True)
@@ -125,19 +138,35 @@ class AuditView(BaseModel):
 async def me(request: Request) -> MeView:
     p = principal_of(request.state)
     granted = [m.value for m in GRANTABLE if p.can(m)]
-    return MeView(principal=p.name, roles=sorted(p.roles), auth=p.method, permissions=granted)
+    return MeView(
+        principal=p.name,
+        roles=sorted(p.roles),
+        auth=p.method,
+        permissions=granted,
+        tenant_id=p.tenant_id,
+    )
 
 
 @router.get("/tokens", response_model=list[TokenInfo], tags=["security"])
 async def list_tokens(request: Request, include_revoked: bool = False) -> list[TokenInfo]:
-    return await _deps(request).tokens.list(include_revoked)
+    return await _deps(request).tokens.list(include_revoked, tenant_of(request))
 
 
 @router.post("/tokens", response_model=TokenCreated, status_code=201, tags=["security"])
 async def create_token(request: Request, body: TokenCreate) -> TokenCreated:
+    """A token of the caller's tenant; a platform admin names any tenant
+    (its first admin token) and alone may grant ``platform-admin``."""
     deps, who = _deps(request), actor(request)
+    own = tenant_of(request)
+    tenant = body.tenant_id or own or principal_of(request.state).tenant_id
+    if own is not None and body.role is Role.PLATFORM_ADMIN:
+        raise HTTPException(403, "only a platform admin may grant platform-admin")
     async with deps.audit.action(who, "token.create", body.name, recorded=True):
-        info, secret = await deps.tokens.create(body.name, body.role.value, who, body.expires_at)
+        if own is not None and tenant != own:
+            raise NotFound(f"tenant {tenant} does not exist", field="tenant_id")
+        info, secret = await deps.tokens.create(
+            body.name, body.role.value, who, body.expires_at, tenant
+        )
     return TokenCreated(**asdict(info), token=secret)
 
 
@@ -145,13 +174,14 @@ async def create_token(request: Request, body: TokenCreate) -> TokenCreated:
 async def revoke_token(request: Request, token_id: str) -> TokenInfo:
     deps, who = _deps(request), actor(request)
     async with deps.audit.action(who, "token.revoke", token_id, recorded=True):
-        return await deps.tokens.revoke(token_id, who)
+        return await deps.tokens.revoke(token_id, who, tenant_of(request))
 
 
 @router.get(
     "/gateways/{gateway_id}/certificates", response_model=list[CertificateView], tags=["security"]
 )
 async def gateway_certificates(request: Request, gateway_id: str) -> list[dict[str, Any]]:
+    await require_gateway(request, gateway_id)
     return await _deps(request).certs.list_for(gateway_id)
 
 
@@ -164,6 +194,7 @@ async def revoke_gateway(
     ``gridpilot pki revoke``.)"""
     deps, who = _deps(request), actor(request)
     async with deps.audit.action(who, "gateway.revoke", gateway_id, recorded=True):
+        await require_gateway(request, gateway_id)
         fps = await deps.certs.revoke_gateway(gateway_id, who, body.reason if body else "")
     return RevokedView(gateway_id=gateway_id, revoked_fingerprints=fps)
 
@@ -188,6 +219,8 @@ async def rebind_asset(request: Request, asset_id: str, body: Rebind) -> RebindV
         )
 
     async with deps.audit.action(who, "asset.rebind", asset_id, recorded=True):
+        await require_asset(request, asset_id)
+        await require_gateway(request, body.gateway_id)
         old = await deps.gateways.rebind(asset_id, body.gateway_id, record)
     return RebindView(asset_id=asset_id, gateway_id=body.gateway_id, previous_gateway_id=old)
 
@@ -223,6 +256,7 @@ async def audit_log(
         actor=actor_name,
         target=target,
         limit=limit,
+        tenant=tenant_of(request),
     )
     if format == "json":
         return rows

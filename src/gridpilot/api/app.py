@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import Depends, FastAPI, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field
@@ -16,10 +16,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import gridpilot
 from gridpilot.core.errors import NotFound
+from gridpilot.schema import tenancy
+from gridpilot.schema.tables import DEFAULT_TENANT
 
-from . import admin, dispatches, enrollment, errors, events, onboarding, openapi, pages, reads
+from . import (
+    admin,
+    dispatches,
+    enrollment,
+    errors,
+    events,
+    onboarding,
+    openapi,
+    pages,
+    reads,
+    tenants,
+)
 from .admin import SecurityDeps
-from .auth import AuthMiddleware, AuthSettings, require_rule
+from .auth import AuthMiddleware, AuthSettings, principal_of, require_rule
 from .dispatch_service import DispatchService
 from .inputs import DEFAULT_MAX_BODY_BYTES, BodyLimit, check_parameters
 
@@ -88,6 +101,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.include_router(enrollment.router)
     app.include_router(onboarding.router)
     app.include_router(events.router)
+    app.include_router(tenants.router)
     pages.install(app, deps.workflow_url)
     # Inside auth: an unauthenticated caller gets 401 whatever it sends.
     app.add_middleware(BodyLimit, max_bytes=deps.max_body_bytes)
@@ -129,11 +143,18 @@ def create_app(deps: ApiDeps) -> FastAPI:
         response_class=PlainTextResponse,
         responses={404: {"description": "This process has no metrics registry."}},
     )
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        """The whole fleet's figures: the service operator's (the default
+        tenant and platform admins); another tenant's principal finds none."""
+        caller = principal_of(request.state)
+        if caller.authenticated and not caller.platform and caller.tenant_id != DEFAULT_TENANT:
+            raise NotFound("no metrics for this tenant: /metrics is the service operator's")
         if deps.metrics is None:
             raise NotFound("this process has no metrics registry")
         if deps.metrics_refresh is not None:
-            await deps.metrics_refresh()
+            # Every tenant's figures, whoever asks: the cache is shared.
+            with tenancy.scope(tenancy.SYSTEM):
+                await deps.metrics_refresh()
         return Response(generate_latest(deps.metrics), media_type=CONTENT_TYPE_LATEST)
 
     return app

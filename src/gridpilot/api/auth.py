@@ -28,6 +28,7 @@ import structlog
 from fastapi import HTTPException, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gridpilot.schema import tenancy
 from gridpilot.schema.db import DATABASE_UNAVAILABLE
 from gridpilot.security.audit import Actor, AuditEvent, AuditLog
 from gridpilot.security.authn import Authenticator
@@ -93,6 +94,11 @@ RULES: dict[tuple[str, str], Permission] = {
     ("POST", "/api/v1/enroll/describe"): P.PUBLIC,
     ("POST", "/api/v1/enroll"): P.PUBLIC,
     ("POST", "/api/v1/enroll/renew"): P.PUBLIC,
+    # tenants (api/tenants.py): the platform admin's
+    ("GET", "/api/v1/tenants"): P.TENANTS,
+    ("POST", "/api/v1/tenants"): P.TENANTS,
+    ("POST", "/api/v1/tenants/{tenant_id}/suspend"): P.TENANTS,
+    ("POST", "/api/v1/tenants/{tenant_id}/resume"): P.TENANTS,
 }
 # What a request that matches no route (404/405) needs: any credential, so an
 # anonymous caller cannot map the API.
@@ -207,7 +213,14 @@ class AuthMiddleware:
                     )
                     return
             state["principal"] = principal
-            await self.app(scope, receive, send_with_id)
+            # The rest of the request works in the principal's tenant: the
+            # database shows it that tenant's rows only (schema/tenancy.py).
+            # No principal (a public route): the scope this server runs in.
+            if principal.authenticated:
+                with tenancy.scope(principal.scope):
+                    await self.app(scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)
         except DATABASE_UNAVAILABLE as exc:
             if answered:
                 raise  # mid-answer: nothing else can be sent
@@ -224,6 +237,7 @@ class AuthMiddleware:
                 "http_request",
                 principal=principal.name,
                 role=principal.role_label,
+                tenant=principal.tenant_id if principal.authenticated else "",
                 auth=principal.method,
                 method=scope["method"],
                 path=scope["path"],
@@ -306,3 +320,11 @@ async def _reply(
 def principal_of(state: Any) -> Principal:
     found = getattr(state, "principal", None)
     return found if isinstance(found, Principal) else ANONYMOUS
+
+
+def tenant_of(request: Request) -> str | None:
+    """The tenant whose objects this request may see (None: every tenant's,
+    a platform admin). Every query a route makes filters by it; the
+    database's row-level security is the second wall (schema/tenancy.py)."""
+    principal = principal_of(request.state)
+    return None if principal.platform else principal.tenant_id

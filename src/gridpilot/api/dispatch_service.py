@@ -30,6 +30,8 @@ from gridpilot.core.dispatch import (
 from gridpilot.core.errors import Conflict, NotFound, OutOfLimits, ValidationFailed
 from gridpilot.core.split import Available, check_capacity, split
 from gridpilot.ops import spans
+from gridpilot.schema.tables import DEFAULT_TENANT
+from gridpilot.schema.tenancy import owner_tenant
 from gridpilot.security.audit import Action, Actor, AuditLog
 from gridpilot.store import reads
 from gridpilot.store.dispatches import DispatchStore
@@ -193,7 +195,8 @@ class DispatchService:
             await self._start(inp)
 
     async def _start(self, inp: DispatchInput) -> None:
-        await start_dispatch(self._require_client(), self._opts.task_queue, inp)
+        tenant = await self._store.tenant_of_target(inp.asset_id, inp.site_id)
+        await start_dispatch(self._require_client(), self._opts.task_queue, inp, tenant)
 
     # ------------------------------------------------------------ preview
     async def preview(self, body: DispatchCreate) -> SplitPreview:
@@ -349,8 +352,12 @@ def single_asset_preview(asset: Asset, p_kw: float, warnings: list[str]) -> Spli
 
 
 def _key_scope(principal: str, idempotency_key: str) -> str:
-    """An Idempotency-Key means something only together with its caller."""
-    return f"{principal}\n{idempotency_key}"
+    """An Idempotency-Key means something only together with its caller (and
+    its tenant: principal names repeat across tenants; the default tenant's
+    scope is as it always was)."""
+    tenant = owner_tenant(DEFAULT_TENANT)
+    caller = principal if tenant == DEFAULT_TENANT else f"{tenant}/{principal}"
+    return f"{caller}\n{idempotency_key}"
 
 
 def _hash(body: DispatchCreate) -> str:

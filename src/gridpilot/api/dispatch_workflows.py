@@ -17,11 +17,13 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from gridpilot.core.dispatch import DispatchKind
+from gridpilot.schema.tables import DEFAULT_TENANT
 from gridpilot.workflows.constants import (
     SA_ASSET_ID,
     SA_DISPATCH_KIND,
     SA_DISPATCH_STATE,
     SA_SITE_ID,
+    SA_TENANT_ID,
 )
 from gridpilot.workflows.dispatch import DispatchWorkflow
 from gridpilot.workflows.models import CancelRequest, DispatchInput
@@ -30,9 +32,13 @@ from gridpilot.workflows.site import SiteDispatchWorkflow
 from .errors import Unavailable
 
 
-async def start_dispatch(client: Client, task_queue: str, inp: DispatchInput) -> None:
+async def start_dispatch(
+    client: Client, task_queue: str, inp: DispatchInput, tenant_id: str = DEFAULT_TENANT
+) -> None:
     """Start the dispatch's workflow; a workflow already started with its id
-    (a retried submit, a re-sent local report) stands."""
+    (a retried submit, a re-sent local report) stands. The tenant goes in the
+    memo and the ``TenantId`` search attribute (set here, not by the
+    workflow, so no workflow code or history changes)."""
     execution_timeout = (
         (inp.end_at - inp.start_at)
         + timedelta(hours=1)
@@ -47,8 +53,8 @@ async def start_dispatch(client: Client, task_queue: str, inp: DispatchInput) ->
             task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(search_attributes(inp)),
-            memo={"submitted_by": inp.submitted_by, "source": inp.source},
+            search_attributes=TypedSearchAttributes(search_attributes(inp, tenant_id)),
+            memo={"submitted_by": inp.submitted_by, "source": inp.source, "tenant_id": tenant_id},
             execution_timeout=execution_timeout,
             static_summary=summary(inp),
         )
@@ -70,10 +76,13 @@ async def signal_cancel(client: Client, dispatch_id: str, request: CancelRequest
         raise Unavailable("temporal", f"Temporal is not reachable: {exc.message}") from exc
 
 
-def search_attributes(inp: DispatchInput) -> list[SearchAttributePair[str]]:
+def search_attributes(
+    inp: DispatchInput, tenant_id: str = DEFAULT_TENANT
+) -> list[SearchAttributePair[str]]:
     pairs = [
         SearchAttributePair(SA_DISPATCH_STATE, "submitted"),
         SearchAttributePair(SA_DISPATCH_KIND, inp.kind),
+        SearchAttributePair(SA_TENANT_ID, tenant_id),
     ]
     if inp.asset_id:
         pairs.append(SearchAttributePair(SA_ASSET_ID, inp.asset_id))

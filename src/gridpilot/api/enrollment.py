@@ -16,6 +16,7 @@ from gridpilot.security.identity import GATEWAY_ID_PATTERN
 
 from .admin import SecurityDeps, actor
 from .inputs import RequestBody
+from .owned import require_asset, require_site_free_or_own
 from .schemas import AssetView
 
 router = APIRouter(prefix="/api/v1", tags=["enrollment"])
@@ -81,6 +82,7 @@ async def enroll_gateway(request: Request, site_id: SiteId, body: EnrollGateway)
     certificate names the site)."""
     deps, who = _deps(request), actor(request)
     async with deps.audit.action(who, "gateway.enroll", body.gateway_id, recorded=True):
+        await require_site_free_or_own(request, site_id)
         return await deps.enrollment.enroll(site_id, body.gateway_id, body.max_asset_kw, who)
 
 
@@ -106,4 +108,5 @@ async def approve_asset(
     """Count a held asset from now on: dispatch, site split, site capacity."""
     deps, who = _deps(request), actor(request)
     async with deps.audit.action(who, "asset.approve", asset_id, recorded=True):
+        await require_asset(request, asset_id)
         return await deps.enrollment.approve(asset_id, who, body.reason if body else "")

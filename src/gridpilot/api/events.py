@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gridpilot.schema import tables as t
+from gridpilot.schema import tenancy
 
 from .errors import Unavailable
 
@@ -65,7 +66,10 @@ class ChangeFeed:
         queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
         self._queues.add(queue)
         if self._task is None or self._task.done():  # started with the first stream
-            self._task = asyncio.create_task(self._poll(), name="console-change-feed")
+            # Shared by every stream, so system work: it reads only the newest
+            # change times, and says no more than "dispatches changed".
+            with tenancy.scope(tenancy.SYSTEM):
+                self._task = asyncio.create_task(self._poll(), name="console-change-feed")
         try:
             yield queue
         finally:

@@ -19,6 +19,7 @@ from gridpilot.security.identity import GATEWAY_ID_PATTERN
 
 from .admin import SecurityDeps, actor
 from .inputs import RequestBody
+from .owned import require_site_free_or_own
 
 router = APIRouter(prefix="/api/v1", tags=["enrollment"])
 
@@ -130,6 +131,7 @@ async def create_enrollment_token(request: Request, body: TokenRequest) -> dict[
     onboarding, who = _onboarding(request), actor(request)
     deps: SecurityDeps = request.app.state.security
     async with deps.audit.action(who, "enrollment_token.create", body.gateway_id, recorded=True):
+        await require_site_free_or_own(request, body.site_id)
         info, secret = await onboarding.issue_token(
             body.gateway_id, body.site_id, who, body.ttl_s, body.max_asset_kw
         )

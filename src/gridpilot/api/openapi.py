@@ -50,7 +50,8 @@ class ErrorView(BaseModel):
 
 
 GENERIC = {
-    401: "No valid credential: the bearer token is missing, unknown, revoked or expired.",
+    401: "No valid credential: the bearer token is missing, unknown, revoked or expired, "
+    "or its tenant is suspended.",
     403: "The credential is valid but its role may not do this.",
     404: "An object the path names does not exist.",
     409: "The request conflicts with the current state.",
@@ -71,7 +72,11 @@ EXTRA: dict[tuple[str, str], dict[int, str]] = {
     ("POST", "/api/v1/dispatches/{dispatch_id}/cancel"): {
         409: "The dispatch was written on site by a local operator; end it there.",
     },
-    ("POST", "/api/v1/tokens"): {409: "A live token has this name."},
+    ("POST", "/api/v1/tokens"): {
+        404: "`tenant_id` names another tenant than the caller's (only a platform admin may).",
+        409: "A live token has this name.",
+    },
+    ("POST", "/api/v1/tenants"): {409: "A tenant has this id."},
     ("POST", "/api/v1/tokens/{token_id}/revoke"): {
         409: "This is the last live admin token: create another admin token first.",
     },
@@ -80,7 +85,9 @@ EXTRA: dict[tuple[str, str], dict[int, str]] = {
     },
     # gateway onboarding (api/onboarding.py): 404 on a headend without a CA
     ("GET", "/api/v1/enrollment-tokens"): {404: _NO_CA},
-    ("POST", "/api/v1/enrollment-tokens"): {404: _NO_CA},
+    ("POST", "/api/v1/enrollment-tokens"): {
+        404: f"{_NO_CA} Or `site_id` is another tenant's site.",
+    },
     ("POST", "/api/v1/enroll/describe"): {
         403: "`token_unknown` or `token_expired`.",
         404: _NO_CA,

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gridpilot.core.errors import NotFound, ValidationFailed
 from gridpilot.schema import tables as t
 from gridpilot.schema.rollups import has_rollups
+from gridpilot.schema.tenancy import visible
 from gridpilot.store import fleet
 from gridpilot.store.history import WIDTHS, HistoryQuery, history, pick_width
 
@@ -27,6 +28,13 @@ from .schemas import (
 
 router = APIRouter(prefix="/api/v1")
 MAX_ROWS = 10_000
+
+
+def _visible_assets() -> Any:
+    """The ids of the assets the caller's tenant owns: telemetry has no row
+    security of its own (COPY and TimescaleDB's columnstore refuse it), so its
+    reads go through assets, which has (docs/security.md, Tenancy)."""
+    return select(t.assets.c.id).where(visible(t.assets))
 
 
 def _engine(request: Request) -> AsyncEngine:
@@ -54,7 +62,7 @@ async def every_agents_sessions(
         .limit(per_gateway)
         .lateral("newest")
     )
-    q = select(newest).select_from(g.join(newest, true())).order_by(g.c.id)
+    q = select(newest).select_from(g.join(newest, true())).where(visible(g)).order_by(g.c.id)
     async with _engine(request).connect() as conn:
         return [dict(r) for r in (await conn.execute(q)).mappings().all()]
 
@@ -67,14 +75,16 @@ async def agent_sessions(
     ses = t.agent_sessions
     q = (
         select(*(ses.c[name] for name in AgentSessionView.model_fields))
-        .where(ses.c.gateway_id == gateway_id)
+        .where(ses.c.gateway_id == gateway_id, visible(ses))
         .order_by(ses.c.connected_at.desc(), ses.c.id)
         .limit(limit)
     )
     async with _engine(request).connect() as conn:
         rows = (await conn.execute(q)).mappings().all()
         if not rows:
-            known = await conn.execute(select(t.gateways.c.id).where(t.gateways.c.id == gateway_id))
+            known = await conn.execute(
+                select(t.gateways.c.id).where(t.gateways.c.id == gateway_id, visible(t.gateways))
+            )
             if known.first() is None:
                 raise NotFound(f"gateway {gateway_id} does not exist", field="gateway_id")
     return [dict(r) for r in rows]
@@ -97,6 +107,7 @@ async def list_sites(request: Request) -> list[dict[str, Any]]:
             # held assets (waiting for an admin's approval) are not the site's yet
             t.sites.outerjoin(a, and_(a.c.site_id == t.sites.c.id, a.c.held_reason.is_(None)))
         )
+        .where(visible(t.sites))
         .group_by(t.sites.c.id)
         .order_by(t.sites.c.id)
     )
@@ -107,7 +118,7 @@ async def list_sites(request: Request) -> list[dict[str, Any]]:
 
 @router.get("/assets", response_model=list[AssetView], tags=["assets"])
 async def list_assets(request: Request, site_id: str | None = None) -> list[dict[str, Any]]:
-    q = select(t.assets).order_by(t.assets.c.id)
+    q = select(t.assets).where(visible(t.assets)).order_by(t.assets.c.id)
     if site_id:
         q = q.where(t.assets.c.site_id == site_id)
     async with _engine(request).connect() as conn:
@@ -118,7 +129,11 @@ async def list_assets(request: Request, site_id: str | None = None) -> list[dict
 async def get_asset(request: Request, asset_id: str) -> dict[str, Any]:
     async with _engine(request).connect() as conn:
         row = (
-            (await conn.execute(select(t.assets).where(t.assets.c.id == asset_id)))
+            (
+                await conn.execute(
+                    select(t.assets).where(t.assets.c.id == asset_id, visible(t.assets))
+                )
+            )
             .mappings()
             .first()
         )
@@ -134,7 +149,7 @@ async def latest_telemetry_of_many(
     """Each asset's latest sample (of a site, or one asset, or every asset) in
     one call, by asset id; an asset without telemetry has no entry."""
     latest = t.telemetry_latest
-    q = select(latest).order_by(latest.c.asset_id)
+    q = select(latest).where(latest.c.asset_id.in_(_visible_assets())).order_by(latest.c.asset_id)
     if asset_id:
         q = q.where(latest.c.asset_id == asset_id)
     if site_id:
@@ -147,12 +162,17 @@ async def latest_telemetry_of_many(
 
 @router.get("/assets/{asset_id}/telemetry/latest", response_model=SampleView, tags=["telemetry"])
 async def latest_telemetry(request: Request, asset_id: str) -> dict[str, Any]:
-    q = select(t.telemetry_latest).where(t.telemetry_latest.c.asset_id == asset_id)
+    latest = t.telemetry_latest
+    q = select(latest).where(
+        latest.c.asset_id == asset_id, latest.c.asset_id.in_(_visible_assets())
+    )
     async with _engine(request).connect() as conn:
         row = (await conn.execute(q)).mappings().first()
         if row is None:
             exists = (
-                await conn.execute(select(t.assets.c.id).where(t.assets.c.id == asset_id))
+                await conn.execute(
+                    select(t.assets.c.id).where(t.assets.c.id == asset_id, visible(t.assets))
+                )
             ).first()
             what = "has no telemetry yet" if exists else "does not exist"
             raise NotFound(f"asset {asset_id} {what}", field="asset_id")
@@ -206,7 +226,7 @@ async def telemetry(
                 rollups = request.app.state.telemetry_rollups = await conn.run_sync(has_rollups)
             return [dict(r) for r in await history(conn, query, rollups)]
     tel = t.telemetry
-    where = [tel.c.ts >= start, tel.c.ts < end]
+    where = [tel.c.ts >= start, tel.c.ts < end, tel.c.asset_id.in_(_visible_assets())]
     if asset_id:
         where.append(tel.c.asset_id == asset_id)
     if site_id:

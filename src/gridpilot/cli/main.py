@@ -10,6 +10,7 @@ import typer
 
 from gridpilot.ops.logging import configure_logging
 from gridpilot.ops.settings import load_settings
+from gridpilot.schema import tenancy
 
 from .agent import agent_app
 from .dev import dev_app
@@ -17,6 +18,7 @@ from .dispatch import dispatch_app
 from .doctor import doctor
 from .gateway import gateway_app
 from .security import audit_app, pki_app, token_app
+from .tenant import tenant_app
 
 app = typer.Typer(
     help="GridPilot: dispatch control plane for distributed energy resources.",
@@ -30,9 +32,17 @@ app.add_typer(dispatch_app, name="dispatch")
 app.add_typer(pki_app, name="pki")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(token_app, name="token")
+app.add_typer(tenant_app, name="tenant")
 app.add_typer(audit_app, name="audit")
 app.command()(doctor)
 app.add_typer(dev_app, name="dev")
+
+
+@app.callback()
+def _system_scope() -> None:
+    # The CLI acts with the database's own credentials, for every tenant
+    # (row-level security's system scope, schema/tenancy.py).
+    tenancy.enter_scope(tenancy.SYSTEM)
 
 
 @app.command()

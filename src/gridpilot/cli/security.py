@@ -23,6 +23,7 @@ from gridpilot.core.errors import DomainError
 from gridpilot.ops.logging import configure_logging
 from gridpilot.ops.settings import load_settings
 from gridpilot.schema import db
+from gridpilot.schema.tables import DEFAULT_TENANT
 from gridpilot.security.audit import Actor, AuditLog
 from gridpilot.security.certs import CertificateRegistry
 from gridpilot.security.identity import fingerprint, gateway_uri
@@ -200,35 +201,43 @@ def pki_revoke(
 @token_app.command("create")
 def token_create(
     name: Annotated[str, typer.Option(help="who or what uses it, e.g. alice or scada-bridge")],
-    role: Annotated[Role, typer.Option(help="viewer, operator, admin or auditor")],
+    role: Annotated[Role, typer.Option(help="viewer, operator, admin, auditor or platform-admin")],
     expires_days: Annotated[
         int | None, typer.Option(help="expire after this many days (default: never)")
     ] = None,
+    tenant: Annotated[
+        str, typer.Option(help="the tenant whose objects it sees (gridpilot tenant list)")
+    ] = DEFAULT_TENANT,
 ) -> None:
-    """Create an API token and print it once (only its SHA-256 is stored)."""
+    """Create an API token and print it once (only its SHA-256 is stored).
+    A platform-admin token acts above tenants (docs/security.md, Tenancy)."""
     expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
 
     async def work(audit: AuditLog) -> tuple[str, str]:
         info, secret = await TokenStore(audit.engine, audit).create(
-            name, role.value, cli_actor(), expires
+            name, role.value, cli_actor(), expires, tenant
         )
         return info.id, secret
 
     token_id, secret = _with_db(work)
     typer.echo(secret)
-    typer.echo(f"token {token_id} ({name}, {role.value}); shown once, store it now", err=True)
+    typer.echo(
+        f"token {token_id} ({name}, {role.value}, tenant {tenant}); shown once, store it now",
+        err=True,
+    )
 
 
 @token_app.command("list")
 def token_list(
     all_: Annotated[bool, typer.Option("--all", help="include revoked tokens")] = False,
 ) -> None:
-    """List tokens (id, name, role, prefix; never the token)."""
+    """List tokens (id, name, role, tenant, prefix; never the token)."""
 
     async def work(audit: AuditLog) -> list[str]:
         rows = await TokenStore(audit.engine, audit).list(all_)
         return [
-            f"{r.id}  {r.name:<20} {r.role:<9} {r.prefix}…  created {r.created_at:%Y-%m-%d} "
+            f"{r.id}  {r.name:<20} {r.role:<9} {r.tenant_id:<12} {r.prefix}…  "
+            f"created {r.created_at:%Y-%m-%d} "
             f"by {r.created_by}"
             + (f"  REVOKED {r.revoked_at:%Y-%m-%d}" if r.revoked_at else "")
             + (f"  last used {r.last_used_at:%Y-%m-%d %H:%M}" if r.last_used_at else "")

@@ -25,6 +25,8 @@ class EndReason(StrEnum):
     REVOKED = "revoked"
     # An admin withdrew the gateway's enrollment for the site while the stream was open.
     UNENROLLED = "unenrolled"
+    # A platform admin suspended the gateway's tenant while the stream was open.
+    TENANT_SUSPENDED = "tenant_suspended"
     # A newer session of the same gateway took over (here or on another replica).
     SUPERSEDED = "superseded"
     # The agent sent bytes that are not an AgentMessage.

@@ -18,12 +18,15 @@ from typing import Any
 
 from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gridpilot.core.assets import Asset
 from gridpilot.core.errors import Conflict, NotFound
 from gridpilot.schema import tables as t
 from gridpilot.schema.events import announce_gateway_changed
+from gridpilot.schema.tables import DEFAULT_TENANT
+from gridpilot.schema.tenancy import owner_tenant, visible
 from gridpilot.security.audit import Actor, AuditEvent, AuditLog
 
 
@@ -36,6 +39,10 @@ class Admission:
     max_asset_kw: float | None = None
     enforce: bool = True
     by_admin_only: bool = False  # enrolled by an admin, and the certificate names no site
+    # The tenant the site, gateway and assets of this Hello belong to: the
+    # enrollment's (else the named site's); and why it may not connect now.
+    tenant_id: str = DEFAULT_TENANT
+    tenant_refusal: str | None = None
 
     def hold_reason(self, asset: Asset) -> str | None:
         """Why a newly declared asset waits for approval (None: it counts)."""
@@ -63,19 +70,33 @@ class EnrollmentStore:
         """Whether the gateway may speak for the site, and the bound on the
         assets it declares. A certificate naming the site enrolls it (with no
         bound, unless an admin's enrollment sets one)."""
-        e = t.gateway_enrollments
+        e, ten = t.gateway_enrollments, t.tenants
         async with self._engine.connect() as conn:
             row = (
                 await conn.execute(
-                    select(e.c.max_asset_kw).where(
+                    select(e.c.max_asset_kw, e.c.tenant_id).where(
                         and_(e.c.site_id == site_id, e.c.gateway_id == gateway_id)
                     )
                 )
             ).first()
+            site_tenant = (
+                await conn.execute(select(t.sites.c.tenant_id).where(t.sites.c.id == site_id))
+            ).scalar()
+            tenant = row.tenant_id if row is not None else site_tenant or DEFAULT_TENANT
+            suspended = (
+                await conn.execute(select(ten.c.suspended_at).where(ten.c.id == tenant))
+            ).scalar()
+        refusal = f"tenant {tenant} is suspended" if suspended is not None else None
         named = cert_site is not None and cert_site == site_id
         if row is not None:
-            return Admission(True, row.max_asset_kw, by_admin_only=not named)
-        return Admission(enrolled=named)
+            return Admission(
+                True,
+                row.max_asset_kw,
+                by_admin_only=not named,
+                tenant_id=tenant,
+                tenant_refusal=refusal,
+            )
+        return Admission(enrolled=named, tenant_id=tenant, tenant_refusal=refusal)
 
     async def enroll(
         self,
@@ -103,32 +124,52 @@ class EnrollmentStore:
     ) -> dict[str, Any]:
         e = t.gateway_enrollments
         owner = (
-            await conn.execute(select(t.gateways.c.site_id).where(t.gateways.c.id == gateway_id))
+            await conn.execute(
+                select(t.gateways.c.site_id).where(
+                    t.gateways.c.id == gateway_id, visible(t.gateways)
+                )
+            )
         ).scalar()
         if owner is not None and owner != site_id:
             raise Conflict(f"gateway {gateway_id} belongs to site {owner}", field="gateway_id")
+        # The enrollment is the gateway's tie to a tenant: the enrolling admin's.
+        # (Another tenant's site or gateway of these ids: its Hello is refused.)
         stmt = insert(e).values(
             site_id=site_id,
             gateway_id=gateway_id,
             enrolled_by=actor.name,
             max_asset_kw=max_asset_kw,
+            tenant_id=owner_tenant(DEFAULT_TENANT),
         )
-        row = (
-            (
-                await conn.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=[e.c.site_id, e.c.gateway_id],
-                        set_={
-                            "max_asset_kw": stmt.excluded.max_asset_kw,
-                            "enrolled_by": stmt.excluded.enrolled_by,
-                            "enrolled_at": func.now(),
-                        },
-                    ).returning(*e.c)
+        taken = Conflict(
+            f"gateway {gateway_id} cannot be enrolled for site {site_id}", field="gateway_id"
+        )
+        try:
+            async with conn.begin_nested():
+                row = (
+                    (
+                        await conn.execute(
+                            stmt.on_conflict_do_update(
+                                index_elements=[e.c.site_id, e.c.gateway_id],
+                                set_={
+                                    "max_asset_kw": stmt.excluded.max_asset_kw,
+                                    "enrolled_by": stmt.excluded.enrolled_by,
+                                    "enrolled_at": func.now(),
+                                },
+                                # another tenant's enrollment of these ids stays its own
+                                where=e.c.tenant_id == stmt.excluded.tenant_id,
+                            ).returning(*e.c)
+                        )
+                    )
+                    .mappings()
+                    .first()
                 )
-            )
-            .mappings()
-            .one()
-        )
+        except DBAPIError as exc:  # row security refused another tenant's row
+            if getattr(exc.orig, "sqlstate", None) != "42501":
+                raise
+            raise taken from None
+        if row is None:
+            raise taken
         await self._audit.append(
             AuditEvent(
                 actor,
@@ -145,7 +186,7 @@ class EnrollmentStore:
         self, site_id: str | None = None, gateway_id: str | None = None
     ) -> list[dict[str, Any]]:
         e = t.gateway_enrollments
-        q = select(e).order_by(e.c.site_id, e.c.gateway_id)
+        q = select(e).where(visible(e)).order_by(e.c.site_id, e.c.gateway_id)
         if site_id is not None:
             q = q.where(e.c.site_id == site_id)
         if gateway_id is not None:
@@ -161,7 +202,7 @@ class EnrollmentStore:
         async with self._engine.begin() as conn:
             gone = await conn.execute(
                 delete(e)
-                .where(and_(e.c.site_id == site_id, e.c.gateway_id == gateway_id))
+                .where(and_(e.c.site_id == site_id, e.c.gateway_id == gateway_id), visible(e))
                 .returning(e.c.gateway_id)
             )
             if gone.first() is None:
@@ -178,7 +219,7 @@ class EnrollmentStore:
         a = t.assets
         q = (
             select(a)
-            .where(and_(a.c.site_id == site_id, a.c.held_reason.is_not(None)))
+            .where(and_(a.c.site_id == site_id, a.c.held_reason.is_not(None)), visible(a))
             .order_by(a.c.id)
         )
         async with self._engine.connect() as conn:
@@ -191,7 +232,7 @@ class EnrollmentStore:
             row = (
                 await conn.execute(
                     select(a.c.held_reason, a.c.p_min_kw, a.c.p_max_kw, a.c.gateway_id)
-                    .where(a.c.id == asset_id)
+                    .where(a.c.id == asset_id, visible(a))
                     .with_for_update()
                 )
             ).first()

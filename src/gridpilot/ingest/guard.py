@@ -227,6 +227,7 @@ class SessionGuard:
         bound: dict[str, set[str]] = {s.gateway_id: set() for s in live}
         async with self._engine.connect() as conn:
             await self._check_enrolled(conn, [s for s in live if s.enrolled_only])
+            await self._check_tenants(conn, live)
             rows = await conn.execute(
                 select(t.assets.c.id, t.assets.c.gateway_id).where(
                     t.assets.c.gateway_id.in_(list(bound))
@@ -243,6 +244,21 @@ class SessionGuard:
                     removed=sorted(s.asset_ids - now_bound),
                 )
                 s.asset_ids = now_bound
+
+    async def _check_tenants(self, conn: AsyncConnection, live: list[AgentSession]) -> None:
+        """End the sessions of gateways whose tenant was suspended since."""
+        g, ten = t.gateways, t.tenants
+        rows = await conn.execute(
+            select(g.c.id).where(
+                g.c.id.in_({s.gateway_id for s in live}),
+                g.c.tenant_id.in_(select(ten.c.id).where(ten.c.suspended_at.is_not(None))),
+            )
+        )
+        suspended = {r.id for r in rows}
+        for s in live:
+            if s.gateway_id in suspended:
+                log.warning("agent_tenant_suspended", gateway=s.gateway_id, site=s.site_id)
+                s.close(EndReason.TENANT_SUSPENDED)
 
     async def _check_enrolled(self, conn: AsyncConnection, watched: list[AgentSession]) -> None:
         """End the sessions whose site rested on an enrollment an admin has

@@ -169,6 +169,15 @@ class Handshake:
                 self._authority, hello.gateway_id, "gateway.site_refused", hello.site_id, message
             )
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
+        if admission.tenant_refusal is not None:
+            await refuse_gateway(
+                self._authority,
+                hello.gateway_id,
+                "gateway.tenant_suspended",
+                hello.site_id,
+                admission.tenant_refusal,
+            )
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, admission.tenant_refusal)
         return admission
 
     async def _register(

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gridpilot.core.errors import DomainError, Refused
+from gridpilot.schema import tenancy
 from gridpilot.security.audit import Actor, AuditEvent, AuditLog
 from gridpilot.security.certs import CertificateRegistry
 from gridpilot.security.csr import check_csr, check_renewal_proof
@@ -121,8 +122,12 @@ class GatewayOnboarding:
             cert = pki.sign_gateway(csr.public_key(), gateway_id, self._days)
             ident = identity_from_cert(cert, pki.trust_domain)
             async with self._engine.begin() as conn:
-                await self.tokens.spend(conn, secret, ident.fingerprint)
-                await self._enrollment.enroll(site_id, gateway_id, token["max_asset_kw"], who, conn)
+                spent = await self.tokens.spend(conn, secret, ident.fingerprint)
+                # The enrollment is the token's tenant's (its issuing admin's).
+                with tenancy.scope(spent["tenant_id"]):
+                    await self._enrollment.enroll(
+                        site_id, gateway_id, token["max_asset_kw"], who, conn
+                    )
                 await self._certs.record_issued(conn, ident)
                 await self._audit.append(
                     AuditEvent(

@@ -43,6 +43,7 @@ import structlog
 
 from gridpilot.core.telemetry import Sample
 from gridpilot.ops import spans
+from gridpilot.schema import tenancy
 from gridpilot.schema.db import DATABASE_OR_NETWORK_DOWN
 
 from .copyrows import (
@@ -254,7 +255,9 @@ class TelemetryPipeline:
 
     async def _connection(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
         if self._conn is None or self._conn.closed:
-            self._conn = await psycopg.AsyncConnection.connect(self._url, connect_timeout=5)
+            self._conn = await psycopg.AsyncConnection.connect(
+                self._url, connect_timeout=5, options=tenancy.SYSTEM_OPTIONS
+            )
             await self._conn.execute(STAGE_DDL)
             await self._conn.commit()
         return self._conn

@@ -63,11 +63,15 @@ class GatewayStore:
                 raise Conflict(
                     f"gateway {gateway_id} belongs to site {owner_site}", field="hello.site_id"
                 )
+            tenant = admission.tenant_id
+            await _same_tenant(conn, tenant, gateway_id, site_id, list(known))
             await conn.execute(
-                insert(t.sites).values(id=site_id, name=site_name).on_conflict_do_nothing()
+                insert(t.sites)
+                .values(id=site_id, name=site_name, tenant_id=tenant)
+                .on_conflict_do_nothing()
             )
             gw = insert(t.gateways).values(
-                id=gateway_id, site_id=site_id, agent_version=agent_version
+                id=gateway_id, site_id=site_id, agent_version=agent_version, tenant_id=tenant
             )
             await conn.execute(
                 gw.on_conflict_do_update(
@@ -100,6 +104,7 @@ class GatewayStore:
                     capacity_kwh=a.capacity_kwh,
                     default_p_kw=a.default_p_kw,
                     held_reason=held_reason,
+                    tenant_id=tenant,
                 )
                 ex = upsert.excluded
                 await conn.execute(
@@ -161,6 +166,10 @@ class GatewayStore:
                     task_queue=task_queue,
                     peer=peer,
                     agent_version=agent_version,
+                    # the gateway's tenant (its Hello registered it just before)
+                    tenant_id=select(t.gateways.c.tenant_id)
+                    .where(t.gateways.c.id == gateway_id)
+                    .scalar_subquery(),
                 )
             )
         return ended_ids
@@ -343,3 +352,25 @@ _TOUCH_SESSIONS = text(
     RETURNING id
     """
 )
+
+
+async def _same_tenant(
+    conn: AsyncConnection, tenant: str, gateway_id: str, site_id: str, asset_ids: list[str]
+) -> None:
+    """A Hello's site, gateway and known assets belong to its enrollment's
+    tenant, or it is refused (Conflict): a gateway of one tenant never speaks
+    for another's site or assets (docs/security.md, Tenancy)."""
+    others = [
+        select(t.sites.c.id).where(t.sites.c.id == site_id, t.sites.c.tenant_id != tenant),
+        select(t.gateways.c.id).where(
+            t.gateways.c.id == gateway_id, t.gateways.c.tenant_id != tenant
+        ),
+        select(t.assets.c.id).where(t.assets.c.id.in_(asset_ids), t.assets.c.tenant_id != tenant),
+    ]
+    for q in others:
+        if (await conn.execute(q)).first() is not None:
+            raise Conflict(
+                f"site {site_id}, gateway {gateway_id} or its assets belong to another tenant "
+                f"than its enrollment's ({tenant})",
+                field="hello.site_id",
+            )

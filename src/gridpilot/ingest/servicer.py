@@ -52,6 +52,10 @@ END_STATUS: dict[EndReason, tuple[grpc.StatusCode, str]] = {
         grpc.StatusCode.PERMISSION_DENIED,
         "gateway is no longer enrolled for this site; see: gridpilot gateway enroll",
     ),
+    EndReason.TENANT_SUSPENDED: (
+        grpc.StatusCode.PERMISSION_DENIED,
+        "the gateway's tenant is suspended",
+    ),
     EndReason.INVALID_MESSAGE: (
         grpc.StatusCode.INVALID_ARGUMENT,
         "message: not a valid gridpilot.v1.AgentMessage (undecodable protobuf)",

@@ -48,6 +48,7 @@ def jwt_verifier(settings: Settings) -> JwtVerifier | None:
             algorithms=s.oidc_algorithm_list,
             role_claim=s.oidc_role_claim,
             principal_claim=s.oidc_principal_claim,
+            tenant_claim=s.oidc_tenant_claim,
             role_map=parse_role_map(s.oidc_role_map),
         )
     )

@@ -30,6 +30,7 @@ _ENDED_BECAUSE = {
     EndReason.UNRESPONSIVE: "the agent was unresponsive (no heartbeat in time)",
     EndReason.REVOKED: "its client certificate was revoked",
     EndReason.UNENROLLED: "its enrollment for the site was withdrawn",
+    EndReason.TENANT_SUSPENDED: "its tenant was suspended",
     EndReason.HEADEND_STOPPING: "the headend holding its stream stopped",
     EndReason.HEADEND_RESTARTED: "the headend holding its stream restarted",
 }

@@ -31,11 +31,12 @@ from gridpilot.ingest.queue import MemoryTelemetryQueue
 from gridpilot.ingest.registry import GatewayStore
 from gridpilot.ingest.servicer import AgentGatewayServicer
 from gridpilot.ingest.sessions import SessionRegistry
-from gridpilot.schema import db
+from gridpilot.schema import db, tenancy
 from gridpilot.security.audit import AuditLog
 from gridpilot.security.authn import Authenticator
 from gridpilot.security.certs import CertificateRegistry
 from gridpilot.security.enroll_tokens import EnrollmentTokens
+from gridpilot.security.tenants import TenantStore
 from gridpilot.security.tokens import TokenStore
 from gridpilot.store.dispatches import DispatchStore
 from gridpilot.wire.service import add_AgentGatewayServicer_to_server
@@ -135,6 +136,7 @@ class Headend:
         self.audit = AuditLog(self.engine)
         self.certs = CertificateRegistry(self.engine, self.audit)
         self.tokens = TokenStore(self.engine, self.audit)
+        self.tenants = TenantStore(self.engine, self.audit)
         self.enrollment = EnrollmentStore(self.engine, self.audit)
         self.onboarding = GatewayOnboarding(
             self.audit,
@@ -171,6 +173,10 @@ class Headend:
         }
 
     async def run(self) -> None:
+        # Every task this spawns (gRPC, ingest, the worker, the API server)
+        # works for all tenants unless it says otherwise: the auth middleware
+        # narrows each request to its principal's tenant (schema/tenancy.py).
+        tenancy.enter_scope(tenancy.SYSTEM)
         s = self.settings
         credentials = grpc_credentials(s) if s.has_role("grpc") else None
         await asyncio.to_thread(prepare_database, s)
@@ -272,9 +278,12 @@ class Headend:
                         self.store,
                         self.enrollment,
                         self.onboarding,
+                        self.tenants,
                     ),
                     auth=AuthSettings(
-                        Authenticator(self.tokens, jwt_verifier(s)), self.audit, s.metrics_public
+                        Authenticator(self.tokens, jwt_verifier(s), self.tenants),
+                        self.audit,
+                        s.metrics_public,
                     ),
                     readiness=self._readiness,
                     metrics=metrics_registry(

@@ -148,6 +148,9 @@ class Settings(BaseSettings):
     )
     oidc_role_claim: str = Field("roles", description="JWT claim holding the role(s)")
     oidc_principal_claim: str = Field("sub", description="JWT claim naming the caller")
+    oidc_tenant_claim: str = Field(
+        "tenant", description="JWT claim naming the caller's tenant (absent: 'default')"
+    )
     oidc_role_map: str = Field(
         "", description="claim value to role, e.g. 'grid-ops=operator,grid-view=viewer'"
     )

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from . import tenancy
 from .roles import APP_ROLE, can_rewrite_audit, ensure_app_role
 from .telemetry_ddl import (
     TelemetryPolicy,
@@ -49,11 +50,19 @@ def sqlalchemy_url(libpq_url: str) -> str:
 
 
 def sync_engine(url: str) -> Engine:
-    return create_engine(sqlalchemy_url(url), pool_pre_ping=True)
+    """An engine for the owner's work (migrations, partitions, resets): every
+    tenant's rows (the system scope, schema/tenancy.py)."""
+    return create_engine(
+        sqlalchemy_url(url),
+        pool_pre_ping=True,
+        connect_args={"options": tenancy.SYSTEM_OPTIONS},
+    )
 
 
 def async_engine(url: str, pool_size: int = 5) -> AsyncEngine:
-    return create_async_engine(
+    """The app's engine: each transaction starts in the caller's tenant scope
+    (schema/tenancy.py), so row-level security sees what the caller may."""
+    engine = create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=5,
@@ -61,6 +70,8 @@ def async_engine(url: str, pool_size: int = 5) -> AsyncEngine:
         pool_timeout=5,
         connect_args={"connect_timeout": 5},
     )
+    tenancy.install(engine.sync_engine)
+    return engine
 
 
 def _alembic_config(url: str, app_role: str = APP_ROLE) -> Config:

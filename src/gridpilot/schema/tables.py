@@ -1,7 +1,8 @@
 """The relational model (SQLAlchemy Core). Alembic migrations own the DDL.
 
-Every row carries ``tenant_id`` so that multi-tenancy later needs no table
-rewrite; one tenant, ``default``, exists today.
+Every row carries ``tenant_id``; ``default`` is the tenant of a single-tenant
+deployment. Row-level security (migration 0015, schema/tenancy.py) guards the
+tables with a tenant_id, except telemetry, telemetry_latest and audit_log.
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ tenants = Table(
     Column("id", Text, primary_key=True),
     Column("name", Text, nullable=False),
     _ts("created_at", now=True),
+    # A suspended tenant's principals and gateways are refused (migration 0015).
+    _ts("suspended_at", nullable=True),
+    Column("suspended_by", Text, nullable=True),
 )
 
 sites = Table(

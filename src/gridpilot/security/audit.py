@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gridpilot.core.errors import DomainError
 from gridpilot.schema import tables as t
+from gridpilot.schema.tenancy import scoped_tenant
 
 log = structlog.get_logger(__name__)
 
@@ -133,7 +134,8 @@ class AuditLog:
         ).first()
         row: dict[str, Any] = {
             "id": 1 if last is None else last[0] + 1,
-            "tenant_id": self._tenant,
+            # The tenant the action was for (a request's), else the log's own.
+            "tenant_id": scoped_tenant() or self._tenant,
             "at": datetime.now(UTC),
             "actor": event.actor.name,
             "actor_role": event.actor.role,
@@ -272,9 +274,13 @@ class AuditLog:
         actor: str | None = None,
         target: str | None = None,
         limit: int = 1000,
+        tenant: str | None = None,
     ) -> list[dict[str, Any]]:
+        """``tenant``: that tenant's rows only (the caller's); None: every row."""
         a = t.audit_log
         q = select(a).where(a.c.id > after_id).order_by(a.c.id).limit(limit)
+        if tenant is not None:
+            q = q.where(a.c.tenant_id == tenant)
         if since is not None:
             q = q.where(a.c.at >= since)
         if until is not None:

@@ -6,13 +6,23 @@ import asyncio
 
 from .oidc import JwtVerifier
 from .principal import AuthError, Principal
+from .tenants import TenantStore, TenantSuspended
 from .tokens import TOKEN_PREFIX, TokenStore
 
 
 class Authenticator:
-    def __init__(self, tokens: TokenStore, jwt_verifier: JwtVerifier | None = None) -> None:
+    """``tenants`` checks an OIDC principal's tenant (an API token's is
+    checked with the token); without it, OIDC principals are not checked."""
+
+    def __init__(
+        self,
+        tokens: TokenStore,
+        jwt_verifier: JwtVerifier | None = None,
+        tenants: TenantStore | None = None,
+    ) -> None:
         self._tokens = tokens
         self._jwt = jwt_verifier
+        self._tenants = tenants
 
     async def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:
@@ -28,4 +38,10 @@ class Authenticator:
             return principal
         if self._jwt is None:
             raise AuthError("not a GridPilot API token (and OIDC is not configured)")
-        return await asyncio.to_thread(self._jwt.verify, credential)
+        principal = await asyncio.to_thread(self._jwt.verify, credential)
+        if self._tenants is not None and not principal.platform:
+            try:
+                await self._tenants.check_active(principal.tenant_id)
+            except TenantSuspended as exc:
+                raise AuthError(str(exc)) from None
+        return principal

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gridpilot.schema import tables as t
 from gridpilot.schema.events import announce_gateway_changed
+from gridpilot.schema.tables import DEFAULT_TENANT
 
 from .audit import Actor, AuditEvent, AuditLog
 from .identity import GatewayIdentity, IdentityError, identity_from_cert
@@ -45,6 +46,7 @@ class CertificateRegistry:
                 not_after=ident.not_after,
                 first_seen=now,
                 last_seen=now,
+                tenant_id=gateway_tenant(ident.gateway_id),
             )
             row = (
                 await conn.execute(
@@ -72,6 +74,7 @@ class CertificateRegistry:
                 serial=ident.serial,
                 not_before=ident.not_before,
                 not_after=ident.not_after,
+                tenant_id=gateway_tenant(ident.gateway_id),
             )
             .on_conflict_do_nothing(index_elements=[gc.c.fingerprint])
         )
@@ -145,3 +148,14 @@ def _identity(cert: x509.Certificate, trust_domain: str | None) -> GatewayIdenti
         return identity_from_cert(cert, trust_domain)
     except IdentityError as exc:
         raise ValueError(str(exc)) from None
+
+
+def gateway_tenant(gateway_id: str) -> Any:
+    """The tenant a gateway's certificates belong to: its own (once it said
+    Hello), else its enrollment's, else ``default``."""
+    g, e = t.gateways, t.gateway_enrollments
+    return func.coalesce(
+        select(g.c.tenant_id).where(g.c.id == gateway_id).scalar_subquery(),
+        select(e.c.tenant_id).where(e.c.gateway_id == gateway_id).limit(1).scalar_subquery(),
+        DEFAULT_TENANT,
+    )

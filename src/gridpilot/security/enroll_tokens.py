@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gridpilot.core.errors import Refused
 from gridpilot.schema import tables as t
+from gridpilot.schema.tables import DEFAULT_TENANT
+from gridpilot.schema.tenancy import owner_tenant, visible
 
 from .audit import Actor, AuditEvent, AuditLog
 from .identity import check_gateway_id, check_site_id
@@ -95,6 +97,7 @@ class EnrollmentTokens:
             "max_asset_kw": max_asset_kw,
             "created_by": by.name,
             "expires_at": expires,
+            "tenant_id": owner_tenant(DEFAULT_TENANT),  # the issuing admin's
         }
         async with self._engine.begin() as conn:
             await conn.execute(t.enrollment_tokens.insert().values(**row))
@@ -114,13 +117,17 @@ class EnrollmentTokens:
     async def get(self, token_id: str) -> dict[str, Any]:
         e = t.enrollment_tokens
         async with self._engine.connect() as conn:
-            row = (await conn.execute(select(e).where(e.c.id == token_id))).mappings().one()
+            row = (
+                (await conn.execute(select(e).where(e.c.id == token_id, visible(e))))
+                .mappings()
+                .one()
+            )
         return {k: row[k] for k in VIEW_FIELDS}
 
     async def list(self, include_spent: bool = False) -> list[dict[str, Any]]:
         """Tokens in creation order; by default only those still usable."""
         e = t.enrollment_tokens
-        q = select(e).order_by(e.c.created_at)
+        q = select(e).where(visible(e)).order_by(e.c.created_at)
         if not include_spent:
             q = q.where(and_(e.c.used_at.is_(None), e.c.expires_at > datetime.now(UTC)))
         async with self._engine.connect() as conn:
@@ -159,7 +166,7 @@ class EnrollmentTokens:
         if row is None:
             check_usable(await _by_secret(conn, secret))
             raise unknown()  # not reached: check_usable raised
-        return {k: row[k] for k in VIEW_FIELDS}
+        return {**{k: row[k] for k in VIEW_FIELDS}, "tenant_id": row["tenant_id"]}
 
 
 async def _by_secret(conn: AsyncConnection, secret: str) -> Any:

@@ -3,7 +3,9 @@
 The algorithms are pinned by configuration (asymmetric only; never taken from
 the token's header), and ``exp``, ``iat``, ``iss`` and ``aud`` are required.
 A claim (``roles`` by default, a string or a list) maps to our roles, either
-by name or through an explicit map.
+by name or through an explicit map; another (``tenant`` by default, a
+string) names the caller's tenant: without it, the ``default`` tenant (a
+single-tenant deployment's IdP needs no new claim).
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from typing import Any
 
 import jwt
 
+from gridpilot.schema.tables import DEFAULT_TENANT
+
 from .principal import AuthError, Principal, Role
+from .tenants import TENANT_ID
 
 ALLOWED_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
@@ -34,6 +39,7 @@ class OidcConfig:
     principal_claim: str = "sub"
     role_map: dict[str, Role] = field(default_factory=dict)
     leeway_s: float = 30.0
+    tenant_claim: str = "tenant"
 
     def __post_init__(self) -> None:
         bad = set(self.algorithms) - ALLOWED_ALGORITHMS
@@ -106,7 +112,19 @@ class JwtVerifier:
         subject = claims.get(cfg.principal_claim)
         if not isinstance(subject, str) or not subject:
             raise AuthError(f"token has no {cfg.principal_claim!r} claim")
-        return Principal(f"oidc:{subject}", self._roles(claims.get(cfg.role_claim)), "oidc")
+        return Principal(
+            f"oidc:{subject}",
+            self._roles(claims.get(cfg.role_claim)),
+            "oidc",
+            tenant_id=self._tenant(claims.get(cfg.tenant_claim)),
+        )
+
+    def _tenant(self, raw: object) -> str:
+        if raw is None:
+            return DEFAULT_TENANT
+        if not isinstance(raw, str) or not TENANT_ID.match(raw):
+            raise AuthError(f"token's {self.cfg.tenant_claim!r} claim is not a tenant id")
+        return raw
 
     def _roles(self, raw: object) -> frozenset[Role]:
         values = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from gridpilot.schema.tables import DEFAULT_TENANT
+from gridpilot.schema.tenancy import SYSTEM
+
 from .audit import Actor
 
 
@@ -13,6 +16,9 @@ class Role(StrEnum):
     OPERATOR = "operator"
     ADMIN = "admin"
     AUDITOR = "auditor"
+    # The service operator's, above tenants: manages tenants, reads and
+    # administers every tenant; never dispatches (docs/security.md, Tenancy).
+    PLATFORM_ADMIN = "platform-admin"
 
 
 class Permission(StrEnum):
@@ -22,11 +28,18 @@ class Permission(StrEnum):
     DISPATCH = "dispatch"  # submit, preview, cancel
     AUDIT = "audit"  # the audit log
     ADMIN = "admin"  # tokens, gateways, certificates, bindings
+    TENANTS = "tenants"  # create, list, suspend and resume tenants (platform admin)
 
 
 # The permissions a role grants (PUBLIC and AUTHENTICATED need no role), in
 # the order /api/v1/me lists them.
-GRANTABLE = (Permission.READ, Permission.DISPATCH, Permission.AUDIT, Permission.ADMIN)
+GRANTABLE = (
+    Permission.READ,
+    Permission.DISPATCH,
+    Permission.AUDIT,
+    Permission.ADMIN,
+    Permission.TENANTS,
+)
 
 GRANTS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: frozenset({Permission.READ}),
@@ -34,6 +47,9 @@ GRANTS: dict[Role, frozenset[Permission]] = {
     Role.AUDITOR: frozenset({Permission.READ, Permission.AUDIT}),
     Role.ADMIN: frozenset(
         {Permission.READ, Permission.DISPATCH, Permission.AUDIT, Permission.ADMIN}
+    ),
+    Role.PLATFORM_ADMIN: frozenset(
+        {Permission.READ, Permission.AUDIT, Permission.ADMIN, Permission.TENANTS}
     ),
 }
 
@@ -44,6 +60,21 @@ class Principal:
     roles: frozenset[Role]
     method: str  # token | oidc | none
     token_id: str | None = None
+    tenant_id: str = DEFAULT_TENANT
+
+    @property
+    def platform(self) -> bool:
+        """A platform admin: acts above tenants, for every one of them."""
+        return Role.PLATFORM_ADMIN in self.roles
+
+    @property
+    def scope(self) -> str:
+        """Whose rows this principal's requests see (schema/tenancy.py)."""
+        return SYSTEM if self.platform else self.tenant_id
+
+    def sees(self, tenant_id: str) -> bool:
+        """Whether an object of ``tenant_id`` exists for this principal."""
+        return self.platform or tenant_id == self.tenant_id
 
     @property
     def authenticated(self) -> bool:

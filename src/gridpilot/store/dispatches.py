@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.dialects.postgresql import Insert, insert
@@ -17,6 +17,8 @@ from gridpilot.core.dispatch import DispatchKind
 from gridpilot.core.lifecycle import TERMINAL_VALUES, DispatchState
 from gridpilot.core.supersede import ClaimKey, Verdict, resolve_claim
 from gridpilot.schema import tables as t
+from gridpilot.schema.tables import DEFAULT_TENANT
+from gridpilot.schema.tenancy import visible
 from gridpilot.workflows.models import (
     AgentAck,
     AllocationRecord,
@@ -86,7 +88,29 @@ def insert_dispatch(inp: DispatchInput) -> Insert:
     concurrent writer of the same dispatch can collide on the id or on the
     caller's Idempotency-Key, and PostgreSQL raises on a unique index that is
     not an arbiter even under ON CONFLICT."""
-    return insert(t.dispatches).values(**dispatch_row(inp, "submitted")).on_conflict_do_nothing()
+    return (
+        insert(t.dispatches)
+        .values(
+            **dispatch_row(inp, "submitted"), tenant_id=target_tenant(inp.asset_id, inp.site_id)
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+def _dispatch_tenant(dispatch_id: str) -> Any:
+    """A dispatch's transitions and late acks belong to its tenant."""
+    d = t.dispatches
+    of = select(d.c.tenant_id).where(d.c.id == dispatch_id).scalar_subquery()
+    return func.coalesce(of, DEFAULT_TENANT)
+
+
+def target_tenant(asset_id: str | None, site_id: str | None) -> Any:
+    """A dispatch belongs to the tenant of its target (its asset's, else its
+    site's), whoever writes the row: the API in the caller's scope, or a
+    workflow's activity (system work) that may write it first."""
+    of_asset = select(t.assets.c.tenant_id).where(t.assets.c.id == asset_id).scalar_subquery()
+    of_site = select(t.sites.c.tenant_id).where(t.sites.c.id == site_id).scalar_subquery()
+    return func.coalesce(of_asset, of_site, DEFAULT_TENANT)
 
 
 async def lock_asset(conn: AsyncConnection, asset_id: str) -> None:
@@ -131,6 +155,7 @@ class DispatchStore:
                 reason=rec.reason.value if rec.reason else None,
                 detail=rec.detail,
                 actor=rec.actor,
+                tenant_id=_dispatch_tenant(rec.dispatch_id),
             )
             .on_conflict_do_nothing()
             .returning(t.dispatch_transitions.c.seq)
@@ -174,6 +199,7 @@ class DispatchStore:
                     reason=ack.reason.value if ack.reason else None,
                     detail=ack.detail,
                     gateway_id=ack.gateway_id,
+                    tenant_id=_dispatch_tenant(ack.dispatch_id),
                 )
                 .on_conflict_do_nothing()
             )
@@ -197,13 +223,18 @@ class DispatchStore:
             row = res.first()
         return None if row is None else DispatchTarget(row.asset_id, DispatchState(row.state))
 
+    async def tenant_of_target(self, asset_id: str | None, site_id: str | None) -> str:
+        async with self._engine.connect() as conn:
+            found: str = (await conn.execute(select(target_tenant(asset_id, site_id)))).scalar_one()
+        return found
+
     async def cancel_target(self, dispatch_id: str) -> CancelTarget | None:
         d = t.dispatches
         async with self._engine.connect() as conn:
             row = (
                 await conn.execute(
                     select(d.c.state, d.c.source, d.c.asset_id, d.c.site_id).where(
-                        d.c.id == dispatch_id
+                        d.c.id == dispatch_id, visible(d)
                     )
                 )
             ).first()
@@ -217,7 +248,7 @@ class DispatchStore:
             row = (
                 await conn.execute(
                     select(d.c.id, d.c.request_hash).where(
-                        d.c.submitted_by == principal, d.c.idempotency_key == key
+                        d.c.submitted_by == principal, d.c.idempotency_key == key, visible(d)
                     )
                 )
             ).first()

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gridpilot.core.dispatch import DispatchKind
 from gridpilot.core.lifecycle import TERMINAL_VALUES, DispatchState
 from gridpilot.schema import tables as t
+from gridpilot.schema.tenancy import visible
 
 # What a gateway last reported (heartbeats) and refused (gateways' columns).
 EDGE_FIELDS = (
@@ -76,6 +77,7 @@ async def agents(
             .outerjoin(live, and_(live.c.gateway_id == g.c.id, live.c.ended_at.is_(None)))
             .outerjoin(last_ended, true())
         )
+        .where(visible(g))
         .order_by(g.c.id)
     )
     if site_id is not None:
@@ -127,6 +129,7 @@ async def sites(conn: AsyncConnection, site_id: str | None = None) -> list[SiteF
                 live, live.c.site_id == s.c.id
             )
         )
+        .where(visible(s))
         .order_by(s.c.id)
     )
     if site_id is not None:

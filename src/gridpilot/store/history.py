@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gridpilot.schema.rollups import FIELDS
+from gridpilot.schema.tenancy import scoped_tenant
 
 # Bucket names the API accepts, and their widths.
 WIDTHS = {
@@ -98,6 +99,10 @@ async def history(conn: AsyncConnection, q: HistoryQuery, rollups: bool) -> list
     if q.site_id:
         sql += " AND asset_id IN (SELECT id FROM assets WHERE site_id = :site_id)"
         params["site_id"] = q.site_id
+    tenant = scoped_tenant()
+    if tenant is not None:  # telemetry has no row security: its tenant's assets only
+        sql += " AND asset_id IN (SELECT id FROM assets WHERE tenant_id = :tenant)"
+        params["tenant"] = tenant
     sql += " GROUP BY 1, 2 ORDER BY 2, 1 LIMIT :limit"
     params["limit"] = q.limit
     rows = (await conn.execute(text(sql), params)).mappings().all()

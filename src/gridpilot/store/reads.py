@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from gridpilot.core.dispatch import DispatchKind
 from gridpilot.core.lifecycle import TERMINAL_VALUES, DispatchState
 from gridpilot.schema import tables as t
+from gridpilot.schema.tenancy import visible
 from gridpilot.workflows.models import SplitAsset, SplitInputs
 
 # Telemetry older than this does not limit a split (it may be stale).
@@ -61,7 +62,7 @@ async def load_split_inputs(engine: AsyncEngine, site_id: str, now: datetime) ->
             )
             .select_from(a.outerjoin(latest, latest.c.asset_id == a.c.id))
             # held assets (waiting for an admin's approval) are never split over
-            .where(a.c.site_id == site_id, a.c.held_reason.is_(None))
+            .where(a.c.site_id == site_id, a.c.held_reason.is_(None), visible(a))
             .order_by(a.c.id)
         )
         assets = []
@@ -83,7 +84,11 @@ async def load_split_inputs(engine: AsyncEngine, site_id: str, now: datetime) ->
 async def asset_row(engine: AsyncEngine, asset_id: str) -> Mapping[str, Any] | None:
     async with engine.connect() as conn:
         row = (
-            (await conn.execute(select(t.assets).where(t.assets.c.id == asset_id)))
+            (
+                await conn.execute(
+                    select(t.assets).where(t.assets.c.id == asset_id, visible(t.assets))
+                )
+            )
             .mappings()
             .first()
         )
@@ -91,7 +96,7 @@ async def asset_row(engine: AsyncEngine, asset_id: str) -> Mapping[str, Any] | N
 
 
 def _matches(d: Any, f: DispatchFilter) -> list[Any]:
-    where = []
+    where = [visible(d)]
     if f.since is not None:
         where.append(d.c.created_at >= f.since)
     if f.until is not None:
@@ -124,7 +129,9 @@ async def list_dispatches(engine: AsyncEngine, f: DispatchFilter) -> list[dict[s
     async with engine.connect() as conn:
         if f.before is not None:
             cursor = (
-                await conn.execute(select(d.c.created_at, d.c.id).where(d.c.id == f.before))
+                await conn.execute(
+                    select(d.c.created_at, d.c.id).where(d.c.id == f.before, visible(d))
+                )
             ).first()
             if cursor is None:
                 raise UnknownCursor(f.before)
@@ -158,7 +165,11 @@ async def dispatch_detail(engine: AsyncEngine, dispatch_id: str) -> dict[str, An
     evidence of its active window; None for an unknown dispatch."""
     d, tr = t.dispatches, t.dispatch_transitions
     async with engine.connect() as conn:
-        row = (await conn.execute(select(d).where(d.c.id == dispatch_id))).mappings().first()
+        row = (
+            (await conn.execute(select(d).where(d.c.id == dispatch_id, visible(d))))
+            .mappings()
+            .first()
+        )
         if row is None:
             return None
         transitions = [

@@ -10,7 +10,9 @@ SA_DISPATCH_STATE = SearchAttributeKey.for_keyword("DispatchState")
 SA_ASSET_ID = SearchAttributeKey.for_keyword("AssetId")
 SA_SITE_ID = SearchAttributeKey.for_keyword("SiteId")
 SA_DISPATCH_KIND = SearchAttributeKey.for_keyword("DispatchKind")
-SEARCH_ATTRIBUTES = (SA_DISPATCH_STATE, SA_ASSET_ID, SA_SITE_ID, SA_DISPATCH_KIND)
+# Set once, at start_workflow (api/dispatch_workflows.py), never by workflow code.
+SA_TENANT_ID = SearchAttributeKey.for_keyword("TenantId")
+SEARCH_ATTRIBUTES = (SA_DISPATCH_STATE, SA_ASSET_ID, SA_SITE_ID, SA_DISPATCH_KIND, SA_TENANT_ID)
 
 SIGNAL_AGENT_ACK = "agent_ack"
 SIGNAL_CANCEL = "cancel"

@@ -158,6 +158,7 @@ async def test_token_lifecycle_hashed_at_rest_revoked_is_401_and_never_logged(ap
                 "roles": ["operator"],
                 "auth": "token",
                 "permissions": ["read", "dispatch"],
+                "tenant_id": "default",
             }
             assert (await alice.get("/api/v1/tokens")).status_code == 403
         async with api.client(api.by_role["admin"]) as admin:

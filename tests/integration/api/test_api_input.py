@@ -36,6 +36,8 @@ async def app(database_url: str) -> AsyncIterator[tuple[FastAPI, str]]:
     tokens = TokenStore(engine, audit)
     fastapi_app = api_app(engine, audit, tokens)
     _, admin = await tokens.create("input-admin", "admin", Actor("test"))
+    _, platform = await tokens.create("input-platform", "platform-admin", Actor("test"))
+    fastapi_app.state.platform_token = platform  # for the tenant routes (the operator's)
     try:
         yield fastapi_app, admin
     finally:
@@ -45,10 +47,16 @@ async def app(database_url: str) -> AsyncIterator[tuple[FastAPI, str]]:
 @pytest_asyncio.fixture(loop_scope="session")
 async def api(app: tuple[FastAPI, str]) -> AsyncIterator[httpx.AsyncClient]:
     fastapi_app, token = app
+
+    async def as_platform_for_tenants(request: httpx.Request) -> None:
+        if request.url.path.startswith("/api/v1/tenants"):
+            request.headers["Authorization"] = f"Bearer {fastapi_app.state.platform_token}"
+
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=fastapi_app),
         base_url="http://api",
         headers={"Authorization": f"Bearer {token}"},
+        event_hooks={"request": [as_platform_for_tenants]},
     ) as client:
         yield client
 

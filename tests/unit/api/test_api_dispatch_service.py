@@ -75,7 +75,14 @@ def test_search_attributes_name_only_the_targets_given() -> None:
         deliver_by=now,
     )
     got = {p.key.name: p.value for p in search_attributes(inp)}
-    assert got == {"DispatchState": "submitted", "DispatchKind": "site", "SiteId": "site-1"}
+    assert got == {
+        "DispatchState": "submitted",
+        "DispatchKind": "site",
+        "SiteId": "site-1",
+        "TenantId": "default",
+    }
+    acme = {p.key.name: p.value for p in search_attributes(inp, "acme")}
+    assert acme["TenantId"] == "acme"
     assert summary(inp) == "1 kW for 1 s on site-1 (by anonymous)"
 
 

@@ -80,6 +80,19 @@ def test_valid_token_maps_the_role_claim(idp: tuple[Idp, str]) -> None:
     assert verifier(url).verify(provider.token()).roles == frozenset()
 
 
+def test_the_tenant_claim_names_the_principals_tenant(idp: tuple[Idp, str]) -> None:
+    provider, url = idp
+    assert verifier(url).verify(provider.token(tenant="acme")).tenant_id == "acme"
+    assert verifier(url).verify(provider.token()).tenant_id == "default"  # as before tenancy
+    custom = verifier(url, tenant_claim="org")
+    assert custom.verify(provider.token(org="bolt", tenant="acme")).tenant_id == "bolt"
+    for bad in ("Not A Tenant", ["acme"], 7):
+        with pytest.raises(AuthError, match="'tenant' claim is not a tenant id"):
+            verifier(url).verify(provider.token(tenant=bad))
+    admin = verifier(url, role_map=parse_role_map("ops=platform-admin"))
+    assert admin.verify(provider.token(roles="ops")).platform
+
+
 def _unsigned(claims: dict[str, Any]) -> str:
     import base64
 

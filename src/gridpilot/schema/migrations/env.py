@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from gridpilot.schema.tables import metadata
+from gridpilot.schema.tenancy import SYSTEM_OPTIONS
 
 config = context.config
 
@@ -24,7 +25,12 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = create_engine(config.get_main_option("sqlalchemy.url") or "", poolclass=pool.NullPool)
+    # Migrations are system work: row-level security (0015) shows them every tenant's rows.
+    engine = create_engine(
+        config.get_main_option("sqlalchemy.url") or "",
+        poolclass=pool.NullPool,
+        connect_args={"options": SYSTEM_OPTIONS},
+    )
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=metadata, include_object=_include)
         with context.begin_transaction():
