@@ -48,6 +48,7 @@ ASSETS = 25  # per gateway: 100 assets
 TOTAL = 240
 IN_FLIGHT = 32
 DURATION_S = 2
+SUBMITTERS = 8  # REST clients submitting side by side
 FINAL = ("complete", "expired", "failed", "cancelled")
 
 __doc__ = (__doc__ or "").format(ceiling=IN_FLIGHT // DURATION_S)
@@ -104,19 +105,26 @@ async def lifecycles(s: Stack, fleet: list[ScriptedAgent]) -> dict[str, Any]:
     ):
         watcher = asyncio.create_task(watch(db))
         first = time.perf_counter()
-        for _ in range(TOTAL):
-            await slots.acquire()
-            asset = await free.get()
-            at = time.perf_counter()
-            r = await api.post(
-                "/api/v1/dispatches",
-                json={"asset_id": asset, "p_kw": 50.0, "duration_s": DURATION_S},
-            )
-            if r.status_code != 201:
-                raise SystemExit(f"submit refused: {r.status_code} {r.text}")
-            dispatch_id = r.json()["id"]
-            submitted[dispatch_id] = at
-            pending[dispatch_id] = asset
+        to_submit = iter(range(TOTAL))
+
+        async def submitter() -> None:
+            # Several at once: one client submitting in turn would cap the
+            # rate at 1 / (REST latency), not at what the headend can do.
+            for _ in to_submit:
+                await slots.acquire()
+                asset = await free.get()
+                at = time.perf_counter()
+                r = await api.post(
+                    "/api/v1/dispatches",
+                    json={"asset_id": asset, "p_kw": 50.0, "duration_s": DURATION_S},
+                )
+                if r.status_code != 201:
+                    raise SystemExit(f"submit refused: {r.status_code} {r.text}")
+                dispatch_id = r.json()["id"]
+                submitted[dispatch_id] = at
+                pending[dispatch_id] = asset
+
+        await asyncio.gather(*(submitter() for _ in range(SUBMITTERS)))
         all_submitted.set()
         await asyncio.wait_for(watcher, 120 + TOTAL * DURATION_S)
         wall = last_end - first
