@@ -22,6 +22,7 @@ from gridpilot.ingest.registry import GatewayStore
 from gridpilot.security.audit import Actor, AuditEvent, AuditLog
 from gridpilot.security.certs import CertificateRegistry
 from gridpilot.security.principal import GRANTABLE, Role
+from gridpilot.security.signing import EvidenceSigner
 from gridpilot.security.tokens import TokenInfo, TokenStore
 
 from .auth import principal_of
@@ -39,6 +40,8 @@ class SecurityDeps:
     enrollment: EnrollmentStore
     # Gateway certificates for enrollment tokens (api/onboarding.py); None: off.
     onboarding: GatewayOnboarding | None = None
+    # Signs evidence exports (api/evidence.py); None: they answer 404.
+    evidence_signer: EvidenceSigner | None = None
 
 
 def _deps(request: Request) -> SecurityDeps:

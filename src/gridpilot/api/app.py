@@ -17,7 +17,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import gridpilot
 from gridpilot.core.errors import NotFound
 
-from . import admin, dispatches, enrollment, errors, events, onboarding, openapi, pages, reads
+from . import (
+    admin,
+    dispatches,
+    enrollment,
+    errors,
+    events,
+    evidence,
+    onboarding,
+    openapi,
+    pages,
+    reads,
+)
 from .admin import SecurityDeps
 from .auth import AuthMiddleware, AuthSettings, require_rule
 from .dispatch_service import DispatchService
@@ -85,6 +96,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.include_router(reads.router)
     app.include_router(dispatches.router)
     app.include_router(admin.router)
+    app.include_router(evidence.router)
     app.include_router(enrollment.router)
     app.include_router(onboarding.router)
     app.include_router(events.router)

@@ -72,6 +72,8 @@ RULES: dict[tuple[str, str], Permission] = {
     ("POST", "/api/v1/dispatches/preview"): P.DISPATCH,
     ("POST", "/api/v1/dispatches/{dispatch_id}/cancel"): P.DISPATCH,
     ("GET", "/api/v1/audit"): P.AUDIT,
+    ("GET", "/api/v1/audit/export"): P.AUDIT,
+    ("GET", "/api/v1/audit/export/key"): P.AUDIT,
     ("GET", "/api/v1/tokens"): P.ADMIN,
     ("POST", "/api/v1/tokens"): P.ADMIN,
     ("POST", "/api/v1/tokens/{token_id}/revoke"): P.ADMIN,

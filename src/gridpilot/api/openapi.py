@@ -78,6 +78,13 @@ EXTRA: dict[tuple[str, str], dict[int, str]] = {
     ("PUT", "/api/v1/assets/{asset_id}/gateway"): {
         409: "The gateway belongs to another site.",
     },
+    ("GET", "/api/v1/audit/export"): {
+        404: "`not_found`: no such dispatch; or `evidence_not_configured`: this API has no "
+        "signing key.",
+    },
+    ("GET", "/api/v1/audit/export/key"): {
+        404: "`evidence_not_configured`: this API has no signing key.",
+    },
     # gateway onboarding (api/onboarding.py): 404 on a headend without a CA
     ("GET", "/api/v1/enrollment-tokens"): {404: _NO_CA},
     ("POST", "/api/v1/enrollment-tokens"): {404: _NO_CA},

@@ -292,3 +292,60 @@ def _parse_head(value: str) -> tuple[int, str]:
             "expected ID:HASH, e.g. 42:<64 hex digits>", param_hint="--expect-head"
         )
     return int(id_), hash_
+
+
+@audit_app.command("verify-export")
+def audit_verify_export(
+    bundle: Annotated[Path, typer.Argument(help="an evidence bundle (zip) from the export")],
+    key: Annotated[
+        Path | None,
+        typer.Option(
+            "--key",
+            help="the signer's public key (PEM, from `gridpilot audit export-key` or "
+            "GET /api/v1/audit/export/key): pins who signed; without it the bundle's own "
+            "key is used, which proves integrity, not origin",
+        ),
+    ] = None,
+) -> None:
+    """Check an evidence bundle offline: its signature, every file's digest, the
+    CSVs against the JSON, and the audit hash chain segment. Exit 1 naming what
+    failed (a changed file or row, a broken chain, a bad signature)."""
+    from gridpilot.security.evidence_verify import BundleInvalid, verify_bundle
+    from gridpilot.security.signing import SigningKeyError, load_public_key
+
+    try:
+        data = bundle.read_bytes()
+        public = load_public_key(key.read_bytes()) if key is not None else None
+    except (OSError, SigningKeyError) as exc:
+        raise _fail(str(exc), 2) from None
+    try:
+        report = verify_bundle(data, public)
+    except BundleInvalid as exc:
+        raise _fail(f"evidence bundle INVALID: {exc}") from None
+    typer.echo(report.summary())
+
+
+@audit_app.command("export-key")
+def audit_export_key(
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--key-file",
+            help="the signing key (default: GRIDPILOT_EVIDENCE_KEY_FILE, else "
+            "<GRIDPILOT_PKI_DIR>/evidence.key); created when missing",
+        ),
+    ] = None,
+) -> None:
+    """Print the public key (PEM) evidence exports are signed with, to pin for
+    `gridpilot audit verify-export --key`; its fingerprint goes to stderr."""
+    from gridpilot.security.signing import EvidenceSigner, SigningKeyError, public_pem
+
+    path = key_file or load_settings().evidence_key_path
+    if path is None:
+        raise _fail("no signing key: set GRIDPILOT_EVIDENCE_KEY_FILE or GRIDPILOT_PKI_DIR", 2)
+    try:
+        signer = EvidenceSigner.load_or_create(path)
+    except (SigningKeyError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(public_pem(signer.public_key).decode(), nl=False)
+    typer.echo(f"fingerprint {signer.fingerprint} ({path})", err=True)

@@ -8,6 +8,7 @@ import grpc
 from gridpilot.ingest.onboarding import load_ca
 from gridpilot.security.oidc import JwtVerifier, OidcConfig, parse_role_map
 from gridpilot.security.pki import Pki, PkiError
+from gridpilot.security.signing import EvidenceSigner, SigningKeyError
 from gridpilot.security.tls import TlsConfigError, server_credentials
 
 from .settings import Settings
@@ -33,6 +34,17 @@ def enrollment_ca(settings: Settings) -> Pki | None:
         return load_ca(settings.pki_dir, settings.trust_domain)
     except PkiError as exc:
         raise HeadendError(f"GRIDPILOT_PKI_DIR: {exc}") from None
+
+
+def evidence_signer(settings: Settings) -> EvidenceSigner | None:
+    """The key that signs evidence exports (created when missing); None: not set up."""
+    path = settings.evidence_key_path
+    if path is None:
+        return None
+    try:
+        return EvidenceSigner.load_or_create(path)
+    except (SigningKeyError, OSError) as exc:
+        raise HeadendError(f"GRIDPILOT_EVIDENCE_KEY_FILE: {exc}") from None
 
 
 def jwt_verifier(settings: Settings) -> JwtVerifier | None:

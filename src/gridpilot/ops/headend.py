@@ -41,7 +41,13 @@ from gridpilot.store.dispatches import DispatchStore
 from gridpilot.wire.service import add_AgentGatewayServicer_to_server
 
 from . import temporal
-from .credentials import HeadendError, enrollment_ca, grpc_credentials, jwt_verifier
+from .credentials import (
+    HeadendError,
+    enrollment_ca,
+    evidence_signer,
+    grpc_credentials,
+    jwt_verifier,
+)
 from .fleet_metrics import FleetCollector
 from .settings import Environment, Settings
 
@@ -272,6 +278,7 @@ class Headend:
                         self.store,
                         self.enrollment,
                         self.onboarding,
+                        evidence_signer(s),
                     ),
                     auth=AuthSettings(
                         Authenticator(self.tokens, jwt_verifier(s)), self.audit, s.metrics_public

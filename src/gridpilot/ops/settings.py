@@ -111,6 +111,12 @@ class Settings(BaseSettings):
         description="a `gridpilot pki` directory (pki.json, ca.pem, ca.key) whose CA signs "
         "gateway certificates at enrollment (POST /api/v1/enroll); unset: enrollment answers 404",
     )
+    evidence_key_file: Path | None = Field(
+        None,
+        description="Ed25519 private key (PEM, created 0600 when missing) that signs evidence "
+        "exports (GET /api/v1/audit/export); default: <pki_dir>/evidence.key; neither set: "
+        "exports answer 404",
+    )
     enroll_token_ttl_s: int = Field(
         3600,
         ge=60,
@@ -273,6 +279,12 @@ class Settings(BaseSettings):
     @property
     def telemetry_policy(self) -> TelemetryPolicy:
         return TelemetryPolicy(self.telemetry_compress_after_days, self.telemetry_retention_days)
+
+    @property
+    def evidence_key_path(self) -> Path | None:
+        if self.evidence_key_file is not None:
+            return self.evidence_key_file
+        return None if self.pki_dir is None else self.pki_dir / "evidence.key"
 
     @property
     def headend_task_queue(self) -> str:
