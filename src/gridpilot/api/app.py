@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import gridpilot
 from gridpilot.core.errors import NotFound
+from gridpilot.core.quotas import Quotas
 
 from . import (
     admin,
@@ -33,6 +34,7 @@ from .admin import SecurityDeps
 from .auth import AuthMiddleware, AuthSettings, require_rule
 from .dispatch_service import DispatchService
 from .inputs import DEFAULT_MAX_BODY_BYTES, BodyLimit, check_parameters
+from .quotas import RateLimit
 
 HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
 DATABASE_CHECK_S = 2.0
@@ -60,6 +62,8 @@ class ApiDeps:
     trace_ui_url: str | None = None
     # A dispatch's workflow in the Temporal UI: this + the dispatch id (pages.workflow_url).
     workflow_url: str | None = None
+    # Rate limits (core/quotas.py); None: none.
+    quotas: Quotas | None = None
 
 
 async def _database_check(engine: AsyncEngine) -> str:
@@ -103,6 +107,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
     pages.install(app, deps.workflow_url)
     # Inside auth: an unauthenticated caller gets 401 whatever it sends.
     app.add_middleware(BodyLimit, max_bytes=deps.max_body_bytes)
+    # Inside auth (it needs the principal), before the body is read: 429.
+    app.add_middleware(RateLimit, quotas=deps.quotas)
     # Every request is authenticated, authorized and logged before any route
     # runs (see auth.RULES); outermost, every answer gets the security headers.
     app.add_middleware(AuthMiddleware, settings=deps.auth)

@@ -43,6 +43,8 @@ class AgentSession:
     rejected_pending: int = 0
     last_rejection: str | None = None
     foreign_audited: set[str] = field(default_factory=set)
+    # Why the headend ended the stream, when it says more than END_STATUS (a quota).
+    end_detail: str | None = None
     reader: asyncio.Task[None] | None = field(default=None, repr=False)  # reads the agent
     ending: asyncio.Task[None] | None = field(default=None, repr=False)  # closes the session once
 

@@ -20,6 +20,7 @@ from gridpilot.api.app import ApiDeps, create_app
 from gridpilot.api.auth import AuthSettings
 from gridpilot.api.dispatch_service import DispatchOptions, DispatchService
 from gridpilot.api.pages import workflow_url
+from gridpilot.core.quotas import Quotas
 from gridpilot.core.sessions import EndReason
 from gridpilot.ingest.acks import TemporalAckSink, late_ack_recorder
 from gridpilot.ingest.enrollment import EnrollmentStore
@@ -28,6 +29,7 @@ from gridpilot.ingest.metrics import IngestCollector, metrics_registry
 from gridpilot.ingest.onboarding import GatewayOnboarding
 from gridpilot.ingest.pipeline import IngestBatch, TelemetryPipeline
 from gridpilot.ingest.queue import MemoryTelemetryQueue
+from gridpilot.ingest.quotas import QuotaCollector
 from gridpilot.ingest.registry import GatewayStore
 from gridpilot.ingest.servicer import AgentGatewayServicer
 from gridpilot.ingest.sessions import SessionRegistry
@@ -151,6 +153,7 @@ class Headend:
             settings.gateway_cert_days,
             settings.enroll_token_ttl_s,
         )
+        self.quotas = Quotas(*settings.quota_limits)
         self.client: Client | None = None
         self.acks: TemporalAckSink | None = None
         self._stop = asyncio.Event()
@@ -238,6 +241,7 @@ class Headend:
                 ),
                 local_sink=service.record_local,
                 enrollment=self.enrollment,
+                quotas=self.quotas,
             )
             add_AgentGatewayServicer_to_server(self.servicer, grpc_server)
             if credentials is None:
@@ -290,11 +294,13 @@ class Headend:
                         IngestCollector(self.pipeline, lambda: self.servicer),
                         acks,
                         fleet,
+                        QuotaCollector(self.quotas),
                     ),
                     metrics_refresh=fleet.refresh,
                     max_body_bytes=s.api_max_body_bytes,
                     trace_ui_url=s.trace_ui_url,
                     workflow_url=workflow_url(s.temporal_ui_url, s.temporal_namespace),
+                    quotas=self.quotas,
                 )
             )
             if self.tracing:

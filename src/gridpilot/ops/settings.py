@@ -15,6 +15,7 @@ from typing import NoReturn
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gridpilot.core.quotas import QuotaLimits
 from gridpilot.schema.telemetry_ddl import TelemetryPolicy
 
 
@@ -183,6 +184,31 @@ class Settings(BaseSettings):
         description="TimescaleDB: drop raw telemetry older than this (0 = keep it all); "
         "the 1-minute and 1-hour rollups are kept",
     )
+    quota_api_requests_per_s: float = Field(
+        500.0, ge=0, description="REST requests per second per API token (burst: 2 s); 0 = off"
+    )
+    quota_dispatch_submits_per_min: float = Field(
+        3000.0, ge=0, description="dispatch submits per minute per tenant (burst: 1 min); 0 = off"
+    )
+    quota_telemetry_samples_per_s: float = Field(
+        100_000.0,
+        ge=0,
+        description="telemetry samples per second per gateway (burst: 10 s); over it a batch "
+        "is refused before its ack (the agent keeps it and resends); 0 = off",
+    )
+    quota_max_assets: int = Field(10_000, ge=0, description="assets per tenant; 0 = off")
+    quota_max_gateways: int = Field(1_000, ge=0, description="gateways per tenant; 0 = off")
+    quota_enroll_requests_per_min: float = Field(
+        60.0,
+        ge=0,
+        description="requests to the public enrollment routes per minute per client address "
+        "(burst: 1 min); 0 = off",
+    )
+    tenant_quotas: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description='per-tenant overrides of the quota_* defaults, JSON: {"acme": '
+        '{"dispatch_submits_per_min": 60, "max_assets": 500}} (docs/usage.md)',
+    )
     max_future_skew_s: float = Field(
         300.0, gt=0, description="samples further in the future are rejected"
     )
@@ -220,6 +246,18 @@ class Settings(BaseSettings):
             return None
         if "{trace_id}" not in v or not v.startswith(("http://", "https://")):
             raise ValueError("expected an http(s) URL with {trace_id} in it")
+        return v
+
+    @field_validator("tenant_quotas")
+    @classmethod
+    def _tenant_quotas(cls, v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        from gridpilot.core.quotas import QuotaLimits
+
+        for tenant, overrides in v.items():
+            try:
+                QuotaLimits().replace(overrides)
+            except ValueError as exc:
+                raise ValueError(f"tenant {tenant!r}: {exc}") from None
         return v
 
     @field_validator("db_app_role")
@@ -279,6 +317,19 @@ class Settings(BaseSettings):
     @property
     def telemetry_policy(self) -> TelemetryPolicy:
         return TelemetryPolicy(self.telemetry_compress_after_days, self.telemetry_retention_days)
+
+    @property
+    def quota_limits(self) -> tuple[QuotaLimits, dict[str, QuotaLimits]]:
+        """The default limits, and each tenant's with its overrides."""
+        default = QuotaLimits(
+            api_requests_per_s=self.quota_api_requests_per_s,
+            dispatch_submits_per_min=self.quota_dispatch_submits_per_min,
+            telemetry_samples_per_s=self.quota_telemetry_samples_per_s,
+            max_assets=self.quota_max_assets,
+            max_gateways=self.quota_max_gateways,
+            enroll_requests_per_min=self.quota_enroll_requests_per_min,
+        )
+        return default, {t: default.replace(o) for t, o in self.tenant_quotas.items()}
 
     @property
     def evidence_key_path(self) -> Path | None:
