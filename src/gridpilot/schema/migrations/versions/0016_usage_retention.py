@@ -1,0 +1,91 @@
+"""usage metering and retention: hourly usage per tenant, the hours pushed to
+the usage webhook, and each tenant's retention and legal hold
+
+- ``usage_hourly`` (tenant, hour, metric) -> value: counters the replicas add
+  to (samples, bytes, API calls) and dispatch outcomes recomputed from the
+  transitions;
+- ``usage_active_assets`` (tenant, hour, asset): the assets that sent
+  accepted telemetry in the hour;
+- ``usage_pushes`` (tenant, hour): hours the webhook receiver acknowledged;
+- ``retention_policies`` (tenant): telemetry and audit retention in days
+  (NULL: the headend's default) and a legal hold that suspends deletion.
+
+Revision ID: 0016
+Revises: 0014
+Create Date: 2026-12-06 21:00:00
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0016"
+down_revision = "0014"
+branch_labels = None
+depends_on = None
+
+
+def _tenant() -> sa.Column[str]:
+    return sa.Column("tenant_id", sa.Text(), server_default=sa.text("'default'"), nullable=False)
+
+
+def _fk(table: str) -> sa.ForeignKeyConstraint:
+    return sa.ForeignKeyConstraint(
+        ["tenant_id"], ["tenants.id"], name=op.f(f"fk_{table}_tenant_id_tenants")
+    )
+
+
+def upgrade() -> None:
+    op.create_table(
+        "usage_hourly",
+        _tenant(),
+        sa.Column("hour", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("metric", sa.Text(), nullable=False),
+        sa.Column("value", sa.BigInteger(), server_default="0", nullable=False),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
+        _fk("usage_hourly"),
+        sa.PrimaryKeyConstraint("tenant_id", "hour", "metric", name=op.f("pk_usage_hourly")),
+    )
+    op.create_table(
+        "usage_active_assets",
+        _tenant(),
+        sa.Column("hour", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("asset_id", sa.Text(), nullable=False),
+        _fk("usage_active_assets"),
+        sa.PrimaryKeyConstraint(
+            "tenant_id", "hour", "asset_id", name=op.f("pk_usage_active_assets")
+        ),
+    )
+    op.create_table(
+        "usage_pushes",
+        _tenant(),
+        sa.Column("hour", sa.DateTime(timezone=True), nullable=False),
+        sa.Column(
+            "pushed_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
+        sa.Column("attempts", sa.Integer(), server_default="1", nullable=False),
+        _fk("usage_pushes"),
+        sa.PrimaryKeyConstraint("tenant_id", "hour", name=op.f("pk_usage_pushes")),
+    )
+    op.create_table(
+        "retention_policies",
+        sa.Column("tenant_id", sa.Text(), nullable=False),
+        sa.Column("telemetry_days", sa.Integer(), nullable=True),
+        sa.Column("audit_days", sa.Integer(), nullable=True),
+        sa.Column("legal_hold", sa.Boolean(), server_default="false", nullable=False),
+        sa.Column("hold_reason", sa.Text(), nullable=True),
+        sa.Column("updated_by", sa.Text(), nullable=False),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
+        _fk("retention_policies"),
+        sa.PrimaryKeyConstraint("tenant_id", name=op.f("pk_retention_policies")),
+    )
+
+
+def downgrade() -> None:
+    for table in ("retention_policies", "usage_pushes", "usage_active_assets", "usage_hourly"):
+        op.drop_table(table)
