@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import gridpilot
 from gridpilot.core.errors import NotFound
 from gridpilot.core.quotas import Quotas
+from gridpilot.core.usage import UsageMeter
 
 from . import (
     admin,
@@ -29,6 +30,7 @@ from . import (
     openapi,
     pages,
     reads,
+    usage,
 )
 from .admin import SecurityDeps
 from .auth import AuthMiddleware, AuthSettings, require_rule
@@ -64,6 +66,8 @@ class ApiDeps:
     workflow_url: str | None = None
     # Rate limits (core/quotas.py); None: none.
     quotas: Quotas | None = None
+    # Counts API calls per tenant and hour (core/usage.py); None: not metered.
+    usage: UsageMeter | None = None
 
 
 async def _database_check(engine: AsyncEngine) -> str:
@@ -101,6 +105,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.include_router(dispatches.router)
     app.include_router(admin.router)
     app.include_router(evidence.router)
+    app.include_router(usage.router)
     app.include_router(enrollment.router)
     app.include_router(onboarding.router)
     app.include_router(events.router)
@@ -108,7 +113,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     # Inside auth: an unauthenticated caller gets 401 whatever it sends.
     app.add_middleware(BodyLimit, max_bytes=deps.max_body_bytes)
     # Inside auth (it needs the principal), before the body is read: 429.
-    app.add_middleware(RateLimit, quotas=deps.quotas)
+    app.add_middleware(RateLimit, quotas=deps.quotas, usage=deps.usage)
     # Every request is authenticated, authorized and logged before any route
     # runs (see auth.RULES); outermost, every answer gets the security headers.
     app.add_middleware(AuthMiddleware, settings=deps.auth)

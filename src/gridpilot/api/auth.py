@@ -74,6 +74,7 @@ RULES: dict[tuple[str, str], Permission] = {
     ("GET", "/api/v1/audit"): P.AUDIT,
     ("GET", "/api/v1/audit/export"): P.AUDIT,
     ("GET", "/api/v1/audit/export/key"): P.AUDIT,
+    ("GET", "/api/v1/usage"): P.READ,  # the caller's tenant's metered usage
     ("GET", "/api/v1/tokens"): P.ADMIN,
     ("POST", "/api/v1/tokens"): P.ADMIN,
     ("POST", "/api/v1/tokens/{token_id}/revoke"): P.ADMIN,

@@ -1,20 +1,26 @@
-"""Rate limits on REST requests (``core/quotas.py`` keeps the buckets).
+"""Rate limits on REST requests (``core/quotas.py`` keeps the buckets), and the
+count of API calls for usage metering (``core/usage.py``).
 
 An ASGI middleware inside authentication, so it knows the principal: every
 authenticated request takes one token from its API token's bucket
 (``api_requests_per_s``, under its tenant's limits); the public enrollment
 routes, which have no principal, take one from the client address's bucket
 (``enroll_requests_per_min``). Over a limit: 429 with ``Retry-After`` and a
-JSON body naming the limit, before the route runs. A dispatch submit also
+JSON body naming the limit, before the route runs. Every authenticated
+request counts as an API call of its tenant (refused ones too: they were
+made). A dispatch submit also
 takes one from its tenant's ``dispatch_submits_per_min`` (:func:`submit`).
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gridpilot.core.quotas import Limit, Quotas
+from gridpilot.core.usage import Metric, UsageMeter
 from gridpilot.schema.tables import DEFAULT_TENANT
 
 from .auth import match_rule, principal_of
@@ -26,16 +32,22 @@ ENROLL_ROUTES = frozenset({"/api/v1/enroll/describe", "/api/v1/enroll", "/api/v1
 
 
 class RateLimit:
-    def __init__(self, app: ASGIApp, quotas: Quotas | None) -> None:
+    def __init__(self, app: ASGIApp, quotas: Quotas | None, usage: UsageMeter | None) -> None:
         self.app = app
         self._quotas = quotas
+        self._usage = usage
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        quotas = self._quotas
-        if scope["type"] != "http" or quotas is None:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         principal = principal_of(_State(scope.get("state", {})))
+        if self._usage is not None and principal.authenticated:
+            self._usage.add(tenant_of(principal), datetime.now(UTC), Metric.API_CALLS)
+        quotas = self._quotas
+        if quotas is None:
+            await self.app(scope, receive, send)
+            return
         template = match_rule(scope["method"], scope["path"])
         if template in ENROLL_ROUTES:
             client = scope.get("client")

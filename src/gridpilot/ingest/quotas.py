@@ -1,4 +1,4 @@
-"""Quotas on the AgentGateway (``core/quotas.py`` keeps the limits and buckets).
+"""Quotas (and usage metering) on the AgentGateway (``core/quotas.py``, ``core/usage.py``).
 
 - ``telemetry_samples_per_s`` per gateway: a batch over it waits (the stream
   is not read meanwhile: gRPC flow control) when the bucket refills within
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection, Iterator
+from datetime import datetime
 
 import structlog
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -22,8 +23,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gridpilot.core.quotas import Limit, QuotaExceeded, Quotas
+from gridpilot.core.usage import Metric as UsageMetric
+from gridpilot.core.usage import UsageMeter
 from gridpilot.schema import tables as t
 
+from .copyrows import CopyRows
 from .sessions import AgentSession
 
 log = structlog.get_logger(__name__)
@@ -57,6 +61,14 @@ async def admit_telemetry(quotas: Quotas | None, session: AgentSession, samples:
         "telemetry_quota_exceeded", gateway=gateway, samples=samples, retry_after_s=round(wait, 1)
     )
     return False
+
+
+def meter_batch(meter: UsageMeter, gateway_id: str, received: datetime, rows: CopyRows) -> None:
+    """Usage of a committed batch: its rows, their bytes as written, its assets."""
+    tenant = gateway_tenant(gateway_id)
+    meter.add(tenant, received, UsageMetric.SAMPLES_INGESTED, rows.count)
+    meter.add(tenant, received, UsageMetric.BYTES_STORED, len(rows.payload))
+    meter.active(tenant, received, rows.latest)
 
 
 async def check_registration(

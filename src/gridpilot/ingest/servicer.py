@@ -21,6 +21,7 @@ from google.protobuf.message import DecodeError
 
 from gridpilot.core.quotas import Quotas
 from gridpilot.core.sessions import EndReason
+from gridpilot.core.usage import UsageMeter
 from gridpilot.schema.db import DATABASE_UNAVAILABLE
 from gridpilot.store.dispatches import DispatchStore
 from gridpilot.wire import session as wire_session
@@ -37,7 +38,7 @@ from .guard import GatewayAuthority, refuse_gateway
 from .handshake import Handshake
 from .local_dispatches import LocalDispatchIntake, LocalSink
 from .pipeline import IngestBatch, TelemetryPipeline
-from .quotas import admit_telemetry
+from .quotas import admit_telemetry, meter_batch
 from .registry import GatewayStore
 from .sessions import AgentSession, SessionClosed, SessionRegistry
 
@@ -85,9 +86,11 @@ class AgentGatewayServicer(AgentGatewayServicerBase):
         enrollment: EnrollmentStore | None = None,
         silence_s: float = 25.0,
         quotas: Quotas | None = None,
+        usage: UsageMeter | None = None,
     ) -> None:
         self._store = store
         self._quotas = quotas
+        self._usage = usage
         self._silence_s = silence_s  # GRIDPILOT_AGENT_SILENCE_S
         self._sessions = sessions
         self._pipeline = pipeline
@@ -287,6 +290,8 @@ class AgentGatewayServicer(AgentGatewayServicerBase):
 
         async def send_ack() -> None:
             encoded = done[0]
+            if self._usage is not None and encoded.rows.count:  # committed: metered
+                meter_batch(self._usage, session.gateway_id, received, encoded.rows)
             session.send_nowait(
                 wire_telemetry.telemetry_ack(seq, encoded.rows.count, encoded.rejections)
             )

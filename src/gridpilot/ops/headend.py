@@ -22,6 +22,7 @@ from gridpilot.api.dispatch_service import DispatchOptions, DispatchService
 from gridpilot.api.pages import workflow_url
 from gridpilot.core.quotas import Quotas
 from gridpilot.core.sessions import EndReason
+from gridpilot.core.usage import UsageMeter
 from gridpilot.ingest.acks import TemporalAckSink, late_ack_recorder
 from gridpilot.ingest.enrollment import EnrollmentStore
 from gridpilot.ingest.guard import GatewayAuthority, SessionGuard
@@ -49,8 +50,10 @@ from .credentials import (
     evidence_signer,
     grpc_credentials,
     jwt_verifier,
+    usage_webhook,
 )
 from .fleet_metrics import FleetCollector
+from .housekeeping import audit_head_log, flush_usage, usage_loop
 from .settings import Environment, Settings
 
 log = structlog.get_logger(__name__)
@@ -154,6 +157,7 @@ class Headend:
             settings.enroll_token_ttl_s,
         )
         self.quotas = Quotas(*settings.quota_limits)
+        self.usage = UsageMeter()  # what this process counts, flushed by usage_loop
         self.client: Client | None = None
         self.acks: TemporalAckSink | None = None
         self._stop = asyncio.Event()
@@ -242,6 +246,7 @@ class Headend:
                 local_sink=service.record_local,
                 enrollment=self.enrollment,
                 quotas=self.quotas,
+                usage=self.usage,
             )
             add_AgentGatewayServicer_to_server(self.servicer, grpc_server)
             if credentials is None:
@@ -301,6 +306,7 @@ class Headend:
                     trace_ui_url=s.trace_ui_url,
                     workflow_url=workflow_url(s.temporal_ui_url, s.temporal_namespace),
                     quotas=self.quotas,
+                    usage=self.usage,
                 )
             )
             if self.tracing:
@@ -319,7 +325,11 @@ class Headend:
             log.info("api_listening", url=f"http://{s.api_host}:{s.api_port}")
         spawn(self._partition_maintenance(), "partitions")
         if s.audit_head_log_s > 0:
-            spawn(self._audit_head_log(s.audit_head_log_s), "audit-head")
+            spawn(audit_head_log(self.audit, s.audit_head_log_s), "audit-head")
+        spawn(
+            usage_loop(self.engine, self.usage, s.usage_flush_s, usage_webhook(s, self.engine)),
+            "usage",
+        )
         log.info("headend_ready", headend_id=s.headend_id, roles=s.roles)
         stopper = asyncio.create_task(self._stop.wait())
         done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -353,26 +363,13 @@ class Headend:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
+            await flush_usage(self.engine, self.usage)  # what this replica counted last
+        with contextlib.suppress(Exception):
             await self.store.close_headend_sessions(
                 self.settings.headend_id, EndReason.HEADEND_STOPPING
             )
         await self.engine.dispose()
         log.info("headend_stopped")
-
-    async def _audit_head_log(self, every_s: float) -> None:
-        """Log the audit chain's head when it moved, so a copy lives outside the
-        database: ``gridpilot audit verify --expect-head ID:HASH`` then finds
-        newest rows removed (which leaves a shorter chain that verifies)."""
-        last: tuple[int, str] | None = None
-        while True:
-            try:
-                head = await self.audit.head()
-                if head is not None and head != last:
-                    log.info("audit_head", head=f"{head[0]}:{head[1]}", id=head[0])
-                    last = head
-            except Exception as exc:
-                log.warning("audit_head_failed", error=str(exc))
-            await asyncio.sleep(every_s)
 
     async def _partition_maintenance(self) -> None:
         while True:

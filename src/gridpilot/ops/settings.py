@@ -12,7 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import NoReturn
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gridpilot.core.quotas import QuotaLimits
@@ -209,6 +209,21 @@ class Settings(BaseSettings):
         description='per-tenant overrides of the quota_* defaults, JSON: {"acme": '
         '{"dispatch_submits_per_min": 60, "max_assets": 500}} (docs/usage.md)',
     )
+    usage_flush_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="how often each headend adds what it metered (samples, bytes, API calls, "
+        "active assets) to usage_hourly and pushes closed hours to the usage webhook",
+    )
+    usage_webhook_url: str | None = Field(
+        None,
+        description="POST each closed hour's usage per tenant here (signed, retried, at least "
+        "once, Idempotency-Key; docs/usage.md); unset: no push",
+    )
+    usage_webhook_secret: SecretStr | None = Field(
+        None, description="HMAC-SHA256 key of the usage webhook's X-GridPilot-Signature"
+    )
     max_future_skew_s: float = Field(
         300.0, gt=0, description="samples further in the future are rejected"
     )
@@ -280,6 +295,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 "GRIDPILOT_TEMPORAL_TLS_CERT_FILE and GRIDPILOT_TEMPORAL_TLS_KEY_FILE go together"
             )
+        if self.usage_webhook_url and self.usage_webhook_secret is None:
+            raise ValueError("usage_webhook_url needs usage_webhook_secret (its signing key)")
         if self.grpc_insecure and self.environment is Environment.PRODUCTION:
             raise ValueError("grpc_insecure is refused in production (mutual TLS is required)")
         if self.oidc_jwks_url:
