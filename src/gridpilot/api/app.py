@@ -30,6 +30,7 @@ from . import (
     openapi,
     pages,
     reads,
+    retention,
     usage,
 )
 from .admin import SecurityDeps
@@ -37,6 +38,7 @@ from .auth import AuthMiddleware, AuthSettings, require_rule
 from .dispatch_service import DispatchService
 from .inputs import DEFAULT_MAX_BODY_BYTES, BodyLimit, check_parameters
 from .quotas import RateLimit
+from .retention import RetentionDefaults
 
 HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
 DATABASE_CHECK_S = 2.0
@@ -68,6 +70,8 @@ class ApiDeps:
     quotas: Quotas | None = None
     # Counts API calls per tenant and hour (core/usage.py); None: not metered.
     usage: UsageMeter | None = None
+    # What retention policies fall back on and are held to (None: the defaults).
+    retention: RetentionDefaults | None = None
 
 
 async def _database_check(engine: AsyncEngine) -> str:
@@ -106,6 +110,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(evidence.router)
     app.include_router(usage.router)
+    app.include_router(retention.router)
     app.include_router(enrollment.router)
     app.include_router(onboarding.router)
     app.include_router(events.router)

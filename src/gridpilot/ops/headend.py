@@ -20,6 +20,7 @@ from gridpilot.api.app import ApiDeps, create_app
 from gridpilot.api.auth import AuthSettings
 from gridpilot.api.dispatch_service import DispatchOptions, DispatchService
 from gridpilot.api.pages import workflow_url
+from gridpilot.api.retention import RetentionDefaults
 from gridpilot.core.quotas import Quotas
 from gridpilot.core.sessions import EndReason
 from gridpilot.core.usage import UsageMeter
@@ -50,10 +51,9 @@ from .credentials import (
     evidence_signer,
     grpc_credentials,
     jwt_verifier,
-    usage_webhook,
 )
 from .fleet_metrics import FleetCollector
-from .housekeeping import audit_head_log, flush_usage, usage_loop
+from .housekeeping import audit_head_log, chores, flush_usage
 from .settings import Environment, Settings
 
 log = structlog.get_logger(__name__)
@@ -157,7 +157,7 @@ class Headend:
             settings.enroll_token_ttl_s,
         )
         self.quotas = Quotas(*settings.quota_limits)
-        self.usage = UsageMeter()  # what this process counts, flushed by usage_loop
+        self.usage = UsageMeter()  # what this process counts, flushed by chores()
         self.client: Client | None = None
         self.acks: TemporalAckSink | None = None
         self._stop = asyncio.Event()
@@ -307,6 +307,9 @@ class Headend:
                     workflow_url=workflow_url(s.temporal_ui_url, s.temporal_namespace),
                     quotas=self.quotas,
                     usage=self.usage,
+                    retention=RetentionDefaults(
+                        s.telemetry_retention_days, s.audit_retention_min_days
+                    ),
                 )
             )
             if self.tracing:
@@ -326,10 +329,7 @@ class Headend:
         spawn(self._partition_maintenance(), "partitions")
         if s.audit_head_log_s > 0:
             spawn(audit_head_log(self.audit, s.audit_head_log_s), "audit-head")
-        spawn(
-            usage_loop(self.engine, self.usage, s.usage_flush_s, usage_webhook(s, self.engine)),
-            "usage",
-        )
+        spawn(chores(s, self.engine, self.usage), "housekeeping")  # usage, retention
         log.info("headend_ready", headend_id=s.headend_id, roles=s.roles)
         stopper = asyncio.create_task(self._stop.wait())
         done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)

@@ -1,5 +1,6 @@
 """The headend's periodic chores that are not a request's: the audit head's
-log line, and usage metering (flush, dispatch outcomes, the webhook)."""
+log line, usage metering (flush, dispatch outcomes, the webhook) and
+telemetry retention."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gridpilot.core.usage import UsageMeter
 from gridpilot.security.audit import AuditLog
+from gridpilot.store import retention as store_retention
 from gridpilot.store import usage as store_usage
 
+from .credentials import usage_webhook
+from .settings import Settings
 from .usage_webhook import UsageWebhook
 
 log = structlog.get_logger(__name__)
@@ -63,3 +67,22 @@ async def usage_loop(
             await flush_usage(engine, meter, webhook)
         except Exception as exc:
             log.warning("usage_flush_failed", error=str(exc))
+
+
+async def retention_loop(engine: AsyncEngine, default_days: int, every_s: float) -> None:
+    """Each tenant's telemetry retention (none while it is on legal hold)."""
+    while True:
+        try:
+            await store_retention.enforce_telemetry(engine, default_days, datetime.now(UTC))
+        except Exception as exc:
+            log.warning("telemetry_retention_failed", error=str(exc))
+        await asyncio.sleep(every_s)
+
+
+async def chores(settings: Settings, engine: AsyncEngine, meter: UsageMeter) -> None:
+    """Usage metering and retention, until cancelled."""
+    s = settings
+    await asyncio.gather(
+        usage_loop(engine, meter, s.usage_flush_s, usage_webhook(s, engine)),
+        retention_loop(engine, s.telemetry_retention_days, s.retention_check_s),
+    )

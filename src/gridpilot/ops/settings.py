@@ -224,6 +224,18 @@ class Settings(BaseSettings):
     usage_webhook_secret: SecretStr | None = Field(
         None, description="HMAC-SHA256 key of the usage webhook's X-GridPilot-Signature"
     )
+    audit_retention_min_days: int = Field(
+        365,
+        ge=30,
+        le=36_500,
+        description="the least audit retention a tenant may set (PUT /api/v1/retention)",
+    )
+    retention_check_s: float = Field(
+        3600.0,
+        gt=0,
+        description="how often each tenant's telemetry older than its retention is deleted "
+        "(none of a tenant on legal hold)",
+    )
     max_future_skew_s: float = Field(
         300.0, gt=0, description="samples further in the future are rejected"
     )

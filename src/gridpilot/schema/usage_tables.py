@@ -64,4 +64,6 @@ retention_policies = Table(
     Column("hold_reason", Text, nullable=True),
     Column("updated_by", Text, nullable=False),
     ts_column("updated_at", now=True),
+    # When a retention round last looked at the tenant (held or not).
+    ts_column("checked_at", nullable=True),
 )

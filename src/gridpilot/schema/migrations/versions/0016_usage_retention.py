@@ -8,7 +8,11 @@ the usage webhook, and each tenant's retention and legal hold
   accepted telemetry in the hour;
 - ``usage_pushes`` (tenant, hour): hours the webhook receiver acknowledged;
 - ``retention_policies`` (tenant): telemetry and audit retention in days
-  (NULL: the headend's default) and a legal hold that suspends deletion.
+  (NULL: the headend's default) and a legal hold that suspends deletion;
+- ``gridpilot_hold_retention(hold)``: pauses (or resumes) TimescaleDB's
+  retention jobs while any tenant is on legal hold. SECURITY DEFINER, so the
+  app role (which does not own the jobs) can call it; a no-op without
+  TimescaleDB.
 
 Revision ID: 0016
 Revises: 0014
@@ -81,11 +85,36 @@ def upgrade() -> None:
         sa.Column(
             "updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
         ),
+        sa.Column("checked_at", sa.DateTime(timezone=True), nullable=True),
         _fk("retention_policies"),
         sa.PrimaryKeyConstraint("tenant_id", name=op.f("pk_retention_policies")),
     )
 
+    op.execute(HOLD_FUNCTION)
+
+
+HOLD_FUNCTION = """
+CREATE OR REPLACE FUNCTION gridpilot_hold_retention(hold boolean) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+DECLARE
+    job integer;
+    changed integer := 0;
+BEGIN
+    IF to_regclass('timescaledb_information.jobs') IS NULL THEN
+        RETURN 0;
+    END IF;
+    FOR job IN EXECUTE 'SELECT job_id FROM timescaledb_information.jobs '
+        'WHERE proc_name = ''policy_retention'' AND scheduled = $1' USING hold LOOP
+        EXECUTE 'SELECT alter_job($1, scheduled => $2)' USING job, NOT hold;
+        changed := changed + 1;
+    END LOOP;
+    RETURN changed;
+END
+$$
+"""
+
 
 def downgrade() -> None:
+    op.execute("DROP FUNCTION IF EXISTS gridpilot_hold_retention(boolean)")
     for table in ("retention_policies", "usage_pushes", "usage_active_assets", "usage_hourly"):
         op.drop_table(table)
