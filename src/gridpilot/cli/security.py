@@ -273,7 +273,7 @@ def audit_verify(
     async def work(audit: AuditLog) -> tuple[bool, str]:
         r = await audit.verify(expected)
         if r.ok:
-            return True, f"audit log ok: {r.count} events, head {r.count}:{r.head_hash}"
+            return True, f"audit log ok: {r.count} events, head {r.head_id}:{r.head_hash}"
         return False, (
             f"audit log TAMPERED at id {r.bad_id}: {r.problem} "
             f"({r.count} events verified before it)"
@@ -283,6 +283,40 @@ def audit_verify(
     if not ok:
         raise _fail(line)
     typer.echo(line)
+
+
+@audit_app.command("prune")
+def audit_prune(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="say what would go, remove nothing")
+    ] = False,
+) -> None:
+    """Remove the oldest audit rows that every tenant's retention lets go
+    (PUT /api/v1/retention audit_days, never under GRIDPILOT_AUDIT_RETENTION_MIN_DAYS;
+    nothing of a tenant on legal hold). Run it as the owner of the tables (like
+    `gridpilot db upgrade`, e.g. daily); the chain then starts at an anchor that
+    `gridpilot audit verify` checks from."""
+    from gridpilot.security.audit_prune import prune
+
+    min_days = load_settings().audit_retention_min_days
+
+    async def work(audit: AuditLog) -> str:
+        try:
+            r = await prune(audit, datetime.now(UTC), min_days, cli_actor(), dry_run)
+        except sqlalchemy.exc.DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) == "42501":  # insufficient_privilege
+                raise DomainError(
+                    "audit prune must run as the owner of audit_log (not the app role)"
+                ) from None
+            raise
+        if r.anchor is None:
+            return "audit log: nothing to prune"
+        verb = "would remove" if dry_run else "removed"
+        return (
+            f"audit log: {verb} {r.rows} rows; the chain starts after {r.anchor[0]}:{r.anchor[1]}"
+        )
+
+    typer.echo(_with_db(work))
 
 
 def _parse_head(value: str) -> tuple[int, str]:

@@ -30,6 +30,7 @@ from .base import tenant_column as _tenant
 from .base import ts_column as _ts
 
 # Usage metering and retention (migration 0016), on the same metadata.
+from .usage_tables import audit_anchor as audit_anchor
 from .usage_tables import retention_policies as retention_policies
 from .usage_tables import usage_active_assets as usage_active_assets
 from .usage_tables import usage_hourly as usage_hourly

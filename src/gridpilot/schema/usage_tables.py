@@ -6,6 +6,8 @@ the transitions. ``usage_active_assets``: the assets that sent accepted
 telemetry in the hour (its count is the hour's ``active_assets``).
 ``usage_pushes``: the hours a webhook receiver has acknowledged.
 ``retention_policies``: a tenant's retention and legal hold.
+``audit_anchor``: where the audit chain starts after its oldest rows were
+pruned (the last pruned row's id and hash).
 """
 
 from __future__ import annotations
@@ -66,4 +68,14 @@ retention_policies = Table(
     ts_column("updated_at", now=True),
     # When a retention round last looked at the tenant (held or not).
     ts_column("checked_at", nullable=True),
+)
+
+audit_anchor = Table(
+    "audit_anchor",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", Text, nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("pruned_by", Text, nullable=False),
+    ts_column("pruned_at", now=True),
 )

@@ -126,5 +126,10 @@ async def _gather(
     segment = await conn.execute(select(a).where(a.c.id >= first, a.c.id <= last).order_by(a.c.id))
     out.audit = [audit_row(dict(r), r["tenant_id"] == tenant_id) for r in segment.mappings()]
     before = (await conn.execute(select(a.c.id, a.c.hash).where(a.c.id == first - 1))).first()
+    if before is None:  # pruned: the chain's anchor is the last removed row
+        an = t.audit_anchor
+        before = (
+            await conn.execute(select(an.c.id, an.c.hash).where(an.c.id == first - 1))
+        ).first()
     out.anchor = None if before is None else {"id": before.id, "hash": before.hash}
     return out

@@ -9,6 +9,8 @@ the usage webhook, and each tenant's retention and legal hold
 - ``usage_pushes`` (tenant, hour): hours the webhook receiver acknowledged;
 - ``retention_policies`` (tenant): telemetry and audit retention in days
   (NULL: the headend's default) and a legal hold that suspends deletion;
+- ``audit_anchor``: where the audit chain starts once its oldest rows were
+  pruned (``gridpilot audit prune``): the last pruned row's id and hash;
 - ``gridpilot_hold_retention(hold)``: pauses (or resumes) TimescaleDB's
   retention jobs while any tenant is on legal hold. SECURITY DEFINER, so the
   app role (which does not own the jobs) can call it; a no-op without
@@ -90,6 +92,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("tenant_id", name=op.f("pk_retention_policies")),
     )
 
+    op.create_table(
+        "audit_anchor",
+        sa.Column("id", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("hash", sa.Text(), nullable=False),
+        sa.Column("rows", sa.BigInteger(), nullable=False),
+        sa.Column("pruned_by", sa.Text(), nullable=False),
+        sa.Column(
+            "pruned_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_anchor")),
+    )
     op.execute(HOLD_FUNCTION)
 
 
@@ -116,5 +129,11 @@ $$
 
 def downgrade() -> None:
     op.execute("DROP FUNCTION IF EXISTS gridpilot_hold_retention(boolean)")
-    for table in ("retention_policies", "usage_pushes", "usage_active_assets", "usage_hourly"):
+    for table in (
+        "audit_anchor",
+        "retention_policies",
+        "usage_pushes",
+        "usage_active_assets",
+        "usage_hourly",
+    ):
         op.drop_table(table)
