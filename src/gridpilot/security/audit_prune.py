@@ -17,6 +17,7 @@ from datetime import datetime
 
 from sqlalchemy import func, select, text
 
+from gridpilot.core.errors import Refused
 from gridpilot.schema import tables as t
 
 from .audit import LOCK_KEY, Actor, AuditEvent, AuditLog
@@ -28,6 +29,10 @@ FIRST_KEPT_SQL = text(
     "OR a.at >= :now - make_interval(days => greatest(r.audit_days, :min_days))"
 )
 TRIGGER = "audit_log_no_update_delete"
+OWNER_SQL = text(
+    "SELECT pg_has_role(current_user, tableowner, 'USAGE') FROM pg_tables "
+    "WHERE schemaname = 'public' AND tablename = 'audit_log'"
+)
 
 
 @dataclass(frozen=True)
@@ -39,8 +44,15 @@ class PruneResult:
 async def prune(
     audit: AuditLog, now: datetime, min_days: int, who: Actor, dry_run: bool = False
 ) -> PruneResult:
+    """Raises Refused (``not_owner``) when this role does not own ``audit_log``."""
     a = t.audit_log
     async with audit.engine.begin() as conn:
+        if not await conn.scalar(OWNER_SQL):
+            raise Refused(
+                "audit prune must run as the owner of audit_log (not the app role)",
+                code="not_owner",
+                status=403,
+            )
         # No append interleaves: they take the same lock.
         await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_KEY})
         oldest, newest = (await conn.execute(select(func.min(a.c.id), func.max(a.c.id)))).one()

@@ -12,11 +12,14 @@ import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 import pytest
 import pytest_asyncio
 
 from gridpilot.schema import db
+from gridpilot.schema.roles import APP_ROLE
 from gridpilot.security import evidence
 from gridpilot.security.audit import Actor, AuditEvent, AuditLog
 from gridpilot.security.audit_prune import prune
@@ -92,3 +95,23 @@ async def test_prune_removes_only_what_every_policy_lets_go_and_the_chain_still_
     signer = EvidenceSigner.load_or_create(tmp_path / "evidence.key")
     bundle = evidence.build(data, signer, "token:auditor", datetime.now(UTC))
     assert verify_bundle(bundle, signer.public_key).audit_rows == 2
+
+
+def test_the_app_role_can_neither_prune_nor_move_the_anchor(database_url: str) -> None:
+    db.upgrade(database_url)  # as the owner: grants the app role
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"ALTER ROLE {APP_ROLE} LOGIN PASSWORD 'app-role-test'")
+    parts = urlsplit(database_url)
+    host = parts.netloc.rpartition("@")[2]
+    app_url = urlunsplit(parts._replace(netloc=f"{APP_ROLE}:app-role-test@{host}"))
+    with psycopg.connect(app_url, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM audit_anchor").fetchone() == (0,)  # may read
+        for sql in (
+            "INSERT INTO audit_anchor (id, hash, rows, pruned_by) VALUES (5, 'x', 5, 'me')",
+            "DELETE FROM audit_anchor",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(sql)
+    r = gridpilot("audit", "prune", GRIDPILOT_DATABASE_URL=app_url)
+    assert r.returncode == 1
+    assert "audit prune must run as the owner of audit_log" in r.stderr
