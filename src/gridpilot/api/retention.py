@@ -24,13 +24,16 @@ MAX_DAYS = 36_500
 class RetentionDefaults:
     """The headend's settings the policy falls back on and is held to."""
 
-    telemetry_days: int = 365  # GRIDPILOT_TELEMETRY_RETENTION_DAYS (0: kept)
+    telemetry_days: int = 365  # GRIDPILOT_TELEMETRY_RETENTION_DAYS (TimescaleDB's job; 0: off)
     audit_min_days: int = 365  # GRIDPILOT_AUDIT_RETENTION_MIN_DAYS
 
 
 class RetentionUpdate(RequestBody):
     telemetry_days: int | None = Field(
-        None, ge=1, le=MAX_DAYS, description="raw telemetry kept this long (null: the default)"
+        None,
+        ge=1,
+        le=MAX_DAYS,
+        description="raw telemetry kept this long (null: no per-tenant deletion)",
     )
     audit_days: int | None = Field(
         None, ge=1, le=MAX_DAYS, description="audit rows kept this long (null: kept)"
@@ -50,8 +53,10 @@ class RetentionView(BaseModel):
     checked_at: datetime | None = Field(
         description="when the headend's retention round last looked at this tenant"
     )
-    effective_telemetry_days: int | None = Field(
-        description="what applies: telemetry_days, else the default (null: kept)"
+    default_telemetry_days: int | None = Field(
+        description="on TimescaleDB, its retention job drops every tenant's telemetry older "
+        "than this (GRIDPILOT_TELEMETRY_RETENTION_DAYS; null: never); plain PostgreSQL keeps "
+        "what no telemetry_days deletes"
     )
     audit_min_days: int = Field(description="the least audit_days may be")
 
@@ -62,10 +67,9 @@ def _defaults(request: Request) -> RetentionDefaults:
 
 
 def _view(policy: store.RetentionPolicy, defaults: RetentionDefaults) -> RetentionView:
-    days = policy.telemetry_days if policy.telemetry_days is not None else defaults.telemetry_days
     return RetentionView(
         **policy.__dict__,
-        effective_telemetry_days=days or None,
+        default_telemetry_days=defaults.telemetry_days or None,
         audit_min_days=defaults.audit_min_days,
     )
 

@@ -69,11 +69,11 @@ async def usage_loop(
             log.warning("usage_flush_failed", error=str(exc))
 
 
-async def retention_loop(engine: AsyncEngine, default_days: int, every_s: float) -> None:
+async def retention_loop(engine: AsyncEngine, every_s: float) -> None:
     """Each tenant's telemetry retention (none while it is on legal hold)."""
     while True:
         try:
-            await store_retention.enforce_telemetry(engine, default_days, datetime.now(UTC))
+            await store_retention.enforce_telemetry(engine, datetime.now(UTC))
         except Exception as exc:
             log.warning("telemetry_retention_failed", error=str(exc))
         await asyncio.sleep(every_s)
@@ -84,5 +84,5 @@ async def chores(settings: Settings, engine: AsyncEngine, meter: UsageMeter) -> 
     s = settings
     await asyncio.gather(
         usage_loop(engine, meter, s.usage_flush_s, usage_webhook(s, engine)),
-        retention_loop(engine, s.telemetry_retention_days, s.retention_check_s),
+        retention_loop(engine, s.retention_check_s),
     )

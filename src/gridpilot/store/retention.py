@@ -1,7 +1,8 @@
 """Retention per tenant and the legal hold (migration 0016).
 
-A tenant's policy: raw telemetry kept ``telemetry_days`` (NULL: the
-headend's GRIDPILOT_TELEMETRY_RETENTION_DAYS; 0 there: kept), audit rows
+A tenant's policy: raw telemetry kept ``telemetry_days`` (NULL: no
+per-tenant deletion; TimescaleDB's own retention job still drops chunks at
+GRIDPILOT_TELEMETRY_RETENTION_DAYS, plain PostgreSQL keeps it), audit rows
 ``audit_days`` (NULL: kept; never under GRIDPILOT_AUDIT_RETENTION_MIN_DAYS),
 and ``legal_hold``, which suspends every deletion of the tenant's data.
 :func:`enforce_telemetry` deletes in batches, each of which re-reads the
@@ -92,11 +93,9 @@ async def sync_timescale_hold(conn: AsyncConnection) -> int:
     return int(changed or 0)
 
 
-async def enforce_telemetry(
-    engine: AsyncEngine, default_days: int, now: datetime
-) -> dict[str, int]:
-    """Delete each tenant's raw telemetry older than its retention, unless it
-    is on hold; rows deleted per tenant."""
+async def enforce_telemetry(engine: AsyncEngine, now: datetime) -> dict[str, int]:
+    """Delete each tenant's raw telemetry older than its ``telemetry_days``,
+    unless it is on hold; rows deleted per tenant with such a policy."""
     tn, r = t.tenants, t.retention_policies
     async with engine.begin() as conn:
         await sync_timescale_hold(conn)
@@ -109,9 +108,8 @@ async def enforce_telemetry(
         ).all()
     deleted: dict[str, int] = {}
     for tenant, days, held in tenants:
-        keep = days if days is not None else default_days
-        if not held and keep:
-            cutoff = now - timedelta(days=keep)
+        if not held and days:
+            cutoff = now - timedelta(days=days)
             deleted[tenant] = n = await _delete_before(engine, tenant, cutoff)
             if n:
                 log.info("telemetry_retention", tenant=tenant, deleted=n, before=cutoff.isoformat())

@@ -50,7 +50,7 @@ async def test_retention_and_legal_hold_over_rest(retaining: RunningHeadend) -> 
     api = retaining.api  # admin
     got = (await api.get("/api/v1/retention")).json()
     assert got["legal_hold"] is False and got["telemetry_days"] is None
-    assert got["effective_telemetry_days"] == 365 and got["audit_min_days"] == 365
+    assert got["default_telemetry_days"] == 365 and got["audit_min_days"] == 365
 
     for body, field in (
         ({"audit_days": 30}, "audit_days"),
@@ -85,7 +85,7 @@ async def test_retention_and_legal_hold_over_rest(retaining: RunningHeadend) -> 
 
     r = await api.put("/api/v1/retention", json={"telemetry_days": 5})
     assert r.status_code == 200 and r.json()["legal_hold"] is False
-    assert r.json()["effective_telemetry_days"] == 5
+    assert r.json()["telemetry_days"] == 5
 
     async def one_left() -> bool:
         return await asyncio.to_thread(_count, url) == 1

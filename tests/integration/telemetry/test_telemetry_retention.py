@@ -1,5 +1,6 @@
 """Per-tenant telemetry retention on both backends: each tenant's rows older
-than its retention go, a tenant on legal hold keeps everything (and, on
+than its retention go (a tenant without a policy keeps its own), a tenant on
+legal hold keeps everything (and, on
 TimescaleDB, the chunk-dropping retention job is paused while any hold lasts)."""
 
 from __future__ import annotations
@@ -78,8 +79,12 @@ async def test_old_telemetry_goes_per_tenant_except_under_legal_hold(database_ur
         if timescale:  # a dropped chunk would take the held tenant's rows too
             assert await asyncio.to_thread(_retention_jobs_scheduled, database_url) == [False]
 
-        # acme (no policy): the default, 7 days; default: on hold, nothing goes
-        assert await retention.enforce_telemetry(engine, 7, NOW) == {"acme": 1}
+        # acme has no policy: nothing of it goes; default is on hold: nothing either
+        assert await retention.enforce_telemetry(engine, NOW) == {}
+        assert len(await asyncio.to_thread(_left, database_url)) == 4
+        acme = RetentionPolicy("acme", telemetry_days=7)
+        await retention.put(engine, acme, Actor("token:admin"), audit)
+        assert await retention.enforce_telemetry(engine, NOW) == {"acme": 1}
         assert await asyncio.to_thread(_left, database_url) == [
             ("acme", 3),
             ("default", 10),
@@ -90,15 +95,12 @@ async def test_old_telemetry_goes_per_tenant_except_under_legal_hold(database_ur
         await retention.put(engine, lifted, Actor("token:admin"), audit)
         if timescale:
             assert await asyncio.to_thread(_retention_jobs_scheduled, database_url) == [True]
-        assert await retention.enforce_telemetry(engine, 7, NOW) == {"default": 1, "acme": 0}
+        assert await retention.enforce_telemetry(engine, NOW) == {"default": 1, "acme": 0}
         assert await asyncio.to_thread(_left, database_url) == [("acme", 3), ("default", 1)]
-        # 0 as the default keeps a tenant without a policy forever
-        assert await retention.enforce_telemetry(engine, 0, NOW + timedelta(days=30)) == {
-            "default": 1
-        }
         rows = await audit.query(action="retention.update")
         assert [(r["target"], r["detail"]["legal_hold"]) for r in rows] == [
             ("default", True),
+            ("acme", False),
             ("default", False),
         ]
         assert (await audit.verify()).ok
