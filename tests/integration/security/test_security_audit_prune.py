@@ -97,7 +97,9 @@ async def test_prune_removes_only_what_every_policy_lets_go_and_the_chain_still_
     assert verify_bundle(bundle, signer.public_key).audit_rows == 2
 
 
-def test_the_app_role_can_neither_prune_nor_move_the_anchor(database_url: str) -> None:
+def test_the_app_role_can_neither_prune_nor_move_the_anchor_but_may_hold_retention(
+    database_url: str,
+) -> None:
     db.upgrade(database_url)  # as the owner: grants the app role
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(f"ALTER ROLE {APP_ROLE} LOGIN PASSWORD 'app-role-test'")
@@ -106,6 +108,8 @@ def test_the_app_role_can_neither_prune_nor_move_the_anchor(database_url: str) -
     app_url = urlunsplit(parts._replace(netloc=f"{APP_ROLE}:app-role-test@{host}"))
     with psycopg.connect(app_url, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM audit_anchor").fetchone() == (0,)  # may read
+        # may pause TimescaleDB's retention for a legal hold (a no-op on plain PostgreSQL)
+        assert conn.execute("SELECT gridpilot_hold_retention(true)").fetchone() == (0,)
         for sql in (
             "INSERT INTO audit_anchor (id, hash, rows, pruned_by) VALUES (5, 'x', 5, 'me')",
             "DELETE FROM audit_anchor",

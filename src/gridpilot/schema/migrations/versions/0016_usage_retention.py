@@ -24,7 +24,9 @@ Create Date: 2026-12-06 21:00:00
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
+
+from gridpilot.schema.roles import APP_ROLE, check_role_name
 
 revision = "0016"
 down_revision = "0014"
@@ -104,6 +106,14 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_anchor")),
     )
     op.execute(HOLD_FUNCTION)
+    # Only the app role may pause or resume the retention jobs through it.
+    op.execute("REVOKE ALL ON FUNCTION gridpilot_hold_retention(boolean) FROM PUBLIC")
+    role = context.config.get_main_option("gridpilot_app_role") or APP_ROLE
+    op.execute(
+        "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = "
+        f"'{check_role_name(role)}') THEN GRANT EXECUTE ON FUNCTION "
+        f"gridpilot_hold_retention(boolean) TO {role}; END IF; END $$"
+    )
 
 
 HOLD_FUNCTION = """
