@@ -27,6 +27,7 @@ baseline workflows/s); the goal is >= 0.7 with none expired. Figures vary by
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 import time
@@ -172,6 +173,12 @@ async def baseline(s: Stack) -> float:
 
 
 def main() -> None:
+    global TOTAL, IN_FLIGHT
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--total", type=int, default=TOTAL, help="dispatches (and baseline runs)")
+    parser.add_argument("--in-flight", type=int, default=IN_FLIGHT, help="at a time, <= 100")
+    args = parser.parse_args()
+    TOTAL, IN_FLIGHT = args.total, min(args.in_flight, GATEWAYS * ASSETS)
     started = time.monotonic()
     fleet = agents()
     with stack("bench-dispatch", {a.gateway_id: a.site_id for a in fleet}) as s:

@@ -20,7 +20,7 @@ from uuid import uuid4
 import httpx
 import psycopg
 import pytest
-from gp_testing.procs import AgentProcess, HeadendProcess
+from gp_testing.procs import AgentProcess, HeadendProcess, running
 
 from gridpilot.core.lifecycle import DispatchState
 
@@ -45,14 +45,8 @@ def replicas(
         HeadendProcess(database_url, temporal, tmp_path / n, headend_id=n, task_queue=queue)
         for n in ("replica-a", "replica-b")
     )
-    try:
-        a.start()  # migrates the database; B then starts on it at head
-        b.start()
+    with running(a, b):  # A migrates the database; B then starts on it at head
         yield a, b
-    finally:
-        for h in (a, b):
-            if h.proc is not None:
-                h.proc.stop()
 
 
 @pytest.fixture
@@ -72,14 +66,8 @@ def agents(
         )
         for name, first, other in (("on-a", a, b), ("on-b", b, a))
     )
-    try:
-        for agent in (on_a, on_b):
-            agent.start()
+    with running(on_a, on_b):
         yield on_a, on_b
-    finally:
-        for agent in (on_a, on_b):
-            if agent.proc is not None:
-                agent.proc.stop()
 
 
 def _live_sessions(url: str) -> dict[str, tuple[str, str, datetime]]:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -294,6 +295,19 @@ class AgentProcess:
             for s in pb.TelemetryBatch.FromString(payload).samples:
                 out.add((s.asset_id, s.ts.ToDatetime(tzinfo=UTC)))
         return out
+
+
+@contextlib.contextmanager
+def running(*procs: HeadendProcess | AgentProcess) -> Iterator[None]:
+    """Start these in order; stop every one that started, whatever happens."""
+    try:
+        for p in procs:
+            p.start()
+        yield
+    finally:
+        for p in procs:
+            if p.proc is not None:
+                p.proc.stop()
 
 
 @contextlib.contextmanager

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict
-from typing import Any
+from dataclasses import dataclass, fields
 
-from sqlalchemy import and_, case, func, select, update
+from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -181,34 +180,32 @@ class GatewayStore:
         heartbeat ``report``s it, ``rejected`` more refused samples, the last
         one's reason. False when the session was ended elsewhere (e.g.
         superseded through another headend replica)."""
-        s, g = t.agent_sessions, t.gateways
-        live = and_(s.c.id == session_id, s.c.ended_at.is_(None))
-        values: dict[str, Any] = {"last_seen": func.now()}
-        if report is not None:
-            values.update(asdict(report), reported_at=func.now())
-            # The counts are cumulative: "dropping now" is when they last grew.
-            values["last_drop_at"] = case(
-                (g.c.dropped_batches < report.dropped_batches, func.now()),
-                else_=g.c.last_drop_at,
-            )
-        if rejected:
-            values["rejected_samples"] = g.c.rejected_samples + rejected
-            values["last_rejection"] = clean_text(last_rejection or "", 500)
+        live = await self.touch_many([Touch(session_id, report, rejected, last_rejection)])
+        return session_id in live
+
+    async def touch_many(self, touches: Sequence[Touch]) -> set[str]:
+        """``touch`` for many sessions in one transaction of two statements (a
+        replica's heartbeats, batched by ``ingest.touches``): the ids of the
+        sessions still live. One touch per session."""
+        if not touches:
+            return set()
+        no = EdgeBufferReport(0, 0, 0, 0)
+        params = {
+            "sid": [x.session_id for x in touches],
+            "has": [x.report is not None for x in touches],
+            "rejected": [x.rejected for x in touches],
+            "why": [clean_text(x.last_rejection or "", 500) for x in touches],
+            **{f: [getattr(x.report or no, f) for x in touches] for f in _REPORT_FIELDS},
+        }
         async with self._engine.begin() as conn:
-            # The gateway's row before the session's, in open_session's order:
-            # the other order can deadlock with a new Hello of this gateway.
-            res = await conn.execute(
-                update(g)
-                .where(g.c.id == select(s.c.gateway_id).where(live).scalar_subquery())
-                .values(**values)
-                .returning(g.c.id)
-            )
-            if res.scalar() is None:
-                return False
-            res = await conn.execute(
-                update(s).where(live).values(last_seen=func.now()).returning(s.c.id)
-            )
-            return res.scalar() is not None
+            # Gateways' rows before the sessions', in open_session's order: the
+            # other order can deadlock with a new Hello of one of these gateways.
+            res = await conn.execute(_TOUCH_GATEWAYS, params)
+            touched = [r[0] for r in res]
+            if not touched:
+                return set()
+            res = await conn.execute(_TOUCH_SESSIONS, {"sid": touched})
+            return {r[0] for r in res}
 
     async def close_session(self, session_id: str, reason: EndReason) -> None:
         async with self._engine.begin() as conn:
@@ -302,3 +299,51 @@ class GatewayStore:
             if record is not None:
                 await record(conn, str(old))
             return str(old)
+
+
+@dataclass(frozen=True, slots=True)
+class Touch:
+    """One heartbeat's update of its session and gateway (``GatewayStore.touch``)."""
+
+    session_id: str
+    report: EdgeBufferReport | None = None
+    rejected: int = 0
+    last_rejection: str | None = None
+
+
+_REPORT_FIELDS = tuple(f.name for f in fields(EdgeBufferReport))
+# The heartbeats as rows (one array per column), joined to their live
+# sessions. A report's counts replace the gateway's; the drop counts are
+# cumulative, so "dropping now" (last_drop_at) is when they last grew.
+_TOUCH_GATEWAYS = text(
+    """
+    UPDATE gateways AS g SET
+        last_seen = now(),
+        dropped_batches = CASE WHEN v.has THEN v.dropped_batches ELSE g.dropped_batches END,
+        dropped_samples = CASE WHEN v.has THEN v.dropped_samples ELSE g.dropped_samples END,
+        buffered_batches = CASE WHEN v.has THEN v.buffered_batches ELSE g.buffered_batches END,
+        buffered_bytes = CASE WHEN v.has THEN v.buffered_bytes ELSE g.buffered_bytes END,
+        reported_at = CASE WHEN v.has THEN now() ELSE g.reported_at END,
+        last_drop_at = CASE WHEN v.has AND g.dropped_batches < v.dropped_batches
+                            THEN now() ELSE g.last_drop_at END,
+        rejected_samples = g.rejected_samples + v.rejected,
+        last_rejection = CASE WHEN v.rejected > 0 THEN v.why ELSE g.last_rejection END
+    FROM unnest(
+        CAST(:sid AS text[]), CAST(:has AS boolean[]), CAST(:rejected AS bigint[]),
+        CAST(:why AS text[]), CAST(:dropped_batches AS bigint[]),
+        CAST(:dropped_samples AS bigint[]), CAST(:buffered_batches AS bigint[]),
+        CAST(:buffered_bytes AS bigint[])
+    ) AS v(sid, has, rejected, why, dropped_batches, dropped_samples,
+           buffered_batches, buffered_bytes)
+    JOIN agent_sessions AS s ON s.id = v.sid AND s.ended_at IS NULL
+    WHERE g.id = s.gateway_id
+    RETURNING v.sid
+    """
+)
+_TOUCH_SESSIONS = text(
+    """
+    UPDATE agent_sessions SET last_seen = now()
+    WHERE id = ANY(CAST(:sid AS text[])) AND ended_at IS NULL
+    RETURNING id
+    """
+)

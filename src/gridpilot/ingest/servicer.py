@@ -39,8 +39,9 @@ from .handshake import Handshake
 from .local_dispatches import LocalDispatchIntake, LocalSink
 from .pipeline import IngestBatch, TelemetryPipeline
 from .quotas import admit_telemetry, meter_batch
-from .registry import GatewayStore
+from .registry import GatewayStore, Touch
 from .sessions import AgentSession, SessionClosed, SessionRegistry
+from .touches import TouchBatcher
 
 log = structlog.get_logger(__name__)
 
@@ -91,6 +92,7 @@ class AgentGatewayServicer(AgentGatewayServicerBase):
         self._store = store
         self._quotas = quotas
         self._usage = usage
+        self._touches = TouchBatcher(store)
         self._silence_s = silence_s  # GRIDPILOT_AGENT_SILENCE_S
         self._sessions = sessions
         self._pipeline = pipeline
@@ -106,6 +108,7 @@ class AgentGatewayServicer(AgentGatewayServicerBase):
         self._authority = authority
         self.streams_started = 0  # Connect calls that reached the servicer (after TLS)
         self._ending: set[asyncio.Task[None]] = set()
+        self._touching: set[asyncio.Task[None]] = set()
 
     async def Connect(
         self,
@@ -229,9 +232,7 @@ class AgentGatewayServicer(AgentGatewayServicerBase):
                         return
                 elif kind == "heartbeat":
                     report = self.edge_reports.update(session.gateway_id, msg.heartbeat)
-                    if not await self._touch(session, report):
-                        session.close(EndReason.SUPERSEDED)
-                        return
+                    self._touch_soon(session, report)
         except SessionClosed:
             pass
         except DecodeError:
@@ -303,13 +304,26 @@ class AgentGatewayServicer(AgentGatewayServicerBase):
         )
         return True
 
+    def _touch_soon(self, session: AgentSession, report: EdgeBufferReport) -> None:
+        """Record the heartbeat in the replica's next batch (ingest.touches),
+        without holding up the stream's next message (an ack, say); a session
+        ended elsewhere is closed when the batch says so."""
+
+        async def touch() -> None:
+            if not await self._touch(session, report):
+                session.close(EndReason.SUPERSEDED)
+
+        task = asyncio.create_task(touch())
+        self._touching.add(task)  # held until done (the loop keeps weak refs)
+        task.add_done_callback(self._touching.discard)
+
     async def _touch(self, session: AgentSession, report: EdgeBufferReport) -> bool:
         """False when the session was ended elsewhere. A database outage is not
         a reason to drop a healthy stream: its telemetry waits in the queue."""
         rejected = session.rejected_pending
         try:
-            live = await self._store.touch(
-                session.session_id, report, rejected, session.last_rejection
+            live = await self._touches.touch(
+                Touch(session.session_id, report, rejected, session.last_rejection)
             )
             session.rejected_pending -= rejected
             return live

@@ -182,9 +182,9 @@ class EmbeddedPostgres(Managed):
                 os.chown(path, account.pw_uid, account.pw_gid, follow_symlinks=False)
 
     def _pg(self, program: str, *args: str, timeout: float) -> None:
-        command = [str(pg_bin() / program), "-D", str(self.data_dir), *args]
+        command, as_user = _run_as([str(pg_bin() / program), "-D", str(self.data_dir), *args])
         # Output goes to a file: pg_ctl's detached server keeps inherited pipes open forever.
-        io = {"stdin": subprocess.DEVNULL, "stderr": subprocess.STDOUT, **_run_as()}
+        io = {"stdin": subprocess.DEVNULL, "stderr": subprocess.STDOUT, **as_user}
         with tempfile.TemporaryFile() as out:
             try:
                 run = subprocess.run(command, **io, stdout=out, cwd=self.data_dir, timeout=timeout)
@@ -216,14 +216,19 @@ def _pg_account() -> pwd.struct_passwd | None:
         raise EmbeddedStackError(f"cannot create system user {_PG_SYSTEM_USER!r}") from None
 
 
-def _run_as() -> dict[str, Any]:
-    """subprocess arguments that run a PostgreSQL program as its user."""
+def _run_as(command: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """The command and subprocess arguments that run a PostgreSQL program as
+    its user. Through ``setpriv`` where it exists: subprocess then starts it
+    with vfork, never a plain fork of this process, whose child can crash
+    before its exec while other threads (gRPC, Temporal's core) hold locks."""
     account = _pg_account()
-    return (
-        {}
-        if account is None
-        else {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
-    )
+    if account is None:
+        return command, {}
+    setpriv = shutil.which("setpriv")
+    if setpriv is not None:
+        ids = [f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--clear-groups"]
+        return [setpriv, *ids, *command], {}
+    return command, {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
 
 
 def temporal_cli_path() -> Path:

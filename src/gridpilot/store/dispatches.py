@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -120,35 +120,37 @@ class DispatchStore:
         """Append a transition and move the row's state (idempotent: each
         state is entered once per dispatch, so a retried activity's insert
         does nothing)."""
-        async with self._engine.begin() as conn:
-            res = await conn.execute(
-                insert(t.dispatch_transitions)
-                .values(
-                    dispatch_id=rec.dispatch_id,
-                    seq=rec.seq,
-                    from_state=rec.from_state.value if rec.from_state else None,
-                    to_state=rec.to_state.value,
-                    at=rec.at,
-                    reason=rec.reason.value if rec.reason else None,
-                    detail=rec.detail,
-                    actor=rec.actor,
-                )
-                .on_conflict_do_nothing()
-                .returning(t.dispatch_transitions.c.seq)
+        inserted = (
+            insert(t.dispatch_transitions)
+            .values(
+                dispatch_id=rec.dispatch_id,
+                seq=rec.seq,
+                from_state=rec.from_state.value if rec.from_state else None,
+                to_state=rec.to_state.value,
+                at=rec.at,
+                reason=rec.reason.value if rec.reason else None,
+                detail=rec.detail,
+                actor=rec.actor,
             )
-            # Not rowcount: SQLAlchemy reports -1 for this insert with psycopg.
-            if res.first() is None:
-                return  # a retried activity: already recorded, the row not moved back
-            values: dict[str, object] = {
-                "state": rec.to_state.value,
-                "reason": rec.reason.value if rec.reason else None,
-                "detail": rec.detail,
-                "updated_at": func.now(),
-            }
-            if rec.applied_p_kw is not None:
-                values["applied_p_kw"] = rec.applied_p_kw
+            .on_conflict_do_nothing()
+            .returning(t.dispatch_transitions.c.seq)
+            .cte("inserted")
+        )
+        values: dict[str, object] = {
+            "state": rec.to_state.value,
+            "reason": rec.reason.value if rec.reason else None,
+            "detail": rec.detail,
+            "updated_at": func.now(),
+        }
+        if rec.applied_p_kw is not None:
+            values["applied_p_kw"] = rec.applied_p_kw
+        # One statement: the row moves only when the transition was new (a
+        # retried activity's insert does nothing, and the row is not moved back).
+        async with self._engine.begin() as conn:
             await conn.execute(
-                update(t.dispatches).where(t.dispatches.c.id == rec.dispatch_id).values(**values)
+                update(t.dispatches)
+                .where(t.dispatches.c.id == rec.dispatch_id, exists(select(inserted.c.seq)))
+                .values(**values)
             )
 
     async def record_allocation(self, rec: AllocationRecord) -> None:

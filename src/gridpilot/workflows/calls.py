@@ -39,8 +39,24 @@ DELIVERY_TIMEOUT = timedelta(seconds=10)
 DELIVERY_RETRY = RetryPolicy(maximum_attempts=1)
 
 
+# Patch: the database activities run as local activities. They are short and
+# run on the worker that holds the workflow (which registers RecordActivities
+# on its own queue), so each one saves the server two round trips (schedule,
+# then a new workflow task for the result) and its result is a marker in the
+# history. Retries and timeouts are the same; a worker that dies mid-call
+# leaves the workflow task to time out and the call runs again, as it would
+# for a lost activity (the records are idempotent either way).
+PATCH_DB_LOCAL_ACTIVITIES = "db-local-activities"
+
+
 async def on_database(activity: MethodAsyncSingleParam[Any, P, R], arg: P) -> R:
-    """A database activity (``RecordActivities``), on the workflow's own queue."""
+    """A database activity (``RecordActivities``): a local activity on the
+    workflow's worker; a scheduled one on its own queue for histories from
+    before that patch."""
+    if workflow.patched(PATCH_DB_LOCAL_ACTIVITIES):
+        return await workflow.execute_local_activity_method(
+            activity, arg, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY
+        )
     return await workflow.execute_activity_method(
         activity, arg, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY
     )

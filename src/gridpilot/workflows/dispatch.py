@@ -393,6 +393,7 @@ class DispatchWorkflow:
                         state=state,
                         reason=reason,
                         applied_p_kw=self.applied_p_kw,
+                        at=record.at,
                     ),
                 )
             except Exception:  # parent already closed: nothing to tell

@@ -86,6 +86,11 @@ class ChildState(BaseModel):
     state: DispatchState
     reason: ReasonCode | None = None
     applied_p_kw: float | None = None
+    # When the child made this transition, on its own clock. The parent measures
+    # how long a child was active from these, not from when the signals reached
+    # it (two signals can land in one of its workflow tasks). None in signals
+    # sent before this field existed: the parent then uses its own clock.
+    at: datetime | None = None
 
 
 class TransitionRecord(BaseModel):

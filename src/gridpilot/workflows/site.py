@@ -77,10 +77,11 @@ class SiteDispatchWorkflow(DispatchWorkflow):
         self.children[msg.asset_id] = msg.state
         self.child_states[msg.dispatch_id] = msg.state
         self.child_last[msg.dispatch_id] = msg
+        at = msg.at or workflow.now()
         if msg.state is S.ACTIVE:
-            self.child_active_at.setdefault(msg.dispatch_id, workflow.now())
+            self.child_active_at.setdefault(msg.dispatch_id, at)
         if msg.state.terminal:
-            self.child_ended_at.setdefault(msg.dispatch_id, workflow.now())
+            self.child_ended_at.setdefault(msg.dispatch_id, at)
 
     @workflow.run
     async def run(self, inp: DispatchInput) -> DispatchResult:

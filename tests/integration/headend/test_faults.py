@@ -7,7 +7,7 @@ import contextlib
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
@@ -23,16 +23,22 @@ from gp_testing import (
     running_headend,
     wait_for,
 )
+from temporalio.client import WorkflowExecutionStatus
 
 from gridpilot.api.dispatch_service import DispatchOptions, DispatchService
 from gridpilot.api.errors import Unavailable
 from gridpilot.api.schemas import DispatchCreate
-from gridpilot.ops.embedded import TemporalDevServer
+from gridpilot.core.lifecycle import DispatchState
+from gridpilot.ops.embedded import EmbeddedPostgres, TemporalDevServer
 from gridpilot.ops.headend import Headend
 from gridpilot.ops.processes import free_port
 from gridpilot.ops.temporal import connect
 from gridpilot.schema import db
 from gridpilot.schema.pb import agent_pb2 as pb
+from gridpilot.workflows.dispatch import DispatchWorkflow
+
+if TYPE_CHECKING:
+    from temporalio.testing import WorkflowEnvironment
 
 pytestmark = pytest.mark.integration
 
@@ -220,3 +226,53 @@ async def test_acks_waiting_for_temporal_are_bounded_and_a_vanished_workflow_end
         assert late == done == ["gone-2", "gone-3"]  # the two newest, in order
         assert sink.temporal_available
         runner.cancel()
+
+
+async def test_a_dispatch_rides_out_a_database_outage_and_each_transition_lands_once(
+    tmp_path: Path, temporal_env: WorkflowEnvironment, test_pki: TestPki, task_queue: str
+) -> None:
+    """The fault: the headend's PostgreSQL stops while a dispatch is active and
+    stays down past its end, longer than a database call's 10 s timeout. The
+    workflow's record of its end (a local activity) is retried until the
+    database answers; the headend stays up; the record then says the dispatch
+    ended, each transition once and in order."""
+    pg = EmbeddedPostgres(tmp_path / "pg", free_port())
+    pg.start()
+    with psycopg.connect(pg.url(), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE gridpilot")
+    url = pg.url("gridpilot")
+    db.upgrade(url)
+    address = temporal_env.client.service_client.config.target_host
+    try:
+        async with running_headend(url, address, task_queue, test_pki) as h:
+            agent = h.agent()
+            await agent.connect(demo_assets())
+            dispatch_id, _ = await dispatch_up_to(h.api, agent, p_kw=30, duration_s=6)
+
+            pg.stop()  # its end (at 6 s, then the 5 s ack timeout) falls in the outage
+            await asyncio.sleep(20)
+            handle = temporal_env.client.get_workflow_handle_for(DispatchWorkflow.run, dispatch_id)
+            assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+            pg.start()
+
+            result = await asyncio.wait_for(handle.result(), 90)
+            with psycopg.connect(url) as conn:
+                rows = conn.execute(
+                    "SELECT to_state FROM dispatch_transitions WHERE dispatch_id = %s ORDER BY seq",
+                    (dispatch_id,),
+                ).fetchall()
+                state = conn.execute(
+                    "SELECT state FROM dispatches WHERE id = %s", (dispatch_id,)
+                ).fetchone()
+            assert [r[0] for r in rows] == ["submitted", "sent", "acked", "active", "complete"]
+            assert state == ("complete",)
+            assert result.state is DispatchState.COMPLETE
+            # The headend rode it out: it is ready again, not restarted.
+            await wait_for(lambda: _ready(h), timeout=30, what="the headend ready again")
+            await agent.close()
+    finally:
+        pg.stop()
+
+
+async def _ready(h: RunningHeadend) -> bool:
+    return (await h.api.get("/readyz")).status_code == 200

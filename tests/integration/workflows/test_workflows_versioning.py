@@ -9,6 +9,8 @@ in conftest.py). To refresh them after an intended, patched change:
     GRIDPILOT_RECORD_HISTORIES=1 .venv/bin/pytest tests/integration/workflows
 
 Keep the old files too when a change is patched: running workflows still have them.
+A patch that changes every history (``db-local-activities``) keeps the set from
+before it in a subdirectory (``histories/pre_db_local/``), replayed as well.
 """
 
 from __future__ import annotations
@@ -73,7 +75,15 @@ REQUIRED = (
     "site_children_together",
     "site_respread_together",
 )
-NAMES = sorted(set(REQUIRED) | {p.stem for p in HISTORIES_DIR.glob("*.json")})
+# Histories from before a patch that changed all of them, still replayed:
+# dispatches started then may still be running. "db-local-activities": the
+# database calls were scheduled activities.
+EARLIER = ("pre_db_local",)
+NAMES = sorted(
+    set(REQUIRED)
+    | {p.stem for p in HISTORIES_DIR.glob("*.json")}
+    | {f"{d}/{p.stem}" for d in EARLIER for p in (HISTORIES_DIR / d).glob("*.json")}
+)
 
 
 def _history(name: str) -> WorkflowHistory:
@@ -130,3 +140,28 @@ def test_every_required_history_is_committed():
     """No silent pass on an empty or half-recorded directory."""
     missing = [n for n in REQUIRED if not (HISTORIES_DIR / f"{n}.json").exists()]
     assert missing == [], f"record them with GRIDPILOT_RECORD_HISTORIES=1: {missing}"
+
+
+def test_recorded_histories_run_the_database_calls_as_local_activities():
+    """Patch "db-local-activities" is live in today's histories, and the set from
+    before it still holds scheduled database activities (what running dispatches
+    replay)."""
+    now, before = _history("complete"), _history("pre_db_local/complete")
+
+    def scheduled(history: WorkflowHistory) -> list[str]:
+        return [
+            e.activity_task_scheduled_event_attributes.activity_type.name
+            for e in history.events
+            if e.HasField("activity_task_scheduled_event_attributes")
+        ]
+
+    def markers(history: WorkflowHistory) -> list[str]:
+        return [
+            e.marker_recorded_event_attributes.marker_name
+            for e in history.events
+            if e.HasField("marker_recorded_event_attributes")
+        ]
+
+    assert "record_dispatch" in scheduled(before)
+    assert not [a for a in scheduled(now) if a.startswith(("record_", "claim_", "resolve_"))]
+    assert "core_local_activity" in markers(now)
