@@ -12,11 +12,18 @@ import subprocess
 import sys
 import zipfile
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import psycopg
 import pytest
-from gp_testing import RunningHeadend, ScriptedAgent, demo_assets, wait_for
+from gp_testing import (
+    RunningHeadend,
+    ScriptedAgent,
+    demo_assets,
+    dispatch_in_state,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -73,6 +80,10 @@ async def test_a_dispatch_and_a_range_export_verify_offline_and_tampering_is_nam
         assert (
             await operator.post(f"/api/v1/dispatches/{dispatch_id}/cancel", json={})
         ).status_code == 202
+        # the cancel is recorded by the workflow, after the 202: wait for it
+        await wait_for(
+            partial(dispatch_in_state, operator, dispatch_id, "cancelled"), what="cancelled"
+        )
         # an operator may not export; an auditor may
         denied = await operator.get("/api/v1/audit/export", params={"dispatch_id": dispatch_id})
         assert denied.status_code == 403
