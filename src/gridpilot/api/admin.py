@@ -23,6 +23,7 @@ from gridpilot.ingest.registry import GatewayStore
 from gridpilot.security.audit import Actor, AuditEvent, AuditLog
 from gridpilot.security.certs import CertificateRegistry
 from gridpilot.security.principal import GRANTABLE, Role
+from gridpilot.security.signing import EvidenceSigner
 from gridpilot.security.tenants import TenantStore
 from gridpilot.security.tokens import TokenInfo, TokenStore
 
@@ -43,6 +44,8 @@ class SecurityDeps:
     # Gateway certificates for enrollment tokens (api/onboarding.py); None: off.
     onboarding: GatewayOnboarding | None = None
     tenants: TenantStore | None = None
+    # Signs evidence exports (api/evidence.py); None: they answer 404.
+    evidence_signer: EvidenceSigner | None = None
 
 
 def _deps(request: Request) -> SecurityDeps:

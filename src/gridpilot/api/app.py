@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import gridpilot
 from gridpilot.core.errors import NotFound
+from gridpilot.core.quotas import Quotas
+from gridpilot.core.usage import UsageMeter
 from gridpilot.schema import tenancy
 from gridpilot.schema.tables import DEFAULT_TENANT
 
@@ -25,16 +27,21 @@ from . import (
     enrollment,
     errors,
     events,
+    evidence,
     onboarding,
     openapi,
     pages,
     reads,
+    retention,
     tenants,
+    usage,
 )
 from .admin import SecurityDeps
 from .auth import AuthMiddleware, AuthSettings, principal_of, require_rule
 from .dispatch_service import DispatchService
 from .inputs import DEFAULT_MAX_BODY_BYTES, BodyLimit, check_parameters
+from .quotas import RateLimit
+from .retention import RetentionDefaults
 
 HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
 DATABASE_CHECK_S = 2.0
@@ -62,6 +69,12 @@ class ApiDeps:
     trace_ui_url: str | None = None
     # A dispatch's workflow in the Temporal UI: this + the dispatch id (pages.workflow_url).
     workflow_url: str | None = None
+    # Rate limits (core/quotas.py); None: none.
+    quotas: Quotas | None = None
+    # Counts API calls per tenant and hour (core/usage.py); None: not metered.
+    usage: UsageMeter | None = None
+    # What retention policies fall back on and are held to (None: the defaults).
+    retention: RetentionDefaults | None = None
 
 
 async def _database_check(engine: AsyncEngine) -> str:
@@ -98,6 +111,9 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.include_router(reads.router)
     app.include_router(dispatches.router)
     app.include_router(admin.router)
+    app.include_router(evidence.router)
+    app.include_router(usage.router)
+    app.include_router(retention.router)
     app.include_router(enrollment.router)
     app.include_router(onboarding.router)
     app.include_router(events.router)
@@ -105,6 +121,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
     pages.install(app, deps.workflow_url)
     # Inside auth: an unauthenticated caller gets 401 whatever it sends.
     app.add_middleware(BodyLimit, max_bytes=deps.max_body_bytes)
+    # Inside auth (it needs the principal), before the body is read: 429.
+    app.add_middleware(RateLimit, quotas=deps.quotas, usage=deps.usage)
     # Every request is authenticated, authorized and logged before any route
     # runs (see auth.RULES); outermost, every answer gets the security headers.
     app.add_middleware(AuthMiddleware, settings=deps.auth)

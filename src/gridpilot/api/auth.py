@@ -73,6 +73,11 @@ RULES: dict[tuple[str, str], Permission] = {
     ("POST", "/api/v1/dispatches/preview"): P.DISPATCH,
     ("POST", "/api/v1/dispatches/{dispatch_id}/cancel"): P.DISPATCH,
     ("GET", "/api/v1/audit"): P.AUDIT,
+    ("GET", "/api/v1/audit/export"): P.AUDIT,
+    ("GET", "/api/v1/audit/export/key"): P.AUDIT,
+    ("GET", "/api/v1/usage"): P.READ,  # the caller's tenant's metered usage
+    ("GET", "/api/v1/retention"): P.AUDIT,
+    ("PUT", "/api/v1/retention"): P.ADMIN,
     ("GET", "/api/v1/tokens"): P.ADMIN,
     ("POST", "/api/v1/tokens"): P.ADMIN,
     ("POST", "/api/v1/tokens/{token_id}/revoke"): P.ADMIN,

@@ -11,7 +11,7 @@ from gridpilot.core.errors import NotFound, ValidationFailed
 from gridpilot.core.lifecycle import DispatchState
 from gridpilot.store import reads as store_reads
 
-from . import admin
+from . import admin, quotas
 from .auth import principal_of
 from .dispatch_service import DispatchService
 from .inputs import Instant
@@ -56,6 +56,7 @@ async def submit_dispatch(
         ),
     ] = None,
 ) -> dict[str, Any]:
+    quotas.submit(request)  # dispatch_submits_per_min: 429 before anything is done
     dispatch_id, created = await _service(request).submit(
         body, idempotency_key, _principal(request), admin.actor(request)
     )

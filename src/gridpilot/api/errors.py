@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from gridpilot.core.errors import Conflict, DomainError, NotFound, OutOfLimits
+from gridpilot.core.quotas import QuotaExceeded
 from gridpilot.schema.db import DATABASE_UNAVAILABLE
 
 
@@ -29,6 +31,18 @@ def error_body(code: str, message: str, field: str | None = None, **extra: Any) 
         body["field"] = field
     body.update(extra)
     return body
+
+
+def quota_response(exc: QuotaExceeded) -> JSONResponse:
+    """429: the limit by name, and when to retry (a count limit: no Retry-After)."""
+    headers = {}
+    extra: dict[str, Any] = {"limit": exc.limit.value}
+    if exc.retry_after_s is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+        extra["retry_after_s"] = round(exc.retry_after_s, 3)
+    return JSONResponse(
+        status_code=429, headers=headers, content=error_body(exc.code, exc.message, **extra)
+    )
 
 
 STATUS = {NotFound: 404, Conflict: 409, OutOfLimits: 422}
@@ -80,6 +94,10 @@ def install(app: FastAPI) -> None:
         return JSONResponse(
             status_code=status, content=error_body(exc.code, exc.message, exc.field)
         )
+
+    @app.exception_handler(QuotaExceeded)
+    async def _quota(_: Request, exc: QuotaExceeded) -> JSONResponse:
+        return quota_response(exc)
 
     @app.exception_handler(Unavailable)
     async def _unavailable(_: Request, exc: Unavailable) -> JSONResponse:

@@ -8,7 +8,8 @@ Derived, not hand-written, so a new route gets it by having a rule in
   ``security: []``) and which permission and roles;
 - every error status the operation answers, each with the error model
   (:class:`ErrorView`): 401 and 503 (the token check reads the database)
-  for any route that needs a credential, 403 where a role is needed, 404
+  for any route that needs a credential (and 429: its token's rate limit),
+  403 where a role is needed, 404
   where a path names an object, 422 where there is any input, and what
   :data:`EXTRA` (or the route's own ``responses=``) adds, such as 409.
 """
@@ -47,6 +48,10 @@ class ErrorView(BaseModel):
     errors: list[FieldErrorView] | None = Field(
         None, description="every invalid input (validation_failed only)"
     )
+    limit: str | None = Field(None, description="the quota exceeded (quota_exceeded only)")
+    retry_after_s: float | None = Field(
+        None, description="seconds until the rate limit admits the request (quota_exceeded)"
+    )
 
 
 GENERIC = {
@@ -56,10 +61,16 @@ GENERIC = {
     404: "An object the path names does not exist.",
     409: "The request conflicts with the current state.",
     422: "The input is invalid; `field` names it.",
+    429: "`quota_exceeded`: over a rate limit (`limit` names it, e.g. `api_requests_per_s`); "
+    "retry after `Retry-After` seconds.",
     503: "A dependency (database, Temporal) is unavailable; retry after `Retry-After` seconds.",
 }
 
 _NO_CA = "`enrollment_not_configured`: this headend has no GRIDPILOT_PKI_DIR."
+_ENROLL_429 = (
+    "`quota_exceeded`: over `enroll_requests_per_min` from this address; retry after "
+    "`Retry-After` seconds."
+)
 GENERIC_DB = "The database is unavailable; retry after `Retry-After` seconds."
 
 # Statuses a route answers beyond what its rule and inputs imply (above). A
@@ -68,6 +79,8 @@ EXTRA: dict[tuple[str, str], dict[int, str]] = {
     ("POST", "/api/v1/dispatches"): {
         409: "The Idempotency-Key was used for another request, or a dispatch of "
         "higher priority holds the asset.",
+        429: "`quota_exceeded`: over `api_requests_per_s` (this token) or "
+        "`dispatch_submits_per_min` (this tenant); retry after `Retry-After` seconds.",
     },
     ("POST", "/api/v1/dispatches/{dispatch_id}/cancel"): {
         409: "The dispatch was written on site by a local operator; end it there.",
@@ -83,24 +96,34 @@ EXTRA: dict[tuple[str, str], dict[int, str]] = {
     ("PUT", "/api/v1/assets/{asset_id}/gateway"): {
         409: "The gateway belongs to another site.",
     },
+    ("GET", "/api/v1/audit/export"): {
+        404: "`not_found`: no such dispatch; or `evidence_not_configured`: this API has no "
+        "signing key.",
+    },
+    ("GET", "/api/v1/audit/export/key"): {
+        404: "`evidence_not_configured`: this API has no signing key.",
+    },
     # gateway onboarding (api/onboarding.py): 404 on a headend without a CA
     ("GET", "/api/v1/enrollment-tokens"): {404: _NO_CA},
     ("POST", "/api/v1/enrollment-tokens"): {
         404: f"{_NO_CA} Or `site_id` is another tenant's site.",
     },
     ("POST", "/api/v1/enroll/describe"): {
+        429: _ENROLL_429,
         403: "`token_unknown` or `token_expired`.",
         404: _NO_CA,
         409: "`token_used`: the token was spent.",
         503: GENERIC_DB,
     },
     ("POST", "/api/v1/enroll"): {
+        429: _ENROLL_429,
         403: "`token_unknown` or `token_expired`.",
         404: _NO_CA,
         409: "`token_used`: the token was spent (also by a concurrent request).",
         503: GENERIC_DB,
     },
     ("POST", "/api/v1/enroll/renew"): {
+        429: _ENROLL_429,
         403: "`certificate_refused` (not of this CA, revoked, or the gateway is enrolled "
         "for no site) or `certificate_expired`.",
         404: _NO_CA,
@@ -157,7 +180,7 @@ def _describe(op: dict[str, Any], method: str, path: str, rule: Permission | Non
         op["security"] = []
     else:
         op["security"] = [{BEARER: []}]
-        statuses |= {401: GENERIC[401], 503: GENERIC[503]}
+        statuses |= {401: GENERIC[401], 429: GENERIC[429], 503: GENERIC[503]}
         if rule is not Permission.AUTHENTICATED:
             statuses[403] = _needs(rule)
     params = op.get("parameters", [])

@@ -282,7 +282,7 @@ def audit_verify(
     async def work(audit: AuditLog) -> tuple[bool, str]:
         r = await audit.verify(expected)
         if r.ok:
-            return True, f"audit log ok: {r.count} events, head {r.count}:{r.head_hash}"
+            return True, f"audit log ok: {r.count} events, head {r.head_id}:{r.head_hash}"
         return False, (
             f"audit log TAMPERED at id {r.bad_id}: {r.problem} "
             f"({r.count} events verified before it)"
@@ -294,6 +294,33 @@ def audit_verify(
     typer.echo(line)
 
 
+@audit_app.command("prune")
+def audit_prune(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="say what would go, remove nothing")
+    ] = False,
+) -> None:
+    """Remove the oldest audit rows that every tenant's retention lets go
+    (PUT /api/v1/retention audit_days, never under GRIDPILOT_AUDIT_RETENTION_MIN_DAYS;
+    nothing of a tenant on legal hold). Run it as the owner of the tables (like
+    `gridpilot db upgrade`, e.g. daily); the chain then starts at an anchor that
+    `gridpilot audit verify` checks from."""
+    from gridpilot.security.audit_prune import prune
+
+    min_days = load_settings().audit_retention_min_days
+
+    async def work(audit: AuditLog) -> str:
+        r = await prune(audit, datetime.now(UTC), min_days, cli_actor(), dry_run)
+        if r.anchor is None:
+            return "audit log: nothing to prune"
+        verb = "would remove" if dry_run else "removed"
+        return (
+            f"audit log: {verb} {r.rows} rows; the chain starts after {r.anchor[0]}:{r.anchor[1]}"
+        )
+
+    typer.echo(_with_db(work))  # not the owner: exit 1 saying so
+
+
 def _parse_head(value: str) -> tuple[int, str]:
     id_, _, hash_ = value.partition(":")
     if not (id_.isdigit() and int(id_) > 0 and re.fullmatch(r"[0-9a-f]{64}", hash_)):
@@ -301,3 +328,60 @@ def _parse_head(value: str) -> tuple[int, str]:
             "expected ID:HASH, e.g. 42:<64 hex digits>", param_hint="--expect-head"
         )
     return int(id_), hash_
+
+
+@audit_app.command("verify-export")
+def audit_verify_export(
+    bundle: Annotated[Path, typer.Argument(help="an evidence bundle (zip) from the export")],
+    key: Annotated[
+        Path | None,
+        typer.Option(
+            "--key",
+            help="the signer's public key (PEM, from `gridpilot audit export-key` or "
+            "GET /api/v1/audit/export/key): pins who signed; without it the bundle's own "
+            "key is used, which proves integrity, not origin",
+        ),
+    ] = None,
+) -> None:
+    """Check an evidence bundle offline: its signature, every file's digest, the
+    CSVs against the JSON, and the audit hash chain segment. Exit 1 naming what
+    failed (a changed file or row, a broken chain, a bad signature)."""
+    from gridpilot.security.evidence_verify import BundleInvalid, verify_bundle
+    from gridpilot.security.signing import SigningKeyError, load_public_key
+
+    try:
+        data = bundle.read_bytes()
+        public = load_public_key(key.read_bytes()) if key is not None else None
+    except (OSError, SigningKeyError) as exc:
+        raise _fail(str(exc), 2) from None
+    try:
+        report = verify_bundle(data, public)
+    except BundleInvalid as exc:
+        raise _fail(f"evidence bundle INVALID: {exc}") from None
+    typer.echo(report.summary())
+
+
+@audit_app.command("export-key")
+def audit_export_key(
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--key-file",
+            help="the signing key (default: GRIDPILOT_EVIDENCE_KEY_FILE, else "
+            "<GRIDPILOT_PKI_DIR>/evidence.key); created when missing",
+        ),
+    ] = None,
+) -> None:
+    """Print the public key (PEM) evidence exports are signed with, to pin for
+    `gridpilot audit verify-export --key`; its fingerprint goes to stderr."""
+    from gridpilot.security.signing import EvidenceSigner, SigningKeyError, public_pem
+
+    path = key_file or load_settings().evidence_key_path
+    if path is None:
+        raise _fail("no signing key: set GRIDPILOT_EVIDENCE_KEY_FILE or GRIDPILOT_PKI_DIR", 2)
+    try:
+        signer = EvidenceSigner.load_or_create(path)
+    except (SigningKeyError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(public_pem(signer.public_key).decode(), nl=False)
+    typer.echo(f"fingerprint {signer.fingerprint} ({path})", err=True)

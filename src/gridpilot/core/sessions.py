@@ -41,4 +41,7 @@ class EndReason(StrEnum):
     OUTBOX_FULL = "outbox_full"
     # The headend replica stopped, or restarted and found the session open.
     HEADEND_STOPPING = "headend_stopping"
+    # A telemetry batch was over the gateway's quota (telemetry_samples_per_s):
+    # refused before its ack, so the agent keeps it and sends it again.
+    QUOTA_EXCEEDED = "quota_exceeded"
     HEADEND_RESTARTED = "headend_restarted"

@@ -20,12 +20,14 @@ import structlog
 from google.protobuf.message import DecodeError
 
 from gridpilot.core.errors import Conflict, ValidationFailed
+from gridpilot.core.quotas import Quotas
 from gridpilot.security.identity import ID_PATTERN, GatewayIdentity
 from gridpilot.wire import session as wire_session
 from gridpilot.wire.messages import AgentMessage, Hello
 
 from .enrollment import OPEN, Admission, EnrollmentStore
 from .guard import GatewayAuthority, Refusal, refuse_gateway
+from .quotas import check_registration
 from .registry import GatewayStore
 from .sessions import AgentSession, SessionRegistry
 
@@ -43,7 +45,9 @@ class Handshake:
         task_queue: str,
         authority: GatewayAuthority | None = None,
         enrollment: EnrollmentStore | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
+        self._quotas = quotas
         self._store = store
         self._sessions = sessions
         self._headend_id = headend_id
@@ -77,6 +81,16 @@ class Handshake:
             )
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
         admission = await self._admit(ident, hello, context)
+        over = await check_registration(
+            self._quotas,
+            self._store.engine,
+            admission.tenant_id,
+            hello.gateway_id,
+            [a.asset_id for a in hello.assets],
+        )
+        if over is not None:
+            log.warning("hello_quota_exceeded", gateway=hello.gateway_id, limit=over.limit.value)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, over.message)
         asset_ids = await self._register(hello, admission, context)
         session = AgentSession(
             session_id=str(uuid.uuid4()),
@@ -86,6 +100,7 @@ class Handshake:
             asset_ids=asset_ids,
             fingerprint=ident.fingerprint if ident is not None else None,
             enrolled_only=admission.by_admin_only,
+            tenant_id=admission.tenant_id,
         )
         async with self._sessions.opening(session.gateway_id):
             ended = await self._store.open_session(

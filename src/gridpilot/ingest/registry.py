@@ -24,6 +24,10 @@ class GatewayStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
     async def register(
         self,
         gateway_id: str,

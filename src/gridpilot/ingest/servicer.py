@@ -19,7 +19,9 @@ import grpc
 import structlog
 from google.protobuf.message import DecodeError
 
+from gridpilot.core.quotas import Quotas
 from gridpilot.core.sessions import EndReason
+from gridpilot.core.usage import UsageMeter
 from gridpilot.schema.db import DATABASE_UNAVAILABLE
 from gridpilot.store.dispatches import DispatchStore
 from gridpilot.wire import session as wire_session
@@ -36,6 +38,7 @@ from .guard import GatewayAuthority, refuse_gateway
 from .handshake import Handshake
 from .local_dispatches import LocalDispatchIntake, LocalSink
 from .pipeline import IngestBatch, TelemetryPipeline
+from .quotas import admit_telemetry, meter_batch
 from .registry import GatewayStore, Touch
 from .sessions import AgentSession, SessionClosed, SessionRegistry
 from .touches import TouchBatcher
@@ -65,6 +68,10 @@ END_STATUS: dict[EndReason, tuple[grpc.StatusCode, str]] = {
         "no message (heartbeat, telemetry or ack) from the agent in time; reconnect",
     ),
     EndReason.HEADEND_ERROR: (grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE),
+    EndReason.QUOTA_EXCEEDED: (
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "quota telemetry_samples_per_s exceeded; the batch was not acked: resend it",
+    ),
 }
 
 
@@ -83,13 +90,19 @@ class AgentGatewayServicer(AgentGatewayServicerBase):
         local_sink: LocalSink | None = None,
         enrollment: EnrollmentStore | None = None,
         silence_s: float = 25.0,
+        quotas: Quotas | None = None,
+        usage: UsageMeter | None = None,
     ) -> None:
         self._store = store
+        self._quotas = quotas
+        self._usage = usage
         self._touches = TouchBatcher(store)
         self._silence_s = silence_s  # GRIDPILOT_AGENT_SILENCE_S
         self._sessions = sessions
         self._pipeline = pipeline
-        self._handshake = Handshake(store, sessions, headend_id, task_queue, authority, enrollment)
+        self._handshake = Handshake(
+            store, sessions, headend_id, task_queue, authority, enrollment, quotas
+        )
         self._acks = AckIntake(dispatches, ack_sink, authority)
         self._local = LocalDispatchIntake(local_sink, authority)
         self._skew = max_future_skew
@@ -134,7 +147,8 @@ class AgentGatewayServicer(AgentGatewayServicerBase):
                     break
                 yield msg
             if session.close_reason in END_STATUS:
-                await context.abort(*END_STATUS[session.close_reason])
+                code, message = END_STATUS[session.close_reason]
+                await context.abort(code, session.end_detail or message)
         except asyncio.CancelledError:
             session.cut = True  # grpc cancels the handler when the call is cut
             raise
@@ -211,7 +225,9 @@ class AgentGatewayServicer(AgentGatewayServicerBase):
                     return
                 kind = msg.WhichOneof("body")
                 if kind == "telemetry":
-                    await self._on_telemetry(session, msg.telemetry)
+                    if not await self._on_telemetry(session, msg.telemetry):
+                        session.close(EndReason.QUOTA_EXCEEDED)
+                        return
                 elif kind == "dispatch_ack":
                     await self._acks.take(session, msg.dispatch_ack)
                 elif kind == "local_dispatch":
@@ -232,9 +248,13 @@ class AgentGatewayServicer(AgentGatewayServicerBase):
         finally:
             session.close(session.close_reason or EndReason.CLOSED)
 
-    async def _on_telemetry(self, session: AgentSession, batch: TelemetryBatch) -> None:
-        received = datetime.now(UTC)  # the checks below use the time of receipt
+    async def _on_telemetry(self, session: AgentSession, batch: TelemetryBatch) -> bool:
+        """Queue the batch for the writer (which acks it once committed); False:
+        over the gateway's quota, refused before it was queued (never acked)."""
         samples, known, seq = batch.samples, session.asset_ids, batch.batch_seq
+        if not await admit_telemetry(self._quotas, session, len(samples)):
+            return False
+        received = datetime.now(UTC)  # the checks below use the time of receipt
         self.counts.batches[session.site_id] += 1
         self.counts.samples[session.site_id] += len(samples)
         # Audited here, once per session and asset, not in the writer: a stream
@@ -275,6 +295,8 @@ class AgentGatewayServicer(AgentGatewayServicerBase):
 
         async def send_ack() -> None:
             encoded = done[0]
+            if self._usage is not None and encoded.rows.count:  # committed: metered
+                meter_batch(self._usage, session.tenant_id, received, encoded.rows)
             session.send_nowait(
                 wire_telemetry.telemetry_ack(seq, encoded.rows.count, encoded.rejections)
             )
@@ -284,6 +306,7 @@ class AgentGatewayServicer(AgentGatewayServicerBase):
         await self._pipeline.put(
             IngestBatch(session.gateway_id, seq, encode, send_ack, size=batch.ByteSize())
         )
+        return True
 
     def _touch_soon(self, session: AgentSession, report: EdgeBufferReport) -> None:
         """Record the heartbeat in the replica's next batch (ingest.touches),

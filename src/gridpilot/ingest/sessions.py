@@ -35,6 +35,7 @@ class AgentSession:
     # The RPC was cancelled under the handler (peer gone, connection cut).
     cut: bool = False
     fingerprint: str | None = None  # the client certificate's (None: plain-text dev mode)
+    tenant_id: str = "default"  # its enrollment's (Admission.tenant_id): quotas and usage
     # Its site rests on an admin's enrollment alone (not on its certificate):
     # withdrawing the enrollment ends the session (ingest.guard).
     enrolled_only: bool = False
@@ -43,6 +44,8 @@ class AgentSession:
     rejected_pending: int = 0
     last_rejection: str | None = None
     foreign_audited: set[str] = field(default_factory=set)
+    # Why the headend ended the stream, when it says more than END_STATUS (a quota).
+    end_detail: str | None = None
     reader: asyncio.Task[None] | None = field(default=None, repr=False)  # reads the agent
     ending: asyncio.Task[None] | None = field(default=None, repr=False)  # closes the session once
 

@@ -3,14 +3,19 @@ enrollment CA, the OIDC verifier. A bad one is a HeadendError: one clear line.""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import grpc
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gridpilot.ingest.onboarding import load_ca
 from gridpilot.security.oidc import JwtVerifier, OidcConfig, parse_role_map
 from gridpilot.security.pki import Pki, PkiError
+from gridpilot.security.signing import EvidenceSigner, SigningKeyError
 from gridpilot.security.tls import TlsConfigError, server_credentials
 
 from .settings import Settings
+from .usage_webhook import UsageWebhook
 
 
 class HeadendError(Exception):
@@ -33,6 +38,28 @@ def enrollment_ca(settings: Settings) -> Pki | None:
         return load_ca(settings.pki_dir, settings.trust_domain)
     except PkiError as exc:
         raise HeadendError(f"GRIDPILOT_PKI_DIR: {exc}") from None
+
+
+def evidence_signer(settings: Settings) -> EvidenceSigner | None:
+    """The key that signs evidence exports (created when missing); None: not set up."""
+    path = settings.evidence_key_path
+    if path is None:
+        return None
+    try:
+        return EvidenceSigner.load_or_create(path)
+    except (SigningKeyError, OSError) as exc:
+        raise HeadendError(f"GRIDPILOT_EVIDENCE_KEY_FILE: {exc}") from None
+
+
+def usage_webhook(settings: Settings, engine: AsyncEngine) -> UsageWebhook | None:
+    """The usage webhook (ops/usage_webhook.py); None when no URL is set."""
+    s = settings
+    if not s.usage_webhook_url or s.usage_webhook_secret is None:
+        return None
+    grace = timedelta(seconds=2 * s.usage_flush_s)
+    return UsageWebhook(
+        engine, s.usage_webhook_url, s.usage_webhook_secret.get_secret_value(), grace
+    )
 
 
 def jwt_verifier(settings: Settings) -> JwtVerifier | None:

@@ -33,6 +33,8 @@ _ENDED_BECAUSE = {
     EndReason.TENANT_SUSPENDED: "its tenant was suspended",
     EndReason.HEADEND_STOPPING: "the headend holding its stream stopped",
     EndReason.HEADEND_RESTARTED: "the headend holding its stream restarted",
+    EndReason.QUOTA_EXCEEDED: "it sent telemetry over its quota (telemetry_samples_per_s; "
+    "docs/usage.md); the agent resends what was refused",
 }
 _AGENT_GONE_NEXT = (
     "on the site's host: is `gridpilot agent` running (systemctl status gridpilot-agent)? "

@@ -20,7 +20,10 @@ from gridpilot.api.app import ApiDeps, create_app
 from gridpilot.api.auth import AuthSettings
 from gridpilot.api.dispatch_service import DispatchOptions, DispatchService
 from gridpilot.api.pages import workflow_url
+from gridpilot.api.retention import RetentionDefaults
+from gridpilot.core.quotas import Quotas
 from gridpilot.core.sessions import EndReason
+from gridpilot.core.usage import UsageMeter
 from gridpilot.ingest.acks import TemporalAckSink, late_ack_recorder
 from gridpilot.ingest.enrollment import EnrollmentStore
 from gridpilot.ingest.guard import GatewayAuthority, SessionGuard
@@ -28,6 +31,7 @@ from gridpilot.ingest.metrics import IngestCollector, metrics_registry
 from gridpilot.ingest.onboarding import GatewayOnboarding
 from gridpilot.ingest.pipeline import IngestBatch, TelemetryPipeline
 from gridpilot.ingest.queue import MemoryTelemetryQueue
+from gridpilot.ingest.quotas import QuotaCollector
 from gridpilot.ingest.registry import GatewayStore
 from gridpilot.ingest.servicer import AgentGatewayServicer
 from gridpilot.ingest.sessions import SessionRegistry
@@ -42,9 +46,17 @@ from gridpilot.store.dispatches import DispatchStore
 from gridpilot.wire.service import add_AgentGatewayServicer_to_server
 
 from . import temporal
-from .credentials import HeadendError, enrollment_ca, grpc_credentials, jwt_verifier
+from .credentials import (
+    HeadendError,
+    enrollment_ca,
+    evidence_signer,
+    grpc_credentials,
+    jwt_verifier,
+)
+from .database_prep import prepare_database
 from .fleet_metrics import FleetCollector
-from .settings import Environment, Settings
+from .housekeeping import audit_head_log, chores, flush_usage
+from .settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -61,61 +73,6 @@ GRPC_SERVER_OPTIONS = [
 
 # Probes and scrapes: a span each would drown the dispatches' traces.
 UNTRACED_URLS = "healthz,readyz,metrics,console/assets"
-
-
-def prepare_database(settings: Settings) -> None:
-    """Migrate (or reset) the schema; an unreachable database is one HeadendError
-    line naming the setting and the server tried, not a driver traceback."""
-    try:
-        _prepare_database(settings)
-    except db.DATABASE_OR_NETWORK_DOWN as exc:
-        # SQLAlchemy's wrapper names the driver's error as .orig.
-        raise _database_error(settings, getattr(exc, "orig", None) or exc) from None
-
-
-def _database_error(settings: Settings, exc: BaseException) -> HeadendError:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    why = lines[0] if lines else type(exc).__name__
-    return HeadendError(
-        f"cannot use the database at GRIDPILOT_DATABASE_URL={_redact(settings.database_url)}: {why}"
-    )
-
-
-def _prepare_database(settings: Settings) -> None:
-    if settings.reset_db:
-        if settings.environment is Environment.PRODUCTION:
-            raise HeadendError(
-                "GRIDPILOT_RESET_DB is refused in production (GRIDPILOT_ENVIRONMENT=production)"
-            )
-        log.warning("database_reset", url=_redact(settings.database_url))
-        db.reset(settings.database_url)
-    elif db.current_revision(settings.database_url) != db.head_revision():
-        # At head there is nothing to do, so the app role (which may not
-        # migrate) starts; behind it, this must be the owner.
-        db.upgrade(settings.database_url, app_role=settings.db_app_role)
-    if db.maintain_partitions(settings.database_url, settings.telemetry_policy) is None:
-        log.warning(
-            "telemetry_partitions_not_owner",
-            note="this database role may not create telemetry partitions (or, on TimescaleDB, "
-            "change the compression/retention policies to the settings); new days go to the "
-            "DEFAULT partition until the owner runs `gridpilot db upgrade` (run it daily)",
-        )
-    # Detected, not configured: an external database with the extension is used as one.
-    backend = db.telemetry_backend(settings.database_url) or "plain PostgreSQL (partitioned)"
-    log.info("telemetry_storage", backend=backend)
-    problem = db.audit_bypass(settings.database_url)
-    if problem is not None:
-        log.warning(
-            "db_role_can_rewrite_audit",
-            problem=problem,
-            note=f"run the headend as {settings.db_app_role} (GRIDPILOT_DATABASE_URL) and "
-            "migrations as the owner; see docs/security.md",
-        )
-
-
-def _redact(url: str) -> str:
-    head, _, tail = url.rpartition("@")
-    return ("…@" + tail) if head else url
 
 
 class Headend:
@@ -147,6 +104,8 @@ class Headend:
             settings.gateway_cert_days,
             settings.enroll_token_ttl_s,
         )
+        self.quotas = Quotas(*settings.quota_limits)
+        self.usage = UsageMeter()  # what this process counts, flushed by chores()
         self.client: Client | None = None
         self.acks: TemporalAckSink | None = None
         self._stop = asyncio.Event()
@@ -238,6 +197,8 @@ class Headend:
                 ),
                 local_sink=service.record_local,
                 enrollment=self.enrollment,
+                quotas=self.quotas,
+                usage=self.usage,
             )
             add_AgentGatewayServicer_to_server(self.servicer, grpc_server)
             if credentials is None:
@@ -279,6 +240,7 @@ class Headend:
                         self.enrollment,
                         self.onboarding,
                         self.tenants,
+                        evidence_signer(s),
                     ),
                     auth=AuthSettings(
                         Authenticator(self.tokens, jwt_verifier(s), self.tenants),
@@ -292,11 +254,17 @@ class Headend:
                         IngestCollector(self.pipeline, lambda: self.servicer),
                         acks,
                         fleet,
+                        QuotaCollector(self.quotas),
                     ),
                     metrics_refresh=fleet.refresh,
                     max_body_bytes=s.api_max_body_bytes,
                     trace_ui_url=s.trace_ui_url,
                     workflow_url=workflow_url(s.temporal_ui_url, s.temporal_namespace),
+                    quotas=self.quotas,
+                    usage=self.usage,
+                    retention=RetentionDefaults(
+                        s.telemetry_retention_days, s.audit_retention_min_days
+                    ),
                 )
             )
             if self.tracing:
@@ -315,7 +283,8 @@ class Headend:
             log.info("api_listening", url=f"http://{s.api_host}:{s.api_port}")
         spawn(self._partition_maintenance(), "partitions")
         if s.audit_head_log_s > 0:
-            spawn(self._audit_head_log(s.audit_head_log_s), "audit-head")
+            spawn(audit_head_log(self.audit, s.audit_head_log_s), "audit-head")
+        spawn(chores(s, self.engine, self.usage), "housekeeping")  # usage, retention
         log.info("headend_ready", headend_id=s.headend_id, roles=s.roles)
         stopper = asyncio.create_task(self._stop.wait())
         done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -349,26 +318,13 @@ class Headend:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
+            await flush_usage(self.engine, self.usage)  # what this replica counted last
+        with contextlib.suppress(Exception):
             await self.store.close_headend_sessions(
                 self.settings.headend_id, EndReason.HEADEND_STOPPING
             )
         await self.engine.dispose()
         log.info("headend_stopped")
-
-    async def _audit_head_log(self, every_s: float) -> None:
-        """Log the audit chain's head when it moved, so a copy lives outside the
-        database: ``gridpilot audit verify --expect-head ID:HASH`` then finds
-        newest rows removed (which leaves a shorter chain that verifies)."""
-        last: tuple[int, str] | None = None
-        while True:
-            try:
-                head = await self.audit.head()
-                if head is not None and head != last:
-                    log.info("audit_head", head=f"{head[0]}:{head[1]}", id=head[0])
-                    last = head
-            except Exception as exc:
-                log.warning("audit_head_failed", error=str(exc))
-            await asyncio.sleep(every_s)
 
     async def _partition_maintenance(self) -> None:
         while True:

@@ -12,9 +12,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import NoReturn
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gridpilot.core.quotas import QuotaLimits
 from gridpilot.schema.telemetry_ddl import TelemetryPolicy
 
 
@@ -111,6 +112,12 @@ class Settings(BaseSettings):
         description="a `gridpilot pki` directory (pki.json, ca.pem, ca.key) whose CA signs "
         "gateway certificates at enrollment (POST /api/v1/enroll); unset: enrollment answers 404",
     )
+    evidence_key_file: Path | None = Field(
+        None,
+        description="Ed25519 private key (PEM, created 0600 when missing) that signs evidence "
+        "exports (GET /api/v1/audit/export); default: <pki_dir>/evidence.key; neither set: "
+        "exports answer 404",
+    )
     enroll_token_ttl_s: int = Field(
         3600,
         ge=60,
@@ -180,6 +187,58 @@ class Settings(BaseSettings):
         description="TimescaleDB: drop raw telemetry older than this (0 = keep it all); "
         "the 1-minute and 1-hour rollups are kept",
     )
+    quota_api_requests_per_s: float = Field(
+        500.0, ge=0, description="REST requests per second per API token (burst: 2 s); 0 = off"
+    )
+    quota_dispatch_submits_per_min: float = Field(
+        3000.0, ge=0, description="dispatch submits per minute per tenant (burst: 1 min); 0 = off"
+    )
+    quota_telemetry_samples_per_s: float = Field(
+        100_000.0,
+        ge=0,
+        description="telemetry samples per second per gateway (burst: 10 s); over it a batch "
+        "is refused before its ack (the agent keeps it and resends); 0 = off",
+    )
+    quota_max_assets: int = Field(10_000, ge=0, description="assets per tenant; 0 = off")
+    quota_max_gateways: int = Field(1_000, ge=0, description="gateways per tenant; 0 = off")
+    quota_enroll_requests_per_min: float = Field(
+        60.0,
+        ge=0,
+        description="requests to the public enrollment routes per minute per client address "
+        "(burst: 1 min); 0 = off",
+    )
+    tenant_quotas: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description='per-tenant overrides of the quota_* defaults, JSON: {"acme": '
+        '{"dispatch_submits_per_min": 60, "max_assets": 500}} (docs/usage.md)',
+    )
+    usage_flush_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="how often each headend adds what it metered (samples, bytes, API calls, "
+        "active assets) to usage_hourly and pushes closed hours to the usage webhook",
+    )
+    usage_webhook_url: str | None = Field(
+        None,
+        description="POST each closed hour's usage per tenant here (signed, retried, at least "
+        "once, Idempotency-Key; docs/usage.md); unset: no push",
+    )
+    usage_webhook_secret: SecretStr | None = Field(
+        None, description="HMAC-SHA256 key of the usage webhook's X-GridPilot-Signature"
+    )
+    audit_retention_min_days: int = Field(
+        365,
+        ge=30,
+        le=36_500,
+        description="the least audit retention a tenant may set (PUT /api/v1/retention)",
+    )
+    retention_check_s: float = Field(
+        3600.0,
+        gt=0,
+        description="how often each tenant's telemetry older than its retention is deleted "
+        "(none of a tenant on legal hold)",
+    )
     max_future_skew_s: float = Field(
         300.0, gt=0, description="samples further in the future are rejected"
     )
@@ -219,6 +278,18 @@ class Settings(BaseSettings):
             raise ValueError("expected an http(s) URL with {trace_id} in it")
         return v
 
+    @field_validator("tenant_quotas")
+    @classmethod
+    def _tenant_quotas(cls, v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        from gridpilot.core.quotas import QuotaLimits
+
+        for tenant, overrides in v.items():
+            try:
+                QuotaLimits().replace(overrides)
+            except ValueError as exc:
+                raise ValueError(f"tenant {tenant!r}: {exc}") from None
+        return v
+
     @field_validator("db_app_role")
     @classmethod
     def _app_role(cls, v: str) -> str:
@@ -239,6 +310,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 "GRIDPILOT_TEMPORAL_TLS_CERT_FILE and GRIDPILOT_TEMPORAL_TLS_KEY_FILE go together"
             )
+        if self.usage_webhook_url and self.usage_webhook_secret is None:
+            raise ValueError("usage_webhook_url needs usage_webhook_secret (its signing key)")
         if self.grpc_insecure and self.environment is Environment.PRODUCTION:
             raise ValueError("grpc_insecure is refused in production (mutual TLS is required)")
         if self.oidc_jwks_url:
@@ -276,6 +349,25 @@ class Settings(BaseSettings):
     @property
     def telemetry_policy(self) -> TelemetryPolicy:
         return TelemetryPolicy(self.telemetry_compress_after_days, self.telemetry_retention_days)
+
+    @property
+    def quota_limits(self) -> tuple[QuotaLimits, dict[str, QuotaLimits]]:
+        """The default limits, and each tenant's with its overrides."""
+        default = QuotaLimits(
+            api_requests_per_s=self.quota_api_requests_per_s,
+            dispatch_submits_per_min=self.quota_dispatch_submits_per_min,
+            telemetry_samples_per_s=self.quota_telemetry_samples_per_s,
+            max_assets=self.quota_max_assets,
+            max_gateways=self.quota_max_gateways,
+            enroll_requests_per_min=self.quota_enroll_requests_per_min,
+        )
+        return default, {t: default.replace(o) for t, o in self.tenant_quotas.items()}
+
+    @property
+    def evidence_key_path(self) -> Path | None:
+        if self.evidence_key_file is not None:
+            return self.evidence_key_file
+        return None if self.pki_dir is None else self.pki_dir / "evidence.key"
 
     @property
     def headend_task_queue(self) -> str:

@@ -170,6 +170,8 @@ def _run_locked(opts: UpOptions, data_dir: Path) -> int:
             "GRIDPILOT_GRPC_LISTEN": f"127.0.0.1:{opts.grpc_port}",
             "GRIDPILOT_HEADEND_ID": "demo-headend",
             "GRIDPILOT_ENVIRONMENT": "dev",
+            # signs evidence exports (GET /api/v1/audit/export)
+            "GRIDPILOT_EVIDENCE_KEY_FILE": str(data_dir / "pki" / "evidence.key"),
             **tls.headend_env(),
         }
         api = f"http://127.0.0.1:{opts.api_port}"

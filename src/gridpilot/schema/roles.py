@@ -103,6 +103,13 @@ def ensure_app_role(conn: Connection, role: str = APP_ROLE) -> bool:
         f"GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {role}",
     ):
         conn.execute(text(sql))
+    # Where the audit chain starts after pruning (migration 0016): the app may
+    # read it, only the owner (`gridpilot audit prune`) moves it.
+    if conn.execute(text("SELECT to_regclass('public.audit_anchor')")).scalar() is not None:
+        conn.execute(text(f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON audit_anchor FROM {role}"))
+    hold = "gridpilot_hold_retention(boolean)"  # pauses TimescaleDB retention (migration 0016)
+    if conn.execute(text(f"SELECT to_regprocedure('{hold}')")).scalar() is not None:
+        conn.execute(text(f"GRANT EXECUTE ON FUNCTION {hold} TO {role}"))
     return True
 
 

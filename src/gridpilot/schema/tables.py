@@ -10,17 +10,14 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
-    DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     PrimaryKeyConstraint,
     Table,
     Text,
     UniqueConstraint,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -28,39 +25,20 @@ from sqlalchemy.dialects.postgresql import JSONB
 from gridpilot.core.lifecycle import TERMINAL_VALUES
 from gridpilot.core.telemetry_fields import CORE
 
+from .base import DEFAULT_TENANT as DEFAULT_TENANT
+from .base import metadata as metadata
+from .base import tenant_column as _tenant
+from .base import ts_column as _ts
+
+# Usage metering and retention (migration 0016), on the same metadata.
+from .usage_tables import audit_anchor as audit_anchor
+from .usage_tables import retention_policies as retention_policies
+from .usage_tables import usage_active_assets as usage_active_assets
+from .usage_tables import usage_hourly as usage_hourly
+from .usage_tables import usage_pushes as usage_pushes
+
 # 'complete', 'expired', 'failed', 'cancelled': the live-asset index's predicate.
 _TERMINAL_SQL = ", ".join(f"'{state}'" for state in TERMINAL_VALUES)
-
-DEFAULT_TENANT = "default"
-
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
-
-
-def _tenant() -> Column[str]:
-    return Column(
-        "tenant_id",
-        Text,
-        ForeignKey("tenants.id"),
-        nullable=False,
-        server_default=text(f"'{DEFAULT_TENANT}'"),
-    )
-
-
-def _ts(name: str, nullable: bool = False, now: bool = False) -> Column[object]:
-    return Column(
-        name,
-        DateTime(timezone=True),
-        nullable=nullable,
-        server_default=func.now() if now else None,
-    )
-
 
 tenants = Table(
     "tenants",

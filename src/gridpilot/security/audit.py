@@ -93,6 +93,7 @@ class VerifyResult:
     head_hash: str
     bad_id: int | None = None
     problem: str | None = None
+    head_id: int = 0  # the newest row verified (or the anchor's, with none after it)
 
 
 def _jsonable(value: Mapping[str, Any]) -> dict[str, Any]:
@@ -222,9 +223,14 @@ class AuditLog:
         """Walk the chain from the start. ``expect_head`` (id, hash), a head
         recorded elsewhere (the headend's ``audit_head`` log line, an earlier
         verify): that row must still be in the chain with that hash, so deleting
-        the newest rows, which leaves a valid shorter chain, is found too."""
-        prev, count, expected_id = GENESIS, 0, 1
-        async for row in self.rows():
+        the newest rows, which leaves a valid shorter chain, is found too. After
+        ``gridpilot audit prune`` the chain starts at its anchor (the last pruned
+        row's id and hash)."""
+        anchor = await self.anchor()
+        prev, count, expected_id = (
+            (GENESIS, 0, 1) if anchor is None else (anchor[1], 0, anchor[0] + 1)
+        )
+        async for row in self.rows(after_id=expected_id - 1):
             if row["id"] != expected_id:
                 return VerifyResult(False, count, prev, row["id"], f"row {expected_id} is missing")
             if row["prev_hash"] != prev:
@@ -250,7 +256,16 @@ class AuditLog:
                 f"the chain ends at id {expected_id - 1}, before the expected head "
                 f"{expect_head[0]}: newer rows were removed",
             )
-        return VerifyResult(True, count, prev)
+        return VerifyResult(True, count, prev, head_id=expected_id - 1)
+
+    async def anchor(self) -> tuple[int, str] | None:
+        """(id, hash) of the last row pruned, where the chain now starts; None: never pruned."""
+        a = t.audit_anchor
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(select(a.c.id, a.c.hash).order_by(a.c.id.desc()).limit(1))
+            ).first()
+        return None if row is None else (int(row[0]), str(row[1]))
 
     async def head(self) -> tuple[int, str] | None:
         """The newest row's (id, hash), to record elsewhere (``audit_head``)."""

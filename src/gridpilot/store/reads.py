@@ -202,7 +202,7 @@ async def dispatch_detail(engine: AsyncEngine, dispatch_id: str) -> dict[str, An
             **row,
             "children": list(children),
             "transitions": transitions,
-            "evidence": await _evidence(conn, dict(row), transitions),
+            "evidence": await telemetry_evidence(conn, dict(row), transitions),
             "late_acks": [dict(x) for x in late_acks],
         }
 
@@ -243,7 +243,7 @@ def evidence(
     }
 
 
-async def _evidence(
+async def telemetry_evidence(
     conn: AsyncConnection, row: Mapping[str, Any], transitions: Sequence[Mapping[str, Any]]
 ) -> dict[str, Any] | None:
     window = active_window(row, transitions, datetime.now(UTC))

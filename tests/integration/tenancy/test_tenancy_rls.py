@@ -38,7 +38,15 @@ GUARDED = (
 )
 # With a tenant_id but no row security, by necessity (docs/security.md, Tenancy):
 # COPY FROM and TimescaleDB's columnstore refuse it, and the audit log is one chain.
-UNGUARDED = ("telemetry", "telemetry_latest", "audit_log")
+UNGUARDED = ("telemetry", "telemetry_latest", "audit_log") + (
+    # Metering and retention (migration 0016): written by system work, read by
+    # the caller's tenant in store/usage.py and store/retention.py; no row
+    # security yet (docs/security.md, Tenancy, limits).
+    "usage_hourly",
+    "usage_active_assets",
+    "usage_pushes",
+    "retention_policies",
+)
 
 SEED = """
 INSERT INTO tenants (id, name) VALUES ('{t}', '{t}') ON CONFLICT DO NOTHING;
