@@ -27,9 +27,13 @@ from gridpilot.security.audit import Actor, AuditEvent, AuditLog
 log = structlog.get_logger(__name__)
 
 DELETE_BATCH = 10_000
+# A tenant's telemetry is that of its assets: the ingest COPY does not write
+# telemetry.tenant_id (every row says 'default'), so a filter on it would
+# delete every tenant's rows under the default tenant's policy.
 DELETE_SQL = text(
-    "DELETE FROM telemetry WHERE tenant_id = :tenant AND ts < :cutoff AND (asset_id, ts) IN "
-    "(SELECT asset_id, ts FROM telemetry WHERE tenant_id = :tenant AND ts < :cutoff LIMIT :n)"
+    "DELETE FROM telemetry WHERE ts < :cutoff AND (asset_id, ts) IN "
+    "(SELECT asset_id, ts FROM telemetry WHERE ts < :cutoff AND asset_id IN "
+    "(SELECT id FROM assets WHERE tenant_id = :tenant) LIMIT :n)"
 )
 
 

@@ -26,27 +26,39 @@ def query(url: str, sql: str) -> list[tuple[object, ...]]:
 
 
 def _seed(url: str) -> None:
+    """Each tenant's asset, and telemetry rows as the ingest COPY writes them:
+    every one with tenant_id 'default' (the owner is the asset's tenant)."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO tenants (id, name) VALUES ('acme', 'Acme') ON CONFLICT DO NOTHING"
         )
-        for tenant, asset, days in (
-            ("default", "a-1", 10),
-            ("default", "a-1", 1),
-            ("acme", "b-1", 10),
-            ("acme", "b-1", 3),
-        ):
+        for tenant, asset in (("default", "a-1"), ("acme", "b-1")):
             conn.execute(
-                "INSERT INTO telemetry (asset_id, ts, tenant_id, p_kw) VALUES (%s, %s, %s, 1)",
-                (asset, NOW - timedelta(days=days), tenant),
+                "INSERT INTO sites (id, tenant_id, name) VALUES (%s, %s, 'S')",
+                (f"site-{asset}", tenant),
+            )
+            conn.execute(
+                "INSERT INTO gateways (id, tenant_id, site_id) VALUES (%s, %s, %s)",
+                (f"gw-{asset}", tenant, f"site-{asset}"),
+            )
+            conn.execute(
+                "INSERT INTO assets (id, tenant_id, site_id, gateway_id, asset_type, p_min_kw, "
+                "p_max_kw) VALUES (%s, %s, %s, %s, 'bess', -10, 10)",
+                (asset, tenant, f"site-{asset}", f"gw-{asset}"),
+            )
+        for asset, days in (("a-1", 10), ("a-1", 1), ("b-1", 10), ("b-1", 3)):
+            conn.execute(
+                "INSERT INTO telemetry (asset_id, ts, p_kw) VALUES (%s, %s, 1)",
+                (asset, NOW - timedelta(days=days)),
             )
 
 
 def _left(url: str) -> list[tuple[object, ...]]:
+    """(the owning tenant, age in days) of every telemetry row left."""
     return query(
         url,
-        "SELECT tenant_id, (extract(epoch FROM now() - ts) / 86400)::int FROM telemetry "
-        "ORDER BY tenant_id, ts",
+        "SELECT a.tenant_id, (extract(epoch FROM now() - t.ts) / 86400)::int FROM telemetry t "
+        "JOIN assets a ON a.id = t.asset_id ORDER BY a.tenant_id, t.ts",
     )
 
 
