@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gridpilot.schema import tables as t
+from gridpilot.schema.tenancy import SETTING, SYSTEM
 from gridpilot.security.audit import Actor, AuditEvent, AuditLog
 
 log = structlog.get_logger(__name__)
@@ -89,12 +90,21 @@ async def put(
 async def sync_timescale_hold(conn: AsyncConnection) -> int:
     """Pause TimescaleDB's retention jobs while any tenant is on hold (a
     dropped chunk holds every tenant's rows), resume them when none is."""
-    r = t.retention_policies
-    held = await conn.scalar(select(true()).where(r.c.legal_hold).limit(1))
+    held = await any_hold(conn)
     changed = await conn.scalar(text("SELECT gridpilot_hold_retention(:h)"), {"h": bool(held)})
     if changed:
         log.info("timescale_retention_jobs", paused=bool(held), jobs=changed)
     return int(changed or 0)
+
+
+async def any_hold(conn: AsyncConnection) -> bool:
+    """Whether any tenant is on legal hold. Every tenant's hold counts, also in
+    a tenant's request changing its own policy, where row-level security
+    (migration 0017) would show that tenant's row only: the rest of ``conn``'s
+    transaction runs as system work."""
+    await conn.execute(text("SELECT set_config(:k, :v, true)"), {"k": SETTING, "v": SYSTEM})
+    r = t.retention_policies
+    return bool(await conn.scalar(select(true()).where(r.c.legal_hold).limit(1)))
 
 
 async def enforce_telemetry(engine: AsyncEngine, now: datetime) -> dict[str, int]:

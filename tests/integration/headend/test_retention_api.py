@@ -38,6 +38,14 @@ def _count(url: str) -> int:
 def _seed(url: str) -> None:
     now = datetime.now(UTC)
     with psycopg.connect(url, autocommit=True) as conn:
+        # The default tenant's asset: a tenant's telemetry is its assets'.
+        conn.execute(
+            "INSERT INTO sites (id, name) VALUES ('ret-site', 'S') ON CONFLICT DO NOTHING;"
+            "INSERT INTO gateways (id, site_id) VALUES ('ret-gw', 'ret-site') "
+            "ON CONFLICT DO NOTHING;"
+            "INSERT INTO assets (id, site_id, gateway_id, asset_type, p_min_kw, p_max_kw) "
+            "VALUES ('a-1', 'ret-site', 'ret-gw', 'bess', -10, 10) ON CONFLICT DO NOTHING"
+        )
         for days in (20, 10, 1):
             conn.execute(
                 "INSERT INTO telemetry (asset_id, ts, p_kw) VALUES ('a-1', %s, 1)",

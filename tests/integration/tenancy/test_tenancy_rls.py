@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -35,18 +36,15 @@ GUARDED = (
     "api_tokens",
     "gateway_certificates",
     "enrollment_tokens",
-)
-# With a tenant_id but no row security, by necessity (docs/security.md, Tenancy):
-# COPY FROM and TimescaleDB's columnstore refuse it, and the audit log is one chain.
-UNGUARDED = ("telemetry", "telemetry_latest", "audit_log") + (
-    # Metering and retention (migration 0016): written by system work, read by
-    # the caller's tenant in store/usage.py and store/retention.py; no row
-    # security yet (docs/security.md, Tenancy, limits).
+    # metering and retention (migration 0016; their row security: 0017)
     "usage_hourly",
     "usage_active_assets",
     "usage_pushes",
     "retention_policies",
 )
+# With a tenant_id but no row security, by necessity (docs/security.md, Tenancy):
+# COPY FROM and TimescaleDB's columnstore refuse it, and the audit log is one chain.
+UNGUARDED = ("telemetry", "telemetry_latest", "audit_log")
 
 SEED = """
 INSERT INTO tenants (id, name) VALUES ('{t}', '{t}') ON CONFLICT DO NOTHING;
@@ -73,6 +71,12 @@ INSERT INTO gateway_certificates (fingerprint, tenant_id, gateway_id, serial, no
 INSERT INTO enrollment_tokens (id, tenant_id, token_hash, prefix, gateway_id, site_id,
     created_by, expires_at) VALUES ('enr-{t}', '{t}', 'hash-{t}', 'gpe_x', 'gw-{t}', 'site-{t}',
     'test', now());
+INSERT INTO usage_hourly (tenant_id, hour, metric, value)
+    VALUES ('{t}', date_trunc('hour', now()), 'api_calls', 1);
+INSERT INTO usage_active_assets (tenant_id, hour, asset_id)
+    VALUES ('{t}', date_trunc('hour', now()), 'bess-{t}');
+INSERT INTO usage_pushes (tenant_id, hour) VALUES ('{t}', date_trunc('hour', now()));
+INSERT INTO retention_policies (tenant_id, updated_by) VALUES ('{t}', 'test');
 """
 
 
@@ -169,3 +173,22 @@ def test_the_migration_downgrades_and_upgrades_again(database_url: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         on = conn.execute("SELECT relrowsecurity FROM pg_class WHERE relname = 'assets'")
         assert on.fetchone() == (True,)
+
+
+async def test_a_tenant_changing_its_retention_still_sees_another_tenants_legal_hold(
+    app_url: str, app_engine: AsyncEngine, database_url: str
+) -> None:
+    """TimescaleDB's chunk-dropping jobs stay paused while any tenant holds:
+    the check must see every tenant's policy, not only the caller's."""
+    from gridpilot.store import retention
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("UPDATE retention_policies SET legal_hold = true WHERE tenant_id = 'a'")
+    with tenancy.scope("b"):
+        async with app_engine.begin() as conn:
+            assert await _tenants_seen_in(conn, "retention_policies") == {"b"}
+            assert await retention.any_hold(conn) is True
+
+
+async def _tenants_seen_in(conn: Any, table: str) -> set[str]:
+    return {r[0] for r in await conn.execute(text(f"SELECT tenant_id FROM {table}"))}
