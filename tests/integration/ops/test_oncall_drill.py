@@ -117,6 +117,17 @@ class Prometheus:
         return result
 
 
+@pytest.fixture
+def prometheus(headend: HeadendProcess, tmp_path: Path) -> Iterator[Prometheus]:
+    """A Prometheus scraping the headend, stopped after the test (it outlived
+    the run before)."""
+    p = Prometheus(tmp_path / "prometheus", f"127.0.0.1:{headend.api_port}")
+    try:
+        yield p
+    finally:
+        p.proc.stop()
+
+
 def doctor(headend: HeadendProcess, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
@@ -129,7 +140,7 @@ def doctor(headend: HeadendProcess, *args: str) -> subprocess.CompletedProcess[s
 
 
 def test_stopping_the_agent_fires_the_alert_and_the_doctor_names_the_cause(
-    headend: HeadendProcess, agent: AgentProcess, tmp_path: Path
+    headend: HeadendProcess, agent: AgentProcess, prometheus: Prometheus
 ) -> None:
     headend.wait(
         lambda: (headend.metric("gridpilot_site_newest_sample_age_seconds", site=SITE) or 99) < 30,
@@ -144,7 +155,6 @@ def test_stopping_the_agent_fires_the_alert_and_the_doctor_names_the_cause(
         assert checks[check] == "ok", report
     assert checks[f"agent {GATEWAY}"] == "ok" and checks["newest sample"] == "ok"
 
-    prometheus = Prometheus(tmp_path / "prometheus", f"127.0.0.1:{headend.api_port}")
     # Scraped, evaluated, and the site is not down yet.
     wait_for_sync(
         lambda: prometheus.query(f'gridpilot_site_agents_connected{{site="{SITE}"}} == 1'),
