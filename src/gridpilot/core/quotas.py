@@ -32,14 +32,15 @@ class Limit(StrEnum):
 
 @dataclass(frozen=True)
 class QuotaLimits:
-    """One tenant's limits (0: no limit). The defaults are far above what a
-    site or an integrator needs; a SaaS operator sets its tenants' own."""
+    """One tenant's limits (0: no limit). The rates are far above what a site
+    or an integrator needs; the counts are off (a tenant's fleet may be as
+    large as a headend holds). A SaaS operator sets its tenants' own."""
 
     api_requests_per_s: float = 500.0
     dispatch_submits_per_min: float = 3000.0
     telemetry_samples_per_s: float = 100_000.0
-    max_assets: int = 10_000
-    max_gateways: int = 1_000
+    max_assets: int = 0
+    max_gateways: int = 0
     enroll_requests_per_min: float = 60.0
 
     def value(self, limit: Limit) -> float:

@@ -199,8 +199,10 @@ class Settings(BaseSettings):
         description="telemetry samples per second per gateway (burst: 10 s); over it a batch "
         "is refused before its ack (the agent keeps it and resends); 0 = off",
     )
-    quota_max_assets: int = Field(10_000, ge=0, description="assets per tenant; 0 = off")
-    quota_max_gateways: int = Field(1_000, ge=0, description="gateways per tenant; 0 = off")
+    # Off by default: one tenant's fleet may be as large as a headend holds
+    # (10,000 agents, docs/operations.md); a SaaS operator sets them per tenant.
+    quota_max_assets: int = Field(0, ge=0, description="assets per tenant; 0 = off (default)")
+    quota_max_gateways: int = Field(0, ge=0, description="gateways per tenant; 0 = off (default)")
     quota_enroll_requests_per_min: float = Field(
         60.0,
         ge=0,
