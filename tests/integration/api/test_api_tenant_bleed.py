@@ -105,6 +105,11 @@ TENANT_RULES: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/tenants"): PLATFORM,
     ("POST", "/api/v1/tenants/{tenant_id}/suspend"): PLATFORM,
     ("POST", "/api/v1/tenants/{tenant_id}/resume"): PLATFORM,
+    ("GET", "/api/v1/audit/export"): OBJECT,  # ?dispatch_id= bolt's dispatch: 404
+    ("GET", "/api/v1/audit/export/key"): NO_DATA,  # the deployment's public key
+    ("GET", "/api/v1/usage"): OWN,
+    ("GET", "/api/v1/retention"): OWN,
+    ("PUT", "/api/v1/retention"): OWN,
 }
 
 
@@ -258,6 +263,8 @@ def _request(method: str, path: str, ids: dict[str, str], mine: dict[str, str]) 
         args["json"] = {"gateway_id": "gw-new"}
     if path == "/api/v1/telemetry":
         args["url"] += f"?site_id={ids['site_id']}"
+    if path == "/api/v1/audit/export":
+        args["url"] += f"?dispatch_id={ids['dispatch_id']}"
     return args
 
 
