@@ -43,17 +43,35 @@ DELIVERY_RETRY = RetryPolicy(maximum_attempts=1)
 # run on the worker that holds the workflow (which registers RecordActivities
 # on its own queue), so each one saves the server two round trips (schedule,
 # then a new workflow task for the result) and its result is a marker in the
-# history. Retries and timeouts are the same; a worker that dies mid-call
-# leaves the workflow task to time out and the call runs again, as it would
-# for a lost activity (the records are idempotent either way).
+# history.
 PATCH_DB_LOCAL_ACTIVITIES = "db-local-activities"
+# Patch: only the calls whose effect does not depend on the path the workflow
+# takes stay local (the dispatch row, written first; the route and the split
+# inputs, read only). A local activity runs before its workflow task is
+# committed: when that task fails (a worker too slow for the task timeout,
+# or a crash) and signals that came meanwhile make the retried task take
+# another path, a transition written by a local activity was never the
+# workflow's (seen under load: "expired" recorded, then the dispatch went on
+# to "active"). Transitions, claims, allocations and late acks are scheduled
+# activities again: they run only for a committed decision.
+PATCH_DB_WRITES_SCHEDULED = "db-writes-scheduled"
+_PATH_FREE = (
+    RecordActivities.record_dispatch,
+    RecordActivities.resolve_route,
+    RecordActivities.load_split_inputs,
+)
 
 
 async def on_database(activity: MethodAsyncSingleParam[Any, P, R], arg: P) -> R:
-    """A database activity (``RecordActivities``): a local activity on the
-    workflow's worker; a scheduled one on its own queue for histories from
-    before that patch."""
-    if workflow.patched(PATCH_DB_LOCAL_ACTIVITIES):
+    """A database activity (``RecordActivities``): local on the workflow's
+    worker where its effect does not depend on the workflow's path, else
+    scheduled on the workflow's own queue (see the patches above; histories
+    from before them replay as they ran)."""
+    if workflow.patched(PATCH_DB_WRITES_SCHEDULED):
+        local = activity in _PATH_FREE
+    else:
+        local = workflow.patched(PATCH_DB_LOCAL_ACTIVITIES)
+    if local:
         return await workflow.execute_local_activity_method(
             activity, arg, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY
         )

@@ -78,7 +78,8 @@ REQUIRED = (
 # Histories from before a patch that changed all of them, still replayed:
 # dispatches started then may still be running. "db-local-activities": the
 # database calls were scheduled activities.
-EARLIER = ("pre_db_local",)
+# "db-writes-scheduled": every database call was local (db_local_all/).
+EARLIER = ("pre_db_local", "db_local_all")
 NAMES = sorted(
     set(REQUIRED)
     | {p.stem for p in HISTORIES_DIR.glob("*.json")}
@@ -142,11 +143,14 @@ def test_every_required_history_is_committed():
     assert missing == [], f"record them with GRIDPILOT_RECORD_HISTORIES=1: {missing}"
 
 
-def test_recorded_histories_run_the_database_calls_as_local_activities():
-    """Patch "db-local-activities" is live in today's histories, and the set from
-    before it still holds scheduled database activities (what running dispatches
-    replay)."""
-    now, before = _history("complete"), _history("pre_db_local/complete")
+def test_recorded_histories_run_only_the_path_free_database_calls_as_local_activities():
+    """Patch "db-writes-scheduled" is live in today's histories: the dispatch
+    row is a local activity (a marker), each transition a scheduled activity
+    (run only once its decision is committed). The sets from before it still
+    replay: all scheduled (pre_db_local), all local (db_local_all)."""
+    now = _history("complete")
+    all_local = _history("db_local_all/complete")
+    before = _history("pre_db_local/complete")
 
     def scheduled(history: WorkflowHistory) -> list[str]:
         return [
@@ -163,5 +167,8 @@ def test_recorded_histories_run_the_database_calls_as_local_activities():
         ]
 
     assert "record_dispatch" in scheduled(before)
-    assert not [a for a in scheduled(now) if a.startswith(("record_", "claim_", "resolve_"))]
+    assert "record_transition" in scheduled(before)
+    assert not [a for a in scheduled(all_local) if a.startswith(("record_", "claim_"))]
+    assert "record_transition" in scheduled(now) and "claim_asset" in scheduled(now)
+    assert "record_dispatch" not in scheduled(now)
     assert "core_local_activity" in markers(now)
