@@ -39,10 +39,12 @@ app.add_typer(dev_app, name="dev")
 
 
 @app.callback()
-def _system_scope() -> None:
+def _system_scope(ctx: typer.Context) -> None:
     # The CLI acts with the database's own credentials, for every tenant
-    # (row-level security's system scope, schema/tenancy.py).
-    tenancy.enter_scope(tenancy.SYSTEM)
+    # (row-level security's system scope, schema/tenancy.py), for as long as
+    # its command runs: the scope is reset after it (a command run in-process,
+    # as the tests do, leaves no scope behind).
+    ctx.with_resource(tenancy.scope(tenancy.SYSTEM))
 
 
 @app.command()

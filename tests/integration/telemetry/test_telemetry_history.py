@@ -37,7 +37,16 @@ def rows(first: int, last: int) -> list[Row]:
 
 
 def insert(url: str, batch: list[Row]) -> None:
+    """The rows, and their assets (the API reads a tenant's assets' telemetry)."""
     with psycopg.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO sites (id, name) VALUES ('hist-site', 'S') ON CONFLICT DO NOTHING;"
+            "INSERT INTO gateways (id, site_id) VALUES ('hist-gw', 'hist-site') "
+            "ON CONFLICT DO NOTHING;"
+            "INSERT INTO assets (id, site_id, gateway_id, asset_type, p_min_kw, p_max_kw) "
+            "VALUES ('bess', 'hist-site', 'hist-gw', 'bess', -10, 10), "
+            "('pv', 'hist-site', 'hist-gw', 'pv', 0, 10) ON CONFLICT DO NOTHING"
+        )
         with cur.copy("COPY telemetry (asset_id, ts, p_kw, q_kvar, soc_pct) FROM STDIN") as copy:
             for r in batch:
                 copy.write_row(r)
