@@ -111,8 +111,7 @@ class AgentGatewayServicer(AgentGatewayServicerBase):
         self.counts = StreamCounts()
         self._authority = authority
         self.streams_started = 0  # Connect calls that reached the servicer (after TLS)
-        self._ending: set[asyncio.Task[None]] = set()
-        self._touching: set[asyncio.Task[None]] = set()
+        self._held: set[asyncio.Task[None]] = set()  # see _hold
 
     async def Connect(
         self,
@@ -172,9 +171,7 @@ class AgentGatewayServicer(AgentGatewayServicerBase):
         agent would show as connected until then.
         """
         if session.ending is None:
-            session.ending = asyncio.create_task(self._finish(session))
-            self._ending.add(session.ending)  # held until done (the loop keeps weak refs)
-            session.ending.add_done_callback(self._ending.discard)
+            session.ending = self._hold(asyncio.create_task(self._finish(session)))
         return session.ending
 
     async def _finish(self, session: AgentSession) -> None:
@@ -317,9 +314,14 @@ class AgentGatewayServicer(AgentGatewayServicerBase):
             if not await self._touch(session, report):
                 session.close(EndReason.SUPERSEDED)
 
-        task = asyncio.create_task(touch())
-        self._touching.add(task)  # held until done (the loop keeps weak refs)
-        task.add_done_callback(self._touching.discard)
+        self._hold(asyncio.create_task(touch()))
+
+    def _hold(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
+        """Keep a background task referenced until it is done (the event loop
+        holds only weak references to its tasks)."""
+        self._held.add(task)
+        task.add_done_callback(self._held.discard)
+        return task
 
     async def _touch(self, session: AgentSession, report: EdgeBufferReport) -> bool:
         """False when the session was ended elsewhere. A database outage is not
