@@ -16,6 +16,8 @@ from gridpilot.workflows.models import (
     DispatchInput,
     Route,
     SplitInputs,
+    SubmissionRecord,
+    TransitionBatch,
     TransitionRecord,
 )
 
@@ -28,9 +30,20 @@ class RecordActivities:
     async def record_dispatch(self, inp: DispatchInput) -> None:
         await self._store.record(inp)
 
+    @activity.defn(name="record_submission")
+    async def record_submission(self, rec: SubmissionRecord) -> None:
+        """The dispatch row with its first transition (submitted), in one
+        transaction: the workflow's first write (patch "lean-records")."""
+        await self._store.record(rec.dispatch, rec.submitted)
+
     @activity.defn(name="record_transition")
     async def record_transition(self, rec: TransitionRecord) -> None:
-        await self._store.record_transition(rec)
+        await self._store.record_transitions(rec)
+
+    @activity.defn(name="record_transitions")
+    async def record_transitions(self, batch: TransitionBatch) -> None:
+        """Transitions decided in one workflow task, in order, in one transaction."""
+        await self._store.record_transitions(*batch.records)
 
     @activity.defn(name="record_allocation")
     async def record_allocation(self, rec: AllocationRecord) -> None:

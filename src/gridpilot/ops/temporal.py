@@ -182,7 +182,9 @@ def dispatch_worker(client: Client, task_queue: str, store: DispatchStore) -> Wo
         workflow_runner=workflow_runner(),
         activities=[
             records.record_dispatch,
+            records.record_submission,
             records.record_transition,
+            records.record_transitions,
             records.record_allocation,
             records.record_late_ack,
             records.resolve_route,

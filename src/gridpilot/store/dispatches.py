@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -31,6 +31,7 @@ from gridpilot.workflows.models import (
 )
 
 from .reads import load_split_inputs
+from .transitions import dispatch_tenant, transition_statement
 
 
 class DispatchTarget(NamedTuple):
@@ -97,13 +98,6 @@ def insert_dispatch(inp: DispatchInput) -> Insert:
     )
 
 
-def _dispatch_tenant(dispatch_id: str) -> Any:
-    """A dispatch's transitions and late acks belong to its tenant."""
-    d = t.dispatches
-    of = select(d.c.tenant_id).where(d.c.id == dispatch_id).scalar_subquery()
-    return func.coalesce(of, DEFAULT_TENANT)
-
-
 def target_tenant(asset_id: str | None, site_id: str | None) -> Any:
     """A dispatch belongs to the tenant of its target (its asset's, else its
     site's), whoever writes the row: the API in the caller's scope, or a
@@ -129,9 +123,10 @@ class DispatchStore:
         async with self._engine.begin() as conn:
             await conn.execute(insert_dispatch(inp))
 
-    async def record(self, inp: DispatchInput) -> None:
-        """The workflow's write of its row; an asset dispatch without a site
-        gets its asset's site."""
+    async def record(self, inp: DispatchInput, first: TransitionRecord | None = None) -> None:
+        """The workflow's write of its row, with its ``first`` transition when
+        given (one transaction); an asset dispatch without a site gets its
+        asset's site."""
         async with self._engine.begin() as conn:
             if inp.site_id is None and inp.asset_id is not None:
                 site = await conn.execute(
@@ -139,44 +134,15 @@ class DispatchStore:
                 )
                 inp = inp.model_copy(update={"site_id": site.scalar()})
             await conn.execute(insert_dispatch(inp))
+            if first is not None:
+                await conn.execute(transition_statement(first))
 
-    async def record_transition(self, rec: TransitionRecord) -> None:
-        """Append a transition and move the row's state (idempotent: each
-        state is entered once per dispatch, so a retried activity's insert
-        does nothing)."""
-        inserted = (
-            insert(t.dispatch_transitions)
-            .values(
-                dispatch_id=rec.dispatch_id,
-                seq=rec.seq,
-                from_state=rec.from_state.value if rec.from_state else None,
-                to_state=rec.to_state.value,
-                at=rec.at,
-                reason=rec.reason.value if rec.reason else None,
-                detail=rec.detail,
-                actor=rec.actor,
-                tenant_id=_dispatch_tenant(rec.dispatch_id),
-            )
-            .on_conflict_do_nothing()
-            .returning(t.dispatch_transitions.c.seq)
-            .cte("inserted")
-        )
-        values: dict[str, object] = {
-            "state": rec.to_state.value,
-            "reason": rec.reason.value if rec.reason else None,
-            "detail": rec.detail,
-            "updated_at": func.now(),
-        }
-        if rec.applied_p_kw is not None:
-            values["applied_p_kw"] = rec.applied_p_kw
-        # One statement: the row moves only when the transition was new (a
-        # retried activity's insert does nothing, and the row is not moved back).
+    async def record_transitions(self, *recs: TransitionRecord) -> None:
+        """Transitions of one dispatch, in order, in one transaction
+        (``transition_statement``: each idempotent)."""
         async with self._engine.begin() as conn:
-            await conn.execute(
-                update(t.dispatches)
-                .where(t.dispatches.c.id == rec.dispatch_id, exists(select(inserted.c.seq)))
-                .values(**values)
-            )
+            for rec in recs:
+                await conn.execute(transition_statement(rec))
 
     async def record_allocation(self, rec: AllocationRecord) -> None:
         async with self._engine.begin() as conn:
@@ -199,7 +165,7 @@ class DispatchStore:
                     reason=ack.reason.value if ack.reason else None,
                     detail=ack.detail,
                     gateway_id=ack.gateway_id,
-                    tenant_id=_dispatch_tenant(ack.dispatch_id),
+                    tenant_id=dispatch_tenant(ack.dispatch_id),
                 )
                 .on_conflict_do_nothing()
             )

@@ -57,6 +57,7 @@ PATCH_DB_LOCAL_ACTIVITIES = "db-local-activities"
 PATCH_DB_WRITES_SCHEDULED = "db-writes-scheduled"
 _PATH_FREE = (
     RecordActivities.record_dispatch,
+    RecordActivities.record_submission,  # the first call of a run (patch "lean-records")
     RecordActivities.resolve_route,
     RecordActivities.load_split_inputs,
 )

@@ -11,7 +11,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     # The activities are imported for their typed references only (names and
@@ -19,26 +19,14 @@ with workflow.unsafe.imports_passed_through():
     from gridpilot.activities.delivery import DeliveryActivities
     from gridpilot.activities.records import RecordActivities
     from gridpilot.core.acks import ack_effect
-    from gridpilot.core.lifecycle import (
-        DispatchState,
-        ReasonCode,
-        check_transition,
-        path_to,
-    )
+    from gridpilot.core.lifecycle import DispatchState, ReasonCode
 
     from .calls import on_database, on_replica, release
-    from .constants import (
-        QUERY_CURRENT_STATE,
-        SA_DISPATCH_STATE,
-        SIGNAL_AGENT_ACK,
-        SIGNAL_CANCEL,
-        SIGNAL_CHILD_STATE,
-    )
+    from .constants import QUERY_CURRENT_STATE, SIGNAL_AGENT_ACK, SIGNAL_CANCEL
     from .dispatch_rules import (
         ROUTE_RETRY,
         START_LEAD,
         claim_request,
-        result_of,
         setpoint_command,
         supersede_request,
         superseded_by,
@@ -47,13 +35,13 @@ with workflow.unsafe.imports_passed_through():
     from .models import (
         AgentAck,
         CancelRequest,
-        ChildState,
         DispatchInput,
         DispatchResult,
         DispatchStatus,
         TransitionRecord,
     )
     from .outcome import close
+    from .recording import Recorder
 
 S = DispatchState
 # A sent dispatch that is superseded ends when the agent hands over to the new one
@@ -70,12 +58,15 @@ PATCH_LATE_ACKS_KEPT = "late-acks-kept"
 
 
 @workflow.defn
-class DispatchWorkflow:
+class DispatchWorkflow(Recorder):
     @workflow.init
     def __init__(self, inp: DispatchInput) -> None:
         self.inp = inp
         self.state: DispatchState | None = None
         self.transitions: list[TransitionRecord] = []
+        self.lean = False
+        self.unwritten: list[TransitionRecord] = []
+        self.batching = False
         self.acks: list[AgentAck] = []
         self.late_acks: list[AgentAck] = []
         self.cancel_request: CancelRequest | None = None
@@ -124,8 +115,7 @@ class DispatchWorkflow:
     # ------------------------------------------------------------ main
     @workflow.run
     async def run(self, inp: DispatchInput) -> DispatchResult:
-        await on_database(RecordActivities.record_dispatch, inp)
-        await self._to(S.SUBMITTED, actor=inp.submitted_by)
+        await self._submit()
         try:
             end = None
             if inp.source == "local":
@@ -279,10 +269,13 @@ class DispatchWorkflow:
                 # it here would record cancelled what may still run at the device.
                 self.superseded_by = req.superseded_by
                 self.cancel_request = None
-            while self.acks:
-                end = await self._apply_ack(self.acks.pop(0))
-                if end is not None:
-                    return end
+            end = None
+            with self._batch():  # lean: the acks in hand are written together
+                while self.acks and end is None:
+                    end = await self._apply_ack(self.acks.pop(0))
+            await self._write()
+            if end is not None:
+                return end
             deadline = wait_deadline(self.inp, self.state, self.transitions[-1].at)
             left = (deadline - workflow.now()).total_seconds()
             if left <= 0:
@@ -317,12 +310,10 @@ class DispatchWorkflow:
             self.applied_p_kw = ack.applied_p_kw
             if self.state is S.ACTIVE:
                 return None  # repeated (the agent answers a redelivery with its latest ack)
-            for state in path_to(self.state or S.SUBMITTED, S.ACTIVE):
-                await self._to(state, detail=detail, actor="agent")
+            await self._through(S.ACTIVE, detail=detail, actor="agent")
             return None
         if effect.state is S.COMPLETE:
-            for state in path_to(self.state or S.SUBMITTED, S.COMPLETE):
-                await self._to(state, detail=detail, actor="agent")
+            await self._through(S.COMPLETE, detail=detail, actor="agent")
             return self._result()
         return await self._end(effect.state, effect.reason, detail, actor="agent")
 
@@ -341,60 +332,3 @@ class DispatchWorkflow:
         self.superseded_by = winner
         detail = f"superseded by {winner}"
         return await self._end(S.CANCELLED, ReasonCode.SUPERSEDED, detail, f"dispatch {winner}")
-
-    # ------------------------------------------------------------ recording
-    async def _end(
-        self, state: DispatchState, reason: ReasonCode | None, detail: str, actor: str = "headend"
-    ) -> DispatchResult:
-        await self._to(state, reason=reason, detail=detail, actor=actor)
-        return self._result()
-
-    def _result(self) -> DispatchResult:
-        assert self.state is not None
-        return result_of(self.inp, self.state, self.transitions[-1], self.applied_p_kw)
-
-    async def _to(
-        self,
-        state: DispatchState,
-        reason: ReasonCode | None = None,
-        detail: str = "",
-        actor: str = "headend",
-    ) -> None:
-        try:
-            check_transition(self.state, state, reason)
-        except Exception as exc:  # a bug, not bad input: fail loudly, never record it
-            raise ApplicationError(str(exc), type="IllegalTransition", non_retryable=True) from exc
-        record = TransitionRecord(
-            dispatch_id=self.inp.dispatch_id,
-            seq=len(self.transitions) + 1,
-            from_state=self.state,
-            to_state=state,
-            at=workflow.now(),
-            reason=reason,
-            detail=detail,
-            actor=actor,
-            applied_p_kw=self.applied_p_kw,
-        )
-        # The workflow's own state moves first: a cancel that lands while the record
-        # is being written must not make the next transition reuse this seq.
-        self.transitions.append(record)
-        self.state = state
-        await on_database(RecordActivities.record_transition, record)
-        workflow.upsert_search_attributes([SA_DISPATCH_STATE.value_set(state.value)])
-        if self.inp.parent_id and self.inp.asset_id:
-            # By name: the parent's class (site.py) imports this module (constants.py).
-            parent = workflow.get_external_workflow_handle(self.inp.parent_id)
-            try:
-                await parent.signal(
-                    SIGNAL_CHILD_STATE,
-                    ChildState(
-                        dispatch_id=self.inp.dispatch_id,
-                        asset_id=self.inp.asset_id,
-                        state=state,
-                        reason=reason,
-                        applied_p_kw=self.applied_p_kw,
-                        at=record.at,
-                    ),
-                )
-            except Exception:  # parent already closed: nothing to tell
-                workflow.logger.info("parent %s not reachable", self.inp.parent_id)

@@ -91,6 +91,9 @@ class ChildState(BaseModel):
     # it (two signals can land in one of its workflow tasks). None in signals
     # sent before this field existed: the parent then uses its own clock.
     at: datetime | None = None
+    # When the child went active, on its own clock (None: not yet, or sent
+    # before patch "lean-records", which tells the parent fewer states).
+    active_at: datetime | None = None
 
 
 class TransitionRecord(BaseModel):
@@ -103,6 +106,19 @@ class TransitionRecord(BaseModel):
     detail: str = ""
     actor: str = ""
     applied_p_kw: float | None = None
+
+
+class SubmissionRecord(BaseModel):
+    """A dispatch's row and its first transition, written together."""
+
+    dispatch: DispatchInput
+    submitted: TransitionRecord
+
+
+class TransitionBatch(BaseModel):
+    """Transitions of one dispatch, in order."""
+
+    records: list[TransitionRecord]
 
 
 class Route(BaseModel):

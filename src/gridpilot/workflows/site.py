@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from gridpilot.activities.records import RecordActivities
     from gridpilot.core.assets import Asset
     from gridpilot.core.dispatch import DispatchKind
-    from gridpilot.core.lifecycle import DispatchState, ReasonCode, path_to
+    from gridpilot.core.lifecycle import DispatchState, ReasonCode
     from gridpilot.core.site_outcome import site_outcome
     from gridpilot.core.split import Available
 
@@ -78,6 +78,8 @@ class SiteDispatchWorkflow(DispatchWorkflow):
         self.child_states[msg.dispatch_id] = msg.state
         self.child_last[msg.dispatch_id] = msg
         at = msg.at or workflow.now()
+        if msg.active_at is not None:  # told with a later state (patch "lean-records")
+            self.child_active_at.setdefault(msg.dispatch_id, msg.active_at)
         if msg.state is S.ACTIVE:
             self.child_active_at.setdefault(msg.dispatch_id, at)
         if msg.state.terminal:
@@ -86,8 +88,7 @@ class SiteDispatchWorkflow(DispatchWorkflow):
     @workflow.run
     async def run(self, inp: DispatchInput) -> DispatchResult:
         assert inp.site_id is not None
-        await on_database(RecordActivities.record_dispatch, inp)
-        await self._to(S.SUBMITTED, actor=inp.submitted_by)
+        await self._submit()
         loaded = await on_database(RecordActivities.load_split_inputs, inp.site_id)
         if not loaded.assets:
             end = await self._end(S.FAILED, ReasonCode.UNKNOWN_ASSET, "the site has no assets")
@@ -267,8 +268,7 @@ class SiteDispatchWorkflow(DispatchWorkflow):
 
     async def _advance(self, target: DispatchState) -> None:
         assert self.state is not None
-        for state in path_to(self.state, target):
-            await self._to(state, actor="children")
+        await self._through(target, actor="children")
 
     async def _finish(self, results: list[DispatchResult]) -> DispatchResult:
         if workflow.patched(PATCH_SITE_OUTCOME):
@@ -280,8 +280,7 @@ class SiteDispatchWorkflow(DispatchWorkflow):
             req: CancelRequest = self.cancel_request
             end = await self._end(S.CANCELLED, req.reason, summary, actor=req.actor)
         elif any(r.state is S.COMPLETE for r in results):
-            for state in path_to(self.state or S.SUBMITTED, S.COMPLETE):
-                await self._to(state, detail=summary, actor="children")
+            await self._through(S.COMPLETE, detail=summary, actor="children")
             end = self._result()
         else:
             reasons = {r.reason for r in results if r.reason is not None}
@@ -312,8 +311,7 @@ class SiteDispatchWorkflow(DispatchWorkflow):
             prefix=f"{inp.dispatch_id}.",
         )
         if out.state is S.COMPLETE:
-            for state in path_to(self.state or S.SUBMITTED, S.COMPLETE):
-                await self._to(state, detail=out.detail, actor="children")
+            await self._through(S.COMPLETE, detail=out.detail, actor="children")
             end = self._result()
         else:
             actor = req.actor if req is not None else "children"

@@ -176,7 +176,7 @@ async def _seed(engine: Any, audit: AuditLog, tenant: str, tokens: TokenStore) -
             submitted_by="token:admin",
         )
     )
-    await dispatches.record_transition(
+    await dispatches.record_transitions(
         TransitionRecord(
             dispatch_id=dispatch, seq=1, from_state=None, to_state=DispatchState.SUBMITTED, at=now
         )

@@ -86,9 +86,9 @@ def _transition(dispatch_id: str, seq: int, to: DispatchState, **over: object) -
 
 
 async def _end(store: DispatchStore, dispatch_id: str, state: DispatchState) -> None:
-    await store.record_transition(_transition(dispatch_id, 1, S.SUBMITTED))
+    await store.record_transitions(_transition(dispatch_id, 1, S.SUBMITTED))
     reason = None if state is S.COMPLETE else ReasonCode.CANCELLED_BY_OPERATOR
-    await store.record_transition(_transition(dispatch_id, 2, state, reason=reason))
+    await store.record_transitions(_transition(dispatch_id, 2, state, reason=reason))
 
 
 async def test_a_second_write_of_a_dispatch_does_nothing_even_on_another_unique_key(
@@ -114,12 +114,12 @@ async def test_record_fills_an_asset_dispatchs_site_from_its_asset(dbs: Db) -> N
 
 async def test_transitions_move_the_row_once_and_a_retry_is_a_no_op(dbs: Db) -> None:
     await dbs.store.insert(_inp("dsp-t"))
-    await dbs.store.record_transition(_transition("dsp-t", 1, S.SUBMITTED))
+    await dbs.store.record_transitions(_transition("dsp-t", 1, S.SUBMITTED))
     sent = _transition("dsp-t", 2, S.SENT, from_state=S.SUBMITTED, detail="gateway gw-1")
-    await dbs.store.record_transition(sent)
-    await dbs.store.record_transition(sent)  # a retried activity
+    await dbs.store.record_transitions(sent)
+    await dbs.store.record_transitions(sent)  # a retried activity
     active = _transition("dsp-t", 3, S.ACTIVE, from_state=S.SENT, applied_p_kw=9.5)
-    await dbs.store.record_transition(active)
+    await dbs.store.record_transitions(active)
     assert await dbs.store.dispatch_target("dsp-t") == ("bess-1", S.ACTIVE)
     detail = await reads.dispatch_detail(dbs.engine, "dsp-t")
     assert detail is not None
@@ -132,12 +132,39 @@ async def test_a_late_retry_of_an_earlier_transition_does_not_move_the_row_back(
     dbs: Db,
 ) -> None:
     await dbs.store.insert(_inp("dsp-r"))
-    await dbs.store.record_transition(_transition("dsp-r", 1, S.SUBMITTED))
+    await dbs.store.record_transitions(_transition("dsp-r", 1, S.SUBMITTED))
     sent = _transition("dsp-r", 2, S.SENT, from_state=S.SUBMITTED)
-    await dbs.store.record_transition(sent)
-    await dbs.store.record_transition(_transition("dsp-r", 3, S.ACTIVE, from_state=S.SENT))
-    await dbs.store.record_transition(sent)  # its activity retried after the next one ran
+    await dbs.store.record_transitions(sent)
+    await dbs.store.record_transitions(_transition("dsp-r", 3, S.ACTIVE, from_state=S.SENT))
+    await dbs.store.record_transitions(sent)  # its activity retried after the next one ran
     assert await dbs.store.dispatch_target("dsp-r") == ("bess-1", S.ACTIVE)
+
+
+async def test_a_submission_writes_the_row_with_its_first_transition(dbs: Db) -> None:
+    first = _transition("dsp-sub", 1, S.SUBMITTED, actor="token:alice")
+    await dbs.store.record(_inp("dsp-sub"), first)
+    await dbs.store.record(_inp("dsp-sub"), first)  # a retried local activity
+    detail = await reads.dispatch_detail(dbs.engine, "dsp-sub")
+    assert detail is not None and detail["state"] == "submitted"
+    assert [(x["seq"], x["to_state"]) for x in detail["transitions"]] == [(1, "submitted")]
+
+
+async def test_transitions_decided_together_are_written_in_order_in_one_go(dbs: Db) -> None:
+    await dbs.store.record(_inp("dsp-b"), _transition("dsp-b", 1, S.SUBMITTED))
+    await dbs.store.record_transitions(_transition("dsp-b", 2, S.SENT, from_state=S.SUBMITTED))
+    acked = _transition("dsp-b", 3, S.ACKED, from_state=S.SENT, actor="agent")
+    active = _transition("dsp-b", 4, S.ACTIVE, from_state=S.ACKED, applied_p_kw=9.0)
+    await dbs.store.record_transitions(acked, active)
+    await dbs.store.record_transitions(acked, active)  # the activity retried
+    assert await dbs.store.dispatch_target("dsp-b") == ("bess-1", S.ACTIVE)
+    detail = await reads.dispatch_detail(dbs.engine, "dsp-b")
+    assert detail is not None and detail["applied_p_kw"] == 9.0
+    assert [x["to_state"] for x in detail["transitions"]] == [
+        "submitted",
+        "sent",
+        "acked",
+        "active",
+    ]
 
 
 async def test_late_acks_are_kept_once_and_shown_with_the_dispatch(dbs: Db) -> None:

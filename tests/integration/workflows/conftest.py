@@ -62,6 +62,8 @@ from gridpilot.workflows.models import (
     Route,
     SetpointCommand,
     SplitInputs,
+    SubmissionRecord,
+    TransitionBatch,
     TransitionRecord,
 )
 from gridpilot.workflows.site import SiteDispatchWorkflow
@@ -132,9 +134,24 @@ class FakeBackend:
         self._called("record_dispatch", inp)
         self.dispatches.setdefault(inp.dispatch_id, inp)
 
+    @activity.defn(name="record_submission")
+    async def record_submission(self, rec: SubmissionRecord) -> None:
+        self._called("record_submission", rec)
+        self.dispatches.setdefault(rec.dispatch.dispatch_id, rec.dispatch)
+        self._record(rec.submitted)
+
     @activity.defn(name="record_transition")
     async def record_transition(self, rec: TransitionRecord) -> None:
         self._called("record_transition", rec)
+        self._record(rec)
+
+    @activity.defn(name="record_transitions")
+    async def record_transitions(self, batch: TransitionBatch) -> None:
+        self._called("record_transitions", batch)
+        for rec in batch.records:
+            self._record(rec)
+
+    def _record(self, rec: TransitionRecord) -> None:
         recorded = self.transitions.setdefault(rec.dispatch_id, [])
         if all(r.seq != rec.seq for r in recorded):  # idempotent, like the real one
             recorded.append(rec)
@@ -236,7 +253,9 @@ class FakeBackend:
     def shared_activities(self) -> list[Callable[..., Any]]:
         return [
             self.record_dispatch,
+            self.record_submission,
             self.record_transition,
+            self.record_transitions,
             self.record_allocation,
             self.record_late_ack,
             self.resolve_route,

@@ -64,9 +64,10 @@ async def test_agent_accepting_applying_and_completing_takes_dispatch_to_complet
     assert [r.actor for r in recorded] == ["op-alice", "headend", "agent", "agent", "agent"]
     assert [r.applied_p_kw for r in recorded] == [None, None, None, 49.5, 49.5]
     assert all(a.at <= z.at for a, z in zip(recorded, recorded[1:], strict=False))
-    # the dispatch row is written before its first transition
-    names = [c.name for c in b.calls if c.name in ("record_dispatch", "record_transition")]
-    assert names[0] == "record_dispatch"
+    # the dispatch row is written with its first transition, before any other
+    names = [c.name for c in b.calls if c.name.startswith("record_")]
+    assert names[0] == "record_submission"
+    assert "record_dispatch" not in names
     assert b.dispatches[inp.dispatch_id] == inp
     # the setpoint went to the replica holding the agent's stream, once
     (deliver,) = b.called("deliver_setpoint")

@@ -76,7 +76,9 @@ async def test_site_dispatch_splits_into_children_and_follows_them_to_complete(
         (a.asset_id, a.p_kw, a.clamped, child_id(parent.id, a.asset_id)) for a in want.allocations
     ]
     first_child_call = min(
-        i for i, c in enumerate(b.calls) if c.name == "record_dispatch" and c.arg.parent_id
+        i
+        for i, c in enumerate(b.calls)
+        if c.name == "record_submission" and c.arg.dispatch.parent_id
     )
     allocation_call = next(i for i, c in enumerate(b.calls) if c.name == "record_allocation")
     assert allocation_call < first_child_call

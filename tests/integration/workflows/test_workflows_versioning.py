@@ -15,6 +15,7 @@ before it in a subdirectory (``histories/pre_db_local/``), replayed as well.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -79,7 +80,9 @@ REQUIRED = (
 # dispatches started then may still be running. "db-local-activities": the
 # database calls were scheduled activities.
 # "db-writes-scheduled": every database call was local (db_local_all/).
-EARLIER = ("pre_db_local", "db_local_all")
+# "lean-records": the row and its first transition were two writes, each
+# transition its own write, and a child told its parent every state (pre_lean/).
+EARLIER = ("pre_db_local", "db_local_all", "pre_lean")
 NAMES = sorted(
     set(REQUIRED)
     | {p.stem for p in HISTORIES_DIR.glob("*.json")}
@@ -172,3 +175,57 @@ def test_recorded_histories_run_only_the_path_free_database_calls_as_local_activ
     assert "record_transition" in scheduled(now) and "claim_asset" in scheduled(now)
     assert "record_dispatch" not in scheduled(now)
     assert "core_local_activity" in markers(now)
+
+
+def _activities(history: WorkflowHistory) -> list[str]:
+    """The activities a run called, scheduled or local, in order."""
+    names = []
+    for e in history.events:
+        if e.HasField("activity_task_scheduled_event_attributes"):
+            names.append(e.activity_task_scheduled_event_attributes.activity_type.name)
+        elif e.HasField("marker_recorded_event_attributes"):
+            data = e.marker_recorded_event_attributes.details.get("data")
+            if data is not None and b'"activity_type"' in data.payloads[0].data:
+                names.append(json.loads(data.payloads[0].data)["activity_type"])
+    return names
+
+
+def _signals_to_parent(history: WorkflowHistory) -> int:
+    return sum(
+        1
+        for e in history.events
+        if e.HasField("signal_external_workflow_execution_initiated_event_attributes")
+    )
+
+
+def test_recorded_histories_make_fewer_round_trips_since_lean_records():
+    """Patch "lean-records" is live in today's histories: the row and its
+    submitted transition are one local activity, the agent's ACCEPTED and
+    APPLIED are written together, and a child tells its parent only acked,
+    active and its end. The set from before still replays (pre_lean/)."""
+    now, before = _history("complete"), _history("pre_lean/complete")
+    assert _activities(now)[0] == "record_submission"
+    assert _activities(before)[:2] == ["record_dispatch", "record_transition"]
+    assert _activities(now).count("record_transition") == 4
+    assert _activities(before).count("record_transition") == 5
+    # acks in hand together (here: those that came while it resolved the route
+    # again) are written by one activity
+    assert "record_transitions" in _activities(_history("delivered_after_offline"))
+    assert "record_transitions" not in _activities(_history("pre_lean/delivered_after_offline"))
+
+    child, child_before = _history("site_fanout_child"), _history("pre_lean/site_fanout_child")
+    told = ['"acked"', '"active"', '"complete"']
+    assert _states(child) == _states(child_before) == ['"submitted"', '"sent"', *told]
+    assert _signals_to_parent(child_before) == 5
+    assert _signals_to_parent(child) == len(told)
+
+
+def _states(history: WorkflowHistory) -> list[str]:
+    """The DispatchState search attribute's values, in order."""
+    out = []
+    for e in history.events:
+        if e.HasField("upsert_workflow_search_attributes_event_attributes"):
+            fields = e.upsert_workflow_search_attributes_event_attributes.search_attributes
+            if "DispatchState" in fields.indexed_fields:
+                out.append(fields.indexed_fields["DispatchState"].data.decode())
+    return out

@@ -16,7 +16,9 @@ from gridpilot.workflows.models import ClaimRequest, ClaimResult, Route, SplitIn
 
 NAMES = {
     RecordActivities.record_dispatch: "record_dispatch",
+    RecordActivities.record_submission: "record_submission",
     RecordActivities.record_transition: "record_transition",
+    RecordActivities.record_transitions: "record_transitions",
     RecordActivities.record_allocation: "record_allocation",
     RecordActivities.record_late_ack: "record_late_ack",
     RecordActivities.resolve_route: "resolve_route",
