@@ -16,7 +16,12 @@ from gridpilot.store.dispatches import DispatchStore
 from gridpilot.wire import dispatch as wire
 from gridpilot.wire.messages import HeadendMessage
 from gridpilot.workflows.constants import ERROR_SUPERSEDED
-from gridpilot.workflows.models import ReleaseCommand, SetpointCommand
+from gridpilot.workflows.models import (
+    ReleaseCommand,
+    SetpointCommand,
+    SetpointDelivery,
+    TransitionRecord,
+)
 
 
 class DeliveryActivities:
@@ -39,7 +44,16 @@ class DeliveryActivities:
 
     @activity.defn(name="deliver_setpoint")
     async def deliver_setpoint(self, cmd: SetpointCommand) -> None:
-        async with self._store.held_for_delivery(cmd.asset_id, cmd.dispatch_id) as winner:
+        await self._deliver(cmd, None)
+
+    @activity.defn(name="deliver_setpoint_sent")
+    async def deliver_setpoint_sent(self, delivery: SetpointDelivery) -> None:
+        """``deliver_setpoint``, and the dispatch's SENT transition written in
+        the same transaction once the setpoint is on its way (patch "lean-records")."""
+        await self._deliver(delivery.command, delivery.sent)
+
+    async def _deliver(self, cmd: SetpointCommand, sent: TransitionRecord | None) -> None:
+        async with self._store.held_for_delivery(cmd.asset_id, cmd.dispatch_id, sent) as winner:
             if winner is not None:
                 raise ApplicationError(
                     f"superseded by {winner} before delivery",

@@ -204,6 +204,10 @@ def delivery_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        activities=[delivery.deliver_setpoint, delivery.deliver_release],
+        activities=[
+            delivery.deliver_setpoint,
+            delivery.deliver_setpoint_sent,
+            delivery.deliver_release,
+        ],
         graceful_shutdown_timeout=_GRACE,
     )

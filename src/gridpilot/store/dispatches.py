@@ -340,16 +340,22 @@ class DispatchStore:
             return ClaimResult(superseded=ids)
 
     @contextlib.asynccontextmanager
-    async def held_for_delivery(self, asset_id: str, dispatch_id: str) -> AsyncIterator[str | None]:
+    async def held_for_delivery(
+        self, asset_id: str, dispatch_id: str, sent: TransitionRecord | None = None
+    ) -> AsyncIterator[str | None]:
         """The asset's claim lock (``lock_asset``), held while the body sends the
         setpoint, and the dispatch that superseded this one, or None: a dispatch
         superseded by a claim that came first is never sent, and a claim that
-        comes after the send finds it sent (handed over at the agent)."""
+        comes after the send finds it sent (handed over at the agent). The
+        ``sent`` transition, if given, is written in the same transaction once
+        the body has sent (not when it raises)."""
         d = t.dispatches
         async with self._engine.begin() as conn:
             await lock_asset(conn, asset_id)
             by = select(d.c.superseded_by).where(d.c.id == dispatch_id)
             yield (await conn.execute(by)).scalar()
+            if sent is not None:
+                await conn.execute(transition_statement(sent))
 
     async def split_inputs(self, site_id: str, now: datetime) -> SplitInputs:
         """A site's assets and their fresh availability (``reads.load_split_inputs``)."""

@@ -61,6 +61,12 @@ _PATH_FREE = (
     RecordActivities.resolve_route,
     RecordActivities.load_split_inputs,
 )
+# Patch (see recording.py): the claim is local too. It comes right after the
+# submission, before any wait, so a retried task reaches it the same way; and
+# it is idempotent: run again, it finds the same live dispatches (those it
+# superseded stay live until they end) and answers the same. A cancel that
+# came meanwhile is looked at after it, as it would be after a scheduled claim.
+PATCH_LEAN_RECORDS = "lean-records"
 
 
 async def on_database(activity: MethodAsyncSingleParam[Any, P, R], arg: P) -> R:
@@ -69,7 +75,9 @@ async def on_database(activity: MethodAsyncSingleParam[Any, P, R], arg: P) -> R:
     scheduled on the workflow's own queue (see the patches above; histories
     from before them replay as they ran)."""
     if workflow.patched(PATCH_DB_WRITES_SCHEDULED):
-        local = activity in _PATH_FREE
+        local = activity in _PATH_FREE or (
+            activity == RecordActivities.claim_asset and workflow.patched(PATCH_LEAN_RECORDS)
+        )
     else:
         local = workflow.patched(PATCH_DB_LOCAL_ACTIVITIES)
     if local:

@@ -11,7 +11,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     # The activities are imported for their typed references only (names and
@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         DispatchInput,
         DispatchResult,
         DispatchStatus,
+        SetpointDelivery,
         TransitionRecord,
     )
     from .outcome import close
@@ -230,12 +231,7 @@ class DispatchWorkflow(Recorder):
             if route.task_queue is not None and route.gateway_id is not None:
                 self.gateway_id = route.gateway_id
                 try:
-                    await on_replica(
-                        DeliveryActivities.deliver_setpoint,
-                        setpoint_command(inp, route.gateway_id),
-                        route.task_queue,
-                    )
-                    await self._to(S.SENT, detail=f"gateway {route.gateway_id}")
+                    await self._send(route.gateway_id, route.task_queue)
                     return None
                 except ActivityError as err:
                     winner = superseded_by(err)
@@ -255,6 +251,30 @@ class DispatchWorkflow(Recorder):
                 )
             except TimeoutError:
                 pass
+
+    async def _send(self, gateway_id: str, task_queue: str) -> None:
+        """Write the setpoint on the agent's replica, and record it SENT: lean, by
+        the delivery itself, in its transaction (the transition is taken once
+        the activity succeeded); else, or on a replica from before that activity
+        (a rolling upgrade), as its own write after it."""
+        cmd = setpoint_command(self.inp, gateway_id)
+        detail = f"gateway {gateway_id}"
+        if self.lean:
+            sent = self._next(S.SENT, None, detail, "headend")
+            try:
+                await on_replica(
+                    DeliveryActivities.deliver_setpoint_sent,
+                    SetpointDelivery(command=cmd, sent=sent),
+                    task_queue,
+                )
+                self._take(sent, written=True)
+                return
+            except ActivityError as err:
+                cause = err.cause
+                if not (isinstance(cause, ApplicationError) and cause.type == "NotFoundError"):
+                    raise
+        await on_replica(DeliveryActivities.deliver_setpoint, cmd, task_queue)
+        await self._to(S.SENT, detail=detail)
 
     async def _follow_acks(self) -> DispatchResult:
         while True:

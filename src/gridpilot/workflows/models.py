@@ -144,6 +144,14 @@ class SetpointCommand(BaseModel):
     ramp_kw_per_s: float | None = None
 
 
+class SetpointDelivery(BaseModel):
+    """A setpoint and its SENT transition, written once it is sent (patch
+    "lean-records": one activity, not two)."""
+
+    command: SetpointCommand
+    sent: TransitionRecord
+
+
 class ReleaseCommand(BaseModel):
     dispatch_id: str
     asset_id: str

@@ -8,7 +8,8 @@ transition is a scheduled activity, a workflow task more):
 
 - the dispatch row and its first transition (submitted) are one local activity
   (``record_submission``): it is the first thing every run does, so it cannot
-  depend on the path (see ``calls.py``);
+  depend on the path (see ``calls.py``); the claim that follows is local too,
+  so a dispatch reaches its delivery in one workflow task;
 - transitions decided in one workflow task (the agent's ACCEPTED and APPLIED,
   handled together; the states on a path) are written by one activity
   (``record_transitions``), in order, in one transaction;
@@ -30,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from gridpilot.activities.records import RecordActivities
     from gridpilot.core.lifecycle import DispatchState, ReasonCode, check_transition, path_to
 
-    from .calls import on_database
+    from .calls import PATCH_LEAN_RECORDS, on_database
     from .constants import SA_DISPATCH_STATE, SIGNAL_CHILD_STATE
     from .dispatch_rules import result_of
     from .models import (
@@ -43,7 +44,6 @@ with workflow.unsafe.imports_passed_through():
     )
 
 S = DispatchState
-PATCH_LEAN_RECORDS = "lean-records"
 # What a parent follows of its children (lean: the only states told to it).
 TOLD_TO_PARENT = frozenset({S.ACKED, S.ACTIVE}) | {s for s in S if s.terminal}
 
@@ -107,11 +107,17 @@ class Recorder:
     def _decide(
         self, state: DispatchState, reason: ReasonCode | None, detail: str, actor: str
     ) -> TransitionRecord:
+        return self._take(self._next(state, reason, detail, actor))
+
+    def _next(
+        self, state: DispatchState, reason: ReasonCode | None, detail: str, actor: str
+    ) -> TransitionRecord:
+        """The next transition, checked; not taken yet."""
         try:
             check_transition(self.state, state, reason)
         except Exception as exc:  # a bug, not bad input: fail loudly, never record it
             raise ApplicationError(str(exc), type="IllegalTransition", non_retryable=True) from exc
-        record = TransitionRecord(
+        return TransitionRecord(
             dispatch_id=self.inp.dispatch_id,
             seq=len(self.transitions) + 1,
             from_state=self.state,
@@ -122,11 +128,15 @@ class Recorder:
             actor=actor,
             applied_p_kw=self.applied_p_kw,
         )
+
+    def _take(self, record: TransitionRecord, written: bool = False) -> TransitionRecord:
         # The workflow's own state moves first: a cancel that lands while the record
         # is being written must not make the next transition reuse this seq.
         self.transitions.append(record)
-        self.state = state
-        if self.lean:
+        self.state = record.to_state
+        if written:  # by the activity that made it happen (the delivery)
+            workflow.upsert_search_attributes([SA_DISPATCH_STATE.value_set(record.to_state.value)])
+        elif self.lean:
             self.unwritten.append(record)
         return record
 

@@ -206,6 +206,24 @@ async def test_a_delivery_holds_the_claim_lock_and_is_told_who_superseded_it(dbs
         assert winner == new.dispatch_id  # superseded first: never sent
 
 
+async def test_a_delivery_writes_its_sent_transition_only_once_it_has_sent(dbs: Db) -> None:
+    inp = _inp("dsp-sent")
+    await dbs.store.record(inp, _transition("dsp-sent", 1, S.SUBMITTED))
+    sent = _transition("dsp-sent", 2, S.SENT, from_state=S.SUBMITTED, detail="gateway gw-1")
+    with pytest.raises(RuntimeError):  # the send failed (the agent's stream is gone)
+        async with dbs.store.held_for_delivery("bess-1", inp.dispatch_id, sent):
+            raise RuntimeError("no stream")
+    assert await dbs.store.dispatch_target("dsp-sent") == ("bess-1", S.SUBMITTED)
+    async with dbs.store.held_for_delivery("bess-1", inp.dispatch_id, sent) as winner:
+        assert winner is None
+        # not yet committed: another connection does not see it sent
+        assert await dbs.store.dispatch_target("dsp-sent") == ("bess-1", S.SUBMITTED)
+    assert await dbs.store.dispatch_target("dsp-sent") == ("bess-1", S.SENT)
+    detail = await reads.dispatch_detail(dbs.engine, "dsp-sent")
+    assert detail is not None
+    assert [x["to_state"] for x in detail["transitions"]] == ["submitted", "sent"]
+
+
 async def _advisory_waiters(engine: AsyncEngine) -> int:
     waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
     async with engine.connect() as conn:

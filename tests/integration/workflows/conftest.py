@@ -61,6 +61,7 @@ from gridpilot.workflows.models import (
     ReleaseCommand,
     Route,
     SetpointCommand,
+    SetpointDelivery,
     SplitInputs,
     SubmissionRecord,
     TransitionBatch,
@@ -239,6 +240,13 @@ class FakeBackend:
         if self.agent_replies:
             self._spawn(self._replies(cmd, list(self.agent_replies)))
 
+    @activity.defn(name="deliver_setpoint_sent")
+    async def deliver_setpoint_sent(self, delivery: SetpointDelivery) -> None:
+        """As the real one: the setpoint (``deliver_setpoint``), then, once it
+        is on its way, its SENT transition."""
+        await self.deliver_setpoint(delivery.command)
+        self._record(delivery.sent)
+
     @activity.defn(name="deliver_release")
     async def deliver_release(self, cmd: ReleaseCommand) -> None:
         self._called("deliver_release", cmd)
@@ -265,7 +273,7 @@ class FakeBackend:
         ]
 
     def headend_activities(self) -> list[Callable[..., Any]]:
-        return [self.deliver_setpoint, self.deliver_release]
+        return [self.deliver_setpoint, self.deliver_setpoint_sent, self.deliver_release]
 
     # ------------------------------------------------------------ the agent
     def ack_for(self, dispatch_id: str, state: str, **fields: Any) -> AgentAck:

@@ -15,6 +15,7 @@ from gp_testing import wait_for
 from temporalio.api.enums.v1 import EventType, TimeoutType
 from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Worker
 
 from gridpilot.core.lifecycle import DispatchState, ReasonCode
 from gridpilot.workflows.calls import DELIVERY_PICKUP
@@ -234,6 +235,30 @@ async def test_headend_queue_without_worker_times_out_on_pickup_and_route_is_res
     assert sent.to_state is S.SENT
     assert sent.at - b.transitions[inp.dispatch_id][0].at >= DELIVERY_PICKUP
     await record_histories(redelivered_after_dead_headend=handle)
+
+
+async def test_a_replica_from_before_the_recorded_delivery_still_gets_the_setpoint(dev):
+    """A rolling upgrade: the agent's replica runs an older headend without
+    ``deliver_setpoint_sent``. The workflow delivers the old way and writes SENT
+    itself, instead of retrying until deliver_by."""
+    b = dev.backend
+    old_queue = f"headend-old-{uuid4().hex}"
+    b.online(ASSET, queue=old_queue)
+    b.agent_replies = ["accepted", "applied", "completed"]
+    inp = await dev.dispatch_input(duration_s=2)
+    old = Worker(
+        dev.env.client, task_queue=old_queue, activities=[b.deliver_setpoint, b.deliver_release]
+    )
+    async with old:
+        handle = await dev.start(inp)
+        result = await dev.result(handle)
+
+    assert result.state is S.COMPLETE
+    assert b.states(inp.dispatch_id) == HAPPY_PATH
+    (delivered,) = b.called("deliver_setpoint")
+    assert delivered.task_queue == old_queue
+    sent = [c.arg for c in b.called("record_transition") if c.arg.to_state is S.SENT]
+    assert len(sent) == 1 and sent[0].detail.startswith("gateway ")
 
 
 # ---------------------------------------------------------------- agent answers

@@ -147,11 +147,11 @@ def test_every_required_history_is_committed():
 
 
 def test_recorded_histories_run_only_the_path_free_database_calls_as_local_activities():
-    """Patch "db-writes-scheduled" is live in today's histories: the dispatch
-    row is a local activity (a marker), each transition a scheduled activity
-    (run only once its decision is committed). The sets from before it still
-    replay: all scheduled (pre_db_local), all local (db_local_all)."""
-    now = _history("complete")
+    """Patch "db-writes-scheduled" (pre_lean/): the dispatch row is a local
+    activity (a marker), each transition a scheduled activity (run only once
+    its decision is committed). The sets from before it still replay: all
+    scheduled (pre_db_local), all local (db_local_all)."""
+    now = _history("pre_lean/complete")  # "lean-records" made the claim local too
     all_local = _history("db_local_all/complete")
     before = _history("pre_db_local/complete")
 
@@ -190,6 +190,14 @@ def _activities(history: WorkflowHistory) -> list[str]:
     return names
 
 
+def _scheduled(history: WorkflowHistory) -> list[str]:
+    return [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+
+
 def _signals_to_parent(history: WorkflowHistory) -> int:
     return sum(
         1
@@ -200,14 +208,19 @@ def _signals_to_parent(history: WorkflowHistory) -> int:
 
 def test_recorded_histories_make_fewer_round_trips_since_lean_records():
     """Patch "lean-records" is live in today's histories: the row and its
-    submitted transition are one local activity, the agent's ACCEPTED and
-    APPLIED are written together, and a child tells its parent only acked,
-    active and its end. The set from before still replays (pre_lean/)."""
+    submitted transition are one local activity, so is the claim, the delivery
+    writes SENT, acks in hand are written together, and a child tells its
+    parent only acked, active and its end. The set from before still replays
+    (pre_lean/)."""
     now, before = _history("complete"), _history("pre_lean/complete")
-    assert _activities(now)[0] == "record_submission"
+    # the row with its first transition, the claim and the route: local, one task
+    assert _activities(now)[:3] == ["record_submission", "claim_asset", "resolve_route"]
+    assert "claim_asset" not in _scheduled(now)
     assert _activities(before)[:2] == ["record_dispatch", "record_transition"]
-    assert _activities(now).count("record_transition") == 4
-    assert _activities(before).count("record_transition") == 5
+    # the delivery writes SENT: acked, active and complete are left
+    assert _scheduled(now) == ["deliver_setpoint_sent", *["record_transition"] * 3]
+    assert _scheduled(before).count("record_transition") == 5
+    assert len(now.events) < len(before.events) * 0.75
     # acks in hand together (here: those that came while it resolved the route
     # again) are written by one activity
     assert "record_transitions" in _activities(_history("delivered_after_offline"))

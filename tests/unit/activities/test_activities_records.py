@@ -25,6 +25,7 @@ NAMES = {
     RecordActivities.claim_asset: "claim_asset",
     RecordActivities.load_split_inputs: "load_split_inputs",
     DeliveryActivities.deliver_setpoint: "deliver_setpoint",
+    DeliveryActivities.deliver_setpoint_sent: "deliver_setpoint_sent",
     DeliveryActivities.deliver_release: "deliver_release",
     request_own_cancel: "request_own_cancel",
 }
