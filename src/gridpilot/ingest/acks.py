@@ -52,6 +52,9 @@ Done = Callable[[], None]
 # Signals an ack to its dispatch workflow, then calls back (TemporalAckSink).
 AckSink = Callable[[AgentAck, Done], Awaitable[None]]
 MAX_WAITING = 10_000
+# Acks taken at once on a replica (each a lookup and a signal); past that, the
+# stream that brings the next one waits (back-pressure on its agent).
+ACKS_IN_FLIGHT = 64
 RETRY_MAX_S = 10.0
 # How long an ack whose workflow Temporal says it cannot find is tried again
 # before it is kept as late (see _deliver).
@@ -80,6 +83,39 @@ class AckIntake:
         self._sink = sink
         self._late = late_ack_recorder(dispatches)
         self._authority = authority
+        self._slots = asyncio.Semaphore(ACKS_IN_FLIGHT)
+        self._lanes: dict[str, asyncio.Task[None]] = {}  # per dispatch, its latest ack's
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def take_soon(self, session: AgentSession, raw: DispatchAck) -> None:
+        """``take`` in the background, so the stream's next message (another
+        dispatch's ack) does not wait for this one's lookup and signal: a
+        site's hundred children are acked together, not one after another.
+        The acks of one dispatch are taken in the order they came."""
+        await self._slots.acquire()
+        task = asyncio.create_task(self._take_after(self._lanes.get(raw.dispatch_id), session, raw))
+        self._lanes[raw.dispatch_id] = task
+        self._tasks.add(task)
+        task.add_done_callback(lambda t: self._taken(raw.dispatch_id, t))
+
+    async def _take_after(
+        self, before: asyncio.Task[None] | None, session: AgentSession, raw: DispatchAck
+    ) -> None:
+        try:
+            if before is not None:
+                await asyncio.wait([before])  # its outcome is its own
+            await self.take(session, raw)
+        except SessionClosed:
+            pass  # the session ended unconfirmed: the agent writes it again
+        except Exception:  # a bug: show it; unconfirmed, the agent writes it again
+            log.exception("dispatch_ack_not_taken", dispatch_id=raw.dispatch_id)
+        finally:
+            self._slots.release()
+
+    def _taken(self, dispatch_id: str, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if self._lanes.get(dispatch_id) is task:
+            del self._lanes[dispatch_id]
 
     async def take(self, session: AgentSession, raw: DispatchAck) -> None:
         """Take the agent's ack: signal it to its workflow (or keep it as a late

@@ -226,7 +226,7 @@ class AgentGatewayServicer(AgentGatewayServicerBase):
                         session.close(EndReason.QUOTA_EXCEEDED)
                         return
                 elif kind == "dispatch_ack":
-                    await self._acks.take(session, msg.dispatch_ack)
+                    await self._acks.take_soon(session, msg.dispatch_ack)
                 elif kind == "local_dispatch":
                     if not await self._local.take(session, msg.local_dispatch):
                         session.close(EndReason.LOCAL_DISPATCH_UNRECORDED)
