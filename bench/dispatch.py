@@ -135,6 +135,13 @@ async def lifecycles(s: Stack, fleet: list[ScriptedAgent]) -> dict[str, Any]:
                 (list(submitted),),
             )
         ).fetchall()
+        endings = await (
+            await db.execute(
+                "SELECT state, coalesce(reason, '-'), count(*) FROM dispatches "
+                "WHERE id = ANY(%s) AND state <> 'complete' GROUP BY 1, 2 ORDER BY 3 DESC",
+                (list(submitted),),
+            )
+        ).fetchall()
     for task in streams:
         task.cancel()
     received = {k: v for a in fleet for k, v in a.received.items()}
@@ -150,6 +157,7 @@ async def lifecycles(s: Stack, fleet: list[ScriptedAgent]) -> dict[str, Any]:
         "rate": len(ended) / wall,
         "wall": wall,
         "not_complete": sum(1 for st in ended.values() if st != "complete"),
+        "endings": ", ".join(f"{st}/{reason} {n}" for st, reason, n in endings),
         "to_setpoint": to_setpoint,
         "to_acked": to_acked,
         "to_active": to_active,
@@ -203,7 +211,8 @@ def main() -> None:
         f"{DURATION_S} s, {IN_FLIGHT} in flight (lease ceiling {IN_FLIGHT / DURATION_S:.0f}/s)"
     )
     print(f"dispatch_lifecycles_per_s   {got['rate']:.2f} (in {got['wall']:.1f} s)")
-    print(f"dispatch_not_complete       {got['not_complete']} of {TOTAL}")
+    endings = f" ({got['endings']})" if got["endings"] else ""
+    print(f"dispatch_not_complete       {got['not_complete']} of {TOTAL}{endings}")
     for name in ("to_setpoint", "to_acked", "to_active"):
         values = got[name]
         print(
