@@ -106,6 +106,22 @@ def _console_links_the_trace(base: str, token: str, dispatch_id: str, trace_url:
             browser.close()
 
 
+def _applied_ack_handled(spans: list[Span], trace_id: str) -> bool:
+    """The workflow's span of the APPLIED ack's signal has reached the receiver."""
+    applied = {
+        s.span_id
+        for s in spans
+        if s.name == "headend.dispatch_ack" and s.attributes.get("gridpilot.ack_state") == "APPLIED"
+    }
+    signalled = {
+        s.span_id for s in spans if s.name == "SignalWorkflow:agent_ack" and s.parent_id in applied
+    }
+    return any(
+        s.name == "HandleSignal:agent_ack" and any((trace_id, x) in s.links for x in signalled)
+        for s in spans
+    )
+
+
 def test_a_dispatch_is_one_trace_across_headend_and_agent(
     headend: HeadendProcess, agent: AgentProcess, receiver: OtlpReceiver
 ) -> None:
@@ -135,9 +151,9 @@ def test_a_dispatch_is_one_trace_across_headend_and_agent(
         # (together, or one by one when the acks came apart)
         done = (
             "agent.device_write" in names
-            and "HandleSignal:agent_ack" in names
             and "RunActivity:record_submission" in names
             and any(n in names for n in RECORD_TRANSITIONS)
+            and _applied_ack_handled(spans, trace_id)  # its spans are exported last
         )
         return spans if done else None
 
